@@ -1,0 +1,1 @@
+"""coordinator package of loyalfed (see DESIGN.md)."""

@@ -1,0 +1,9 @@
+"""The exception root of `coordinator`: every error this package raises on purpose derives from it."""
+
+from __future__ import annotations
+
+__all__ = ["CoordinatorError"]
+
+
+class CoordinatorError(Exception):
+    """Base class for errors raised by `coordinator`; its message is safe to show to an operator."""

@@ -1,0 +1,53 @@
+"""The root Typer app and the process-boundary error handler."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from loyalfed.cli import (
+    audit_commands,
+    consent_commands,
+    data_commands,
+    demo_commands,
+    policy_commands,
+    psi_commands,
+    training_commands,
+)
+from loyalfed.cli.error_handling import exit_code_for, public_message
+
+app = typer.Typer(
+    name="loyalfed",
+    help="Privacy-preserving federated learning, PSI and points interchange for loyalty programmes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (
+    data_commands,
+    demo_commands,
+    training_commands,
+    psi_commands,
+    policy_commands,
+    consent_commands,
+    audit_commands,
+):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, report typed errors without a traceback."""
+    try:
+        app(standalone_mode=False)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as err:  # process boundary: every error becomes a message + exit code
+        code = exit_code_for(err)
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {public_message(err)}")
+        sys.exit(code)

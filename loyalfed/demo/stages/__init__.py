@@ -1,0 +1,12 @@
+"""The demo's stages, in the order they run. Each stage lives in its own module."""
+
+from __future__ import annotations
+
+from loyalfed.demo.pipeline import Stage
+
+
+def default_stages() -> list[Stage]:
+    """The full demo pipeline: data, matching, approvals, training, interchange, audit."""
+    from loyalfed.demo.stages.build_federation import BuildFederation
+
+    return [BuildFederation()]

@@ -1,0 +1,1 @@
+"""participant_node package of loyalfed (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""psi package of loyalfed (see DESIGN.md)."""
