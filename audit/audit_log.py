@@ -1,0 +1,301 @@
+"""The append-only audit log: lineage events in SQLite (WAL), a Merkle tree, signed tree heads.
+
+Storage (one SQLite file):
+
+- ``entries(seq, body, leaf_hash)`` — the event's canonical JSON and its RFC 9162 leaf hash over
+  ``seq (u64 BE) || body``; binding the position into the leaf makes a reordered row visible at
+  the leaf itself, not only at the root.
+- ``nodes(level, idx, hash)`` — every complete interior subtree, written once when it completes,
+  so an append costs O(log n) and a proof is O(log n) point reads.
+- ``tree_heads`` — one Ed25519-signed tree head per batch, each chained to the previous size.
+- ``meta`` — format version and the log's public key.
+
+A batch (entries + nodes + tree head) is one transaction; with ``synchronous=FULL`` the WAL is
+fsynced at each commit, so an event is acknowledged only once it is durable, and a writer killed at
+any moment leaves either the whole batch or none of it (SQLite's atomic commit,
+https://www.sqlite.org/atomiccommit.html).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from audit.errors import AuditError
+from audit.lineage_event import LineageEvent
+from audit.merkle_tree import (
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    range_hash,
+    root_from_frontier,
+)
+from audit.tree_head import SignedTreeHead, TreeHeadSigner, load_or_create_signing_key
+
+__all__ = ["FORMAT_VERSION", "AuditLog", "LogEntry", "default_key_path", "leaf_input"]
+
+FORMAT_VERSION = "loyalfed-audit/1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, leaf_hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree_heads (
+    tree_size INTEGER PRIMARY KEY, previous_size INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    root_hash TEXT NOT NULL, log_id TEXT NOT NULL, signature TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_job ON entries (json_extract(body, '$.job_id'));
+CREATE INDEX IF NOT EXISTS entries_model ON entries (json_extract(body, '$.model_id'));
+"""
+
+LogEntry = tuple[int, LineageEvent]
+
+
+def leaf_input(seq: int, body: bytes) -> bytes:
+    """The RFC 9162 leaf data ``d(seq)``: the position and the canonical event bytes."""
+    return struct.pack(">Q", seq) + body
+
+
+def default_key_path(db_path: Path) -> Path:
+    """Where the log's signing key lives by default: next to the database, ``<name>.key``."""
+    return db_path.with_suffix(".key")
+
+
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open the log database; read-only opens never create or modify the file."""
+    if read_only:
+        if not path.exists():
+            raise FileNotFoundError(2, "No such audit log", str(path))
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: fsync the WAL at every commit, i.e. once per batch.
+        conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class AuditLog:
+    """An open, writable audit log. Thread-safe; one writer process per file.
+
+    Use :meth:`open`; the signer (and so the key) is injectable for tests and HSM-backed keys.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, signer: TreeHeadSigner, path: Path) -> None:
+        self._conn = conn
+        self._signer = signer
+        self._lock = threading.Lock()
+        self.path = path
+        self._size, self._frontier = self._load_state()
+
+    @classmethod
+    def open(cls, path: Path, *, signer: TreeHeadSigner | None = None) -> AuditLog:
+        """Open (creating if needed) the log at ``path``; the default key is :func:`default_key_path`."""
+        signer = signer or TreeHeadSigner(load_or_create_signing_key(default_key_path(path)))
+        conn = connect(path)
+        conn.executescript(_SCHEMA)
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('public_key', ?)", (signer.public_key_hex,))
+        stored = conn.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()[0]
+        if stored != signer.public_key_hex:
+            conn.close()
+            raise AuditError(f"{path}: the signing key does not match the log's public key")
+        return cls(conn, signer, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def public_key_hex(self) -> str:
+        return self._signer.public_key_hex
+
+    def _load_state(self) -> tuple[int, list[bytes]]:
+        row = self._conn.execute("SELECT max(seq) FROM entries").fetchone()
+        size = 0 if row[0] is None else row[0] + 1
+        head = self._conn.execute("SELECT max(tree_size) FROM tree_heads").fetchone()[0] or 0
+        if head != size:
+            raise AuditError(
+                f"{self.path}: {size} entries but the latest signed tree head covers {head}; "
+                "run `loyalfed audit verify` — refusing to append to a damaged log"
+            )
+        return size, [self.subtree(level, index) for level, index in _frontier_positions(size)]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, event: LineageEvent) -> int:
+        """Append one event durably; returns its sequence number."""
+        return self.append_batch([event])[0]
+
+    def append_batch(self, events: Sequence[LineageEvent]) -> list[int]:
+        """Append events in one transaction and one fsync; returns their sequence numbers.
+
+        On return every event is durable and covered by a new signed tree head.
+        """
+        if not events:
+            return []
+        with self._lock:
+            size, frontier = self._size, list(self._frontier)
+            entry_rows, node_rows = [], []
+            for event in events:
+                body = event.canonical_bytes()
+                leaf = leaf_hash(leaf_input(size, body))
+                entry_rows.append((size, body.decode(), leaf))
+                size = _push_leaf(frontier, size, leaf, node_rows)
+            head = self._signer.sign(size, root_from_frontier(frontier))
+            self._commit(entry_rows, node_rows, head)
+            first = self._size
+            self._size, self._frontier = size, frontier
+        return list(range(first, size))
+
+    def _commit(self, entry_rows: list, node_rows: list, head: SignedTreeHead) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", entry_rows)
+            conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
+            conn.execute(
+                "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
+                (head.tree_size, self._size, head.timestamp_ms, head.root_hash, head.log_id, head.signature),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise AuditError(f"{self.path}: could not append to the audit log ({err})") from err
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def subtree(self, level: int, index: int) -> bytes:
+        """The stored hash of a complete subtree (a :class:`~audit.merkle_tree.SubtreeSource`)."""
+        if level == 0:
+            row = self._conn.execute("SELECT leaf_hash FROM entries WHERE seq = ?", (index,)).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)
+            ).fetchone()
+        if row is None:
+            raise AuditError(f"{self.path}: subtree ({level}, {index}) is missing")
+        return bytes(row[0])
+
+    def tree_head(self, tree_size: int | None = None) -> SignedTreeHead:
+        """The latest signed tree head, or the one signed at exactly ``tree_size``."""
+        query = "SELECT tree_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
+        if tree_size is None:
+            row = self._conn.execute(query + " ORDER BY tree_size DESC LIMIT 1").fetchone()
+        else:
+            row = self._conn.execute(query + " WHERE tree_size = ?", (tree_size,)).fetchone()
+        if row is None:
+            raise AuditError(f"no signed tree head at size {'latest' if tree_size is None else tree_size}")
+        keys = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
+        return SignedTreeHead(**dict(zip(keys, row, strict=True)))
+
+    def root(self, tree_size: int) -> bytes:
+        """MTH of the first ``tree_size`` entries, from stored subtrees."""
+        self._check_size(tree_size)
+        return range_hash(self, 0, tree_size)
+
+    def inclusion_proof(self, seq: int, tree_size: int | None = None) -> list[bytes]:
+        tree_size = self._size if tree_size is None else tree_size
+        self._check_size(tree_size)
+        return inclusion_proof(self, seq, tree_size)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        new_size = self._size if new_size is None else new_size
+        self._check_size(new_size)
+        return consistency_proof(self, old_size, new_size)
+
+    def _check_size(self, tree_size: int) -> None:
+        if not 0 <= tree_size <= self._size:
+            raise AuditError(f"tree size {tree_size} is outside the log (size {self._size})")
+
+    def entry(self, seq: int) -> tuple[bytes, bytes]:
+        """The stored body and leaf hash of entry ``seq``."""
+        row = self._conn.execute("SELECT body, leaf_hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise AuditError(f"no entry {seq} in the log (size {self._size})")
+        return row[0].encode(), bytes(row[1])
+
+    def events(
+        self,
+        *,
+        job_id: str | None = None,
+        model_id: str | None = None,
+        partner: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10_000,
+    ) -> list[LogEntry]:
+        """Events matching every given filter, in log order (at most ``limit``)."""
+        clauses, params = ["1 = 1"], []
+        for path, value in (("$.job_id", job_id), ("$.model_id", model_id)):
+            if value is not None:
+                clauses.append(f"json_extract(body, '{path}') = ?")
+                params.append(value)
+        sql = f"SELECT seq, body FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq"
+        found: list[LogEntry] = []
+        for seq, body in self._conn.execute(sql, params):
+            event = LineageEvent.from_canonical(body)
+            if _matches(event, partner, since, until):
+                found.append((seq, event))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def iter_events(self) -> Iterable[LogEntry]:
+        for seq, body in self._conn.execute("SELECT seq, body FROM entries ORDER BY seq"):
+            yield seq, LineageEvent.from_canonical(body)
+
+
+def _matches(
+    event: LineageEvent, partner: str | None, since: datetime | None, until: datetime | None
+) -> bool:
+    if partner is not None and partner not in event.partner_names():
+        return False
+    if since is not None and event.time < since:
+        return False
+    return until is None or event.time < until
+
+
+def _push_leaf(frontier: list[bytes], size: int, leaf: bytes, node_rows: list) -> int:
+    """Add a leaf to the right edge; record each subtree it completes. Returns the new size."""
+    frontier.append(leaf)
+    size += 1
+    level, position = 0, size
+    while position & 1 == 0:
+        right, left = frontier.pop(), frontier.pop()
+        parent = node_hash(left, right)
+        frontier.append(parent)
+        level += 1
+        position >>= 1
+        node_rows.append((level, position - 1, parent))
+    return size
+
+
+def _frontier_positions(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the complete subtrees on the right edge of a tree of ``size``, largest first."""
+    positions, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            positions.append((level, start >> level))
+            start += 1 << level
+    return positions

@@ -1,0 +1,166 @@
+"""The lineage event: one validated, versioned, identifier-free record of a step in a flow.
+
+Validation happens at construction (pydantic, frozen, ``extra="forbid"``), in the spirit of the
+OpenLineage client: a malformed event cannot exist, so it cannot reach the log. Canonical bytes
+(sorted keys, no spaces, UTF-8) are what the Merkle tree commits to.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from audit.identifier_guard import identifier_problem
+
+__all__ = ["SCHEMA_VERSION", "ArtefactRef", "DatasetRef", "EventType", "LineageEvent", "Role"]
+
+SCHEMA_VERSION = "1.0"
+
+
+class EventType(StrEnum):
+    """Every step of DESIGN.md's flows that leaves a trace in the log."""
+
+    NODE_REGISTERED = "node.registered"
+    POLICY_DRAFTED = "policy.drafted"
+    POLICY_APPROVED = "policy.approved"
+    POLICY_REJECTED = "policy.rejected"
+    CONSENT_IMPORTED = "consent.imported"
+    CONSENT_WITHDRAWN = "consent.withdrawn"
+    CONSENT_ERASED = "consent.erased"
+    PSI_RUN = "psi.run"
+    JOB_STARTED = "job.started"
+    JOB_ROUND = "job.round"
+    JOB_FINISHED = "job.finished"
+    JOB_REFUSED = "job.refused"
+    BUDGET_CHARGED = "budget.charged"
+    MODEL_PUBLISHED = "model.published"
+    POINTS_SETTLED = "points.settled"
+    DSR_HANDLED = "dsr.handled"
+
+
+class Role(StrEnum):
+    """Canonical roles (DESIGN.md "Who uses it"); other lower-case role names are accepted."""
+
+    NODE = "node"
+    COORDINATOR = "coordinator"
+    DATA_OFFICER = "data_officer"
+    ANALYST = "analyst"
+    AUDITOR = "auditor"
+    SYSTEM = "system"
+
+
+def _no_identifier(value: str) -> str:
+    problem = identifier_problem(value)
+    if problem:
+        raise ValueError(f"refused: value {problem}; member identifiers never enter the audit log")
+    return value
+
+
+# Names of people/services, partners, datasets: short, printable, and never identifier-shaped.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/@()-]*$"),
+    AfterValidator(_no_identifier),
+]
+# Job and model ids are minted by the coordinator (UUIDs, slugs); structure-checked only.
+RunId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+Digest = Annotated[str, StringConstraints(pattern=r"^(sha256:)?[0-9a-f]{16,128}$")]
+Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$"), AfterValidator(_no_identifier)]
+
+
+class DatasetRef(BaseModel):
+    """An input dataset: whose, and a fingerprint of its content (never the content)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    partner: Name
+    fingerprint: Digest
+    name: Name | None = None
+
+
+class ArtefactRef(BaseModel):
+    """An output artefact (model weights, model card, report) by name and SHA-256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    sha256: Digest
+
+
+class LineageEvent(BaseModel):
+    """One step of a flow: who did what, when, under which purpose, policy and consent snapshot.
+
+    ``details`` holds counts only (numbers keyed by short snake_case names); ``partners`` and
+    ``categories`` list the partners and data categories a step involves (for a policy event,
+    the ones it allows).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: str = SCHEMA_VERSION
+    event_type: EventType
+    time: datetime
+    actor: Name
+    role: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{1,31}$")]
+    partner: Name | None = None
+    purpose: Purpose | None = None
+    policy_hash: Digest | None = None
+    consent_snapshot_hash: Digest | None = None
+    job_id: RunId | None = None
+    model_id: RunId | None = None
+    inputs: tuple[DatasetRef, ...] = ()
+    outputs: tuple[ArtefactRef, ...] = ()
+    partners: tuple[Name, ...] = ()
+    categories: tuple[Key, ...] = ()
+    epsilon: Annotated[float, Field(ge=0.0)] | None = None
+    delta: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    details: dict[Key, int | float] = Field(default_factory=dict)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"schema_version must be {SCHEMA_VERSION!r}, got {value!r}")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("time must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    @field_validator("details")
+    @classmethod
+    def _finite_counts(cls, value: dict[str, int | float]) -> dict[str, int | float]:
+        for key, number in value.items():
+            if isinstance(number, bool) or not math.isfinite(number):
+                raise ValueError(f"details[{key!r}] must be a finite number")
+        return value
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the log commits to: compact UTF-8 JSON in field order, ``None`` omitted.
+
+        Field order is fixed per ``schema_version``, so the encoding is deterministic; the log
+        stores these exact bytes and verification hashes them as stored, never re-serialised.
+        """
+        return self.model_dump_json(exclude_none=True).encode()
+
+    def partner_names(self) -> set[str]:
+        """Every partner the event names: its own, its inputs' and its ``partners`` list."""
+        names = {ref.partner for ref in self.inputs} | set(self.partners)
+        if self.partner:
+            names.add(self.partner)
+        return names
+
+    @classmethod
+    def from_canonical(cls, data: bytes) -> LineageEvent:
+        """Parse (and re-validate) an event read back from the log."""
+        return cls.model_validate_json(data)

@@ -1,0 +1,203 @@
+"""Whole-log verification: recompute every leaf, every stored subtree and every signed tree head.
+
+Checks, in order (the first failure names the first bad entry or row):
+
+1. ``meta`` holds the format and a public key matching the trust anchor (a pinned key, the key
+   file next to the log, or — weakest — the key the log asserts about itself).
+2. ``entries`` are numbered 0..n-1 without gaps; each stored leaf hash equals
+   ``H(0x00 || seq || body)`` (RFC 9162 §2.1.1), so altering or reordering a row shows at that row.
+3. every stored interior node equals the hash of its children, and no extra node exists.
+4. every tree head is signed by the log key, chains to the previous one, has the recomputed root
+   at its size, and the latest one covers every entry (an inserted or deleted tail row shows here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit.audit_log import FORMAT_VERSION, connect, default_key_path
+from audit.merkle_tree import EMPTY_ROOT, node_hash, root_from_frontier
+from audit.tree_head import SignedTreeHead, public_key_from_hex, verify_tree_head
+
+__all__ = ["Problem", "VerificationReport", "verify_log"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the log: where (table, entry) and what."""
+
+    table: str
+    message: str
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = f"entry {self.seq}" if self.seq is not None else f"table {self.table}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class VerificationReport:
+    """The outcome of :func:`verify_log`; ``ok`` only when no problem was found."""
+
+    path: Path
+    tree_size: int = 0
+    root_hash: str = EMPTY_ROOT.hex()
+    tree_heads: int = 0
+    trust_anchor: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_problem(self) -> Problem | None:
+        """The problem at the lowest entry number (table-level problems after entry ones)."""
+        return min(self.problems, key=lambda p: (p.seq is None, p.seq or 0), default=None)
+
+    def as_dict(self) -> dict[str, object]:
+        first = self.first_problem
+        return {
+            "ok": self.ok,
+            "path": str(self.path),
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "tree_heads_checked": self.tree_heads,
+            "trust_anchor": self.trust_anchor,
+            "first_bad_entry": None if first is None else first.seq,
+            "first_problem": None if first is None else str(first),
+            "problems": [str(p) for p in self.problems[:50]],
+        }
+
+
+def verify_log(path: Path, *, public_key: Ed25519PublicKey | None = None) -> VerificationReport:
+    """Verify the whole log at ``path`` against ``public_key`` (default: its key file, else meta)."""
+    report = VerificationReport(path=path)
+    conn = connect(path, read_only=True)
+    try:
+        key = _trust_anchor(conn, path, public_key, report)
+        levels = [_check_leaves(conn, report)]
+        report.tree_size = len(levels[0])
+        _check_nodes(conn, levels, report)
+        if key is not None:
+            _check_tree_heads(conn, levels, key, report)
+        report.root_hash = _root(levels, report.tree_size).hex()
+    finally:
+        conn.close()
+    return report
+
+
+def _trust_anchor(conn, path: Path, pinned: Ed25519PublicKey | None, report: VerificationReport):
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("format") != FORMAT_VERSION:
+        report.problems.append(Problem("meta", f"format is not {FORMAT_VERSION!r}"))
+    stored = meta.get("public_key")
+    key_file = default_key_path(path)
+    if pinned is not None:
+        anchor, report.trust_anchor = pinned, "pinned public key"
+    elif key_file.exists():
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        anchor, report.trust_anchor = private.public_key(), f"key file {key_file.name}"
+    elif stored:
+        report.trust_anchor = "public key recorded in the log (self-asserted; pin a key for more)"
+        return public_key_from_hex(stored)
+    else:
+        report.problems.append(Problem("meta", "no public key recorded and none given"))
+        return None
+    raw = anchor.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if stored != raw.hex():
+        report.problems.append(Problem("meta", "the recorded public key is not the trusted key"))
+    return anchor
+
+
+def _check_leaves(conn, report: VerificationReport) -> list[bytes]:
+    leaves: list[bytes] = []
+    pack, sha256, compare = struct.Struct(">Q").pack, hashlib.sha256, hmac.compare_digest
+    for seq, body, stored in conn.execute("SELECT seq, body, leaf_hash FROM entries ORDER BY seq"):
+        expected = len(leaves)
+        if seq != expected:
+            # A gap (deleted row) or a foreign number (inserted row): positions no longer line up.
+            report.problems.append(Problem("entries", "entry missing or out of sequence", expected))
+            return leaves
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        leaf = sha256(b"\x00" + pack(seq) + data).digest()
+        if not compare(leaf, bytes(stored)):
+            report.problems.append(Problem("entries", "content does not match its leaf hash", seq))
+        leaves.append(leaf)
+    return leaves
+
+
+def _check_nodes(conn, levels: list[list[bytes]], report: VerificationReport) -> None:
+    level = 1
+    while len(levels[-1]) >= 2:
+        below = levels[-1]
+        computed = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        rows = conn.execute("SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level,)).fetchall()
+        stored = [bytes(h) for _, h in rows]
+        if [i for i, _ in rows] != list(range(len(rows))) or stored != computed:
+            bad = next(
+                (i for i, (idx, h) in enumerate(rows) if idx != i or i >= len(computed) or h != computed[i]),
+                min(len(rows), len(computed)),
+            )
+            report.problems.append(
+                Problem("nodes", f"stored subtree (level {level}, index {bad}) is wrong", bad << level)
+            )
+        levels.append(computed)
+        level += 1
+    extra = conn.execute("SELECT count(*) FROM nodes WHERE level >= ?", (level,)).fetchone()[0]
+    if extra:
+        report.problems.append(Problem("nodes", f"{extra} stored subtree(s) beyond the tree"))
+
+
+def _root(levels: list[list[bytes]], size: int) -> bytes:
+    """MTH of the first ``size`` leaves from the recomputed levels (right fold of the frontier)."""
+    parts, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            parts.append(levels[level][start >> level])
+            start += 1 << level
+    return root_from_frontier(parts)
+
+
+def _check_tree_heads(conn, levels, key: Ed25519PublicKey, report: VerificationReport) -> None:
+    rows = conn.execute(
+        "SELECT tree_size, previous_size, timestamp_ms, root_hash, log_id, signature"
+        " FROM tree_heads ORDER BY tree_size"
+    ).fetchall()
+    size, previous, last_time = len(levels[0]), 0, 0
+    for tree_size, previous_size, timestamp_ms, root_hash, log_id, signature in rows:
+        report.tree_heads += 1
+        head = SignedTreeHead(
+            tree_size=tree_size,
+            timestamp_ms=timestamp_ms,
+            root_hash=root_hash,
+            log_id=log_id,
+            signature=signature,
+        )
+        for message in _head_problems(head, previous_size != previous or timestamp_ms < last_time, key):
+            report.problems.append(Problem("tree_heads", message, min(previous, size)))
+        if tree_size > size:
+            report.problems.append(Problem("entries", f"signed head covers {tree_size} entries", size))
+        elif _root(levels, tree_size).hex() != root_hash:
+            report.problems.append(
+                Problem("tree_heads", f"root differs at size {tree_size}", min(previous, size))
+            )
+        previous, last_time = tree_size, timestamp_ms
+    if previous != size:
+        report.problems.append(Problem("entries", "entry is not covered by any signed tree head", previous))
+
+
+def _head_problems(head: SignedTreeHead, broken_chain: bool, key: Ed25519PublicKey) -> list[str]:
+    problems = []
+    if not verify_tree_head(head, key):
+        problems.append(f"bad signature on the head at size {head.tree_size}")
+    if broken_chain:
+        problems.append(f"head at size {head.tree_size} breaks the chain of heads")
+    return problems
