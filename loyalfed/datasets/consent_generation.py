@@ -1,0 +1,71 @@
+"""Seeded consent records at the documented demo rates.
+
+Rates (share of a partner's members who granted each purpose): 90 % churn model, 90 % propensity
+model, 60 % cross-brand matching and 40 % points interchange (both scoped to the federation);
+5 % of the granted consents are later withdrawn. Each partner collects its own consents (PIPL
+Art. 14 and GDPR Art. 7: consent is given to a controller, per purpose), so they are drawn
+independently per partner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from policies.purpose import CONSENT_SCOPE_FEDERATION, CONSENT_SCOPE_OWN, Purpose
+
+__all__ = ["CONSENT_RATES", "CONSENT_SCOPES", "WITHDRAWN_SHARE", "generate_consents"]
+
+CONSENT_RATES: dict[Purpose, float] = {
+    Purpose.CHURN_MODEL: 0.90,
+    Purpose.PROPENSITY_MODEL: 0.90,
+    Purpose.CROSS_BRAND_MATCHING: 0.60,
+    Purpose.POINTS_INTERCHANGE: 0.40,
+}
+CONSENT_SCOPES: dict[Purpose, str] = {
+    Purpose.CHURN_MODEL: CONSENT_SCOPE_OWN,
+    Purpose.PROPENSITY_MODEL: CONSENT_SCOPE_OWN,
+    Purpose.CROSS_BRAND_MATCHING: CONSENT_SCOPE_FEDERATION,
+    Purpose.POINTS_INTERCHANGE: CONSENT_SCOPE_FEDERATION,
+}
+WITHDRAWN_SHARE = 0.05
+_GRANT_DELAY = np.timedelta64(60, "D")  # consent asked at enrolment or within the following weeks
+_SECOND = np.timedelta64(1, "s")
+
+
+def generate_consents(
+    member_ids: np.ndarray, joined_at: np.ndarray, *, rng: np.random.Generator, end: np.datetime64
+) -> pd.DataFrame:
+    """One row per granted (member, purpose), in member order; ``joined_at`` as datetime64[ns]."""
+    joined = joined_at.astype("datetime64[s]")
+    end_s = np.datetime64(end, "s")
+    parts = []
+    for order, (purpose, rate) in enumerate(CONSENT_RATES.items()):
+        granted_mask = rng.random(len(member_ids)) < rate
+        start = joined[granted_mask]
+        room = np.minimum(_GRANT_DELAY, np.maximum(end_s - start, np.timedelta64(0, "s")))
+        granted = start + (rng.random(len(start)) * room.astype(np.int64)).astype(np.int64) * _SECOND
+        withdrawn = np.full(len(start), np.datetime64("NaT"), dtype="datetime64[s]")
+        withdrawing = rng.random(len(start)) < WITHDRAWN_SHARE
+        span = (end_s - granted[withdrawing]).astype(np.int64)
+        withdrawn[withdrawing] = (
+            granted[withdrawing] + (rng.random(withdrawing.sum()) * span).astype(np.int64) * _SECOND
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "member_id": member_ids[granted_mask],
+                    "purpose": purpose.value,
+                    "granted_at": granted.astype("datetime64[us]"),
+                    "expires_at": np.full(len(start), np.datetime64("NaT"), dtype="datetime64[us]"),
+                    "withdrawn_at": withdrawn.astype("datetime64[us]"),
+                    "lawful_basis": "consent",
+                    "scope": CONSENT_SCOPES[purpose],
+                    "cross_border": False,
+                    "_order": order,
+                }
+            )
+        )
+    consents = pd.concat(parts, ignore_index=True)
+    consents = consents.sort_values(["member_id", "_order"], kind="stable").drop(columns="_order")
+    return consents.reset_index(drop=True)
