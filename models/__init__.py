@@ -1,1 +1,47 @@
-"""models package of loyalfed (see DESIGN.md)."""
+"""models: features, labels, torch models and metrics for loyalty churn and campaign propensity.
+
+A pure library (DESIGN.md): it imports no other loyalfed package, so a participant node and the
+coordinator can both use it. Typical use at a node::
+
+    schema = default_feature_schema()
+    as_of, horizon = task_defaults(Task.CHURN)
+    data = build_task_dataset(members, transactions, campaigns, task=Task.CHURN,
+                              as_of=as_of, horizon_days=horizon, schema=schema)
+    held_out = heldout_mask(data.member_ids)
+    model = make_model(ModelKind.LOGREG, schema.n_features)
+"""
+
+from models import metrics, plots
+from models.centralized_training import train_centralized
+from models.errors import ModelError
+from models.feature_schema import FeatureSchema, FeatureSpec, Transform, default_feature_schema
+from models.features import build_features
+from models.labels import churn_labels, propensity_labels
+from models.metrics import ScoreHistogram, auc_from_histograms
+from models.networks import make_model, predict_proba
+from models.task import ModelKind, Task, task_defaults
+from models.task_dataset import TaskDataset, build_task_dataset, heldout_mask
+
+__all__ = [
+    "FeatureSchema",
+    "FeatureSpec",
+    "ModelError",
+    "ModelKind",
+    "ScoreHistogram",
+    "Task",
+    "TaskDataset",
+    "Transform",
+    "auc_from_histograms",
+    "build_features",
+    "build_task_dataset",
+    "churn_labels",
+    "default_feature_schema",
+    "heldout_mask",
+    "make_model",
+    "metrics",
+    "plots",
+    "predict_proba",
+    "propensity_labels",
+    "task_defaults",
+    "train_centralized",
+]

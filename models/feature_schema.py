@@ -1,0 +1,185 @@
+"""The feature schema: ordered feature names with PUBLIC bounds, a fixed category vocabulary, a hash.
+
+Every feature is clipped to bounds fixed in advance and scaled into [0, 1] with them, so no
+normalisation statistic computed from member data (a mean, a standard deviation, a maximum) ever
+has to leave a node: two nodes that build features with the same schema produce comparable columns
+without talking to each other (issue 3, item 3: "or uses public bounds").
+
+The bounds of `default_feature_schema` are set from the loyalty programme's public parameters and
+from published retail facts, never fitted on member data:
+
+* tier thresholds are the programme's: Ordinary, Silver >= 3,000, Gold >= 10,000, Diamond >= 30,000
+  in the programme's local currency (CNY). Complete Journey amounts are USD, so the thresholds are
+  divided by the public 2017 average exchange rate, 6.76 CNY per USD (US Federal Reserve, H.10
+  release, annual average 2017): Silver >= $444, Gold >= $1,479, Diamond >= $4,438 of annual spend.
+  On Complete Journey that puts about a quarter of households in each of Ordinary / Silver / Gold and
+  one in ten in Diamond, the pyramid a tiered programme is designed to have.
+* money bounds are a multiple of the Diamond threshold (annual spend up to 10x Diamond) and of a large
+  grocery basket; count bounds are one visit a day for a year; tenure is capped at ten years.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "CNY_PER_USD_2017",
+    "FeatureSchema",
+    "FeatureSpec",
+    "Transform",
+    "default_feature_schema",
+]
+
+# US Federal Reserve H.10, annual average 2017 (CNY per USD, rounded to two decimals).
+CNY_PER_USD_2017 = 6.76
+# The programme's published tier thresholds, in CNY of annual spend.
+PROGRAMME_TIER_THRESHOLDS_CNY = (3_000.0, 10_000.0, 30_000.0)
+OTHER_CATEGORY = "other"
+
+
+class Transform(StrEnum):
+    """How a raw value is mapped onto [0, 1] between its public bounds."""
+
+    LINEAR = "linear"  # (x - low) / (high - low)
+    LOG1P = "log1p"  # (log1p(x) - log1p(low)) / (log1p(high) - log1p(low)); for heavy-tailed money/counts
+
+
+class FeatureSpec(BaseModel):
+    """One feature: its name, its public bounds and how it is scaled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    low: float
+    high: float
+    transform: Transform = Transform.LINEAR
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> FeatureSpec:
+        if not self.high > self.low:
+            raise ValueError(f"feature {self.name!r}: high must exceed low, got [{self.low}, {self.high}]")
+        if self.transform is Transform.LOG1P and self.low < 0:
+            raise ValueError(f"feature {self.name!r}: log1p needs low >= 0, got {self.low}")
+        return self
+
+    def scale(self, values: np.ndarray) -> np.ndarray:
+        """Clip ``values`` to the bounds and map them onto [0, 1] (NaN becomes 0)."""
+        x = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=self.low), self.low, self.high)
+        if self.transform is Transform.LOG1P:
+            x, low, high = np.log1p(x), np.log1p(self.low), np.log1p(self.high)
+        else:
+            low, high = self.low, self.high
+        return np.clip((x - low) / (high - low), 0.0, 1.0)
+
+
+class FeatureSchema(BaseModel):
+    """An ordered, versioned list of features that every node of a job builds identically.
+
+    Attributes
+    ----------
+    features
+        The numeric features in column order (category shares are appended after them).
+    categories
+        The fixed category vocabulary (matched case-insensitively); any other category, including
+        one a node has never seen, counts as ``"other"``.
+    tier_thresholds
+        Annual spend (in the data's currency) at which Silver, Gold and Diamond start.
+    window_days
+        Trailing window before ``as_of`` over which frequency, monetary value and mixes are computed.
+    trend_days
+        The recent period compared with the rest of the window (8 weeks, issue 2 item 6).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = "loyalfed-features-v1"
+    features: tuple[FeatureSpec, ...]
+    categories: tuple[str, ...]
+    tier_thresholds: tuple[float, float, float]
+    window_days: int = Field(default=365, gt=0)
+    trend_days: int = Field(default=56, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSchema:
+        names = [f.name for f in self.features] + [f"category_share_{c}" for c in self.all_categories]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if list(self.tier_thresholds) != sorted(self.tier_thresholds) or self.tier_thresholds[0] <= 0:
+            raise ValueError(f"tier thresholds must be positive and increasing, got {self.tier_thresholds}")
+        if self.trend_days >= self.window_days:
+            raise ValueError("trend_days must be shorter than window_days")
+        if any(c != c.strip().casefold() or c == OTHER_CATEGORY for c in self.categories):
+            raise ValueError("categories must be lower-case, stripped and must not include 'other'")
+        return self
+
+    @property
+    def all_categories(self) -> tuple[str, ...]:
+        """The vocabulary plus the catch-all ``"other"``, in column order."""
+        return (*self.categories, OTHER_CATEGORY)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All column names, in order: numeric features then one share per category."""
+        shares = tuple(f"category_share_{c}" for c in self.all_categories)
+        return tuple(f.name for f in self.features) + shares
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of the schema: a job pins it so every node builds the same X."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def spec(self, name: str) -> FeatureSpec:
+        """The spec of numeric feature ``name``."""
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
+
+
+def default_feature_schema() -> FeatureSchema:
+    """The schema used by the demo and the benchmarks (USD data such as Complete Journey).
+
+    Returns
+    -------
+    FeatureSchema
+        16 behavioural features plus 9 category shares, every bound public (see module docstring).
+    """
+    silver, gold, diamond = (t / CNY_PER_USD_2017 for t in PROGRAMME_TIER_THRESHOLDS_CNY)
+    year = 365.0
+    specs = (
+        ("recency_days", 0.0, year, Transform.LINEAR, "days since the last visit; no visit in window = high"),
+        ("visits_per_year", 0.0, year, Transform.LOG1P, "visits in the window, annualised over history"),
+        ("spend_per_year", 0.0, 10 * diamond, Transform.LOG1P, "spend in the window, annualised"),
+        ("tenure_days", 0.0, 10 * year, Transform.LINEAR, "days since joined_at"),
+        ("history_days", 0.0, year, Transform.LINEAR, "days of purchase history inside the window"),
+        ("basket_value", 0.0, 500.0, Transform.LOG1P, "mean spend per visit"),
+        ("basket_items", 0.0, 200.0, Transform.LOG1P, "mean quantity per visit (0 without quantity)"),
+        ("discount_share", 0.0, 1.0, Transform.LINEAR, "discount / (spend + discount) (0 without discount)"),
+        ("campaigns_received", 0.0, 30.0, Transform.LOG1P, "campaigns started before as_of (0 without)"),
+        ("coupon_redemption_rate", 0.0, 1.0, Transform.LINEAR, "share of those redeemed before as_of"),
+        ("stores_visited", 0.0, 20.0, Transform.LOG1P, "distinct store_id (0 without store_id)"),
+        ("spend_trend", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-8-weeks spend rate / earlier rate"),
+        ("visit_trend", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-8-weeks visit rate / earlier rate"),
+        ("overdue_ratio", 0.0, 1.0, Transform.LINEAR, "g/(1+g), g = recency / mean gap between visits"),
+        ("active_weeks_recent", 0.0, 1.0, Transform.LINEAR, "share of the last 8 weeks with a visit"),
+        ("tier", 0.0, 3.0, Transform.LINEAR, "0 Ordinary, 1 Silver, 2 Gold, 3 Diamond, from annual spend"),
+    )
+    return FeatureSchema(
+        features=tuple(
+            FeatureSpec(name=n, low=lo, high=hi, transform=t, description=d) for n, lo, hi, t, d in specs
+        ),
+        # Departments of Complete Journey that carry most spend (the contract's free-text category).
+        categories=("grocery", "produce", "meat", "meat-pckgd", "deli", "pastry", "drug gm", "kiosk-gas"),
+        tier_thresholds=(silver, gold, diamond),
+    )
