@@ -92,7 +92,7 @@ class AuditLog:
     def __init__(self, conn: sqlite3.Connection, signer: TreeHeadSigner, path: Path) -> None:
         self._conn = conn
         self._signer = signer
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.path = path
         self._size, self._frontier = self._load_state()
 
@@ -138,7 +138,7 @@ class AuditLog:
                 f"{self.path}: {size} entries but the latest signed tree head covers {head}; "
                 "run `loyalfed audit verify` — refusing to append to a damaged log"
             )
-        return size, [self.subtree(level, index) for level, index in _frontier_positions(size)]
+        return size, [self._subtree(level, index) for level, index in _frontier_positions(size)]
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -187,6 +187,10 @@ class AuditLog:
 
     def subtree(self, level: int, index: int) -> bytes:
         """The stored hash of a complete subtree (a :class:`~audit.merkle_tree.SubtreeSource`)."""
+        with self._lock:
+            return self._subtree(level, index)
+
+    def _subtree(self, level: int, index: int) -> bytes:
         if level == 0:
             row = self._conn.execute("SELECT leaf_hash FROM entries WHERE seq = ?", (index,)).fetchone()
         else:
@@ -200,10 +204,11 @@ class AuditLog:
     def tree_head(self, tree_size: int | None = None) -> SignedTreeHead:
         """The latest signed tree head, or the one signed at exactly ``tree_size``."""
         query = "SELECT tree_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
-        if tree_size is None:
-            row = self._conn.execute(query + " ORDER BY tree_size DESC LIMIT 1").fetchone()
-        else:
-            row = self._conn.execute(query + " WHERE tree_size = ?", (tree_size,)).fetchone()
+        with self._lock:
+            if tree_size is None:
+                row = self._conn.execute(query + " ORDER BY tree_size DESC LIMIT 1").fetchone()
+            else:
+                row = self._conn.execute(query + " WHERE tree_size = ?", (tree_size,)).fetchone()
         if row is None:
             raise AuditError(f"no signed tree head at size {'latest' if tree_size is None else tree_size}")
         keys = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
@@ -230,7 +235,8 @@ class AuditLog:
 
     def entry(self, seq: int) -> tuple[bytes, bytes]:
         """The stored body and leaf hash of entry ``seq``."""
-        row = self._conn.execute("SELECT body, leaf_hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+        with self._lock:
+            row = self._conn.execute("SELECT body, leaf_hash FROM entries WHERE seq = ?", (seq,)).fetchone()
         if row is None:
             raise AuditError(f"no entry {seq} in the log (size {self._size})")
         return row[0].encode(), bytes(row[1])
@@ -252,8 +258,10 @@ class AuditLog:
                 clauses.append(f"json_extract(body, '{path}') = ?")
                 params.append(value)
         sql = f"SELECT seq, body FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq"
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
         found: list[LogEntry] = []
-        for seq, body in self._conn.execute(sql, params):
+        for seq, body in rows:
             event = LineageEvent.from_canonical(body)
             if _matches(event, partner, since, until):
                 found.append((seq, event))
@@ -262,8 +270,18 @@ class AuditLog:
         return found
 
     def iter_events(self) -> Iterable[LogEntry]:
-        for seq, body in self._conn.execute("SELECT seq, body FROM entries ORDER BY seq"):
-            yield seq, LineageEvent.from_canonical(body)
+        """Every entry in log order (read in pages, so a concurrent append cannot interleave)."""
+        after = -1
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT 5000", (after,)
+                ).fetchall()
+            if not rows:
+                return
+            for seq, body in rows:
+                yield seq, LineageEvent.from_canonical(body)
+            after = rows[-1][0]
 
 
 def _matches(

@@ -10,15 +10,36 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
+from audit.errors import AuditError
 from audit.identifier_guard import identifier_problem
 
-__all__ = ["SCHEMA_VERSION", "ArtefactRef", "DatasetRef", "EventType", "LineageEvent", "Role"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ArtefactRef",
+    "DatasetRef",
+    "EventRejectedError",
+    "EventType",
+    "LineageEvent",
+    "Role",
+]
 
 SCHEMA_VERSION = "1.0"
+
+
+class EventRejectedError(AuditError):
+    """A lineage record failed validation; the message names fields and rules, never values."""
 
 
 class EventType(StrEnum):
@@ -159,6 +180,24 @@ class LineageEvent(BaseModel):
         if self.partner:
             names.add(self.partner)
         return names
+
+    @classmethod
+    def from_record(
+        cls, record: dict[str, Any], *, now: datetime, actor: str = "loyalfed", role: str = Role.SYSTEM
+    ) -> LineageEvent:
+        """Validate a plain lineage record (as the demo and services emit them).
+
+        ``time``, ``actor`` and ``role`` default to ``now`` and the given values. Validation
+        errors are re-raised without the offending values, which may be member identifiers.
+        """
+        data = {"time": now, "actor": actor, "role": str(role)} | record
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise EventRejectedError(
+                f"lineage event {record.get('event_type')!r} refused ({where})"
+            ) from None
 
     @classmethod
     def from_canonical(cls, data: bytes) -> LineageEvent:

@@ -28,6 +28,8 @@ from audit.tree_head import SignedTreeHead, public_key_from_hex, verify_tree_hea
 
 __all__ = ["Problem", "VerificationReport", "verify_log"]
 
+_HEADS = 64  # tree heads sit above every tree level
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -36,6 +38,7 @@ class Problem:
     table: str
     message: str
     seq: int | None = None
+    level: int = 0  # tree level the check ran at: the lowest one is closest to the cause
 
     def __str__(self) -> str:
         where = f"entry {self.seq}" if self.seq is not None else f"table {self.table}"
@@ -59,8 +62,9 @@ class VerificationReport:
 
     @property
     def first_problem(self) -> Problem | None:
-        """The problem at the lowest entry number (table-level problems after entry ones)."""
-        return min(self.problems, key=lambda p: (p.seq is None, p.seq or 0), default=None)
+        """The most specific problem: the lowest tree level first (a bad leaf also spoils every node
+        above it), then the lowest entry number."""
+        return min(self.problems, key=lambda p: (p.level, p.seq is None, p.seq or 0), default=None)
 
     def as_dict(self) -> dict[str, object]:
         first = self.first_problem
@@ -97,7 +101,7 @@ def verify_log(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Ver
 def _trust_anchor(conn, path: Path, pinned: Ed25519PublicKey | None, report: VerificationReport):
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if meta.get("format") != FORMAT_VERSION:
-        report.problems.append(Problem("meta", f"format is not {FORMAT_VERSION!r}"))
+        report.problems.append(Problem("meta", f"format is not {FORMAT_VERSION!r}", level=-1))
     stored = meta.get("public_key")
     key_file = default_key_path(path)
     if pinned is not None:
@@ -109,11 +113,11 @@ def _trust_anchor(conn, path: Path, pinned: Ed25519PublicKey | None, report: Ver
         report.trust_anchor = "public key recorded in the log (self-asserted; pin a key for more)"
         return public_key_from_hex(stored)
     else:
-        report.problems.append(Problem("meta", "no public key recorded and none given"))
+        report.problems.append(Problem("meta", "no public key recorded and none given", level=-1))
         return None
     raw = anchor.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if stored != raw.hex():
-        report.problems.append(Problem("meta", "the recorded public key is not the trusted key"))
+        report.problems.append(Problem("meta", "the recorded public key is not the trusted key", level=-1))
     return anchor
 
 
@@ -130,30 +134,46 @@ def _check_leaves(conn, report: VerificationReport) -> list[bytes]:
         leaf = sha256(b"\x00" + pack(seq) + data).digest()
         if not compare(leaf, bytes(stored)):
             report.problems.append(Problem("entries", "content does not match its leaf hash", seq))
-        leaves.append(leaf)
+        # Stored hashes go up the tree: each check stays local, so a problem is reported where it is.
+        leaves.append(bytes(stored))
     return leaves
 
 
 def _check_nodes(conn, levels: list[list[bytes]], report: VerificationReport) -> None:
+    """Each stored node must equal H(0x01 || stored left || stored right); none may be missing or extra."""
     level = 1
     while len(levels[-1]) >= 2:
         below = levels[-1]
         computed = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
         rows = conn.execute("SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level,)).fetchall()
-        stored = [bytes(h) for _, h in rows]
-        if [i for i, _ in rows] != list(range(len(rows))) or stored != computed:
-            bad = next(
-                (i for i, (idx, h) in enumerate(rows) if idx != i or i >= len(computed) or h != computed[i]),
-                min(len(rows), len(computed)),
-            )
-            report.problems.append(
-                Problem("nodes", f"stored subtree (level {level}, index {bad}) is wrong", bad << level)
-            )
-        levels.append(computed)
+        stored = [bytes(h) for _, h in rows[: len(computed)]]
+        if len(rows) == len(computed) and rows[-1][0] == len(rows) - 1 and stored == computed:
+            levels.append(stored)
+        else:
+            levels.append(_compare_level(level, rows, computed, report))
         level += 1
     extra = conn.execute("SELECT count(*) FROM nodes WHERE level >= ?", (level,)).fetchone()[0]
-    if extra:
-        report.problems.append(Problem("nodes", f"{extra} stored subtree(s) beyond the tree"))
+    if extra and len(report.problems) == 0:
+        report.problems.append(Problem("nodes", f"{extra} stored subtree(s) beyond the tree", level=level))
+
+
+def _compare_level(level: int, rows: list, computed: list[bytes], report: VerificationReport) -> list[bytes]:
+    by_index = {idx: bytes(h) for idx, h in rows}
+    result = []
+    for i, expected in enumerate(computed):
+        found = by_index.pop(i, None)
+        if found != expected:
+            what = "is missing" if found is None else "is wrong"
+            report.problems.append(
+                Problem("nodes", f"stored subtree (level {level}, index {i}) {what}", i << level, level)
+            )
+        result.append(expected if found is None else found)
+    # Nodes past the verified leaves: extra rows, unless a sequence problem already cut the leaves short.
+    if by_index and not any(p.table == "entries" for p in report.problems):
+        report.problems.append(
+            Problem("nodes", f"{len(by_index)} stored subtree(s) beyond the tree", level=level)
+        )
+    return result
 
 
 def _root(levels: list[list[bytes]], size: int) -> bytes:
@@ -182,12 +202,12 @@ def _check_tree_heads(conn, levels, key: Ed25519PublicKey, report: VerificationR
             signature=signature,
         )
         for message in _head_problems(head, previous_size != previous or timestamp_ms < last_time, key):
-            report.problems.append(Problem("tree_heads", message, min(previous, size)))
+            report.problems.append(Problem("tree_heads", message, min(previous, size), _HEADS))
         if tree_size > size:
             report.problems.append(Problem("entries", f"signed head covers {tree_size} entries", size))
         elif _root(levels, tree_size).hex() != root_hash:
             report.problems.append(
-                Problem("tree_heads", f"root differs at size {tree_size}", min(previous, size))
+                Problem("tree_heads", f"root differs at size {tree_size}", min(previous, size), _HEADS)
             )
         previous, last_time = tree_size, timestamp_ms
     if previous != size:

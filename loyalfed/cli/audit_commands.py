@@ -1,11 +1,178 @@
-"""`loyalfed audit …` commands."""
+"""`loyalfed audit …` commands: verify the log, explain a model's lineage, export, report."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+# Submodule imports (not the package face): `tests/audit` is a namespace package under pytest's
+# default import mode, which would shadow `audit/__init__.py`.
+from audit.anomaly_report import find_anomalies
+from audit.audit_log import connect
+from audit.errors import AuditError
+from audit.lineage_event import EventType, LineageEvent
+from audit.lineage_graph import build_lineage_graph
+from audit.log_verification import verify_log
+from audit.openlineage_export import forward_openlineage, write_openlineage
+from audit.tree_head import public_key_from_hex
 
 audit = typer.Typer(help="Tamper-evident audit log", no_args_is_help=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="Audit log file (default: $LOYALFED_DATA_DIR/audit.sqlite or ./.loyalfed/audit.sqlite)"
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print only JSON to stdout.")]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(audit, name="audit")
+
+
+def default_db_path() -> Path:
+    """The configured data directory's log (read when a command runs, never at import)."""
+    return Path(os.environ.get("LOYALFED_DATA_DIR", ".loyalfed")) / "audit.sqlite"
+
+
+def _db(db: Path | None) -> Path:
+    path = db or default_db_path()
+    if not path.exists():
+        raise FileNotFoundError(2, "No such audit log", str(path))
+    return path
+
+
+def _entries(path: Path) -> list[tuple[int, LineageEvent]]:
+    conn = connect(path, read_only=True)
+    try:
+        rows = conn.execute("SELECT seq, body FROM entries ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    return [(seq, LineageEvent.from_canonical(body)) for seq, body in rows]
+
+
+@audit.command()
+def verify(
+    db: DbOption = None,
+    json_output: JsonOption = False,
+    public_key: Annotated[str | None, typer.Option(help="Pin the log's Ed25519 public key (hex).")] = None,
+) -> None:
+    """Verify the whole log: every leaf, subtree and signed tree head; names the first bad entry."""
+    path = _db(db)
+    key = public_key_from_hex(public_key) if public_key else None
+    report = verify_log(path, public_key=key)
+    if json_output:
+        typer.echo(json.dumps(report.as_dict()))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    if not report.ok:
+        extra = len(report.problems) - 1
+        more = f" (+{extra} more problem{'s' * (extra > 1)})" if extra else ""
+        raise AuditError(f"audit log {path} FAILED verification: {report.first_problem}{more}")
+    typer.echo(
+        f"✓ {path}: {report.tree_size} entries, {report.tree_heads} signed tree heads verified"
+        f" against the {report.trust_anchor}; root {report.root_hash}"
+    )
+
+
+def _model_id(path: Path, model: str) -> str:
+    """A model id, or the id of the published model whose artefacts are the files in a directory."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    digests = {hashlib.sha256(f.read_bytes()).hexdigest() for f in folder.rglob("*") if f.is_file()}
+    for _, event in reversed(_entries(path)):
+        published = event.event_type == EventType.MODEL_PUBLISHED and event.model_id
+        if published and any(ref.sha256.removeprefix("sha256:") in digests for ref in event.outputs):
+            return str(event.model_id)
+    raise AuditError(
+        f"{folder}: no published model in the log has any of this directory's files as an output"
+    )
+
+
+@audit.command()
+def lineage(
+    model: Annotated[
+        str, typer.Option("--model", help="Model id, or a model directory (matched by file hashes).")
+    ],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what went into a model: datasets, partners, approvals, consent snapshots and ε."""
+    path = _db(db)
+    graph = build_lineage_graph(_entries(path), _model_id(path, model))
+    if json_output:
+        typer.echo(json.dumps(graph.as_dict()))
+        return
+    table = Table(title=f"Lineage of model {graph.model_id} (log entries {graph.entries})")
+    for column in ("kind", "node", "details"):
+        table.add_column(column)
+    for node in graph.nodes.values():
+        details = ", ".join(f"{k}={v}" for k, v in node.items() if k not in ("kind", "label"))
+        table.add_row(str(node["kind"]), str(node["label"]), details)
+    console = Console()
+    console.print(table)
+    for source, target, relation in graph.edges:
+        console.print(f"  {graph.nodes[source]['label']} --{relation}--> {graph.nodes[target]['label']}")
+
+
+@audit.command("export-openlineage")
+def export_openlineage(
+    out: Annotated[Path, typer.Option("--out", help="NDJSON file of OpenLineage RunEvents.")],
+    db: DbOption = None,
+    url: Annotated[
+        str | None, typer.Option(help="Also POST each event to this OpenLineage/Marquez URL.")
+    ] = None,
+) -> None:
+    """Export the log as OpenLineage RunEvents (and optionally forward them over HTTP)."""
+    entries = _entries(_db(db))
+    count = write_openlineage(entries, out)
+    message = f"wrote {count} OpenLineage RunEvents to {out}"
+    if url:
+        message += f"; forwarded {forward_openlineage(entries, url)} to {url}"
+    Console(stderr=True).print(message)
+
+
+@audit.command()
+def report(db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Anomaly signals: unusual access rates, out-of-policy or unapproved jobs, orphan ε charges."""
+    anomalies = find_anomalies(_entries(_db(db)))
+    if json_output:
+        typer.echo(json.dumps({"anomalies": [a.as_dict() for a in anomalies]}))
+        return
+    if not anomalies:
+        Console().print("[green]no anomalies[/green]")
+        return
+    table = Table(title=f"{len(anomalies)} anomaly signal(s)")
+    for column in ("entry", "kind", "what"):
+        table.add_column(column)
+    for anomaly in anomalies:
+        table.add_row(str(anomaly.seq), anomaly.kind.value, anomaly.message)
+    Console().print(table)
+
+
+@audit.command()
+def head(db: DbOption = None) -> None:
+    """Print the latest signed tree head and the log's public key (JSON)."""
+    conn = connect(_db(db), read_only=True)
+    try:
+        row = conn.execute(
+            "SELECT tree_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
+            " ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        key = conn.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()
+    finally:
+        conn.close()
+    if row is None or key is None:
+        raise AuditError("the audit log has no signed tree head yet")
+    names = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
+    typer.echo(json.dumps({"tree_head": dict(zip(names, row, strict=True)), "public_key": key[0]}))
