@@ -57,6 +57,10 @@ class ConsentQuery:
         The use reads sensitive personal information: needs the separate sensitive-data consent.
     jurisdictions
         Laws the node is under; decides the guardian-consent age (the strictest wins).
+    granted_since
+        When the privacy notice or policy the use relies on took effect: consents given before it
+        were given to something else and do not count, so members must consent again
+        (PIPL Art. 14: re-consent when purpose or method changes; GDPR Art. 7 / Art. 4(11)).
     """
 
     purpose: Purpose
@@ -65,11 +69,11 @@ class ConsentQuery:
     cross_border: bool = False
     sensitive: bool = False
     jurisdictions: frozenset[Jurisdiction] = frozenset({Jurisdiction.CN})
+    granted_since: datetime | None = None
 
     @property
     def at_utc(self) -> np.datetime64:
-        at = self.at.astimezone(UTC).replace(tzinfo=None) if self.at.tzinfo else self.at
-        return np.datetime64(at, "us")
+        return np.datetime64(_naive_utc(self.at), "us")
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,10 @@ def select_consented(
     return ConsentSelection(member_ids, int(len(members) - selected.sum()), digest, excluded_by)
 
 
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def _as_arrow(column: pd.Series) -> pa.Array:
     # pandas 3 stores strings in Arrow; pyarrow.compute.is_in is ~20x faster than Series.isin here.
     array = pa.array(column.astype("string").array)
@@ -173,7 +181,10 @@ def _as_arrow(column: pd.Series) -> pa.Array:
 def _valid_rows(consents: pd.DataFrame, query: ConsentQuery, at: np.datetime64) -> np.ndarray:
     purpose = pc.equal(_as_arrow(consents["purpose"]), query.purpose.value)
     rows = pc.fill_null(purpose, False).to_numpy(zero_copy_only=False)
-    rows &= consents["granted_at"].to_numpy() <= at
+    granted = consents["granted_at"].to_numpy()
+    rows &= granted <= at
+    if query.granted_since is not None:
+        rows &= granted >= np.datetime64(_naive_utc(query.granted_since), "us")
     for column in ("expires_at", "withdrawn_at"):
         if column in consents:
             moment = consents[column].to_numpy()
@@ -274,6 +285,7 @@ def _snapshot_hash(
         "cross_border": query.cross_border,
         "sensitive": query.sensitive,
         "jurisdictions": sorted(j.value for j in query.jurisdictions),
+        "granted_since": None if query.granted_since is None else str(_naive_utc(query.granted_since)),
         "records": int(rows.sum()),
         "withdrawals": len(withdrawals),
         "erasures": 0 if erased_tags is None else len(erased_tags),

@@ -32,6 +32,7 @@ def consented_members(
     cross_border: bool = False,
     sensitive: bool = False,
     jurisdictions: frozenset[Jurisdiction] = frozenset({Jurisdiction.CN}),
+    granted_since: datetime | None = None,
 ) -> ConsentSelection:
     """Select the members of ``members`` that may be used for ``purpose`` at ``at``.
 
@@ -51,6 +52,8 @@ def consented_members(
         The use needs the member's separate cross-border / sensitive-data consent (PIPL 39 / 29).
     jurisdictions
         Laws the node is under (decides the guardian-consent age: 14 under PIPL, 16 under GDPR).
+    granted_since
+        The policy's ``notice_effective_at``: consents given before the current notice do not count.
 
     Returns
     -------
@@ -65,6 +68,7 @@ def consented_members(
         cross_border=cross_border,
         sensitive=sensitive,
         jurisdictions=jurisdictions,
+        granted_since=granted_since,
     )
     path = store_path(partner_dir)
     if not path.exists():
