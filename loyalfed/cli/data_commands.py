@@ -85,9 +85,13 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
     """Check files against the data contract; exit 1 if rows are unusable, 2 if a file cannot be read."""
-    from participant_node.data import is_partner_folder, load_federation
+    from participant_node.data import DataContractError, is_partner_folder, load_federation
 
-    paths = [folder] if is_partner_folder(folder) else [p.path for p in load_federation(folder).partners]
+    try:
+        paths = [folder] if is_partner_folder(folder) else [p.path for p in load_federation(folder).partners]
+    except DataContractError as err:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        raise SystemExit(EXIT_UNREADABLE) from err
     results = []
     with _progress(disabled=as_json) as progress:
         task = progress.add_task("validating", total=len(paths))
@@ -101,7 +105,9 @@ def validate(
         console = Console()
         for result in results:
             _print_partner(console, result)
-    raise typer.Exit(code)
+    # SystemExit, not typer.Exit: under `app(standalone_mode=False)` click turns typer.Exit into a
+    # return value, which the console-script entry point would drop (exit 0 on bad data).
+    raise SystemExit(code)
 
 
 def _validate_partner(path: Path) -> dict[str, Any]:
@@ -138,16 +144,14 @@ def _print_partner(console: Console, result: dict[str, Any]) -> None:
     for file in result["files"]:
         for problem in file["problems"]:
             label = next(k for k in problem if k in ("lines", "rows"))
-            rows = ", ".join(str(r) for r in problem[label])
-            more = (
-                f" (+{problem['count'] - len(problem[label])} more)"
-                if problem["count"] > len(problem[label])
-                else ""
-            )
+            shown = problem[label]
+            noun = label if problem["count"] > 1 else label[:-1]
+            more = f" (+{problem['count'] - len(shown)} more)" if problem["count"] > len(shown) else ""
             console.print(
-                f"  [red]✗[/red] {problem['file']}, {label[:-1]} {rows}{more}, column '{problem['column']}': "
-                f"{problem['reason']} — {problem['count']:,} row(s) unusable",
+                f"  [red]✗[/red] {problem['file']}, {noun} {', '.join(map(str, shown))}{more}, "
+                f"column '{problem['column']}': {problem['reason']} — {problem['count']:,} row(s) unusable",
                 highlight=False,
+                soft_wrap=True,
             )
         if file["ignored_columns"]:
             console.print(f"  note: {file['file']}: ignored columns {', '.join(file['ignored_columns'])}")

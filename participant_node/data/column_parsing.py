@@ -122,13 +122,12 @@ def _parse_number(
 def _parse_integer(
     raw: pd.Series, missing: np.ndarray, text_like: bool, spec: ColumnSpec, file: str
 ) -> _Result:
-    numbers, invalid = _parse_number(raw, missing, text_like, spec, file)
+    numbers, _ = _parse_number(raw, missing, text_like, spec, file)
     array = numbers.to_numpy(dtype="float64", na_value=np.nan)
-    fractional = np.isfinite(array) & (np.floor(array) != array)
-    if fractional.any():
-        invalid.append((fractional, f"not an integer{_quote(raw, fractional, spec)}"))
-    usable = np.where(np.isfinite(array) & ~fractional, array, np.nan)
-    return pd.Series(usable, index=raw.index).astype("Int64"), invalid
+    whole = np.isfinite(array) & (np.floor(array) == array)
+    bad = ~whole & ~missing
+    invalid = [(bad, f"wrong type: not an integer{_quote(raw, bad, spec)}")] if bad.any() else []
+    return pd.Series(np.where(whole, array, np.nan), index=raw.index).astype("Int64"), invalid
 
 
 def _parse_boolean(
@@ -145,7 +144,11 @@ def _parse_boolean(
     values = pd.Series(pd.NA, index=raw.index, dtype="boolean")
     values[is_true] = True
     values[is_false] = False
-    invalid = [(bad, f"not a boolean{_quote(raw, bad, spec)}, expected true/false")] if bad.any() else []
+    invalid = (
+        [(bad, f"wrong type: not a boolean{_quote(raw, bad, spec)}, expected true/false")]
+        if bad.any()
+        else []
+    )
     return values, invalid
 
 
