@@ -72,7 +72,7 @@ def test_negative_amount(tmp_path: Path) -> None:
 
 
 def test_non_numeric_amount(tmp_path: Path) -> None:
-    broken = replace_line(broken, 5, 'M-003,2017-02-01T08:00:00,"12,50",1,S2,MEAT,0')
+    broken = replace_line(TRANSACTIONS, 5, 'M-003,2017-02-01T08:00:00,"12,50",1,S2,MEAT,0')
     code, out = validate(write_partner(tmp_path / "p", transactions_csv=broken))
     assert code == 1
     assert "transactions.csv, line 5, column 'amount': not a number (first: '12,50')" in out
