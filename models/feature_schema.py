@@ -155,7 +155,7 @@ def default_feature_schema() -> FeatureSchema:
     FeatureSchema
         16 behavioural features plus 9 category shares, every bound public (see module docstring).
     """
-    silver, gold, diamond = (t / CNY_PER_USD_2017 for t in PROGRAMME_TIER_THRESHOLDS_CNY)
+    silver, gold, diamond = (round(t / CNY_PER_USD_2017, 2) for t in PROGRAMME_TIER_THRESHOLDS_CNY)
     year = 365.0
     specs = (
         ("recency_days", 0.0, year, Transform.LINEAR, "days since the last visit; no visit in window = high"),
@@ -180,6 +180,6 @@ def default_feature_schema() -> FeatureSchema:
             FeatureSpec(name=n, low=lo, high=hi, transform=t, description=d) for n, lo, hi, t, d in specs
         ),
         # Departments of Complete Journey that carry most spend (the contract's free-text category).
-        categories=("grocery", "produce", "meat", "meat-pckgd", "deli", "pastry", "drug gm", "kiosk-gas"),
+        categories=("grocery", "produce", "meat", "meat-pckgd", "deli", "pastry", "drug gm", "nutrition"),
         tier_thresholds=(silver, gold, diamond),
     )

@@ -178,8 +178,13 @@ def _trends(v: _Visits, n_members: int, oldest: np.ndarray, trend_days: int) -> 
 
 
 def _tier(spend_per_year: np.ndarray, thresholds: tuple[float, float, float]) -> np.ndarray:
-    """0 Ordinary, 1 Silver, 2 Gold, 3 Diamond: a member AT a threshold has reached that tier."""
-    return np.searchsorted(np.asarray(thresholds), spend_per_year, side="right").astype(np.float64)
+    """0 Ordinary, 1 Silver, 2 Gold, 3 Diamond: a member AT a threshold has reached that tier.
+
+    Both sides are compared in whole cents, so summing many small amounts cannot leave a member a
+    rounding error short of a threshold they reached.
+    """
+    cents = np.round(spend_per_year * 100.0)
+    return np.searchsorted(np.round(np.asarray(thresholds) * 100.0), cents, side="right").astype(np.float64)
 
 
 def _ratio_to_unit(ratio: np.ndarray) -> np.ndarray:

@@ -1,0 +1,176 @@
+"""`build_features` on hand-built frames with answers worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import build_features, default_feature_schema
+from models.feature_schema import CNY_PER_USD_2017, FeatureSchema, FeatureSpec, Transform
+from models.frame_contract import MissingColumnError
+
+AS_OF = pd.Timestamp("2017-09-01")
+SCHEMA = default_feature_schema()
+
+
+def _raw(schema: FeatureSchema, name: str, scaled: float) -> float:
+    """Invert a feature's scaling (test-side) to read the raw value back."""
+    spec = schema.spec(name)
+    if spec.transform is Transform.LOG1P:
+        return float(np.expm1(scaled * (np.log1p(spec.high) - np.log1p(spec.low)) + np.log1p(spec.low)))
+    return scaled * (spec.high - spec.low) + spec.low
+
+
+def _members(*ids: str) -> pd.DataFrame:
+    return pd.DataFrame({"member_id": list(ids), "joined_at": pd.to_datetime(["2016-09-01"] * len(ids))})
+
+
+def _tx(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "member_id": [r[0] for r in rows],
+            "timestamp": pd.to_datetime([r[1] for r in rows], format="ISO8601"),
+            "amount": [r[2] for r in rows],
+        }
+    )
+
+
+def test_rfm_known_answers_with_required_columns_only() -> None:
+    # m1: visits 100 and 10 days before as_of, $60 + $40; history 100 days.
+    tx = _tx([("m1", "2017-05-24", 60.0), ("m1", "2017-08-22", 40.0), ("m1", "2017-09-01", 999.0)])
+    X = build_features(_members("m1", "m2"), tx, as_of=AS_OF, schema=SCHEMA)
+    assert list(X.columns) == list(SCHEMA.names)
+    assert X.dtypes.unique().tolist() == [np.float32]
+    m1 = X.loc["m1"]
+    assert m1["recency_days"] == pytest.approx(10 / 365, rel=1e-5)
+    assert _raw(SCHEMA, "visits_per_year", m1["visits_per_year"]) == pytest.approx(2 / 100 * 365, rel=1e-4)
+    assert _raw(SCHEMA, "spend_per_year", m1["spend_per_year"]) == pytest.approx(100 / 100 * 365, rel=1e-4)
+    assert _raw(SCHEMA, "basket_value", m1["basket_value"]) == pytest.approx(50.0, rel=1e-4)
+    assert m1["history_days"] == pytest.approx(100 / 365, rel=1e-5)
+    assert m1["tenure_days"] == pytest.approx(365 / 3650, rel=1e-5)
+    # Optional columns absent: their features are exactly 0.
+    for name in ("basket_items", "discount_share", "stores_visited", "campaigns_received"):
+        assert m1[name] == 0.0
+    assert (X.filter(like="category_share_") == 0).all().all()
+    # m2 never bought: recency at its bound, nothing else.
+    assert X.loc["m2", "recency_days"] == 1.0
+    assert X.loc["m2", "visits_per_year"] == 0.0
+
+
+def test_transactions_on_or_after_as_of_are_ignored() -> None:
+    before = build_features(_members("m1"), _tx([("m1", "2017-08-01", 10.0)]), as_of=AS_OF, schema=SCHEMA)
+    after = build_features(
+        _members("m1"),
+        _tx([("m1", "2017-08-01", 10.0), ("m1", "2017-09-01 00:00:00", 500.0), ("m1", "2017-12-01", 5.0)]),
+        as_of=AS_OF,
+        schema=SCHEMA,
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+
+@pytest.mark.parametrize(
+    ("cny", "tier"), [(2_999.0, 0), (3_000.0, 1), (9_999.0, 1), (10_000.0, 2), (30_000.0, 3), (90_000.0, 3)]
+)
+def test_tier_thresholds_scaled_to_usd(cny: float, tier: int) -> None:
+    # 365 days of history and one visit a day at the same amount => annual spend = total spend.
+    days = pd.date_range("2016-09-01", periods=365, freq="D")
+    amount = round(cny / CNY_PER_USD_2017, 2) / 365
+    tx = pd.DataFrame({"member_id": "m1", "timestamp": days, "amount": amount})
+    X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA)
+    assert X.loc["m1", "tier"] == pytest.approx(tier / 3)
+
+
+def test_category_mix_sends_unseen_categories_to_other() -> None:
+    tx = _tx([("m1", "2017-08-01", 30.0), ("m1", "2017-08-02", 10.0), ("m1", "2017-08-03", 60.0)])
+    tx["category"] = ["  GROCERY ", "Produce", "space tourism"]
+    X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA)
+    assert X.loc["m1", "category_share_grocery"] == pytest.approx(0.3)
+    assert X.loc["m1", "category_share_produce"] == pytest.approx(0.1)
+    assert X.loc["m1", "category_share_other"] == pytest.approx(0.6)
+    assert X.filter(like="category_share_").loc["m1"].sum() == pytest.approx(1.0)
+
+
+def test_optional_columns_baskets_stores_discounts_and_coupons() -> None:
+    tx = _tx([("m1", "2017-08-01 10:00", 8.0), ("m1", "2017-08-01 10:01", 12.0), ("m1", "2017-08-10", 20.0)])
+    tx["basket_id"] = ["b1", "b1", "b2"]
+    tx["store_id"] = ["s1", "s1", "s2"]
+    tx["quantity"] = [1.0, 3.0, 2.0]
+    tx["discount"] = [-2.0, -3.0, -5.0]  # sign convention of the source does not matter
+    campaigns = pd.DataFrame(
+        {
+            "member_id": ["m1", "m1", "m1"],
+            "campaign_id": ["c1", "c2", "c3"],
+            "start_date": pd.to_datetime(["2017-03-01", "2017-05-01", "2017-09-01"]),
+            "end_date": pd.to_datetime(["2017-04-01", "2017-06-01", "2017-10-01"]),
+            "redeemed_at": pd.to_datetime(["2017-03-05", None, "2017-09-02"]),
+        }
+    )
+    X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA, campaigns=campaigns)
+    m1 = X.loc["m1"]
+    assert _raw(SCHEMA, "basket_value", m1["basket_value"]) == pytest.approx(20.0, rel=1e-4)  # 2 visits
+    assert _raw(SCHEMA, "basket_items", m1["basket_items"]) == pytest.approx(3.0, rel=1e-4)
+    assert _raw(SCHEMA, "stores_visited", m1["stores_visited"]) == pytest.approx(2.0, rel=1e-4)
+    assert m1["discount_share"] == pytest.approx(10 / 50)
+    assert _raw(SCHEMA, "campaigns_received", m1["campaigns_received"]) == pytest.approx(2.0, rel=1e-4)
+    assert m1["coupon_redemption_rate"] == pytest.approx(0.5)  # c3 starts on as_of: not history
+
+
+def test_trend_compares_last_eight_weeks_with_history() -> None:
+    # $10 a week for 20 weeks before the last 8, then $30 a week: r = 3 => 3/4.
+    weeks = pd.date_range(end=AS_OF - pd.Timedelta(days=3), periods=28, freq="7D")
+    tx = pd.DataFrame({"member_id": "m1", "timestamp": weeks, "amount": [10.0] * 20 + [30.0] * 8})
+    X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA)
+    # earlier period = history (27 weeks + 3 days) minus 56 days
+    history = (AS_OF - weeks[0]).days
+    earlier_rate = 200.0 / (history - 56)
+    ratio = (240.0 / 56) / earlier_rate
+    assert X.loc["m1", "spend_trend"] == pytest.approx(ratio / (1 + ratio), rel=1e-5)
+    assert X.loc["m1", "active_weeks_recent"] == pytest.approx(1.0)
+
+
+def test_public_bounds_keep_extreme_values_in_unit_interval() -> None:
+    tx = _tx([("m1", "2017-08-31", 1e9), ("m2", "1990-01-01", 5.0)])
+    tx["quantity"] = [1e6, 1.0]
+    tx["discount"] = [1e12, 0.0]
+    members = _members("m1", "m2", "m3").assign(joined_at=pd.to_datetime(["1900-01-01", "2030-01-01", None]))
+    X = build_features(members, tx, as_of=AS_OF, schema=SCHEMA)
+    values = X.to_numpy()
+    assert np.isfinite(values).all()
+    assert values.min() >= 0.0 and values.max() <= 1.0
+
+
+def test_missing_required_column_names_frame_and_column() -> None:
+    with pytest.raises(MissingColumnError, match=r"transactions: required column 'amount'"):
+        build_features(_members("m1"), _tx([]).drop(columns="amount"), as_of=AS_OF, schema=SCHEMA)
+
+
+def test_schema_validates_and_fingerprint_is_stable() -> None:
+    assert default_feature_schema().fingerprint == SCHEMA.fingerprint
+    assert len(SCHEMA.names) == SCHEMA.n_features
+    with pytest.raises(ValueError, match="high must exceed low"):
+        FeatureSpec(name="x", low=1.0, high=1.0)
+    changed = SCHEMA.model_copy(update={"window_days": 300})
+    assert changed.fingerprint != SCHEMA.fingerprint
+
+
+def test_one_million_transactions_in_a_few_seconds() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    n, members = 1_000_000, 20_000
+    ids = np.array([f"m{i}" for i in range(members)], dtype=object)
+    tx = pd.DataFrame(
+        {
+            "member_id": ids[rng.integers(0, members, n)],
+            "timestamp": AS_OF - pd.to_timedelta(rng.integers(1, 300 * 86_400, n), unit="s"),
+            "amount": rng.gamma(2.0, 5.0, n),
+            "basket_id": rng.integers(0, 200_000, n).astype(str),
+            "category": rng.choice(["grocery", "produce", "x"], n),
+        }
+    )
+    started = time.perf_counter()
+    X = build_features(_members(*ids), tx, as_of=AS_OF, schema=SCHEMA)
+    elapsed = time.perf_counter() - started
+    assert X.shape == (members, SCHEMA.n_features)
+    assert elapsed < 20.0  # ~2-3 s alone; generous because the CI machine is shared
