@@ -1,1 +1,34 @@
-"""psi package of loyalfed (see DESIGN.md)."""
+"""Private set intersection for member matching: semi-honest ECDH-PSI over ristretto255.
+
+Public face: prepare identifiers (``prepare_identifiers``), run both parties locally
+(``run_local``) or drive them over a transport (``Initiator``/``Responder`` with ``Frame`` and
+``SessionParams``), in intersection, cardinality or intersection-sum mode (``PsiMode``).
+"""
+
+from psi.errors import InvalidElementError, PsiError, PsiProtocolError
+from psi.group_engine import GroupEngine
+from psi.identifiers import IdentifierKind, PreparedSet, prepare_identifiers
+from psi.local_run import LocalRun, WireStats, run_local
+from psi.protocol import Initiator, PsiResult, Responder
+from psi.wire import Frame, MessageKind, PsiMode, Reveal, SessionParams
+
+__all__ = [
+    "Frame",
+    "GroupEngine",
+    "IdentifierKind",
+    "Initiator",
+    "InvalidElementError",
+    "LocalRun",
+    "MessageKind",
+    "PreparedSet",
+    "PsiError",
+    "PsiMode",
+    "PsiProtocolError",
+    "PsiResult",
+    "Responder",
+    "Reveal",
+    "SessionParams",
+    "WireStats",
+    "prepare_identifiers",
+    "run_local",
+]
