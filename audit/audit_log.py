@@ -222,6 +222,8 @@ class AuditLog:
     def inclusion_proof(self, seq: int, tree_size: int | None = None) -> list[bytes]:
         tree_size = self._size if tree_size is None else tree_size
         self._check_size(tree_size)
+        if not 0 <= seq < tree_size:
+            raise AuditError(f"entry {seq} is not in a tree of size {tree_size}")
         return inclusion_proof(self, seq, tree_size)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:

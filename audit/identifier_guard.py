@@ -24,7 +24,11 @@ _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 # Seven or more digits in one run (separators allowed) is treated as a phone number.
 _PHONE = re.compile(r"\+?\(?\d(?:[\s().-]?\d){6,}")
 # Hashes and fingerprints are hex strings; they are checked by their own patterns, not here.
-_MEMBER_ID_HINT = re.compile(r"\b(?:member|mbr|hh|household|cust(?:omer)?)[_:#-]?\d+\b", re.IGNORECASE)
+_MEMBER_ID_HINT = re.compile(
+    r"\b(?:member|mbr|hh|household|cust(?:omer)?)[_:#-]?\d+\b"  # member-123, household_42
+    r"|\b[A-Za-z]{1,4}-\d{4,}\b",  # loyalty-card style ids: FM-0004711, CP-12345
+    re.IGNORECASE,
+)
 
 
 def identifier_problem(value: str) -> str | None:

@@ -8,6 +8,7 @@ OpenLineage client: a malformed event cannot exist, so it cannot reach the log. 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -17,6 +18,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -67,6 +70,7 @@ class Role(StrEnum):
     """Canonical roles (DESIGN.md "Who uses it"); other lower-case role names are accepted."""
 
     NODE = "node"
+    PARTNER_ORGANISATION = "partner_organisation"
     COORDINATOR = "coordinator"
     DATA_OFFICER = "data_officer"
     ANALYST = "analyst"
@@ -87,13 +91,27 @@ Name = Annotated[
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/@()-]*$"),
     AfterValidator(_no_identifier),
 ]
-# Job and model ids are minted by the coordinator (UUIDs, slugs); structure-checked only.
+_UUID_OR_HEX = re.compile(
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,128})$"
+)
+
+
+def _no_identifier_in_run_id(value: str) -> str:
+    # UUIDs and digests are digit-rich by nature; anything else gets the full identifier check.
+    return value if _UUID_OR_HEX.match(value) else _no_identifier(value)
+
+
+# Job and model ids are minted by the coordinator (UUIDs, slugs).
 RunId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
+    AfterValidator(_no_identifier_in_run_id),
 ]
 Digest = Annotated[str, StringConstraints(pattern=r"^(sha256:)?[0-9a-f]{16,128}$")]
 Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$"), AfterValidator(_no_identifier)]
+# Enum-like detail values ("store_group", "cardinality"): lower-case tokens, never identifier-shaped.
+Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$"), AfterValidator(_no_identifier)]
 
 
 class DatasetRef(BaseModel):
@@ -118,7 +136,8 @@ class ArtefactRef(BaseModel):
 class LineageEvent(BaseModel):
     """One step of a flow: who did what, when, under which purpose, policy and consent snapshot.
 
-    ``details`` holds counts only (numbers keyed by short snake_case names); ``partners`` and
+    ``details`` holds counts (numbers keyed by short snake_case names) and enum-like tokens
+    such as a partner kind, never free text; ``partners`` and
     ``categories`` list the partners and data categories a step involves (for a policy event,
     the ones it allows).
     """
@@ -142,7 +161,8 @@ class LineageEvent(BaseModel):
     categories: tuple[Key, ...] = ()
     epsilon: Annotated[float, Field(ge=0.0)] | None = None
     delta: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
-    details: dict[Key, int | float] = Field(default_factory=dict)
+    # Strict numbers: a lax int would happily turn the string "+8613…" into a count.
+    details: dict[Key, StrictInt | StrictFloat | Token] = Field(default_factory=dict)
 
     @field_validator("schema_version")
     @classmethod
@@ -158,12 +178,18 @@ class LineageEvent(BaseModel):
             raise ValueError("time must be timezone-aware (UTC)")
         return value.astimezone(UTC)
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _normalise_role(cls, value: object) -> object:
+        # "partner organisation" (DESIGN.md's wording) and "partner_organisation" are one role.
+        return value.strip().lower().replace(" ", "_").replace("-", "_") if isinstance(value, str) else value
+
     @field_validator("details")
     @classmethod
-    def _finite_counts(cls, value: dict[str, int | float]) -> dict[str, int | float]:
-        for key, number in value.items():
-            if isinstance(number, bool) or not math.isfinite(number):
-                raise ValueError(f"details[{key!r}] must be a finite number")
+    def _finite_counts(cls, value: dict[str, int | float | str]) -> dict[str, int | float | str]:
+        for key, item in value.items():
+            if isinstance(item, bool) or (isinstance(item, float) and not math.isfinite(item)):
+                raise ValueError(f"details[{key!r}] must be a finite number or a short token")
         return value
 
     def canonical_bytes(self) -> bytes:
@@ -194,7 +220,7 @@ class LineageEvent(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            where = "; ".join(f"{_safe_location(e['loc'])}: {e['msg']}" for e in err.errors())
             raise EventRejectedError(
                 f"lineage event {record.get('event_type')!r} refused ({where})"
             ) from None
@@ -203,3 +229,10 @@ class LineageEvent(BaseModel):
     def from_canonical(cls, data: bytes) -> LineageEvent:
         """Parse (and re-validate) an event read back from the log."""
         return cls.model_validate_json(data)
+
+
+def _safe_location(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location with caller-chosen parts (dict keys, unknown fields) masked:
+    those are data, and may be the very identifier being refused."""
+    known = {*LineageEvent.model_fields, *DatasetRef.model_fields, *ArtefactRef.model_fields, "[key]"}
+    return ".".join(str(part) if isinstance(part, int) or part in known else "<field>" for part in loc)

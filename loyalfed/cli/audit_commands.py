@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# Submodule imports (not the package face): `tests/audit` is a namespace package under pytest's
-# default import mode, which would shadow `audit/__init__.py`.
 from audit.anomaly_report import find_anomalies
 from audit.audit_log import connect
 from audit.errors import AuditError

@@ -140,3 +140,9 @@ def make_log(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return build
+
+
+@pytest.fixture
+def flow() -> Callable[..., list[LineageEvent]]:
+    """:func:`flow_events` as a fixture (tests/audit is not a package, so no relative imports)."""
+    return flow_events
