@@ -77,7 +77,7 @@ def consented_members(
     try:
         later_grants = store.grants()
         if len(later_grants):
-            consents = pd.concat([consents, later_grants[_shared(consents, later_grants)]], ignore_index=True)
+            consents = pd.concat([consents, later_grants], ignore_index=True)
         return select_consented(
             members,
             consents,
@@ -88,10 +88,3 @@ def consented_members(
         )
     finally:
         store.close()
-
-
-def _shared(consents: pd.DataFrame, grants: pd.DataFrame) -> list[str]:
-    # Keep the store's columns the file also has, plus the ones the rules need even if the file lacks
-    # them (a guardian consent recorded later carries lawful_basis even when the file has none).
-    needed = {"member_id", "purpose", "granted_at", "expires_at", "lawful_basis", "scope", "cross_border"}
-    return [c for c in grants.columns if c in consents.columns or c in needed]

@@ -90,6 +90,14 @@ class ErasureRequest:
         return finished > self.deadline
 
 
+def _secure_delete(connection: object, _record: object) -> None:
+    # Erased records must not survive in SQLite's free pages: overwrite deleted content with zeros
+    # (https://www.sqlite.org/pragma.html#pragma_secure_delete).
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA secure_delete = ON")
+    cursor.close()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -118,6 +126,7 @@ class ConsentStore:
         self.path = path
         self._now = now
         self._engine = sa.create_engine(f"sqlite:///{path}")
+        sa.event.listen(self._engine, "connect", _secure_delete)
         try:
             _metadata.create_all(self._engine)
         except sa.exc.DatabaseError as err:

@@ -1,0 +1,203 @@
+"""Data-subject rights at the node: access and portability, erasure with deadlines, import.
+
+Only the node holds member-level data, so these requests are served here (issue 5 item 5):
+
+* access / portability: everything the node holds on one member as JSON (PIPL Art. 45,
+  GDPR Art. 15 and 20) — the rows of every contract file and the consent history;
+* erasure: the member's rows are deleted from every contract file and from the consent store; a
+  tombstone with a keyed tag, dates and row counts (no identifier) stays so the member is excluded
+  from every later step and the deadline can be shown to be met (PIPL Art. 47, GDPR Art. 17, 12(3));
+* import of consent records into the store's append-only history (GDPR Art. 7(1) evidence).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from participant_node.consent.errors import SubjectRequestError
+from participant_node.consent.store import ConsentStore, ErasureRequest
+from participant_node.data.contract import FileKind
+from participant_node.data.table_reader import find_file, read_table
+from policies.consent_filter import member_tags
+from policies.consent_record import ConsentRecord
+from policies.jurisdiction import Jurisdiction
+
+__all__ = [
+    "EXPORT_FORMAT_VERSION",
+    "ErasureReceipt",
+    "erase_member",
+    "export_member",
+    "import_consents",
+    "overdue_erasures",
+]
+
+EXPORT_FORMAT_VERSION = 1
+_CONSENT_FIELDS = frozenset(ConsentRecord.model_fields)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What an erasure did: counts and dates only, safe for the audit log."""
+
+    request_id: str
+    received_at: datetime
+    deadline: datetime
+    completed_at: datetime | None
+    rows_deleted: dict[str, int]
+
+    @property
+    def on_time(self) -> bool:
+        return self.completed_at is not None and self.completed_at <= self.deadline
+
+
+def export_member(
+    partner_dir: Path, member_id: str, *, now: Callable[[], datetime] = _utcnow
+) -> dict[str, Any]:
+    """Everything the node holds on ``member_id``, machine-readable (PIPL Art. 45 / GDPR Art. 15, 20)."""
+    partner_dir = Path(partner_dir)
+    export: dict[str, Any] = {
+        "format_version": EXPORT_FORMAT_VERSION,
+        "partner": partner_dir.name,
+        "member_id": member_id,
+        "exported_at": now().isoformat(),
+    }
+    found = 0
+    for kind in FileKind:
+        rows = _member_rows(partner_dir, kind, member_id)
+        export[kind.value] = rows
+        found += len(rows)
+    store = ConsentStore.at_partner(partner_dir)
+    try:
+        export["consent_history"] = [_jsonable(r) for r in store.history(member_id)]
+    finally:
+        store.close()
+    if not found and not export["consent_history"]:
+        raise SubjectRequestError(f"partner {partner_dir.name}: no data held on the requested member")
+    return export
+
+
+def erase_member(
+    partner_dir: Path,
+    member_id: str,
+    *,
+    received_at: datetime,
+    jurisdictions: frozenset[Jurisdiction] = frozenset({Jurisdiction.CN}),
+    store: ConsentStore | None = None,
+) -> ErasureReceipt:
+    """Erase ``member_id`` at the node and keep an identifier-free tombstone with its deadline.
+
+    The tombstone is written first, so the member is excluded from every later step even if the
+    file rewrite is interrupted; the request is closed when every file was rewritten.
+    """
+    partner_dir = Path(partner_dir)
+    own_store = store is None
+    store = store or ConsentStore.at_partner(partner_dir)
+    try:
+        tag = int(member_tags(pd.Series([member_id]), store.tag_key)[0])
+        request = store.open_erasure(tag, received_at=received_at, jurisdictions=jurisdictions)
+        deleted = {kind.value: _delete_rows(partner_dir, kind, member_id) for kind in FileKind}
+        store.complete_erasure(request.request_id, member_id, rows_deleted=deleted)
+        done = next(r for r in store.erasure_requests() if r.request_id == request.request_id)
+    finally:
+        if own_store:
+            store.close()
+    return ErasureReceipt(
+        done.request_id, done.received_at, done.deadline, done.completed_at, done.rows_deleted
+    )
+
+
+def overdue_erasures(partner_dir: Path, *, now: datetime) -> list[ErasureRequest]:
+    """Erasure requests still open after their deadline, or completed late."""
+    store = ConsentStore.at_partner(Path(partner_dir))
+    try:
+        return [r for r in store.erasure_requests() if r.overdue(now)]
+    finally:
+        store.close()
+
+
+def import_consents(partner_dir: Path, path: Path, *, store: ConsentStore | None = None) -> int:
+    """Append every consent record of ``path`` (CSV or Parquet, consents contract) to the store.
+
+    Rows are validated one by one; the first bad row aborts the import (nothing is written) with an
+    error naming the file, row and field.
+    """
+    raw = read_table(Path(path))
+    frame = raw.frame
+    unknown = sorted(set(frame.columns) - _CONSENT_FIELDS)
+    if unknown:
+        raise SubjectRequestError(f"{raw.file}: unknown consent columns {unknown}")
+    records = []
+    for number, row in enumerate(frame.to_dict(orient="records"), start=raw.first_row):
+        values = {k: v for k, v in row.items() if not _blank(v)}
+        try:
+            records.append(ConsentRecord.model_validate(values))
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise SubjectRequestError(
+                f"{raw.file}: {raw.row_label} {number}, column {field}: {first['msg']}"
+            ) from err
+    own_store = store is None
+    store = store or ConsentStore.at_partner(Path(partner_dir))
+    try:
+        return store.append(records, source=f"import:{raw.file}")
+    finally:
+        if own_store:
+            store.close()
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or bool(pd.isna(value))
+
+
+def _member_rows(partner_dir: Path, kind: FileKind, member_id: str) -> list[dict[str, Any]]:
+    path = find_file(partner_dir, kind)
+    if path is None:
+        return []
+    frame = read_table(path).frame
+    mine = frame[frame["member_id"].astype("string").str.strip() == member_id]
+    return [_jsonable(r) for r in mine.to_dict(orient="records")]
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(row, default=str))
+
+
+def _delete_rows(partner_dir: Path, kind: FileKind, member_id: str) -> int:
+    path = find_file(partner_dir, kind)
+    if path is None:
+        return 0
+    temporary = path.with_name(f".{path.name}.erasing")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        ids = pc.utf8_trim_whitespace(pc.cast(table["member_id"], pa.string()))
+        keep = pc.fill_null(pc.not_equal(ids, member_id), True)
+        kept = table.filter(keep)
+        removed = table.num_rows - kept.num_rows
+        if removed:
+            pq.write_table(kept, temporary)
+    else:
+        frame = read_table(path).frame
+        keep = frame["member_id"].astype("string").str.strip() != member_id
+        removed = int((~keep).sum())
+        if removed:
+            frame.loc[keep].to_csv(temporary, index=False)
+    if removed:
+        os.replace(temporary, path)  # atomic: readers see the old file or the new one
+    return int(removed)
