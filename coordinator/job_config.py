@@ -1,0 +1,151 @@
+"""A federated training job's configuration, parsed once at the edge into a frozen model.
+
+The same object is built from the CLI's options or from Flower's ``run_config`` (deployment
+engine), and turned into the flat key/value ``ConfigRecord`` every node receives. The wire keys are
+the ``JobKey`` enum; the node parses them with its own validator (the two packages never import
+each other), and a test checks that what one writes the other accepts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coordinator.job_errors import JobConfigError
+from policies.purpose import Purpose
+
+__all__ = ["JobConfig", "JobKey", "ModelKind", "StrategyName", "TaskName", "purpose_for_task"]
+
+
+class TaskName(StrEnum):
+    CHURN = "churn"
+    PROPENSITY = "propensity"
+
+
+class ModelKind(StrEnum):
+    LOGREG = "logreg"
+    MLP = "mlp"
+
+
+class StrategyName(StrEnum):
+    FEDAVG = "fedavg"
+    FEDPROX = "fedprox"
+
+
+class JobKey(StrEnum):
+    """Keys of the job's ConfigRecord sent to nodes and of Flower's run_config."""
+
+    JOB_ID = "job-id"
+    TASK = "task"
+    PURPOSE = "purpose"
+    MODEL = "model"
+    EPSILON = "epsilon"
+    DELTA = "delta"
+    ROUNDS = "rounds"
+    LOCAL_STEPS = "local-steps"
+    BATCH_SIZE = "batch-size"
+    LEARNING_RATE = "learning-rate"
+    MAX_GRAD_NORM = "max-grad-norm"
+    AS_OF = "as-of"
+    HORIZON_DAYS = "horizon-days"
+    K_MIN = "k-min"
+    SEED = "seed"
+
+
+def purpose_for_task(task: TaskName) -> Purpose:
+    """The consent purpose a training task processes member data for."""
+    return {TaskName.CHURN: Purpose.CHURN_MODEL, TaskName.PROPENSITY: Purpose.PROPENSITY_MODEL}[task]
+
+
+class JobConfig(BaseModel):
+    """Everything that defines one federated DP training job.
+
+    ``epsilon``/``delta`` are the per-node member-level target for the whole job (every round and
+    local step); each node calibrates its noise to reach it exactly with its own sample rate.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str = Field(default_factory=lambda: f"job-{uuid.uuid4().hex[:12]}")
+    task: TaskName = TaskName.CHURN
+    model: ModelKind = ModelKind.LOGREG
+    epsilon: float = Field(default=3.0, gt=0.0, le=100.0)
+    delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
+    rounds: int = Field(default=20, ge=1, le=1000)
+    local_steps: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=0.5, gt=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    strategy: StrategyName = StrategyName.FEDAVG
+    proximal_mu: float = Field(default=0.0, ge=0.0)
+    min_nodes: int = Field(default=2, ge=1)
+    round_timeout_s: float = Field(default=120.0, gt=0.0)
+    eval_every: int = Field(default=0, ge=0)
+    patience: int = Field(default=0, ge=0)
+    as_of: date | None = None
+    horizon_days: int | None = Field(default=None, ge=1)
+    k_min: int = Field(default=20, ge=1)
+    secure_agg: bool = False
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _check(self) -> JobConfig:
+        if self.strategy is StrategyName.FEDPROX and self.proximal_mu == 0.0:
+            raise ValueError("strategy fedprox needs proximal_mu > 0")
+        if self.patience and not self.eval_every:
+            raise ValueError("early stopping (patience > 0) needs eval_every > 0")
+        return self
+
+    @property
+    def purpose(self) -> Purpose:
+        return purpose_for_task(self.task)
+
+    def node_config(self) -> dict[str, str | int | float]:
+        """The flat record every node receives with each training/evaluation message."""
+        values: dict[str, str | int | float] = {
+            JobKey.JOB_ID: self.job_id,
+            JobKey.TASK: self.task.value,
+            JobKey.PURPOSE: self.purpose.value,
+            JobKey.MODEL: self.model.value,
+            JobKey.EPSILON: self.epsilon,
+            JobKey.DELTA: self.delta,
+            JobKey.ROUNDS: self.rounds,
+            JobKey.LOCAL_STEPS: self.local_steps,
+            JobKey.BATCH_SIZE: self.batch_size,
+            JobKey.LEARNING_RATE: self.learning_rate,
+            JobKey.MAX_GRAD_NORM: self.max_grad_norm,
+            JobKey.K_MIN: self.k_min,
+            JobKey.SEED: self.seed,
+        }
+        if self.as_of is not None:
+            values[JobKey.AS_OF] = self.as_of.isoformat()
+        if self.horizon_days is not None:
+            values[JobKey.HORIZON_DAYS] = self.horizon_days
+        return {str(k): v for k, v in values.items()}
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> JobConfig:
+        """Parse Flower's ``run_config`` (keys in kebab-case, as in pyproject's [tool.flwr.app.config])."""
+        fields = {key.replace("-", "_"): value for key, value in run_config.items()}
+        for optional in ("as_of", "horizon_days"):
+            if fields.get(optional) in ("", 0):
+                fields.pop(optional)
+        fields.pop("out_dir", None)
+        fields.pop("ledger_url", None)
+        fields.pop("partners", None)
+        return parse_job_config(fields)
+
+
+def parse_job_config(fields: Mapping[str, Any]) -> JobConfig:
+    """Build a JobConfig or raise ``JobConfigError`` naming the offending field."""
+    try:
+        return JobConfig(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "job"
+        raise JobConfigError(f"invalid job configuration: {where}: {first['msg']}") from err

@@ -1,0 +1,310 @@
+"""The coordinator's Flower ServerApp: a federated DP training job, round by round.
+
+Before any training the server asks every node to describe itself (partner id, data fingerprint)
+and reserves the job's ε on each partner's yearly budget (``BudgetLedger.reserve``), which refuses
+the whole job when one cap would be exceeded. Each round then samples the nodes through a Flower
+strategy (FedAvg or FedProx, weighted by training-member counts), completes with the nodes that
+answer in time as long as at least ``min_nodes`` do, refuses to continue if a node reports having
+spent more than the job's ε, checkpoints the global weights, and optionally evaluates and stops
+early when the pooled validation AUC stops improving. The final evaluation pools the nodes' score
+histograms; the ledger is settled with what every node reports it spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app.message_type import MessageType
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg, FedProx
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.federated_evaluation import EvaluationSummary, Histogram, summarise
+from coordinator.job_config import JobConfig, StrategyName
+from coordinator.job_errors import JobFailedError, JobRefusedError
+from models.feature_schema import default_feature_schema
+from models.networks import make_model
+
+__all__ = ["JobOutcome", "NodeReport", "RoundReport", "initial_arrays", "make_server_app", "run_job"]
+
+_log = logging.getLogger(__name__)
+_NODE = "node"
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What one node reported about itself in its last training reply (counts and accounting only)."""
+
+    partner_id: str
+    data_fingerprint: str
+    consent_snapshot_hash: str
+    members_used: int
+    members_excluded_by_consent: int
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    server_round: int
+    nodes_ok: int
+    nodes_failed: int
+    seconds: float
+    train_loss: float
+    max_epsilon: float
+    validation_auc: float | None = None
+
+
+@dataclass
+class JobOutcome:
+    """Filled in by the ServerApp as the job runs; read by whoever launched it."""
+
+    job: JobConfig
+    arrays: ArrayRecord | None = None
+    rounds: list[RoundReport] = field(default_factory=list)
+    nodes: dict[str, NodeReport] = field(default_factory=dict)
+    evaluation: EvaluationSummary | None = None
+    stopped_early: bool = False
+
+
+RoundCallback = Callable[[RoundReport], None]
+
+
+def initial_arrays(job: JobConfig) -> ArrayRecord:
+    """The starting global model, seeded by the job so every run of a job starts the same."""
+    torch.manual_seed(job.seed)
+    model = make_model(job.model, default_feature_schema().n_features)
+    return ArrayRecord(model.state_dict())
+
+
+def make_server_app(
+    job: JobConfig | None,
+    *,
+    outcome_sink: Callable[[JobOutcome], None] | None = None,
+    ledger: BudgetLedger | None = None,
+    expected_nodes: int | None = None,
+    on_round: RoundCallback | None = None,
+    checkpoint_dir: Path | None = None,
+) -> ServerApp:
+    """Build the ServerApp; ``job=None`` reads the job from Flower's ``run_config`` (deployment)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        the_job = job or JobConfig.from_run_config(context.run_config)
+        nodes = expected_nodes or int(context.run_config.get("expected-nodes", the_job.min_nodes))
+        outcome = run_job(
+            grid,
+            the_job,
+            expected_nodes=nodes,
+            ledger=ledger,
+            on_round=on_round,
+            checkpoint_dir=checkpoint_dir,
+        )
+        if outcome_sink is not None:
+            outcome_sink(outcome)
+
+    return app
+
+
+def run_job(
+    grid: Grid,
+    job: JobConfig,
+    *,
+    expected_nodes: int,
+    ledger: BudgetLedger | None = None,
+    on_round: RoundCallback | None = None,
+    checkpoint_dir: Path | None = None,
+) -> JobOutcome:
+    """Run ``job`` over the nodes of ``grid``: describe, reserve budgets, train, evaluate, settle."""
+    node_ids = _wait_for_nodes(grid, expected_nodes, timeout=job.round_timeout_s)
+    partners = _describe(grid, node_ids, job)
+    if ledger is not None:
+        ledger.reserve(
+            sorted(partners.values()),
+            job_id=job.job_id,
+            purpose=job.purpose,
+            epsilon=job.epsilon,
+            delta=job.delta,
+        )
+    outcome = JobOutcome(job=job, arrays=initial_arrays(job))
+    try:
+        _train_rounds(grid, job, outcome, on_round, checkpoint_dir)
+        outcome.evaluation = _evaluate(grid, job, outcome.arrays)
+    finally:
+        if ledger is not None:
+            for report in outcome.nodes.values():
+                ledger.settle(report.partner_id, job_id=job.job_id, epsilon_spent=report.epsilon)
+    return outcome
+
+
+def _wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(node_ids := list(grid.get_node_ids())) < expected:
+        if time.monotonic() > deadline:
+            raise JobFailedError(f"only {len(node_ids)} of {expected} nodes connected within {timeout:.0f} s")
+        time.sleep(0.2)
+    return node_ids
+
+
+def _describe(grid: Grid, node_ids: list[int], job: JobConfig) -> dict[int, str]:
+    messages = [
+        Message(
+            RecordDict({"config": ConfigRecord({"job-id": job.job_id})}),
+            dst_node_id=n,
+            message_type=MessageType.QUERY,
+        )
+        for n in node_ids
+    ]
+    replies = [m for m in grid.send_and_receive(messages, timeout=job.round_timeout_s) if not m.has_error()]
+    partners = {m.metadata.src_node_id: str(m.content[_NODE]["partner-id"]) for m in replies}
+    if len(partners) < job.min_nodes:
+        raise JobFailedError(
+            f"only {len(partners)} nodes described themselves; the job needs {job.min_nodes}"
+        )
+    return partners
+
+
+def _strategy(job: JobConfig, nodes: int) -> FedAvg:
+    common = {"min_train_nodes": nodes, "min_available_nodes": nodes, "min_evaluate_nodes": nodes}
+    if job.strategy is StrategyName.FEDPROX:
+        return FedProx(proximal_mu=job.proximal_mu, **common)
+    return FedAvg(**common)
+
+
+def _train_rounds(
+    grid: Grid,
+    job: JobConfig,
+    outcome: JobOutcome,
+    on_round: RoundCallback | None,
+    checkpoint_dir: Path | None,
+) -> None:
+    best_auc, stale = -1.0, 0
+    for server_round in range(1, job.rounds + 1):
+        report = _train_one_round(grid, job, outcome, server_round)
+        if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
+            auc = _evaluate(grid, job, outcome.arrays).auc
+            report = RoundReport(**{**report.__dict__, "validation_auc": auc})
+            best_auc, stale = (auc, 0) if auc > best_auc + 1e-4 else (best_auc, stale + 1)
+        outcome.rounds.append(report)
+        if checkpoint_dir is not None and outcome.arrays is not None:
+            _checkpoint(checkpoint_dir, server_round, outcome.arrays)
+        if on_round is not None:
+            on_round(report)
+        if job.patience and stale >= job.patience:
+            outcome.stopped_early = True
+            _log.info("early stop after round %s: validation AUC has not improved", server_round)
+            break
+
+
+def _train_one_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_round: int) -> RoundReport:
+    started = time.perf_counter()
+    nodes = len(list(grid.get_node_ids()))
+    strategy = _strategy(job, min(nodes, max(job.min_nodes, 1)))
+    config = ConfigRecord(job.node_config())
+    assert outcome.arrays is not None
+    messages = list(strategy.configure_train(server_round, outcome.arrays, config, grid))
+    replies = list(grid.send_and_receive(messages, timeout=job.round_timeout_s))
+    ok = [m for m in replies if not m.has_error()]
+    failed = len(messages) - len(ok)
+    for message in replies:
+        if message.has_error():
+            _log.warning(
+                "round %s: node %s failed: %s",
+                server_round,
+                message.metadata.src_node_id,
+                message.error.reason,
+            )
+    if len(ok) < job.min_nodes:
+        raise JobFailedError(
+            f"round {server_round}: only {len(ok)} of {len(messages)} nodes answered; "
+            f"the job needs {job.min_nodes}"
+        )
+    reports = [_node_report(m) for m in ok]
+    for report in reports:
+        if report.epsilon > job.epsilon * 1.01:
+            raise JobRefusedError(
+                f"round {server_round}: {report.partner_id} reports ε={report.epsilon:.3f} above the job's "
+                f"ε={job.epsilon}; the job is stopped"
+            )
+        outcome.nodes[report.partner_id] = report
+    arrays, metrics = strategy.aggregate_train(server_round, ok)
+    if arrays is None:
+        raise JobFailedError(f"round {server_round}: aggregation produced no model")
+    outcome.arrays = arrays
+    loss = float(metrics["train-loss"]) if metrics is not None and "train-loss" in metrics else float("nan")
+    return RoundReport(
+        server_round=server_round,
+        nodes_ok=len(ok),
+        nodes_failed=failed,
+        seconds=time.perf_counter() - started,
+        train_loss=loss,
+        max_epsilon=max(r.epsilon for r in reports),
+    )
+
+
+def _node_report(message: Message) -> NodeReport:
+    node, metrics = message.content[_NODE], message.content["metrics"]
+    return NodeReport(
+        partner_id=str(node["partner-id"]),
+        data_fingerprint=str(node["data-fingerprint"]),
+        consent_snapshot_hash=str(node["consent-snapshot-hash"]),
+        members_used=int(node["members-used"]),
+        members_excluded_by_consent=int(node["members-excluded-by-consent"]),
+        epsilon=float(metrics["epsilon"]),
+        delta=float(metrics["delta"]),
+        noise_multiplier=float(metrics["noise-multiplier"]),
+        sample_rate=float(metrics["sample-rate"]),
+        steps=int(metrics["steps"]),
+    )
+
+
+def _evaluate(grid: Grid, job: JobConfig, arrays: ArrayRecord | None) -> EvaluationSummary:
+    assert arrays is not None
+    config = ConfigRecord(job.node_config())
+    messages = [
+        Message(
+            RecordDict({"arrays": arrays, "config": config}), dst_node_id=n, message_type=MessageType.EVALUATE
+        )
+        for n in grid.get_node_ids()
+    ]
+    replies = [m for m in grid.send_and_receive(messages, timeout=job.round_timeout_s) if not m.has_error()]
+    if len(replies) < job.min_nodes:
+        raise JobFailedError(f"evaluation: only {len(replies)} nodes answered; the job needs {job.min_nodes}")
+    return summarise([_histogram(m) for m in replies])
+
+
+def _histogram(message: Message) -> Histogram:
+    metrics = message.content["metrics"]
+    return Histogram(
+        partner_id=str(message.content[_NODE]["partner-id"]),
+        edges=tuple(float(x) for x in _as_list(metrics["hist-edges"])),
+        positives=tuple(int(x) for x in _as_list(metrics["hist-pos"])),
+        negatives=tuple(int(x) for x in _as_list(metrics["hist-neg"])),
+        brier=float(metrics["brier"]),
+    )
+
+
+def _as_list(value: object) -> Iterable[float]:
+    if not isinstance(value, list):
+        raise JobFailedError("a node sent a malformed evaluation histogram")
+    return value
+
+
+def _checkpoint(directory: Path, server_round: int, arrays: ArrayRecord) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        directory / "latest.npz",
+        server_round=server_round,
+        **dict(zip(arrays.keys(), arrays.to_numpy_ndarrays(), strict=True)),
+    )

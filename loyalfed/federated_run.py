@@ -1,0 +1,104 @@
+"""Run one federated job on Flower's simulation engine: one virtual SuperNode per partner folder.
+
+This is the only place that holds both sides: the coordinator's ServerApp and the node's
+ClientApp (the two packages never import each other). The CLI, the demo and the benchmark call
+``run_federated_job``; the deployment engine runs the very same apps from ``deploy/flower_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.job_config import JobConfig
+from coordinator.job_errors import JobFailedError
+from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
+from participant_node.data import Federation, PartnerKind, load_federation
+from participant_node.training.client_app import make_client_app
+
+__all__ = ["FederatedRun", "run_federated_job", "select_partners"]
+
+
+@dataclass(frozen=True)
+class FederatedRun:
+    outcome: JobOutcome
+    partner_ids: tuple[str, ...]
+    members_may_overlap: bool
+
+
+def select_partners(
+    federation: Federation, partner_ids: Sequence[str] | None
+) -> list[tuple[str, Path, PartnerKind]]:
+    """The named partners, or by default every store-group partner (the retailer's own stores)."""
+    known = {p.partner_id: p for p in federation.partners}
+    if partner_ids:
+        unknown = [p for p in partner_ids if p not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown partner(s) {', '.join(unknown)}; the federation has {', '.join(sorted(known))}"
+            )
+        chosen = [known[p] for p in partner_ids]
+    else:
+        chosen = [p for p in federation.partners if p.kind is PartnerKind.STORE_GROUP]
+    if not chosen:
+        raise ValueError(f"{federation.path}: no partner to train with")
+    return [(p.partner_id, p.path, p.kind) for p in chosen]
+
+
+def run_federated_job(
+    federation_dir: Path,
+    job: JobConfig,
+    *,
+    partner_ids: Sequence[str] | None = None,
+    ledger: BudgetLedger | None = None,
+    on_round: RoundCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    client_app_factory: Callable[[Sequence[Path]], object] | None = None,
+) -> FederatedRun:
+    """Train ``job`` over the chosen partners of ``federation_dir``; raise typed errors, never exit."""
+    partners = select_partners(load_federation(federation_dir), partner_ids)
+    if len(partners) < job.min_nodes:
+        raise ValueError(f"the job needs {job.min_nodes} nodes but only {len(partners)} partners were chosen")
+    ids = tuple(p[0] for p in partners)
+    if ledger is not None:
+        # Refuse before starting any engine (the ServerApp reserves again, atomically, before round 1).
+        ledger.check(ids, epsilon=job.epsilon, job_id=job.job_id)
+    # Each member homes at one store group; a brand partner can hold the same member again.
+    overlap = bool(partner_ids) and len({p[2] for p in partners} | {PartnerKind.STORE_GROUP}) > 1
+    outcomes: list[JobOutcome] = []
+    server_app = make_server_app(
+        job,
+        outcome_sink=outcomes.append,
+        ledger=ledger,
+        expected_nodes=len(partners),
+        on_round=on_round,
+        checkpoint_dir=checkpoint_dir,
+    )
+    dirs = [p[1] for p in partners]
+    client_app = client_app_factory(dirs) if client_app_factory else make_client_app(dirs)
+    _simulate(server_app, client_app, len(partners))
+    if not outcomes:
+        raise JobFailedError(f"job {job.job_id} ended without a result (see the log above)")
+    return FederatedRun(outcomes[0], ids, overlap)
+
+
+def _simulate(server_app: object, client_app: object, nodes: int) -> None:
+    from flwr.simulation import run_simulation
+
+    # Ray and Flower are chatty; keep the operator's terminal for our own progress output.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    backend = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": min(2, os.cpu_count() or 1),
+            "log_to_driver": False,
+            "include_dashboard": False,
+        },
+    }
+    run_simulation(server_app, client_app, num_supernodes=nodes, backend_config=backend)  # type: ignore[arg-type]

@@ -1,0 +1,19 @@
+"""Errors of the node's training side; messages are safe to send to the coordinator."""
+
+from __future__ import annotations
+
+from participant_node.errors import NodeError
+
+__all__ = ["PrivacyBudgetError", "TrainingError", "TrainingSpecError"]
+
+
+class TrainingError(NodeError):
+    """A training or evaluation request the node cannot serve."""
+
+
+class TrainingSpecError(TrainingError):
+    """The job's configuration, as received by the node, is invalid (names the field)."""
+
+
+class PrivacyBudgetError(TrainingError):
+    """Serving the request would spend more privacy budget than the job or the node allows."""
