@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from audit.errors import AuditError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import (
@@ -124,6 +126,10 @@ class AuditLog:
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._signer.public_key
 
     @property
     def public_key_hex(self) -> str:

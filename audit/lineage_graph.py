@@ -98,7 +98,7 @@ def _add_job_event(graph: LineageGraph, model: str, seq: int, event: LineageEven
         dataset = graph.add_node(
             f"dataset:{ref.partner}:{ref.fingerprint}",
             NodeKind.DATASET,
-            ref.name or ref.fingerprint[:12],
+            f"{ref.partner}/{ref.name or 'data'} {ref.fingerprint[:6]}",
             fingerprint=ref.fingerprint,
         )
         graph.add_edge(partner, dataset, "owns")
@@ -118,12 +118,17 @@ def _add_job_event(graph: LineageGraph, model: str, seq: int, event: LineageEven
 
 
 def _policy_node(graph: LineageGraph, policy_hash: str) -> str:
-    return graph.add_node(f"policy:{policy_hash}", NodeKind.POLICY, policy_hash[:12], policy_hash=policy_hash)
+    return graph.add_node(
+        f"policy:{policy_hash}", NodeKind.POLICY, f"policy {policy_hash[:8]}", policy_hash=policy_hash
+    )
 
 
 def _snapshot_node(graph: LineageGraph, snapshot: str) -> str:
     return graph.add_node(
-        f"consent:{snapshot}", NodeKind.CONSENT_SNAPSHOT, snapshot[:12], consent_snapshot_hash=snapshot
+        f"consent:{snapshot}",
+        NodeKind.CONSENT_SNAPSHOT,
+        f"consents {snapshot[:8]}",
+        consent_snapshot_hash=snapshot,
     )
 
 
