@@ -241,6 +241,11 @@ class Responder:
         blob = b"".join(c.to_bytes(width, "big") for c in encrypted)
         return Frame(MessageKind.RESPONDER_CIPHERTEXTS, self.params.session_bytes, chunk, chunks, width, blob)
 
+    @property
+    def answered_all(self) -> bool:
+        """True once every chunk of the initiator's elements has been received and answered."""
+        return self._incoming.complete
+
     def receive(self, frame: Frame) -> list[Frame]:
         """Handle one frame from the initiator; return the frames to send back (maybe none)."""
         if frame.kind == MessageKind.INITIATOR_ELEMENTS:

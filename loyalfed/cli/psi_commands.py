@@ -1,11 +1,187 @@
-"""`loyalfed psi …` commands."""
+"""`loyalfed psi …`: run a PSI session between two member files, and benchmark the protocol."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 psi = typer.Typer(help="Private set intersection between two member files.", no_args_is_help=True)
+
+SECRET_ENV = "LOYALFED_PSI_SECRET"
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(psi, name="psi")
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    raise ValueError(f"{path}: expected a .csv or .parquet member file")
+
+
+def _column(frame: Any, path: Path, column: str) -> list[object]:
+    if column not in frame.columns:
+        raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))})")
+    return frame[column].tolist()
+
+
+def _secret(secret_file: Path | None) -> bytes:
+    # Both parties run in this process, so a fresh secret per run is as good as a shared one;
+    # across nodes the federation's secret comes from a file or the environment.
+    if secret_file is not None:
+        return secret_file.read_bytes().strip()
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV].encode()
+    return os.urandom(32)
+
+
+def _values(frame: Any, path: Path, column: str, rows: list[int]) -> list[int]:
+    import pandas as pd
+
+    raw = pd.to_numeric(pd.Series(_column(frame, path, column)).iloc[rows], errors="coerce")
+    bad = raw.isna() | (raw < 0) | (raw != raw.round())
+    if bad.any():
+        row = int(raw.index[bad.to_numpy()][0])
+        raise ValueError(f"{path}: row {row + 2}, column {column!r}: expected a non-negative whole number")
+    return [int(v) for v in raw]
+
+
+@psi.command("run")
+def run(
+    a: Path = typer.Option(..., "--a", help="Initiator's member file (.csv or .parquet)."),
+    b: Path = typer.Option(..., "--b", help="Responder's member file (.csv or .parquet)."),
+    id_column: str = typer.Option("phone", "--id-column", help="Identifier column: phone or email."),
+    mode: str = typer.Option("intersection", "--mode", help="intersection | cardinality | sum"),
+    value_column: str | None = typer.Option(None, "--value-column", help="Sum mode: B's value column."),
+    reveal_both: bool = typer.Option(False, "--reveal-both", help="Intersection mode: B learns it too."),
+    default_region: str = typer.Option("US", "--default-region", help="Region for national phones."),
+    secret_file: Path | None = typer.Option(None, "--secret-file", help=f"Federation secret ({SECRET_ENV})."),
+    paillier_bits: int = typer.Option(2048, "--paillier-bits", help="Sum mode: Paillier key size."),
+    out: Path | None = typer.Option(None, "--out", help="Intersection: write A's matched member_ids here."),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
+) -> None:
+    """Run both parties locally over the real wire format and report what each side learns."""
+    from psi.identifiers import IdentifierKind, prepare_identifiers
+    from psi.local_run import run_local
+    from psi.wire import PsiMode, Reveal
+
+    psi_mode, kind = PsiMode(mode), IdentifierKind(id_column)
+    if psi_mode == PsiMode.SUM and not value_column:
+        raise ValueError("--mode sum needs --value-column (a whole-number column of B, e.g. points)")
+    secret = _secret(secret_file)
+    frames = {"a": _read_table(a), "b": _read_table(b)}
+    prepared = {
+        side: prepare_identifiers(
+            _column(frame, path, id_column), kind, secret=secret, default_region=default_region
+        )
+        for (side, frame), path in zip(frames.items(), (a, b), strict=True)
+    }
+    values = _values(frames["b"], b, value_column, prepared["b"].rows) if psi_mode == PsiMode.SUM else None
+    started = time.perf_counter()
+    with Console(stderr=True).status(f"PSI ({psi_mode}) over the wire format", spinner="dots") as status:
+        if as_json:
+            status.stop()
+        result = run_local(
+            prepared["a"].items,
+            prepared["b"].items,
+            mode=psi_mode,
+            reveal=Reveal.BOTH if reveal_both else Reveal.INITIATOR,
+            responder_values=values,
+            paillier_bits=paillier_bits,
+        )
+    report = _run_report(result, prepared, time.perf_counter() - started)
+    if out is not None and result.initiator.matched_indices is not None:
+        _write_matches(out, frames["a"], a, [prepared["a"].rows[i] for i in result.initiator.matched_indices])
+        report["matches_written_to"] = str(out)
+    _print(report, as_json)
+
+
+def _run_report(result: Any, prepared: dict[str, Any], seconds: float) -> dict[str, Any]:
+    def unusable(side: str) -> dict[str, int]:
+        p = prepared[side]
+        return {"malformed": p.malformed, "empty": p.empty, "duplicates": p.duplicates}
+
+    return {
+        "mode": str(result.initiator.mode),
+        "a_set_size": result.initiator.initiator_size,
+        "b_set_size": result.initiator.responder_size,
+        "a_learns": {"cardinality": result.initiator.cardinality},
+        "b_learns": {
+            "cardinality": result.responder.cardinality,
+            "intersection_sum": result.responder.intersection_sum,
+        },
+        "unusable_rows": {"a": unusable("a"), "b": unusable("b")},
+        "bytes_a_to_b": result.wire.to_responder,
+        "bytes_b_to_a": result.wire.to_initiator,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _write_matches(out: Path, frame: Any, path: Path, rows: list[int]) -> None:
+    ids = _column(frame, path, "member_id")
+    out.write_text("member_id\n" + "".join(f"{ids[r]}\n" for r in rows))
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"PSI ({report['mode']})")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if key != "mode":
+            table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)
+
+
+@psi.command("bench")
+def bench(
+    size: list[int] = typer.Option([10_000], "--size", help="Items per side (repeatable)."),
+    overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=1.0, help="Shared fraction."),
+    no_openmined: bool = typer.Option(False, "--no-openmined", help="Skip the openmined-psi baseline."),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
+) -> None:
+    """Benchmark this PSI against openmined-psi (RAW) on the same sets, one process per party."""
+    from psi.benchmark import run_benchmark
+
+    console = Console(stderr=True, quiet=as_json)
+    report = run_benchmark(
+        size, overlap_fraction=overlap, compare_openmined=not no_openmined, progress=console.print
+    )
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title="PSI benchmark (wall seconds, one process per party)")
+    for column in ("size", "implementation", "wall s", "cpu s", "B/elt →B", "B/elt →A", "peak MB", "correct"):
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        for name in ("loyalfed", "openmined"):
+            if name in row:
+                r = row[name]
+                peak = max(r["peak_rss_mb"].values())
+                table.add_row(
+                    f"{row['size']:,}",
+                    name,
+                    f"{r['wall_s']:.2f}",
+                    f"{r['cpu_s']:.2f}",
+                    f"{r['bytes_per_element_to_responder']:.1f}",
+                    f"{r['bytes_per_element_to_initiator']:.1f}",
+                    f"{peak:.0f}",
+                    str(r["correct_vs_plain_sets"]),
+                )
+    Console().print(table)
