@@ -1,11 +1,239 @@
-"""`loyalfed consent …` commands."""
+"""`loyalfed consent …`: a node's consent store and data-subject requests.
+
+Every command takes the partner folder; the store is ``<partner>/.loyalfed/consent.sqlite``. The
+acting identity is ``--as data_officer:PARTNER`` (or ``LOYALFED_ACTOR``); it defaults to the data
+officer of the partner folder's own name, the operator of that node. Output never leaves the node.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from participant_node.consent import ConsentStore
+from participant_node.consent.subject_rights import erase_member, export_member, import_consents
+from policies.jurisdiction import Jurisdiction
+from policies.purpose import Purpose, parse_purpose
+from policies.roles import Action, Actor, authorize
 
 consent = typer.Typer(help="Member consents at a node", no_args_is_help=True)
+
+_PARTNER = typer.Argument(..., exists=True, file_okay=False, help="The partner folder (the node's data).")
+_ACTOR = typer.Option(
+    None, "--as", envvar="LOYALFED_ACTOR", help="data_officer:PARTNER (default: this partner's)."
+)
+_JSON = typer.Option(False, "--json", help="Print only JSON to stdout.")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(consent, name="consent")
+
+
+def _authorize(partner_dir: Path, actor: str | None, action: Action) -> None:
+    acting = Actor.parse(actor) if actor else Actor.parse(f"data_officer:{partner_dir.name}")
+    authorize(acting, action, partner=partner_dir.name)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _moment(text: str | None) -> datetime:
+    if text is None:
+        return _now()
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        Console().print(text)
+
+
+def _member_ids(members: list[str], members_file: Path | None) -> list[str]:
+    ids = [m.strip() for m in members if m.strip()]
+    if members_file is not None:
+        ids += [
+            line.strip() for line in members_file.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    if not ids:
+        raise typer.BadParameter("name at least one member with --member or --members-file")
+    return list(dict.fromkeys(ids))
+
+
+@consent.command("import")
+def import_(
+    partner_dir: Path = _PARTNER,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Consent records (CSV or Parquet)."),
+    actor: str | None = _ACTOR,
+    as_json: bool = _JSON,
+) -> None:
+    """Append consent records (grants, guardian or sensitive-data consents) to the node's history."""
+    _authorize(partner_dir, actor, Action.CONSENT_IMPORT)
+    added = import_consents(partner_dir, file)
+    _emit({"partner": partner_dir.name, "records_added": added}, as_json, f"added {added} consent records")
+
+
+@consent.command("withdraw")
+def withdraw(
+    partner_dir: Path = _PARTNER,
+    member: list[str] = typer.Option([], "--member", help="Member id (repeatable)."),
+    members_file: Path | None = typer.Option(
+        None, "--members-file", exists=True, help="One member id a line."
+    ),
+    purpose: list[str] = typer.Option([], "--purpose", help="Purpose withdrawn (repeatable; default: all)."),
+    at: str | None = typer.Option(None, "--at", help="Effective time, ISO 8601 (default: now)."),
+    actor: str | None = _ACTOR,
+    as_json: bool = _JSON,
+) -> None:
+    """Record that members withdrew consent: a new record, effective for every later job step."""
+    _authorize(partner_dir, actor, Action.CONSENT_WITHDRAW)
+    ids = _member_ids(member, members_file)
+    purposes = [parse_purpose(p) for p in purpose] or list(Purpose)
+    store = ConsentStore.at_partner(partner_dir)
+    try:
+        added = store.withdraw(ids, purposes, at=_moment(at))
+    finally:
+        store.close()
+    payload = {
+        "partner": partner_dir.name,
+        "members": len(ids),
+        "purposes": [p.value for p in purposes],
+        "records_added": added,
+    }
+    _emit(payload, as_json, f"recorded {added} withdrawals for {len(ids)} member(s)")
+
+
+@consent.command("export")
+def export(
+    partner_dir: Path = _PARTNER,
+    member: str = typer.Option(..., "--member", help="The member whose data is exported."),
+    out: Path | None = typer.Option(None, "--out", help="Write the JSON here instead of stdout."),
+    actor: str | None = _ACTOR,
+) -> None:
+    """Export everything this node holds on a member as JSON (access and portability)."""
+    _authorize(partner_dir, actor, Action.CONSENT_EXPORT)
+    text = json.dumps(export_member(partner_dir, member), indent=2, ensure_ascii=False)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        Console(stderr=True).print(f"wrote {out}")
+
+
+@consent.command("erase")
+def erase(
+    partner_dir: Path = _PARTNER,
+    member: str = typer.Option(..., "--member", help="The member to erase."),
+    received_at: str | None = typer.Option(
+        None, "--received-at", help="When the request arrived (default: now)."
+    ),
+    jurisdiction: list[Jurisdiction] = typer.Option(
+        [Jurisdiction.CN], "--jurisdiction", help="Law(s) the node is under; the stricter deadline applies."
+    ),
+    actor: str | None = _ACTOR,
+    as_json: bool = _JSON,
+) -> None:
+    """Erase a member at this node; keep an identifier-free tombstone with the deadline."""
+    _authorize(partner_dir, actor, Action.CONSENT_ERASE)
+    receipt = erase_member(
+        partner_dir, member, received_at=_moment(received_at), jurisdictions=frozenset(jurisdiction)
+    )
+    payload = {
+        "partner": partner_dir.name,
+        "request_id": receipt.request_id,
+        "deadline": receipt.deadline,
+        "completed_at": receipt.completed_at,
+        "on_time": receipt.on_time,
+        "rows_deleted": receipt.rows_deleted,
+    }
+    _emit(payload, as_json, f"erased: request {receipt.request_id}, rows deleted {receipt.rows_deleted}")
+
+
+@consent.command("erasures")
+def erasures(
+    partner_dir: Path = _PARTNER,
+    actor: str | None = _ACTOR,
+    as_json: bool = _JSON,
+) -> None:
+    """List erasure requests (tombstones) with their deadlines; overdue ones are flagged."""
+    _authorize(partner_dir, actor, Action.CONSENT_ERASE)
+    store = ConsentStore.at_partner(partner_dir)
+    try:
+        requests = store.erasure_requests()
+    finally:
+        store.close()
+    now = _now()
+    rows = [
+        {
+            "request_id": r.request_id,
+            "received_at": r.received_at,
+            "deadline": r.deadline,
+            "completed_at": r.completed_at,
+            "overdue": r.overdue(now),
+            "rows_deleted": r.rows_deleted,
+        }
+        for r in requests
+    ]
+    if as_json:
+        typer.echo(json.dumps({"partner": partner_dir.name, "requests": rows}, indent=2, default=str))
+        return
+    table = Table(title=f"erasure requests at {partner_dir.name}")
+    for column in ("request", "received", "deadline", "completed", "overdue"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["request_id"],
+            str(row["received_at"]),
+            str(row["deadline"]),
+            str(row["completed_at"] or "-"),
+            "[red]yes[/red]" if row["overdue"] else "no",
+        )
+    Console().print(table)
+
+
+@consent.command("check")
+def check(
+    partner_dir: Path = _PARTNER,
+    purpose: str = typer.Option(..., "--purpose", help="Purpose of the intended use."),
+    at: str | None = typer.Option(None, "--at", help="Moment of use, ISO 8601 (default: now)."),
+    recipient: str | None = typer.Option(
+        None, "--recipient", help="Partner receiving the data (default: own use)."
+    ),
+    cross_border: bool = typer.Option(False, "--cross-border", help="The use crosses a border."),
+    actor: str | None = _ACTOR,
+    as_json: bool = _JSON,
+) -> None:
+    """Count the members the consent gate would let through for a purpose (counts only)."""
+    from participant_node.consent import consented_members
+    from participant_node.data import load_partner
+
+    _authorize(partner_dir, actor, Action.CONSENT_EXPORT)
+    partner = load_partner(partner_dir)
+    selection = consented_members(
+        partner_dir,
+        partner.members,
+        partner.consents,
+        purpose=parse_purpose(purpose),
+        at=_moment(at),
+        recipient=recipient,
+        cross_border=cross_border,
+    )
+    payload = {
+        "partner": partner_dir.name,
+        "purpose": purpose,
+        "members": len(partner.members),
+        "consented": len(selection.member_ids),
+        "members_excluded_by_consent": selection.excluded,
+        "excluded_by": selection.excluded_by,
+        "consent_snapshot_hash": selection.snapshot_hash,
+    }
+    _emit(payload, as_json, json.dumps(payload, indent=2))

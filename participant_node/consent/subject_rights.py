@@ -172,11 +172,13 @@ def _member_rows(partner_dir: Path, kind: FileKind, member_id: str) -> list[dict
         return []
     frame = read_table(path).frame
     mine = frame[frame["member_id"].astype("string").str.strip() == member_id]
-    return [_jsonable(r) for r in mine.to_dict(orient="records")]
+    records = mine.astype(object).where(mine.notna(), None).to_dict(orient="records")
+    return [_jsonable(r) for r in records]
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(row, default=str))
+    # Strict JSON (no NaN): missing values are null, dates ISO strings.
+    return json.loads(json.dumps(row, default=str, allow_nan=False))
 
 
 def _delete_rows(partner_dir: Path, kind: FileKind, member_id: str) -> int:
