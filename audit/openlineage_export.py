@@ -20,6 +20,7 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import RunFacet
 from openlineage.client.serde import Serde
 from openlineage.client.transport.http import HttpConfig, HttpTransport
+from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
 
 from audit.errors import AuditError
 from audit.lineage_event import EventType, LineageEvent
@@ -158,10 +159,16 @@ def _json_lines(entries: Iterable[tuple[int, LineageEvent]]) -> Iterator[str]:
 
 
 def forward_openlineage(
-    entries: Iterable[tuple[int, LineageEvent]], url: str, *, endpoint: str = "api/v1/lineage"
+    entries: Iterable[tuple[int, LineageEvent]],
+    url: str,
+    *,
+    endpoint: str = "api/v1/lineage",
+    retries: int = 3,
 ) -> int:
     """POST each RunEvent to an OpenLineage HTTP endpoint (Marquez: ``POST /api/v1/lineage``)."""
-    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=url, endpoint=endpoint, timeout=5.0)))
+    retry = {**DEFAULT_RETRY_CONFIG, "total": retries, "read": retries, "connect": retries}
+    config = HttpConfig(url=url, endpoint=endpoint, timeout=5.0, retry=retry)
+    client = OpenLineageClient(transport=HttpTransport(config))
     count = 0
     try:
         for seq, event in entries:
