@@ -7,7 +7,8 @@ from loyalfed.demo.pipeline import Stage
 
 def default_stages() -> list[Stage]:
     """The full demo pipeline: data, matching, approvals, training, interchange, audit."""
+    from loyalfed.demo.stages.approvals import PolicyApprovals
     from loyalfed.demo.stages.audit_log import OpenAuditLog, VerifyAuditLog
     from loyalfed.demo.stages.build_federation import BuildFederation
 
-    return [BuildFederation(), OpenAuditLog(), VerifyAuditLog()]
+    return [BuildFederation(), OpenAuditLog(), PolicyApprovals(), VerifyAuditLog()]
