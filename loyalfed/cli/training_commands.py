@@ -1,9 +1,267 @@
-"""`loyalfed train` and `loyalfed score`."""
+"""`loyalfed train`, `loyalfed score` and `loyalfed budget …`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.job_config import JobConfig, ModelKind, StrategyName, TaskName, parse_job_config
+from coordinator.server_app import RoundCallback, RoundReport
+
+budget = typer.Typer(help="Privacy budgets: yearly ε caps per partner dataset and what jobs spent.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the training commands to the root app (filled in by the federated-training work)."""
+    """Add the training commands to the root app."""
+    app.command("train")(train)
+    app.command("score")(score)
+    app.add_typer(budget, name="budget", no_args_is_help=True)
+
+
+def default_ledger_path(federation: Path) -> Path:
+    """Where the coordinator keeps its budget ledger for a federation folder by default."""
+    return federation / ".coordinator" / "budget_ledger.sqlite"
+
+
+def _open_ledger(ledger: Path | None, federation: Path) -> BudgetLedger:
+    path = ledger or default_ledger_path(federation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return BudgetLedger(f"sqlite:///{path}")
+
+
+def train(
+    task: TaskName = typer.Option(..., "--task", help="churn or propensity."),
+    federation: Path = typer.Option(
+        ..., "--federation", help="Federation folder (one subfolder per partner)."
+    ),
+    epsilon: float = typer.Option(..., "--epsilon", help="Member-level ε per node for the whole job."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (model.pt, model_card.json)."),
+    delta: float = typer.Option(1e-5, "--delta", help="δ (each node uses min(δ, 1/n))."),
+    rounds: int = typer.Option(20, "--rounds", min=1, help="Federated rounds."),
+    model: ModelKind = typer.Option(ModelKind.LOGREG, "--model", help="logreg or mlp."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Labelling date YYYY-MM-DD (task default if unset)."
+    ),
+    horizon_days: int | None = typer.Option(None, "--horizon-days", min=1, help="Label horizon in days."),
+    partners: str | None = typer.Option(
+        None, "--partners", help="Comma-separated partner ids (default: store groups)."
+    ),
+    strategy: StrategyName = typer.Option(StrategyName.FEDAVG, "--strategy", help="fedavg or fedprox."),
+    proximal_mu: float = typer.Option(0.1, "--proximal-mu", help="FedProx μ (used with --strategy fedprox)."),
+    local_steps: int = typer.Option(10, "--local-steps", min=1, help="DP-SGD steps per node per round."),
+    min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
+    secure_agg: bool = typer.Option(
+        False, "--secure-agg", help="Aggregate with Flower's SecAgg+ (server sees sums)."
+    ),
+    ledger: Path | None = typer.Option(
+        None, "--ledger", help="Budget ledger SQLite file (default: FED/.coordinator)."
+    ),
+    policy: str | None = typer.Option(None, "--policy", help="Approved data-use policy (file, id or hash)."),
+    registry: Path = typer.Option(
+        Path(".loyalfed") / "registry.sqlite",
+        "--registry",
+        envvar="LOYALFED_REGISTRY",
+        help="Policy registry file.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print only the model card as JSON."),
+) -> None:
+    """Train a churn or propensity model with federated DP-SGD over the partners of a federation."""
+    from coordinator.model_card import build_model_card, write_model
+    from loyalfed.federated_run import run_federated_job
+
+    job = parse_job_config(
+        {
+            "task": task,
+            "model": model,
+            "epsilon": epsilon,
+            "delta": delta,
+            "rounds": rounds,
+            "local_steps": local_steps,
+            "strategy": strategy,
+            "min_nodes": min_nodes,
+            "secure_agg": secure_agg,
+            "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
+            "as_of": date.fromisoformat(as_of) if as_of else None,
+            "horizon_days": horizon_days,
+        }
+    )
+    chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
+    _check_policy(policy, registry, federation, chosen)
+    book = _open_ledger(ledger, federation)
+    console = Console(stderr=True, quiet=as_json)
+    try:
+        with _round_progress(console, job) as on_round:
+            run = run_federated_job(
+                federation,
+                job,
+                partner_ids=chosen,
+                ledger=book,
+                on_round=on_round,
+                checkpoint_dir=out / "checkpoints",
+            )
+    finally:
+        book.close()
+    assert run.outcome.arrays is not None
+    card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
+    write_model(out, run.outcome.arrays, card)
+    if as_json:
+        typer.echo(json.dumps(json.loads((out / "model_card.json").read_text()), indent=2))
+        return
+    _print_card(Console(), card, out)
+
+
+def _check_policy(policy: str | None, registry: Path, federation: Path, partners: list[str] | None) -> None:
+    """The approvals gate: every involved partner must have approved the policy's current version."""
+    if policy is None:
+        return
+    from coordinator.approvals import PolicyRegistry, require_approved
+    from loyalfed.federated_run import select_partners
+    from participant_node.data import load_federation
+
+    involved = [p[0] for p in select_partners(load_federation(federation), partners)]
+    book = PolicyRegistry.at_path(registry)
+    require_approved(book, policy, partners=involved)
+
+
+@contextmanager
+def _round_progress(console: Console, job: JobConfig) -> Iterator[RoundCallback]:
+    """A Rich progress bar over the job's rounds; yields the ServerApp's per-round callback."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=console.quiet,
+    )
+    task = progress.add_task(f"{job.task} rounds", total=job.rounds, status="starting nodes")
+
+    def on_round(report: RoundReport) -> None:
+        nodes = f"{report.nodes_ok}/{report.nodes_ok + report.nodes_failed}"
+        progress.update(
+            task, completed=report.server_round, status=f"ε≤{report.max_epsilon:.2f} nodes {nodes}"
+        )
+
+    with progress:
+        yield on_round
+
+
+def _print_card(console: Console, card: dict, out: Path) -> None:  # type: ignore[type-arg]
+    metrics = card["metrics"]
+    console.print(
+        f"[green]✓[/green] {card['task']} model in {out}: AUC {metrics['auc']:.3f}, "
+        f"PR-AUC {metrics['pr_auc']:.3f}, Brier {metrics['brier']:.3f}; "
+        f"worst-case member ε={card['epsilon_worst_case_member']:.2f} (δ={card['delta']:g})"
+    )
+    table = Table(title="nodes")
+    for column in ("partner", "members used", "excluded by consent", "ε", "σ", "q", "steps", "AUC"):
+        table.add_column(column, justify="left" if column == "partner" else "right")
+    for node in card["nodes"]:
+        auc = metrics["node_auc"].get(node["partner_id"])
+        table.add_row(
+            node["partner_id"],
+            str(node["members_used"]),
+            str(node["members_excluded_by_consent"]),
+            f"{node['epsilon']:.2f}",
+            f"{node['noise_multiplier']:.2f}",
+            f"{node['sample_rate']:.3f}",
+            str(node["steps"]),
+            "-" if auc is None else f"{auc:.3f}",
+        )
+    console.print(table)
+
+
+def score(
+    model: Path = typer.Option(..., "--model", help="Model folder written by `loyalfed train`."),
+    federation: Path = typer.Option(..., "--federation", help="Federation folder."),
+    as_of: str = typer.Option(..., "--as-of", help="Feature date YYYY-MM-DD."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: member_id,partner_id,score."),
+    partners: str | None = typer.Option(
+        None, "--partners", help="Comma-separated partner ids (default: store groups)."
+    ),
+) -> None:
+    """Score every consenting member, locally at each partner node, with a published model."""
+    import pandas as pd
+
+    from loyalfed.federated_run import select_partners
+    from participant_node.data import load_federation
+    from participant_node.training.scoring import score_partner
+
+    chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
+    moment = datetime.combine(date.fromisoformat(as_of), datetime.min.time())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    frames = [
+        score_partner(path, model, as_of=moment, now=now)
+        for _, path, _ in select_partners(load_federation(federation), chosen)
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, columns=["member_id", "partner_id", "score"])
+    Console(stderr=True).print(f"[green]✓[/green] {len(table):,} scores from {len(frames)} nodes in {out}")
+
+
+@budget.command("set-cap")
+def set_cap(
+    partner: str = typer.Option(..., "--partner", help="Partner (dataset) id."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Yearly ε cap."),
+    federation: Path = typer.Option(..., "--federation", help="Federation folder."),
+    year: int | None = typer.Option(None, "--year", help="Calendar year (default: this year)."),
+    officer: str = typer.Option("data-officer", "--officer", help="Who sets the cap (recorded)."),
+    ledger: Path | None = typer.Option(None, "--ledger", help="Budget ledger SQLite file."),
+) -> None:
+    """Set a partner dataset's yearly privacy-budget cap (as its data officer)."""
+    book = _open_ledger(ledger, federation)
+    try:
+        book.set_cap(partner, epsilon, year=year or datetime.now(UTC).year, set_by=officer)
+    finally:
+        book.close()
+    Console(stderr=True).print(f"[green]✓[/green] {partner}: yearly cap ε={epsilon:g}")
+
+
+@budget.command("show")
+def show(
+    federation: Path = typer.Option(..., "--federation", help="Federation folder."),
+    year: int | None = typer.Option(None, "--year", help="Calendar year (default: this year)."),
+    ledger: Path | None = typer.Option(None, "--ledger", help="Budget ledger SQLite file."),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON."),
+) -> None:
+    """Show every partner dataset's cap, spent and remaining ε for a year."""
+    from participant_node.data import load_federation
+
+    the_year = year or datetime.now(UTC).year
+    book = _open_ledger(ledger, federation)
+    try:
+        rows = [
+            {
+                "partner_id": p.partner_id,
+                "cap": book.cap(p.partner_id, year=the_year),
+                "spent": round(book.spent(p.partner_id, year=the_year), 4),
+            }
+            for p in load_federation(federation).partners
+        ]
+    finally:
+        book.close()
+    if as_json:
+        typer.echo(json.dumps({"year": the_year, "budgets": rows}, indent=2))
+        return
+    table = Table(title=f"privacy budgets {the_year}")
+    for column in ("partner", "cap ε", "spent ε", "remaining ε"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["partner_id"], f"{row['cap']:g}", f"{row['spent']:.2f}", f"{row['cap'] - row['spent']:.2f}"
+        )
+    Console().print(table)
+
+
+__all__ = ["JobConfig", "default_ledger_path", "register"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.typing import ClientAppCallable
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from models.networks import make_model
 from participant_node.errors import NodeError
@@ -85,7 +85,9 @@ class _Node:
             out.write(json.dumps({"round": server_round, "member_ids": [str(m) for m in member_ids]}) + "\n")
 
 
-def make_client_app(partner_dirs: Sequence[Path] | None = None, *, clock: Clock | None = None) -> ClientApp:
+def make_client_app(
+    partner_dirs: Sequence[Path] | None = None, *, clock: Clock | None = None, mods: Sequence[Mod] = ()
+) -> ClientApp:
     """Build the ClientApp.
 
     Parameters
@@ -95,9 +97,11 @@ def make_client_app(partner_dirs: Sequence[Path] | None = None, *, clock: Clock 
         every SuperNode names its folder with ``--node-config "partner-dir='...'"``.
     clock
         The moment of use for consent checks (default: now, UTC).
+    mods
+        Extra Flower mods, run inside ``redact_errors`` (e.g. secure aggregation).
     """
     now = clock or (lambda: datetime.now(UTC).replace(tzinfo=None))
-    app = ClientApp(mods=[redact_errors])
+    app = ClientApp(mods=[redact_errors, *mods])
 
     @app.query()
     def describe(msg: Message, context: Context) -> Message:

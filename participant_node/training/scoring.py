@@ -1,0 +1,77 @@
+"""Score a partner's members with a published federated model, locally at the node.
+
+The scores stay with the partner that computed them (they are per-member outputs). Only members
+with valid consent for the model's purpose at the moment of scoring are scored; features are built
+at ``as_of`` with the schema the model was trained with, checked by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from models.feature_schema import default_feature_schema
+from models.features import build_features
+from models.networks import make_model
+from participant_node.consent import consented_members
+from participant_node.data import load_partner
+from participant_node.training.errors import TrainingError
+from policies.purpose import Purpose
+
+__all__ = ["read_model", "score_partner"]
+
+_CARD, _WEIGHTS = "model_card.json", "model.pt"
+
+
+def read_model(model_dir: Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    """The model card and the network with its weights loaded, from a published model folder."""
+    card_path, weights_path = model_dir / _CARD, model_dir / _WEIGHTS
+    for path in (card_path, weights_path):
+        if not path.exists():
+            raise FileNotFoundError(2, "model folder is missing a file", str(path))
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    schema = default_feature_schema()
+    if card.get("feature_schema", {}).get("fingerprint") != schema.fingerprint:
+        raise TrainingError(
+            f"{card_path}: feature_schema.fingerprint does not match this node's feature schema"
+        )
+    model = make_model(card["model"], schema.n_features)
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return card, model
+
+
+def score_partner(
+    partner_dir: Path, model_dir: Path, *, as_of: datetime, now: datetime | None = None
+) -> pd.DataFrame:
+    """``member_id, partner_id, score`` for every member of the partner consenting to the model's purpose."""
+    card, model = read_model(model_dir)
+    partner = load_partner(partner_dir)
+    moment = now or datetime.now(UTC).replace(tzinfo=None)
+    selection = consented_members(
+        partner_dir, partner.members, partner.consents, purpose=Purpose(card["purpose"]), at=moment
+    )
+    keep = selection.member_ids
+    members = partner.members[partner.members["member_id"].isin(keep)]
+    transactions = partner.transactions[partner.transactions["member_id"].isin(keep)]
+    campaigns = partner.campaigns
+    if campaigns is not None:
+        campaigns = campaigns[campaigns["member_id"].isin(keep)]
+    features = build_features(
+        members, transactions, as_of=as_of, schema=default_feature_schema(), campaigns=campaigns
+    )
+    with torch.no_grad():
+        scores = torch.sigmoid(model(torch.from_numpy(features.to_numpy()))).numpy()
+    return pd.DataFrame(
+        {
+            "member_id": features.index.astype(str),
+            "partner_id": partner_dir.name,
+            "score": scores.astype(float),
+        }
+    )

@@ -1,0 +1,128 @@
+"""A real federated DP job on Flower's simulation engine over the four FreshMart store groups.
+
+One run covers what must hold while a job is under way: a node that fails mid-job does not stop
+it, a consent withdrawn after round 1 keeps that member out of every later round, FedProx runs,
+the model card's ε agrees with Google's dp_accounting, and the ledger is settled with what the
+nodes spent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dp_accounting
+import pytest
+from flwr.app import Context, Message
+from flwr.clientapp.typing import ClientAppCallable
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.job_config import JobConfig
+from coordinator.model_card import build_model_card, write_model
+from coordinator.server_app import RoundReport
+from loyalfed.federated_run import FederatedRun, run_federated_job
+from participant_node.consent import ConsentStore
+from participant_node.training.client_app import make_client_app
+from policies.purpose import Purpose
+
+pytestmark = pytest.mark.slow
+
+KILLED, WITHDRAWING = "freshmart-west", "freshmart-north"
+JOB = JobConfig(
+    job_id="job-test-fedprox",
+    task="churn",
+    epsilon=3.0,
+    rounds=3,
+    local_steps=5,
+    strategy="fedprox",
+    proximal_mu=0.1,
+    min_nodes=3,
+    round_timeout_s=90,
+)
+
+
+def _fail_in_round_two(partition: int):
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        in_round_two = msg.metadata.message_type == "train" and msg.content["config"]["server-round"] == 2
+        if in_round_two and int(context.node_config["partition-id"]) == partition:
+            raise RuntimeError("node crashed mid-round")
+        return call_next(msg, context)
+
+    return mod
+
+
+def _usage(federation: Path, partner: str) -> list[dict]:
+    path = federation / partner / ".loyalfed" / "usage" / f"{JOB.job_id}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def job_run(
+    cj_federation: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[FederatedRun, Path, str, Path]:
+    federation = tmp_path_factory.mktemp("fl") / "federation"
+    shutil.copytree(cj_federation, federation)
+    withdrawn: list[str] = []
+
+    def on_round(report: RoundReport) -> None:
+        if report.server_round == 1:  # the member withdraws between round 1 and round 2
+            member = _usage(federation, WITHDRAWING)[0]["member_ids"][0]
+            store = ConsentStore.at_partner(federation / WITHDRAWING)
+            store.withdraw([member], [Purpose.CHURN_MODEL], at=datetime.now(UTC) - timedelta(seconds=1))
+            store.close()
+            withdrawn.append(member)
+
+    def client_app(dirs: list[Path]) -> object:
+        killed = [d.name for d in dirs].index(KILLED)
+        return make_client_app(dirs, mods=[_fail_in_round_two(killed)])
+
+    ledger_file = federation.parent / "budget.sqlite"
+    ledger = BudgetLedger(f"sqlite:///{ledger_file}")
+    run = run_federated_job(federation, JOB, ledger=ledger, on_round=on_round, client_app_factory=client_app)
+    ledger.close()
+    return run, federation, withdrawn[0], ledger_file
+
+
+def test_a_node_failing_mid_round_does_not_stop_the_job(job_run: tuple) -> None:
+    run, *_ = job_run
+    rounds = run.outcome.rounds
+    assert [(r.nodes_ok, r.nodes_failed) for r in rounds] == [(4, 0), (3, 1), (4, 0)]
+    assert run.outcome.evaluation is not None and run.outcome.evaluation.auc > 0.6
+    assert run.outcome.nodes[KILLED].steps == 2 * JOB.local_steps  # it missed one round, and was not charged
+
+
+def test_a_withdrawn_member_is_absent_from_every_later_round(job_run: tuple) -> None:
+    _, federation, member, _ = job_run
+    usage = _usage(federation, WITHDRAWING)
+    assert [u["round"] for u in usage] == [1, 2, 3]
+    assert member in usage[0]["member_ids"]
+    assert all(member not in u["member_ids"] for u in usage[1:])
+
+
+def test_model_card_epsilon_agrees_with_dp_accounting(job_run: tuple, tmp_path: Path) -> None:
+    run, _, _, ledger_file = job_run
+    card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
+    write_model(tmp_path / "model", run.outcome.arrays, card)
+    written = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    required = {"task", "model", "rounds", "delta", "nodes", "metrics", "data_fingerprints", "created_at"}
+    assert required <= set(written) and written["strategy"] == "fedprox"
+    assert {n["partner_id"] for n in written["nodes"]} == {
+        f"freshmart-{s}" for s in ("north", "south", "east", "west")
+    }
+    ledger = BudgetLedger(f"sqlite:///{ledger_file}")
+    for node in written["nodes"]:
+        accountant = dp_accounting.rdp.RdpAccountant()
+        event = dp_accounting.PoissonSampledDpEvent(
+            node["sample_rate"], dp_accounting.GaussianDpEvent(node["noise_multiplier"])
+        )
+        accountant.compose(event, node["steps"])
+        assert node["epsilon"] == pytest.approx(accountant.get_epsilon(node["delta"]), rel=0.05)
+        assert node["epsilon"] <= JOB.epsilon * 1.01
+        assert ledger.charges(node["partner_id"], year=datetime.now(UTC).year) == [
+            (JOB.job_id, "analytics.churn_model", pytest.approx(node["epsilon"]), "spent")
+        ]
+    ledger.close()
+    assert written["epsilon_worst_case_member"] == pytest.approx(max(n["epsilon"] for n in written["nodes"]))
+    assert set(written["metrics"]["node_auc"]) <= {n["partner_id"] for n in written["nodes"]}
