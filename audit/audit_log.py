@@ -18,6 +18,7 @@ https://www.sqlite.org/atomiccommit.html).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import struct
 import threading
@@ -32,7 +33,6 @@ from audit.lineage_event import LineageEvent
 from audit.merkle_tree import (
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
     node_hash,
     range_hash,
     root_from_frontier,
@@ -54,15 +54,17 @@ CREATE TABLE IF NOT EXISTS tree_heads (
     root_hash TEXT NOT NULL, log_id TEXT NOT NULL, signature TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_job ON entries (json_extract(body, '$.job_id'));
-CREATE INDEX IF NOT EXISTS entries_model ON entries (json_extract(body, '$.model_id'));
 """
 
 LogEntry = tuple[int, LineageEvent]
 
 
+_SEQ = struct.Struct(">Q")
+
+
 def leaf_input(seq: int, body: bytes) -> bytes:
     """The RFC 9162 leaf data ``d(seq)``: the position and the canonical event bytes."""
-    return struct.pack(">Q", seq) + body
+    return _SEQ.pack(seq) + body
 
 
 def default_key_path(db_path: Path) -> Path:
@@ -82,6 +84,8 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: fsync the WAL at every commit, i.e. once per batch.
         conn.execute("PRAGMA synchronous=FULL")
+        # Checkpoint every ~40 MB of WAL rather than 4 MB: fewer database-file fsyncs while appending.
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
     return conn
 
 
@@ -162,9 +166,11 @@ class AuditLog:
         with self._lock:
             size, frontier = self._size, list(self._frontier)
             entry_rows, node_rows = [], []
+            pack, sha256 = _SEQ.pack, hashlib.sha256
             for event in events:
                 body = event.canonical_bytes()
-                leaf = leaf_hash(leaf_input(size, body))
+                # RFC 9162 §2.1.1 leaf hash, inlined from merkle_tree.leaf_hash for the hot loop.
+                leaf = sha256(b"\x00" + pack(size) + body).digest()
                 entry_rows.append((size, body.decode(), leaf))
                 size = _push_leaf(frontier, size, leaf, node_rows)
             head = self._signer.sign(size, root_from_frontier(frontier))

@@ -198,7 +198,7 @@ class LineageEvent(BaseModel):
         Field order is fixed per ``schema_version``, so the encoding is deterministic; the log
         stores these exact bytes and verification hashes them as stored, never re-serialised.
         """
-        return self.model_dump_json(exclude_none=True).encode()
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     def partner_names(self) -> set[str]:
         """Every partner the event names: its own, its inputs' and its ``partners`` list."""
