@@ -1,0 +1,31 @@
+"""The node's PSI service: consented input sets, probing guards, HTTP endpoints and client.
+
+A node answers sessions through ``create_matching_app(MatchingService(...))`` and starts them
+with ``MatchingService.initiate(MatchingClient(...), peer=...)``. Only blinded group elements,
+truncated tags and Paillier ciphertexts cross the wire; member ids stay in ``MatchingSet``.
+"""
+
+from participant_node.matching.client import MatchingClient
+from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
+from participant_node.matching.errors import MatchingError, MatchingRefused, SessionGone
+from participant_node.matching.member_set import MatchingSet, build_matching_set, matching_set_from_frames
+from participant_node.matching.probing_guard import ProbingGuard
+from participant_node.matching.run_record import MatchingRunRecord
+from participant_node.matching.service import InitiatedRun, MatchingService, create_matching_app
+
+__all__ = [
+    "MATCHING_PURPOSES",
+    "InitiatedRun",
+    "MatchingClient",
+    "MatchingConfig",
+    "MatchingError",
+    "MatchingRefused",
+    "MatchingRunRecord",
+    "MatchingService",
+    "MatchingSet",
+    "ProbingGuard",
+    "SessionGone",
+    "build_matching_set",
+    "create_matching_app",
+    "matching_set_from_frames",
+]

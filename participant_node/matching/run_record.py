@@ -1,0 +1,53 @@
+"""The audit record of one PSI run: counts and hashes only, versioned, never identifiers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["RUN_RECORD_VERSION", "MatchingRunRecord"]
+
+RUN_RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MatchingRunRecord:
+    """What a node logs about a PSI run it took part in (issue 4 item 4)."""
+
+    session_id: str
+    role: str  # "initiator" or "responder"
+    partner: str
+    peer: str
+    purpose: str
+    mode: str
+    own_set_size: int
+    peer_set_size: int
+    result_cardinality: int | None
+    consent_snapshot_hash: str
+    at: datetime
+    status: str = "completed"
+    version: int = RUN_RECORD_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["at"] = self.at.isoformat()
+        return record
+
+    def lineage_fields(self) -> dict[str, Any]:
+        """Keyword arguments for a ``psi.run`` lineage event (counts only)."""
+        return {
+            "actor": self.partner,
+            "role": self.role,
+            "partner": self.partner,
+            "purpose": self.purpose,
+            "consent_snapshot_hash": self.consent_snapshot_hash,
+            "details": {
+                "mode": self.mode,
+                "peer": self.peer,
+                "own_set_size": self.own_set_size,
+                "peer_set_size": self.peer_set_size,
+                "result_cardinality": self.result_cardinality,
+                "status": self.status,
+            },
+        }

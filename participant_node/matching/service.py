@@ -1,0 +1,291 @@
+"""A node's PSI service: the responder endpoints (FastAPI) and the node's run bookkeeping.
+
+Versioned routes under ``/psi/v1``. Bodies are binary ``psi.wire`` frames
+(``application/octet-stream``) except the JSON session opening. Errors map to a status and a
+public message (never raw exception text from elsewhere, never member data):
+protocol errors 400, refusals by a probing guard 403, unknown or expired sessions 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Body, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
+from participant_node.matching.errors import MatchingError, MatchingRefused, SessionGone
+from participant_node.matching.member_set import MatchingSet
+from participant_node.matching.probing_guard import ProbingGuard
+from participant_node.matching.run_record import MatchingRunRecord
+from participant_node.matching.sessions import ResponderSession, SessionRegistry
+from policies.purpose import Purpose
+from psi.errors import PsiError
+from psi.group_engine import GroupEngine
+from psi.paillier import generate_keypair
+from psi.protocol import PsiResult, Responder
+from psi.ristretto255 import Rng
+from psi.wire import WIRE_VERSION, Frame, MessageKind, PsiMode, Reveal, SessionParams
+
+if TYPE_CHECKING:
+    from participant_node.matching.client import MatchingClient
+
+__all__ = [
+    "InitiatedRun",
+    "MatchingService",
+    "SessionOpening",
+    "create_matching_app",
+    "pack_frames",
+    "unpack_frames",
+]
+
+SetProvider = Callable[[Purpose, str], MatchingSet]
+RunSink = Callable[[MatchingRunRecord], None]
+_LENGTH = struct.Struct(">I")
+_LOG = logging.getLogger(__name__)
+
+
+def pack_frames(frames: list[Frame]) -> bytes:
+    """Length-prefixed concatenation of encoded frames (a reply may hold several)."""
+    return b"".join(_LENGTH.pack(len(data)) + data for data in (f.encode() for f in frames))
+
+
+def unpack_frames(blob: bytes) -> Iterator[Frame]:
+    offset = 0
+    while offset < len(blob):
+        (size,) = _LENGTH.unpack_from(blob, offset)
+        yield Frame.decode(blob[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+
+
+class SessionOpening(BaseModel):
+    """The initiator's JSON request to open a session (sizes are public by design)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = WIRE_VERSION
+    session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    initiator_partner: str = Field(min_length=1, max_length=128)
+    purpose: Purpose
+    mode: PsiMode
+    reveal: Reveal = Reveal.INITIATOR
+    initiator_size: int = Field(ge=0)
+    chunk_size: int = Field(ge=1, le=1_048_576)
+
+
+class MatchingService:
+    """Everything a node needs to answer PSI sessions and to account for them.
+
+    Parameters
+    ----------
+    config
+        Guards, timeouts and chunking.
+    set_provider
+        ``(purpose, peer) -> MatchingSet``: the consented set for that purpose towards that peer.
+    guard
+        Probing guard with its node-local state.
+    on_run
+        Called with the audit record of every run (finished or expired).
+    now, rng
+        Clock and randomness, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: MatchingConfig,
+        *,
+        set_provider: SetProvider,
+        guard: ProbingGuard,
+        on_run: RunSink | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None),
+        rng: Rng = os.urandom,
+        workers: int | None = None,
+    ) -> None:
+        self.config, self.guard, self.now, self.rng = config, guard, now, rng
+        self._set_provider = set_provider
+        self._on_run = on_run or (lambda record: None)
+        self.engine = GroupEngine(workers)
+        self.sessions = SessionRegistry(
+            timedelta(seconds=config.session_timeout_s), lambda s: self._record(s, "expired")
+        )
+
+    def open_session(self, opening: SessionOpening) -> SessionParams:
+        """Check the request and the guards, build our consented set, create the responder."""
+        if opening.version != WIRE_VERSION:
+            raise MatchingError(f"protocol version {opening.version} unsupported (this node: {WIRE_VERSION})")
+        if opening.purpose not in MATCHING_PURPOSES:
+            raise MatchingRefused(f"purpose {opening.purpose} does not allow matching")
+        peer, now = opening.initiator_partner, self.now()
+        self.guard.check_peer_size(peer, opening.initiator_size)
+        matching_set = self._set_provider(opening.purpose, peer)
+        self.guard.check(peer, matching_set.items, opening.initiator_size, now=now)
+        key = generate_keypair(self.config.paillier_bits, self.rng) if opening.mode == PsiMode.SUM else None
+        if key is not None and matching_set.values is None:
+            raise MatchingRefused("sum mode needs a points_balance column in this node's members file")
+        params = SessionParams(
+            session_id=opening.session_id,
+            mode=opening.mode,
+            reveal=opening.reveal,
+            initiator_size=opening.initiator_size,
+            responder_size=len(matching_set.items),
+            chunk_size=opening.chunk_size,
+            paillier_n=key.public_key.n if key else None,
+        )
+        responder = Responder(
+            matching_set.items,
+            params,
+            engine=self.engine,
+            rng=self.rng,
+            values=matching_set.values if key else None,
+            paillier_key=key,
+        )
+        self.sessions.add(ResponderSession(params, peer, str(opening.purpose), matching_set, responder, now))
+        self.guard.record(peer, matching_set.items, now=now)  # counted at opening: aborted runs count too
+        return params
+
+    def close_session(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id)
+        if session is None:
+            raise SessionGone(f"session {session_id} is unknown, finished or timed out")
+        self._record(session, "completed")
+
+    def _record(self, session: ResponderSession, status: str) -> None:
+        result = session.responder.result() if status == "completed" else None
+        self._on_run(
+            MatchingRunRecord(
+                session_id=session.params.session_id,
+                role="responder",
+                partner=self.config.partner_id,
+                peer=session.peer,
+                purpose=session.purpose,
+                mode=str(session.params.mode),
+                own_set_size=session.params.responder_size,
+                peer_set_size=session.params.initiator_size,
+                result_cardinality=result.cardinality if result else None,
+                consent_snapshot_hash=session.matching_set.consent_snapshot_hash,
+                at=self.now(),
+                status=status,
+            )
+        )
+
+    def initiate(
+        self,
+        client: MatchingClient,
+        *,
+        peer: str,
+        purpose: Purpose = Purpose.CROSS_BRAND_MATCHING,
+        mode: PsiMode = PsiMode.INTERSECTION,
+        reveal: Reveal = Reveal.INITIATOR,
+    ) -> InitiatedRun:
+        """Run a session as initiator against ``peer``; the same guards apply to our side."""
+        matching_set = self._set_provider(purpose, peer)
+        now = self.now()
+
+        def check_peer(params: SessionParams) -> None:
+            self.guard.check(peer, matching_set.items, params.responder_size, now=now)
+            self.guard.record(peer, matching_set.items, now=now)
+
+        result = client.run(
+            matching_set.items,
+            purpose=purpose,
+            mode=mode,
+            reveal=reveal,
+            chunk_size=self.config.chunk_size,
+            engine=self.engine,
+            rng=self.rng,
+            check_peer=check_peer,
+        )
+        record = MatchingRunRecord(
+            session_id="",
+            role="initiator",
+            partner=self.config.partner_id,
+            peer=peer,
+            purpose=str(purpose),
+            mode=str(mode),
+            own_set_size=result.initiator_size,
+            peer_set_size=result.responder_size,
+            result_cardinality=result.cardinality,
+            consent_snapshot_hash=matching_set.consent_snapshot_hash,
+            at=self.now(),
+        )
+        self._on_run(record)
+        matched = [matching_set.member_ids[i] for i in result.matched_indices or ()]
+        return InitiatedRun(result, matched, record)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+@dataclass(frozen=True)
+class InitiatedRun:
+    """The initiator's outcome: what the protocol revealed and, node-local, which members matched."""
+
+    result: PsiResult
+    matched_member_ids: list[str]
+    record: MatchingRunRecord
+
+
+_STATUS = ((MatchingRefused, 403), (SessionGone, 404), (MatchingError, 400), (PsiError, 400))
+
+
+def _error_response(err: Exception) -> JSONResponse:
+    status = next(code for kind, code in _STATUS if isinstance(err, kind))
+    return JSONResponse({"error": str(err), "type": type(err).__name__}, status_code=status)
+
+
+def create_matching_app(service: MatchingService) -> FastAPI:
+    """The responder's HTTP API around ``service``; the engine's threads stop at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        service.close()
+
+    app = FastAPI(title="loyalfed node PSI", version=str(WIRE_VERSION), lifespan=lifespan)
+    for kind, _code in _STATUS:
+        app.add_exception_handler(kind, lambda _request, err: _error_response(err))
+
+    @app.post("/psi/v1/sessions")
+    def open_session(opening: SessionOpening) -> Response:
+        return Response(service.open_session(opening).to_json(), media_type="application/json")
+
+    @app.put("/psi/v1/sessions/{session_id}/frames")
+    def put_frame(
+        session_id: str, body: Annotated[bytes, Body(media_type="application/octet-stream")]
+    ) -> Response:
+        session = service.sessions.get(session_id, now=service.now())
+        replies = session.receive(Frame.decode(body))
+        return Response(pack_frames(replies), media_type="application/octet-stream")
+
+    @app.get("/psi/v1/sessions/{session_id}/frames/{kind}/{chunk}")
+    def get_frame(session_id: str, kind: int, chunk: int) -> Response:
+        session = service.sessions.get(session_id, now=service.now())
+        try:
+            message = MessageKind(kind)
+        except ValueError:
+            raise MatchingError(f"unknown message kind {kind}") from None
+        return Response(session.frame(message, chunk).encode(), media_type="application/octet-stream")
+
+    @app.delete("/psi/v1/sessions/{session_id}", status_code=204)
+    def close_session(session_id: str) -> Response:
+        service.close_session(session_id)
+        return Response(status_code=204)
+
+    @app.middleware("http")
+    async def no_raw_errors(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # Process boundary: anything unexpected becomes a typed, content-free 500.
+        try:
+            return await call_next(request)
+        except Exception as err:
+            _LOG.exception("PSI request failed")
+            return JSONResponse({"error": "internal error", "type": type(err).__name__}, status_code=500)
+
+    return app

@@ -1,0 +1,89 @@
+"""Responder-side PSI sessions: state, frame caches, idle timeouts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from participant_node.matching.errors import SessionGone
+from participant_node.matching.member_set import MatchingSet
+from psi.protocol import Responder
+from psi.wire import Frame, MessageKind, SessionParams
+
+__all__ = ["ResponderSession", "SessionRegistry"]
+
+
+@dataclass
+class ResponderSession:
+    """One open session in which this node answers a peer."""
+
+    params: SessionParams
+    peer: str
+    purpose: str
+    matching_set: MatchingSet
+    responder: Responder
+    last_seen: datetime
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    outgoing: dict[MessageKind, list[Frame]] = field(default_factory=dict)
+
+    def frame(self, kind: MessageKind, chunk: int) -> Frame:
+        """A cached outgoing frame; the responder's own elements are computed on first request."""
+        with self.lock:
+            own = kind in (MessageKind.RESPONDER_ELEMENTS, MessageKind.RESPONDER_CIPHERTEXTS)
+            if own and MessageKind.RESPONDER_ELEMENTS not in self.outgoing:
+                for frame in self.responder.element_frames():
+                    self.outgoing.setdefault(frame.kind, []).append(frame)
+            frames = self.outgoing.get(kind, [])
+            if not 0 <= chunk < len(frames):
+                raise SessionGone(f"session {self.params.session_id}: no {kind.name} chunk {chunk} (yet)")
+            return frames[chunk]
+
+    def receive(self, frame: Frame) -> list[Frame]:
+        with self.lock:
+            replies = self.responder.receive(frame)
+            if replies and self.params.mode != "intersection":
+                self.outgoing[MessageKind.INITIATOR_TAGS] = replies
+                return []
+            return replies
+
+
+class SessionRegistry:
+    """Open sessions by id, expiring after ``timeout`` without a request."""
+
+    def __init__(self, timeout: timedelta, on_expire: Callable[[ResponderSession], None]) -> None:
+        self.timeout = timeout
+        self._on_expire = on_expire
+        self._sessions: dict[str, ResponderSession] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session: ResponderSession) -> None:
+        with self._lock:
+            if session.params.session_id in self._sessions:
+                raise SessionGone(f"session {session.params.session_id} already exists")
+            self._sessions[session.params.session_id] = session
+
+    def get(self, session_id: str, *, now: datetime) -> ResponderSession:
+        self.sweep(now=now)
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionGone(f"session {session_id} is unknown, finished or timed out")
+        session.last_seen = now
+        return session
+
+    def pop(self, session_id: str) -> ResponderSession | None:
+        with self._lock:
+            return self._sessions.pop(session_id, None)
+
+    def sweep(self, *, now: datetime) -> None:
+        with self._lock:
+            stale = [s for s in self._sessions.values() if now - s.last_seen > self.timeout]
+            for session in stale:
+                del self._sessions[session.params.session_id]
+        for session in stale:
+            self._on_expire(session)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
