@@ -91,14 +91,18 @@ Name = Annotated[
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/@()-]*$"),
     AfterValidator(_no_identifier),
 ]
-_UUID_OR_HEX = re.compile(
-    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,128})$"
-)
+# Coordinator-minted ids: a UUID, a hex token with at least one letter, or a hex token behind a word
+# prefix ("job-3f9a0c12b7de", "model:0042aa17"). Member ids are decimal behind short prefixes
+# (FM-0004711), and a bare run of digits could be a phone number: both get the full identifier check.
+_UUID = re.compile(r"^(?:[a-z]+[-_:])?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_PREFIXED_HEX = re.compile(r"^(?!(?:member|mbr|household|cust|customer)[-_:])[a-z]{3,}[-_:][0-9a-f]{8,128}$")
+_HEX_WITH_LETTER = re.compile(r"^(?=[0-9]*[a-f])[0-9a-f]{8,128}$")
 
 
 def _no_identifier_in_run_id(value: str) -> str:
-    # UUIDs and digests are digit-rich by nature; anything else gets the full identifier check.
-    return value if _UUID_OR_HEX.match(value) else _no_identifier(value)
+    if _UUID.match(value) or _PREFIXED_HEX.match(value) or _HEX_WITH_LETTER.match(value):
+        return value
+    return _no_identifier(value)
 
 
 # Job and model ids are minted by the coordinator (UUIDs, slugs).

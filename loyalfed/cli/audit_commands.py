@@ -174,3 +174,23 @@ def head(db: DbOption = None) -> None:
         raise AuditError("the audit log has no signed tree head yet")
     names = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
     typer.echo(json.dumps({"tree_head": dict(zip(names, row, strict=True)), "public_key": key[0]}))
+
+
+@audit.command()
+def serve(
+    clients: Annotated[
+        Path, typer.Option(help="JSON list of client grants: client_id, token_sha256, actor, may_append.")
+    ],
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8470,
+) -> None:
+    """Run the audit service (authenticated append, queries, lineage, proofs, signed tree heads)."""
+    import uvicorn
+
+    from audit.audit_log import AuditLog
+    from audit.audit_service import ServiceConfig, create_app
+
+    config = ServiceConfig.model_validate({"clients": json.loads(clients.read_text())})
+    with AuditLog.open(db or default_db_path()) as log:
+        uvicorn.run(create_app(log, config), host=host, port=port, log_level="info")

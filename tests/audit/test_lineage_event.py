@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import pandas as pd
 import pytest
@@ -72,11 +73,12 @@ def test_invalid_events_are_refused_naming_the_rule(record: dict, rule: str) -> 
         LineageEvent.from_record(record, now=NOW)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     st.one_of(
         st.from_regex(r"\A[a-z]{3,10}[0-9]{0,4}@[a-z]{3,8}\.(com|cn|de)\Z"),
         st.from_regex(r"\A\+?[0-9]{2,3}[ -]?[0-9]{3,4}[ -]?[0-9]{4}\Z"),
+        st.from_regex(r"\A\+86 ?1[0-9]{10}\Z"),
         st.from_regex(r"\A(FM|CP|FG)-[0-9]{7}\Z"),
     )
 )
@@ -119,3 +121,16 @@ def test_no_member_identifier_ever_enters_the_log(cj_federation: Path, tmp_path:
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("audit.sqlite"))
     leaked = [v for values in identifiers.values() for v in values if v.encode() in raw]
     assert leaked == []
+
+
+@pytest.mark.parametrize("job_id", ["job-3f9a0c12b7de", "job-123456789012", "3f9a0c12", str(UUID(int=7))])
+def test_coordinator_minted_ids_are_accepted(job_id: str) -> None:
+    assert LineageEvent.from_record({**BASE, "job_id": job_id, "model_id": job_id}, now=NOW).job_id == job_id
+
+
+@pytest.mark.parametrize(
+    "job_id", ["FM-0004711", "fm-0004711", "12345678", "member-00471100", "8613123456789"]
+)
+def test_identifier_like_run_ids_are_refused(job_id: str) -> None:
+    with pytest.raises(EventRejectedError, match="job_id"):
+        LineageEvent.from_record({**BASE, "job_id": job_id}, now=NOW)
