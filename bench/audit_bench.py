@@ -47,12 +47,15 @@ def _events(count: int) -> list[LineageEvent]:
     return [LineageEvent.model_validate(_record(i)) for i in range(count)]
 
 
-def bench_append(workdir: Path, events: list[LineageEvent], batch: int, *, validate: bool) -> float:
-    """Events/s appended in batches of ``batch`` (one transaction + fsync + signed head per batch)."""
+def bench_append(
+    workdir: Path, events: list[LineageEvent], batch: int, *, validate: bool
+) -> tuple[float, float]:
+    """Events per wall second and per CPU second, appended in batches of ``batch`` (one transaction,
+    one fsync and one signed tree head per batch)."""
     path = workdir / f"append-{time.perf_counter_ns()}.sqlite"
     records = [_record(i) for i in range(len(events))] if validate else []
     with AuditLog.open(path) as log:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for start in range(0, len(events), batch):
             chunk = (
                 [LineageEvent.model_validate(r) for r in records[start : start + batch]]
@@ -60,7 +63,7 @@ def bench_append(workdir: Path, events: list[LineageEvent], batch: int, *, valid
                 else events[start : start + batch]
             )
             log.append_batch(chunk)
-        return len(events) / (time.perf_counter() - started)
+        return len(events) / (time.perf_counter() - started), len(events) / (time.process_time() - cpu)
 
 
 def build_big_log(path: Path, count: int) -> None:
@@ -120,8 +123,10 @@ def main() -> None:
         "load_average_1m_at_end": None,  # filled below: the machine is shared, wall times are noisy
         "batch": args.batch,
         "append_events": args.append_events,
-        "append_events_per_s": round(statistics.median(append)),
-        "append_events_per_s_including_validation": round(statistics.median(validated)),
+        "append_events_per_s": round(statistics.median(w for w, _ in append)),
+        "append_events_per_cpu_s": round(statistics.median(c for _, c in append)),
+        "append_events_per_s_including_validation": round(statistics.median(w for w, _ in validated)),
+        "append_events_per_cpu_s_including_validation": round(statistics.median(c for _, c in validated)),
         "verify_events": args.verify_events,
         "verify_seconds": round(statistics.median(verify_times), 3),
         "verify_cpu_seconds": round(statistics.median(verify_cpu), 3),
@@ -129,15 +134,15 @@ def main() -> None:
         "inclusion_proof_ms": round(statistics.median(p for p, _ in proofs), 4),
         "inclusion_proof_and_verify_ms": round(statistics.median(b for _, b in proofs), 4),
         "all_runs": {
-            "append_events_per_s": [round(x) for x in append],
-            "append_events_per_s_including_validation": [round(x) for x in validated],
+            "append_events_per_s": [round(w) for w, _ in append],
+            "append_events_per_s_including_validation": [round(w) for w, _ in validated],
             "verify_seconds": [round(x, 3) for x in verify_times],
         },
     }
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     scale = args.verify_events / 1_000_000
     result["targets"] = {
-        "append_events_per_s >= 20000": result["append_events_per_s"] >= TARGETS["append_events_per_s"],
+        "append_events_per_s >= 20000": bool(result["append_events_per_s"] >= TARGETS["append_events_per_s"]),
         "verify 1e6 events <= 10 s": scale == 1 and result["verify_seconds"] <= TARGETS["verify_1e6_seconds"],
         "inclusion proof <= 1 ms": result["inclusion_proof_ms"] <= TARGETS["inclusion_proof_ms"],
     }
