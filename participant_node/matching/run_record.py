@@ -36,18 +36,21 @@ class MatchingRunRecord:
 
     def lineage_fields(self) -> dict[str, Any]:
         """Keyword arguments for a ``psi.run`` lineage event (counts only)."""
+        details: dict[str, Any] = {
+            "mode": self.mode,
+            "psi_role": self.role,
+            "peer": self.peer,
+            "own_set_size": self.own_set_size,
+            "peer_set_size": self.peer_set_size,
+            "result_cardinality": self.result_cardinality,
+            "status": self.status,
+        }
         return {
             "actor": self.partner,
-            "role": self.role,
+            "role": "partner organisation",
             "partner": self.partner,
             "purpose": self.purpose,
             "consent_snapshot_hash": self.consent_snapshot_hash,
-            "details": {
-                "mode": self.mode,
-                "peer": self.peer,
-                "own_set_size": self.own_set_size,
-                "peer_set_size": self.peer_set_size,
-                "result_cardinality": self.result_cardinality,
-                "status": self.status,
-            },
+            # Audit details hold numbers and tokens only: unknown results are left out, not null.
+            "details": {k: v for k, v in details.items() if v is not None},
         }
