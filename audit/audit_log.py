@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.errors import AuditError
+from audit.errors import AuditError, LogIntegrityError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import (
     consistency_proof,
@@ -144,7 +144,7 @@ class AuditLog:
         size = 0 if row[0] is None else row[0] + 1
         head = self._conn.execute("SELECT max(tree_size) FROM tree_heads").fetchone()[0] or 0
         if head != size:
-            raise AuditError(
+            raise LogIntegrityError(
                 f"{self.path}: {size} entries but the latest signed tree head covers {head}; "
                 "run `loyalfed audit verify` — refusing to append to a damaged log"
             )

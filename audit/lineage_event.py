@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from audit.errors import AuditError
+from audit.errors import EventRejectedError
 from audit.identifier_guard import identifier_problem
 
 __all__ = [
@@ -39,10 +39,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1.0"
-
-
-class EventRejectedError(AuditError):
-    """A lineage record failed validation; the message names fields and rules, never values."""
 
 
 class EventType(StrEnum):

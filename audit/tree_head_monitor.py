@@ -14,15 +14,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.audit_service import TREE_HEAD_HEADER
-from audit.errors import AuditError
+from audit.errors import AuditError, HistoryRewrittenError
 from audit.merkle_tree import verify_consistency
 from audit.tree_head import SignedTreeHead, verify_tree_head
 
 __all__ = ["HistoryRewrittenError", "TreeHeadMonitor"]
-
-
-class HistoryRewrittenError(AuditError):
-    """The audit log showed a tree head that is not an extension of one it showed before."""
 
 
 class TreeHeadMonitor:

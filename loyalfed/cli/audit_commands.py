@@ -14,7 +14,7 @@ from rich.table import Table
 
 from audit.anomaly_report import find_anomalies
 from audit.audit_log import connect
-from audit.errors import AuditError
+from audit.errors import AuditError, LogIntegrityError
 from audit.lineage_event import EventType, LineageEvent
 from audit.lineage_graph import build_lineage_graph
 from audit.log_verification import verify_log
@@ -75,7 +75,7 @@ def verify(
     if not report.ok:
         extra = len(report.problems) - 1
         more = f" (+{extra} more problem{'s' * (extra > 1)})" if extra else ""
-        raise AuditError(f"audit log {path} FAILED verification: {report.first_problem}{more}")
+        raise LogIntegrityError(f"audit log {path} FAILED verification: {report.first_problem}{more}")
     typer.echo(
         f"✓ {path}: {report.tree_size} entries, {report.tree_heads} signed tree heads verified"
         f" against the {report.trust_anchor}; root {report.root_hash}"
