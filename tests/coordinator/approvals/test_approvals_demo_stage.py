@@ -15,11 +15,17 @@ from loyalfed.demo.pipeline import DemoContext
 from loyalfed.demo.report import Report
 from loyalfed.demo.stages.approvals import PolicyApprovals
 from participant_node.consent import ConsentStore
+from participant_node.data import load_federation, load_partner
 
 
 def test_policy_approvals_stage(cj_federation: Path, tmp_path: Path) -> None:
     shutil.copytree(cj_federation, tmp_path / "federation")
     ctx = DemoContext(out_dir=tmp_path, seed=7, console=Console(quiet=True), report=Report("t"))
+    # As in the pipeline, BuildFederation has already loaded and validated every partner.
+    federation = load_federation(tmp_path / "federation")
+    ctx.artefacts["federation"] = federation
+    stores = [p for p in federation.partners if p.partner_id.startswith("freshmart-")]
+    ctx.artefacts["partner_data"] = {p.partner_id: load_partner(p.path) for p in stores}
     started = time.perf_counter()
     PolicyApprovals().run(ctx)
     assert time.perf_counter() - started < 10  # stage budget
