@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from participant_node.data.column_parsing import parse_column
 from participant_node.data.contract import CONTRACT, FileKind, FileSpec
@@ -64,7 +66,7 @@ def load_partner(path: Path | str) -> PartnerData:
     report = PartnerReport(partner=folder.name)
     members = _load_file(folder, CONTRACT[FileKind.MEMBERS], report, known_members=None)
     assert members is not None  # members is a required file: _load_file raised otherwise
-    known = pd.Index(members["member_id"].unique())
+    known = pd.Index(members["member_id"].dropna().unique())
     frames = {
         kind: _load_file(folder, CONTRACT[kind], report, known_members=known)
         for kind in (FileKind.TRANSACTIONS, FileKind.CONSENTS, FileKind.CAMPAIGNS)
@@ -159,7 +161,10 @@ def _row_rules(frame: pd.DataFrame, spec: FileSpec, known_members: pd.Index | No
         no_contact = (frame["phone"].isna() & frame["email"].isna()).to_numpy(dtype=bool)
         rules.append((no_contact, "phone/email", "neither phone nor email"))
     if known_members is not None:
-        unknown = (ids.notna() & ~ids.isin(known_members)).to_numpy(dtype=bool)
+        known = pc.is_in(pa.array(ids, type=pa.string(), from_pandas=True), value_set=pa.array(known_members))
+        unknown = ids.notna().to_numpy(dtype=bool) & ~pc.fill_null(known, False).to_numpy(
+            zero_copy_only=False
+        )
         rules.append((unknown, "member_id", "unknown member: not among the usable rows of the members file"))
     if spec.kind is FileKind.CONSENTS:
         for column in ("expires_at", "withdrawn_at"):

@@ -6,6 +6,8 @@ UTF-8, not a CSV/Parquet file. Row-level problems are left to `participant_node.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import io
 import re
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from participant_node.data.contract import SUPPORTED_SUFFIXES, FileKind
@@ -66,20 +69,45 @@ def _read_csv(path: Path) -> RawTable:
         raise DataContractError(
             "empty file: expected a header line and data rows", file=path.name, row="line 1"
         )
+    data = data.removeprefix(codecs.BOM_UTF8)
     text = _decode_utf8(data, path.name)
-    try:
-        # All text, nothing converted to NaN: parsing and its errors belong to the contract, not pandas.
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, na_filter=False, skip_blank_lines=False, encoding="utf-8"
-        )
-    except pd.errors.ParserError as err:
-        match = _PANDAS_LINE.search(str(err))
-        row = f"line {match.group(1)}" if match else ""
-        raise DataContractError(f"not a well-formed CSV file: {err}", file=path.name, row=row) from err
+    frame = None
+    # Arrow's multi-threaded reader is ~10x faster than pandas' but skips blank lines (which would
+    # shift every line number after them) and gives no line number on errors: fall back to pandas.
+    if b"\n\n" not in data and b"\n\r\n" not in data:
+        frame = _read_csv_arrow(data, text)
+    if frame is None:
+        frame = _read_csv_pandas(text, path.name)
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise DataContractError("empty file: a header but no data rows", file=path.name, row="line 2")
     return RawTable(path, frame, row_label="line", first_row=2)
+
+
+def _read_csv_arrow(data: bytes, text: str) -> pd.DataFrame | None:
+    header = next(csv.reader(io.StringIO(text[: text.find("\n")] if "\n" in text else text)), [])
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError):
+        return None
+    if table.num_columns != len(header):
+        return None
+    return table.to_pandas()
+
+
+def _read_csv_pandas(text: str, file: str) -> pd.DataFrame:
+    try:
+        # All text, nothing converted to NaN: parsing and its errors belong to the contract, not pandas.
+        return pd.read_csv(io.StringIO(text), dtype=str, na_filter=False, skip_blank_lines=False)
+    except pd.errors.ParserError as err:
+        match = _PANDAS_LINE.search(str(err))
+        row = f"line {match.group(1)}" if match else ""
+        raise DataContractError(f"not a well-formed CSV file: {err}", file=file, row=row) from err
 
 
 def _decode_utf8(data: bytes, file: str) -> str:
