@@ -29,17 +29,21 @@ class ModelKind(StrEnum):
 
 # Churn: features on 2017-01-01..2017-08-31, label on 2017-09-01..2017-11-29 (90 days), so the
 # horizon ends a month before the data does and the Christmas peak is not the label window.
-# Base rate on the pooled FreshMart data ~15 % (about 6 % make no purchase at all, the rest drop
-# below 30 % of their historical spend rate).
+# Base rate on the pooled FreshMart data ~15 % of ~2,430 households (about 6 % make no purchase at
+# all, the rest drop below 30 % of their historical spend rate).
 _CHURN_AS_OF = datetime(2017, 9, 1)
 _CHURN_HORIZON_DAYS = 90
 
-# Propensity: campaigns starting 2017-06-01..2017-10-31 (campaigns 9 to 18 of Complete Journey).
+# Propensity: campaigns starting 2017-08-01..2017-10-31 (campaigns 13 to 18 of Complete Journey).
 # Ending the window on 31 October keeps campaigns whose coupon window runs past the end of the
 # data (21-23 start in December) out of the labels, so a negative is a real non-redemption and not
-# right-censoring. ~1,400 households receive at least one; ~24 % redeem.
-_PROPENSITY_AS_OF = datetime(2017, 6, 1)
-_PROPENSITY_HORIZON_DAYS = 153
+# right-censoring. Starting it on 1 August leaves seven months of history, including the coupon
+# responses to campaigns 1-12 and 24-27, for the features: in 5-fold cross-validation on the
+# training members (never the held-out ones) logistic regression reached ROC-AUC 0.787 with this
+# window against 0.753 with a June start and five months of history. ~1,350 of the pooled FreshMart
+# households receive at least one of these campaigns; ~24 % redeem.
+_PROPENSITY_AS_OF = datetime(2017, 8, 1)
+_PROPENSITY_HORIZON_DAYS = 92
 
 
 def task_defaults(task: Task | str) -> tuple[datetime, int]:
