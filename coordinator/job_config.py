@@ -57,6 +57,12 @@ class JobKey(StrEnum):
     SEED = "seed"
 
 
+# Expected Poisson batch per task, tuned on Complete Journey (bench/fl_utility.py): a store group holds
+# ~420 labelled churn members but only ~230 campaign recipients, and DP-SGD's noise per step shrinks
+# with the batch while the sampling rate (hence ε per step) grows with it.
+_DEFAULT_BATCH = {TaskName.CHURN: 128, TaskName.PROPENSITY: 64}
+
+
 def purpose_for_task(task: TaskName) -> Purpose:
     """The consent purpose a training task processes member data for."""
     return {TaskName.CHURN: Purpose.CHURN_MODEL, TaskName.PROPENSITY: Purpose.PROPENSITY_MODEL}[task]
@@ -76,10 +82,10 @@ class JobConfig(BaseModel):
     model: ModelKind = ModelKind.LOGREG
     epsilon: float = Field(default=3.0, gt=0.0, le=100.0)
     delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
-    rounds: int = Field(default=20, ge=1, le=1000)
+    rounds: int = Field(default=8, ge=1, le=1000)
     local_steps: int = Field(default=10, ge=1, le=10_000)
-    batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=0.5, gt=0.0)
+    batch_size: int = Field(default=0, ge=0)  # 0: the task's default (_DEFAULT_BATCH)
+    learning_rate: float = Field(default=5.0, gt=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     strategy: StrategyName = StrategyName.FEDAVG
     proximal_mu: float = Field(default=0.0, ge=0.0)
@@ -92,6 +98,14 @@ class JobConfig(BaseModel):
     k_min: int = Field(default=20, ge=1)
     secure_agg: bool = False
     seed: int = 7
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_batch(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("batch_size"):
+            task = TaskName(data.get("task", TaskName.CHURN))
+            data = {**data, "batch_size": _DEFAULT_BATCH[task]}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> JobConfig:

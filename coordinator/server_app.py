@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,7 @@ class NodeReport:
 
 @dataclass(frozen=True)
 class RoundReport:
+    job_id: str
     server_round: int
     nodes_ok: int
     nodes_failed: int
@@ -88,7 +89,7 @@ def initial_arrays(job: JobConfig) -> ArrayRecord:
 
 
 def make_server_app(
-    job: JobConfig | None,
+    jobs: Sequence[JobConfig] | None,
     *,
     outcome_sink: Callable[[JobOutcome], None] | None = None,
     ledger: BudgetLedger | None = None,
@@ -96,23 +97,24 @@ def make_server_app(
     on_round: RoundCallback | None = None,
     checkpoint_dir: Path | None = None,
 ) -> ServerApp:
-    """Build the ServerApp; ``job=None`` reads the job from Flower's ``run_config`` (deployment)."""
+    """Build the ServerApp running ``jobs`` one after the other over the same nodes.
+
+    ``jobs=None`` reads one job from Flower's ``run_config`` (deployment engine); several jobs in
+    one run share the engine's start-up cost (the demo trains churn and propensity together).
+    """
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        the_job = job or JobConfig.from_run_config(context.run_config)
-        nodes = expected_nodes or int(context.run_config.get("expected-nodes", the_job.min_nodes))
-        outcome = run_job(
-            grid,
-            the_job,
-            expected_nodes=nodes,
-            ledger=ledger,
-            on_round=on_round,
-            checkpoint_dir=checkpoint_dir,
-        )
-        if outcome_sink is not None:
-            outcome_sink(outcome)
+        the_jobs = list(jobs) if jobs else [JobConfig.from_run_config(context.run_config)]
+        nodes = expected_nodes or int(context.run_config.get("expected-nodes", the_jobs[0].min_nodes))
+        for job in the_jobs:
+            directory = checkpoint_dir / job.job_id if checkpoint_dir is not None else None
+            outcome = run_job(
+                grid, job, expected_nodes=nodes, ledger=ledger, on_round=on_round, checkpoint_dir=directory
+            )
+            if outcome_sink is not None:
+                outcome_sink(outcome)
 
     return app
 
@@ -244,6 +246,7 @@ def _train_one_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_rou
     outcome.arrays = arrays
     loss = float(metrics["train-loss"]) if metrics is not None and "train-loss" in metrics else float("nan")
     return RoundReport(
+        job_id=job.job_id,
         server_round=server_round,
         nodes_ok=len(ok),
         nodes_failed=failed,

@@ -20,7 +20,7 @@ from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
 from participant_node.data import Federation, PartnerKind, load_federation
 from participant_node.training.client_app import make_client_app
 
-__all__ = ["FederatedRun", "run_federated_job", "select_partners"]
+__all__ = ["FederatedRun", "run_federated_job", "run_federated_jobs", "select_partners"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,44 @@ def run_federated_job(
     client_app_factory: Callable[[Sequence[Path]], object] | None = None,
 ) -> FederatedRun:
     """Train ``job`` over the chosen partners of ``federation_dir``; raise typed errors, never exit."""
+    runs = run_federated_jobs(
+        federation_dir,
+        [job],
+        partner_ids=partner_ids,
+        ledger=ledger,
+        on_round=on_round,
+        checkpoint_dir=checkpoint_dir,
+        client_app_factory=client_app_factory,
+    )
+    return runs[0]
+
+
+def run_federated_jobs(
+    federation_dir: Path,
+    jobs: Sequence[JobConfig],
+    *,
+    partner_ids: Sequence[str] | None = None,
+    ledger: BudgetLedger | None = None,
+    on_round: RoundCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    client_app_factory: Callable[[Sequence[Path]], object] | None = None,
+) -> list[FederatedRun]:
+    """Train ``jobs`` one after the other in one simulation (one engine start-up) over the same partners."""
     partners = select_partners(load_federation(federation_dir), partner_ids)
-    if len(partners) < job.min_nodes:
-        raise ValueError(f"the job needs {job.min_nodes} nodes but only {len(partners)} partners were chosen")
     ids = tuple(p[0] for p in partners)
+    for job in jobs:
+        if len(partners) < job.min_nodes:
+            raise ValueError(
+                f"the job needs {job.min_nodes} nodes but only {len(partners)} partners were chosen"
+            )
     if ledger is not None:
         # Refuse before starting any engine (the ServerApp reserves again, atomically, before round 1).
-        ledger.check(ids, epsilon=job.epsilon, job_id=job.job_id)
+        ledger.check(ids, epsilon=sum(j.epsilon for j in jobs), job_id=", ".join(j.job_id for j in jobs))
     # Each member homes at one store group; a brand partner can hold the same member again.
     overlap = bool(partner_ids) and len({p[2] for p in partners} | {PartnerKind.STORE_GROUP}) > 1
     outcomes: list[JobOutcome] = []
     server_app = make_server_app(
-        job,
+        jobs,
         outcome_sink=outcomes.append,
         ledger=ledger,
         expected_nodes=len(partners),
@@ -81,9 +107,9 @@ def run_federated_job(
     dirs = [p[1] for p in partners]
     client_app = client_app_factory(dirs) if client_app_factory else make_client_app(dirs)
     _simulate(server_app, client_app, len(partners))
-    if not outcomes:
-        raise JobFailedError(f"job {job.job_id} ended without a result (see the log above)")
-    return FederatedRun(outcomes[0], ids, overlap)
+    if len(outcomes) < len(jobs):
+        raise JobFailedError("the federated run ended before every job finished (see the log above)")
+    return [FederatedRun(outcome, ids, overlap) for outcome in outcomes]
 
 
 def _simulate(server_app: object, client_app: object, nodes: int) -> None:

@@ -46,7 +46,7 @@ def train(
     epsilon: float = typer.Option(..., "--epsilon", help="Member-level ε per node for the whole job."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (model.pt, model_card.json)."),
     delta: float = typer.Option(1e-5, "--delta", help="δ (each node uses min(δ, 1/n))."),
-    rounds: int = typer.Option(20, "--rounds", min=1, help="Federated rounds."),
+    rounds: int = typer.Option(8, "--rounds", min=1, help="Federated rounds."),
     model: ModelKind = typer.Option(ModelKind.LOGREG, "--model", help="logreg or mlp."),
     as_of: str | None = typer.Option(
         None, "--as-of", help="Labelling date YYYY-MM-DD (task default if unset)."

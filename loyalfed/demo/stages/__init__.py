@@ -10,5 +10,16 @@ def default_stages() -> list[Stage]:
     from loyalfed.demo.stages.approvals import PolicyApprovals
     from loyalfed.demo.stages.audit_log import OpenAuditLog, VerifyAuditLog
     from loyalfed.demo.stages.build_federation import BuildFederation
+    from loyalfed.demo.stages.federated_training import FederatedTraining
+    from loyalfed.demo.stages.member_matching import MemberMatching
+    from loyalfed.demo.stages.reference_models import ReferenceModels
 
-    return [BuildFederation(), OpenAuditLog(), PolicyApprovals(), VerifyAuditLog()]
+    return [
+        BuildFederation(),
+        OpenAuditLog(),
+        PolicyApprovals(),
+        MemberMatching(),
+        ReferenceModels(),
+        FederatedTraining(),
+        VerifyAuditLog(),
+    ]
