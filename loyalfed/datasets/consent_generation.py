@@ -36,36 +36,37 @@ _SECOND = np.timedelta64(1, "s")
 def generate_consents(
     member_ids: np.ndarray, joined_at: np.ndarray, *, rng: np.random.Generator, end: np.datetime64
 ) -> pd.DataFrame:
-    """One row per granted (member, purpose), in member order; ``joined_at`` as datetime64[ns]."""
+    """One row per granted (member, purpose), in the order of ``member_ids`` then purpose."""
     joined = joined_at.astype("datetime64[s]")
     end_s = np.datetime64(end, "s")
-    parts = []
-    for order, (purpose, rate) in enumerate(CONSENT_RATES.items()):
-        granted_mask = rng.random(len(member_ids)) < rate
-        start = joined[granted_mask]
+    members, purposes, granted_parts, withdrawn_parts = [], [], [], []
+    for order, rate in enumerate(CONSENT_RATES.values()):
+        chosen = np.flatnonzero(rng.random(len(member_ids)) < rate)
+        start = joined[chosen]
         room = np.minimum(_GRANT_DELAY, np.maximum(end_s - start, np.timedelta64(0, "s")))
         granted = start + (rng.random(len(start)) * room.astype(np.int64)).astype(np.int64) * _SECOND
         withdrawn = np.full(len(start), np.datetime64("NaT"), dtype="datetime64[s]")
         withdrawing = rng.random(len(start)) < WITHDRAWN_SHARE
         span = (end_s - granted[withdrawing]).astype(np.int64)
-        withdrawn[withdrawing] = (
-            granted[withdrawing] + (rng.random(withdrawing.sum()) * span).astype(np.int64) * _SECOND
-        )
-        parts.append(
-            pd.DataFrame(
-                {
-                    "member_id": member_ids[granted_mask],
-                    "purpose": purpose.value,
-                    "granted_at": granted.astype("datetime64[us]"),
-                    "expires_at": np.full(len(start), np.datetime64("NaT"), dtype="datetime64[us]"),
-                    "withdrawn_at": withdrawn.astype("datetime64[us]"),
-                    "lawful_basis": "consent",
-                    "scope": CONSENT_SCOPES[purpose],
-                    "cross_border": False,
-                    "_order": order,
-                }
-            )
-        )
-    consents = pd.concat(parts, ignore_index=True)
-    consents = consents.sort_values(["member_id", "_order"], kind="stable").drop(columns="_order")
-    return consents.reset_index(drop=True)
+        delay = (rng.random(int(withdrawing.sum())) * span).astype(np.int64) * _SECOND
+        withdrawn[withdrawing] = granted[withdrawing] + delay
+        members.append(chosen)
+        purposes.append(np.full(len(chosen), order))
+        granted_parts.append(granted)
+        withdrawn_parts.append(withdrawn)
+    member, purpose = np.concatenate(members), np.concatenate(purposes)
+    rows = np.lexsort((purpose, member))  # integer sort: much cheaper than sorting id strings
+    names = np.array([p.value for p in CONSENT_RATES], dtype=object)
+    scopes = np.array([CONSENT_SCOPES[p] for p in CONSENT_RATES], dtype=object)
+    return pd.DataFrame(
+        {
+            "member_id": member_ids[member[rows]],
+            "purpose": names[purpose[rows]],
+            "granted_at": np.concatenate(granted_parts)[rows].astype("datetime64[us]"),
+            "expires_at": np.full(len(rows), np.datetime64("NaT"), dtype="datetime64[us]"),
+            "withdrawn_at": np.concatenate(withdrawn_parts)[rows].astype("datetime64[us]"),
+            "lawful_basis": "consent",
+            "scope": scopes[purpose[rows]],
+            "cross_border": np.zeros(len(rows), dtype=bool),
+        }
+    )
