@@ -154,7 +154,7 @@ M = [
     (
         "records",
         "coordinator/approvals/records.py",
-        "jobs[digest] += 1",
+        'totals["jobs"][digest] += 1',
         "pass",
         "tests/coordinator/approvals/test_registry_and_gate.py",
         "records",

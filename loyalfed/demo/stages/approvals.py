@@ -88,7 +88,16 @@ def _policy(purpose: Purpose, stores: list[str], **overrides: Any) -> DataUsePol
 
 def _draft_and_approve(ctx: DemoContext, registry: PolicyRegistry, policy: DataUsePolicy) -> RegisteredPolicy:
     registered = _draft(ctx, registry, policy)
-    for partner in policy.partners:
+    _approve(ctx, registry, registered, list(policy.partners))
+    require_approved(registry, registered.ref, partners=policy.partners)
+    return registered
+
+
+def _approve(
+    ctx: DemoContext, registry: PolicyRegistry, registered: RegisteredPolicy, partners: list[str]
+) -> None:
+    """Each partner's data officer approves the registered hash for their own node."""
+    for partner in partners:
         registry.approve(registered.ref, actor=Actor(Role.DATA_OFFICER, partner))
         _lineage(
             ctx,
@@ -98,8 +107,6 @@ def _draft_and_approve(ctx: DemoContext, registry: PolicyRegistry, policy: DataU
             role="data_officer",
             partner=partner,
         )
-    require_approved(registry, registered.ref, partners=policy.partners)
-    return registered
 
 
 def _draft(ctx: DemoContext, registry: PolicyRegistry, policy: DataUsePolicy) -> RegisteredPolicy:
@@ -132,16 +139,7 @@ def _refused_job(
     )
     registered = _draft(ctx, registry, policy)
     approving, refusing = partners[:-1], partners[-1]
-    for partner in approving:
-        registry.approve(registered.ref, actor=Actor(Role.DATA_OFFICER, partner))
-        _lineage(
-            ctx,
-            "policy.approved",
-            registered,
-            actor=f"data_officer:{partner}",
-            role="data_officer",
-            partner=partner,
-        )
+    _approve(ctx, registry, registered, approving)
     registry.reject(
         registered.ref,
         actor=Actor(Role.DATA_OFFICER, refusing),
