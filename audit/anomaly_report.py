@@ -94,21 +94,35 @@ def _out_of_policy(entries: list[Entry]) -> list[Anomaly]:
         e.policy_hash: e for _, e in entries if e.event_type == EventType.POLICY_DRAFTED and e.policy_hash
     }
     approvals: dict[str, set[str]] = defaultdict(set)
-    found = []
+    job_policy: dict[str | None, str] = {}
+    found, seen = [], set()
     for seq, event in entries:
         if event.event_type == EventType.POLICY_APPROVED and event.policy_hash and event.partner:
             approvals[event.policy_hash].add(event.partner)
         if not event.event_type.value.startswith("job.") or event.event_type == EventType.JOB_REFUSED:
             continue
-        found.extend(_job_problems(seq, event, drafted, approvals))
+        # Later events of a job (rounds, finish) run under the policy its earlier events named.
+        policy_hash = job_policy.setdefault(event.job_id, event.policy_hash) if event.policy_hash else None
+        policy_hash = policy_hash or job_policy.get(event.job_id)
+        for anomaly in _job_problems(seq, event, policy_hash, drafted, approvals):
+            # Once per job and problem: every round of a job repeats the same finding.
+            if (anomaly.kind, anomaly.message) not in seen:
+                seen.add((anomaly.kind, anomaly.message))
+                found.append(anomaly)
     return found
 
 
 def _job_problems(
-    seq: int, event: LineageEvent, drafted: dict[str | None, LineageEvent], approvals: dict[str, set[str]]
+    seq: int,
+    event: LineageEvent,
+    policy_hash: str | None,
+    drafted: dict[str | None, LineageEvent],
+    approvals: dict[str, set[str]],
 ) -> list[Anomaly]:
     job = event.job_id or "?"
-    policy = drafted.get(event.policy_hash)
+    if policy_hash is None:
+        return [Anomaly(AnomalyKind.OUT_OF_POLICY, seq, f"job {job}: its events carry no policy hash")]
+    policy = drafted.get(policy_hash)
     if policy is None:
         return [
             Anomaly(AnomalyKind.OUT_OF_POLICY, seq, f"job {job}: no drafted policy matches its policy hash")
@@ -124,7 +138,7 @@ def _job_problems(
             Anomaly(AnomalyKind.OUT_OF_POLICY, seq, f"job {job}: data categories {cats} not in its policy")
         )
     if event.event_type == EventType.JOB_STARTED:
-        missing = sorted(partners - approvals[str(event.policy_hash)])
+        missing = sorted(partners - approvals[policy_hash])
         if missing:
             found.append(
                 Anomaly(AnomalyKind.UNAPPROVED_JOB, seq, f"job {job}: started without approval by {missing}")

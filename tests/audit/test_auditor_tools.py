@@ -131,3 +131,11 @@ def test_cli_default_db_comes_from_the_data_dir(db: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("LOYALFED_DATA_DIR", str(db.parent))
     result = CliRunner().invoke(app, ["audit", "verify", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["tree_size"] == 14
+
+
+def test_a_job_without_policy_is_reported_once(flow: Callable) -> None:
+    events = [e.model_copy(update={"policy_hash": None}) if e.job_id else e for e in flow()]
+    found = find_anomalies(enumerate(events))
+    assert [(a.kind, a.message) for a in found] == [
+        (AnomalyKind.OUT_OF_POLICY, "job job-1: its events carry no policy hash")
+    ]
