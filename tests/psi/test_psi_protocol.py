@@ -141,3 +141,20 @@ def test_fresh_keys_per_session_change_every_blinded_element() -> None:
     assert {one[i : i + 32] for i in range(0, len(one), 32)}.isdisjoint(
         {two[i : i + 32] for i in range(0, len(two), 32)}
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidate=st.binary(min_size=32, max_size=32))
+def test_any_32_bytes_are_either_a_valid_element_or_rejected_by_index(candidate: bytes) -> None:
+    from psi.ristretto255 import is_valid_element
+
+    items = [bytes([i]) * 8 for i in range(10)]
+    params = _session()
+    with GroupEngine(1) as engine:
+        responder = Responder(items, params, engine=engine, rng=_seeded(5))
+        frame = Frame(MessageKind.INITIATOR_ELEMENTS, params.session_bytes, 2, 3, 32, candidate * 2)
+        if is_valid_element(candidate):
+            assert len(responder.receive(frame)[0].payload) == 2 * params.tag_bytes
+        else:
+            with pytest.raises(InvalidElementError, match="chunk 2, element 0"):
+                responder.receive(frame)
