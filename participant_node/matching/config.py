@@ -33,3 +33,5 @@ class MatchingConfig(BaseModel):
     session_timeout_s: float = Field(default=300.0, gt=0.0)
     chunk_size: int = Field(default=32_768, ge=1, le=1_048_576)
     paillier_bits: int = Field(default=2048, ge=1024)
+    # Partners this node answers (None: any peer whose client certificate the TLS layer accepted).
+    allowed_peers: frozenset[str] | None = None

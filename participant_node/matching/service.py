@@ -124,6 +124,8 @@ class MatchingService:
         if opening.purpose not in MATCHING_PURPOSES:
             raise MatchingRefused(f"purpose {opening.purpose} does not allow matching")
         peer, now = opening.initiator_partner, self.now()
+        if self.config.allowed_peers is not None and peer not in self.config.allowed_peers:
+            raise MatchingRefused(f"partner {peer} is not allowed to match with this node")
         self.guard.check_peer_size(peer, opening.initiator_size)
         matching_set = self._set_provider(opening.purpose, peer)
         self.guard.check(peer, matching_set.items, opening.initiator_size, now=now)

@@ -218,3 +218,26 @@ def test_protocol_errors_come_back_as_typed_public_messages(serve, client_tls, c
     assert response.json()["error"].startswith(
         "invalid element in message 'INITIATOR_ELEMENTS', chunk 0, element 0"
     )
+
+
+def test_unknown_partners_and_non_matching_purposes_are_refused(serve, client_tls, clock, tmp_path) -> None:
+    careplus = _service(
+        "careplus", 0, 50, records=[], clock=clock, tmp=tmp_path, allowed_peers=frozenset({"fuelgo"})
+    )
+    client = _client(serve(create_matching_app(careplus)), client_tls)
+    with pytest.raises(MatchingRefused, match="partner freshmart is not allowed"):
+        client.open(
+            size=50,
+            purpose=Purpose.CROSS_BRAND_MATCHING,
+            mode=PsiMode.CARDINALITY,
+            reveal=Reveal.INITIATOR,
+            chunk_size=64,
+        )
+    with pytest.raises(MatchingRefused, match="does not allow matching"):
+        client.open(
+            size=50,
+            purpose=Purpose.CHURN_MODEL,
+            mode=PsiMode.CARDINALITY,
+            reveal=Reveal.INITIATOR,
+            chunk_size=64,
+        )
