@@ -203,8 +203,15 @@ def erasures(
 @consent.command("check")
 def check(
     partner_dir: Path = _PARTNER,
-    purpose: str = typer.Option(..., "--purpose", help="Purpose of the intended use."),
+    purpose: str | None = typer.Option(None, "--purpose", help="Purpose of the intended use."),
+    policy: Path | None = typer.Option(
+        None, "--policy", exists=True, dir_okay=False, help="Run the full node gate under this policy file."
+    ),
+    region: str = typer.Option("CN", "--region", help="The node's region (with --policy)."),
     at: str | None = typer.Option(None, "--at", help="Moment of use, ISO 8601 (default: now)."),
+    retention_as_of: str | None = typer.Option(
+        None, "--retention-as-of", help="'Now' of the retention window (with --policy; default --at)."
+    ),
     recipient: str | None = typer.Option(
         None, "--recipient", help="Partner receiving the data (default: own use)."
     ),
@@ -212,25 +219,47 @@ def check(
     actor: str | None = _ACTOR,
     as_json: bool = _JSON,
 ) -> None:
-    """Count the members the consent gate would let through for a purpose (counts only)."""
-    from participant_node.consent import consented_members
+    """Count what the consent gate lets through (counts only); with --policy also retention and columns."""
+    from participant_node.consent import consented_members, gate_partner_data
     from participant_node.data import load_partner
+    from policies.policy import load_policy
 
     _authorize(partner_dir, actor, Action.CONSENT_EXPORT)
+    if (purpose is None) == (policy is None):
+        raise typer.BadParameter("give exactly one of --purpose or --policy")
     partner = load_partner(partner_dir)
-    selection = consented_members(
-        partner_dir,
-        partner.members,
-        partner.consents,
-        purpose=parse_purpose(purpose),
-        at=_moment(at),
-        recipient=recipient,
-        cross_border=cross_border,
-    )
-    payload = {
-        "partner": partner_dir.name,
-        "purpose": purpose,
-        "members": len(partner.members),
+    payload: dict[str, Any] = {"partner": partner_dir.name, "members": len(partner.members)}
+    if policy is not None:
+        rules = load_policy(policy)
+        gated = gate_partner_data(
+            partner,
+            rules,
+            at=_moment(at),
+            node_region=region,
+            recipient=recipient,
+            retention_as_of=_moment(retention_as_of) if retention_as_of else None,
+        )
+        selection = gated.selection
+        payload |= {
+            "policy": rules.policy_id,
+            "policy_hash": rules.content_hash(),
+            "purpose": rules.purpose.value,
+            "cross_border": gated.cross_border,
+            "retention_purged": gated.retention_purged,
+            "columns_dropped": gated.columns_dropped,
+        }
+    else:
+        selection = consented_members(
+            partner_dir,
+            partner.members,
+            partner.consents,
+            purpose=parse_purpose(str(purpose)),
+            at=_moment(at),
+            recipient=recipient,
+            cross_border=cross_border,
+        )
+        payload["purpose"] = purpose
+    payload |= {
         "consented": len(selection.member_ids),
         "members_excluded_by_consent": selection.excluded,
         "excluded_by": selection.excluded_by,

@@ -98,3 +98,31 @@ def test_other_partners_officer_cannot_withdraw(cj_federation: Path, tmp_path: P
     folder = _partner(cj_federation, tmp_path)
     result = _run("withdraw", str(folder), "--member", "anyone", "--as", "data_officer:fuelgo")
     assert isinstance(result.exception, AuthorizationError)
+
+
+def test_check_with_policy_reports_retention_and_minimisation(cj_federation: Path, tmp_path: Path) -> None:
+    folder = _partner(cj_federation, tmp_path)
+    policy = tmp_path / "churn.json"
+    policy.write_text(
+        json.dumps(
+            {
+                "policy_id": "churn-north",
+                "title": "churn",
+                "purpose": "analytics.churn_model",
+                "partners": ["freshmart-north"],
+                "columns": {
+                    "members": ["member_id", "joined_at"],
+                    "transactions": ["member_id", "timestamp", "amount"],
+                },
+                "privacy": {"epsilon": 4.0, "delta": 1e-5},
+                "data_retention_days": 180,
+            }
+        )
+    )
+    args = ["check", str(folder), "--policy", str(policy), "--at", "2018-01-01", "--json"]
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["retention_purged"]["transactions"] > 0  # 2017 lines older than 180 days
+    assert report["columns_dropped"]["members"] > 0 and report["cross_border"] is False
+    assert report["consented"] == _check(folder)["consented"]
