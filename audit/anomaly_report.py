@@ -116,7 +116,7 @@ def _job_problems(
     seq: int,
     event: LineageEvent,
     policy_hash: str | None,
-    drafted: dict[str | None, LineageEvent],
+    drafted: dict[str, LineageEvent],
     approvals: dict[str, set[str]],
 ) -> list[Anomaly]:
     job = event.job_id or "?"

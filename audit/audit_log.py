@@ -165,7 +165,8 @@ class AuditLog:
             return []
         with self._lock:
             size, frontier = self._size, list(self._frontier)
-            entry_rows, node_rows = [], []
+            entry_rows: list[tuple[int, str, bytes]] = []
+            node_rows: list[tuple[int, int, bytes]] = []
             pack, sha256 = _SEQ.pack, hashlib.sha256
             for event in events:
                 body = event.canonical_bytes()
@@ -179,7 +180,12 @@ class AuditLog:
             self._size, self._frontier = size, frontier
         return list(range(first, size))
 
-    def _commit(self, entry_rows: list, node_rows: list, head: SignedTreeHead) -> None:
+    def _commit(
+        self,
+        entry_rows: list[tuple[int, str, bytes]],
+        node_rows: list[tuple[int, int, bytes]],
+        head: SignedTreeHead,
+    ) -> None:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -308,7 +314,7 @@ def _matches(
     return until is None or event.time < until
 
 
-def _push_leaf(frontier: list[bytes], size: int, leaf: bytes, node_rows: list) -> int:
+def _push_leaf(frontier: list[bytes], size: int, leaf: bytes, node_rows: list[tuple[int, int, bytes]]) -> int:
     """Add a leaf to the right edge; record each subtree it completes. Returns the new size."""
     frontier.append(leaf)
     size += 1

@@ -154,7 +154,8 @@ def _add_consent_event(graph: LineageGraph, seq: int, event: LineageEvent) -> No
     graph.entries.append(seq)
     snapshot = _snapshot_node(graph, str(event.consent_snapshot_hash))
     counts = graph.nodes[snapshot].setdefault("counts", {})
-    counts.update(event.details)  # type: ignore[union-attr]
+    assert isinstance(counts, dict)
+    counts.update(event.details)
     if event.partner:
         graph.add_edge(
             graph.add_node(f"partner:{event.partner}", NodeKind.PARTNER, event.partner), snapshot, "consents"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.audit_log import FORMAT_VERSION, connect, default_key_path
 from audit.merkle_tree import EMPTY_ROOT, root_from_frontier
-from audit.tree_head import SignedTreeHead, public_key_from_hex, verify_tree_head
+from audit.tree_head import SignedTreeHead, load_or_create_signing_key, public_key_from_hex, verify_tree_head
 
 __all__ = ["Problem", "VerificationReport", "verify_log"]
 
@@ -107,8 +107,10 @@ def _trust_anchor(conn, path: Path, pinned: Ed25519PublicKey | None, report: Ver
     if pinned is not None:
         anchor, report.trust_anchor = pinned, "pinned public key"
     elif key_file.exists():
-        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        anchor, report.trust_anchor = private.public_key(), f"key file {key_file.name}"
+        anchor, report.trust_anchor = (
+            load_or_create_signing_key(key_file).public_key(),
+            f"key file {key_file.name}",
+        )
     elif stored:
         report.trust_anchor = "public key recorded in the log (self-asserted; pin a key for more)"
         return public_key_from_hex(stored)
