@@ -12,6 +12,7 @@ import ctypes
 import hashlib
 import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -66,6 +67,7 @@ class GroupEngine:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.dst = dst
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def __enter__(self) -> GroupEngine:
         return self
@@ -85,8 +87,9 @@ class GroupEngine:
             return b""
         if self.workers == 1 or count < 256:
             return work(0, count)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="psi-group")
+        with self._pool_lock:  # one pool even when several sessions start at once
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="psi-group")
         parts = self.workers * _RANGES_PER_WORKER
         bounds = [count * i // parts for i in range(parts + 1)]
         futures = [self._pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]

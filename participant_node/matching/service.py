@@ -160,7 +160,12 @@ class MatchingService:
         self._record(session, "completed")
 
     def _record(self, session: ResponderSession, status: str) -> None:
-        result = session.responder.result() if status == "completed" else None
+        result = None
+        if status == "completed":
+            try:
+                result = session.responder.result()
+            except PsiError:  # closed before the initiator's final messages arrived
+                status = "incomplete"
         self._on_run(
             MatchingRunRecord(
                 session_id=session.params.session_id,
