@@ -166,3 +166,17 @@ def test_empty_log_verifies(tmp_path: Path) -> None:
     AuditLog.open(tmp_path / "empty.sqlite").close()
     report = verify_log(tmp_path / "empty.sqlite")
     assert report.ok and report.tree_size == 0
+
+
+def test_inserted_tree_head_is_detected(log_path: Path, capsys, monkeypatch) -> None:
+    sql(
+        log_path,
+        "INSERT INTO tree_heads SELECT 20, 13, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
+        " WHERE tree_size = 26",
+    )
+    assert_detected(log_path, capsys, monkeypatch, "entry 13: bad signature on the head at size 20")
+
+
+def test_deleted_public_key_is_detected(log_path: Path, capsys, monkeypatch) -> None:
+    sql(log_path, "DELETE FROM meta WHERE key = 'public_key'")
+    assert_detected(log_path, capsys, monkeypatch, "the recorded public key is not the trusted key")
