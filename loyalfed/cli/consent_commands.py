@@ -172,7 +172,7 @@ def erasures(
     finally:
         store.close()
     now = _now()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "request_id": r.request_id,
             "received_at": r.received_at,
@@ -191,7 +191,7 @@ def erasures(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["request_id"],
+            str(row["request_id"]),
             str(row["received_at"]),
             str(row["deadline"]),
             str(row["completed_at"] or "-"),

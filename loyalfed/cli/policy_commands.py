@@ -183,14 +183,16 @@ def status(
         current = registry.latest(registered.policy_id)
     finally:
         registry.close()
+    partners = {
+        p: {"state": s.value, "reason": state.reasons.get(p, "")} for p, s in sorted(state.states.items())
+    }
+    approved = state.approved and current.content_hash == registered.content_hash
     payload = {
         "policy": registered.ref,
         "content_hash": registered.content_hash,
         "current_version": current.ref,
-        "approved": state.approved and current.content_hash == registered.content_hash,
-        "partners": {
-            p: {"state": s.value, "reason": state.reasons.get(p, "")} for p, s in sorted(state.states.items())
-        },
+        "approved": approved,
+        "partners": partners,
     }
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
@@ -198,11 +200,11 @@ def status(
         table = Table(title=f"{registered.ref} sha256 {registered.content_hash[:12]}")
         for column in ("partner", "state", "reason"):
             table.add_column(column)
-        for partner, item in payload["partners"].items():
+        for partner, item in partners.items():
             style = _STATE_STYLE[PartnerState(item["state"])]
             table.add_row(partner, f"[{style}]{item['state']}[/{style}]", item["reason"])
         Console().print(table)
-    if not payload["approved"]:
+    if not approved:
         raise SystemExit(1)  # click swallows typer.Exit under standalone_mode=False
 
 
