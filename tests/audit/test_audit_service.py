@@ -14,6 +14,7 @@ import uvicorn
 
 from audit.audit_log import AuditLog
 from audit.audit_service import ClientGrant, ServiceConfig, create_app, token_digest
+from audit.errors import AuditError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import verify_inclusion
 from audit.tree_head import SignedTreeHead, TreeHeadSigner, verify_tree_head
@@ -170,3 +171,20 @@ def test_monitor_rejects_a_head_signed_by_another_key(service, tmp_path: Path, f
     with node, pytest.raises(HistoryRewrittenError, match="invalid signature"):
         node.get("/v1/tree-head")
     assert LineageEvent  # the model is the wire format of the append endpoint
+
+
+def test_audit_client_appends_proves_and_monitors(service, signer: TreeHeadSigner, flow: Callable) -> None:
+    from audit.audit_client import AuditClient
+
+    server, _ = service
+    mine = [e.model_copy(update={"actor": "node-careplus"}) for e in flow(job="job-9")[5:8]]
+    with AuditClient(server.url, TOKENS["careplus"], signer.public_key) as node:
+        seqs = node.append(mine)
+        assert seqs == [13, 14, 15]
+        assert all(node.prove_included(seq, event) for seq, event in zip(seqs, mine, strict=True))
+        assert not node.prove_included(seqs[0], mine[1])
+        assert [e for _, e in node.events(job_id="job-9")] == mine
+        assert node.lineage("model-1")["model_id"] == "model-1"
+        assert node.monitor.latest is not None and node.monitor.latest.tree_size == 16
+        with pytest.raises(AuditError, match="HTTP 403"):
+            node.append([flow()[0]])  # the analyst's event, not this node's
