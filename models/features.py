@@ -153,7 +153,27 @@ def _behaviour(v: _Visits, n_members: int, schema: FeatureSchema) -> dict[str, n
     if v.quantity is not None:
         raw["basket_items"] = np.bincount(v.member, weights=v.quantity, minlength=n_members) * per_visit
     raw.update(_trends(v, n_members, oldest, schema.trend_days))
+    raw["spend_volatility"] = _ratio_to_unit(_weekly_spend_variation(v, n_members, oldest))
     return raw
+
+
+def _weekly_spend_variation(v: _Visits, n_members: int, oldest: np.ndarray) -> np.ndarray:
+    """Coefficient of variation of spend per week, over the weeks from the first visit to as_of.
+
+    Weeks without a visit count as zero spend. A member whose weekly spend swings widely falls below
+    30 % of their usual rate in some quarter by chance alone, which the churn label counts.
+    """
+    week = np.floor(v.days_before / 7.0).astype(np.int64)
+    stride = int(week.max(initial=0)) + 1
+    keys, inverse = np.unique(v.member * stride + week, return_inverse=True)
+    weekly = np.bincount(inverse, weights=v.amount)
+    member = keys // stride
+    total = np.bincount(member, weights=weekly, minlength=n_members)
+    squares = np.bincount(member, weights=weekly**2, minlength=n_members)
+    n_weeks = np.floor(oldest / 7.0) + 1.0
+    mean = total / n_weeks
+    variance = np.clip(squares / n_weeks - mean**2, 0.0, None)
+    return np.divide(np.sqrt(variance), mean, out=np.zeros(n_members), where=mean > 0)
 
 
 def _trends(v: _Visits, n_members: int, oldest: np.ndarray, trend_days: int) -> dict[str, np.ndarray]:

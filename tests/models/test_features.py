@@ -129,6 +129,17 @@ def test_trend_compares_last_eight_weeks_with_history() -> None:
     assert X.loc["m1", "active_weeks_recent"] == pytest.approx(1.0)
 
 
+def test_weekly_spend_volatility() -> None:
+    # $30 in weeks 0 and 2 before as_of and nothing in weeks 1 and 3 (history = 4 weeks):
+    # weekly mean 15, standard deviation 15, c = 1 => 1/2. A steady $10 every week => 0.
+    swing = _tx([("m1", "2017-08-29", 30.0), ("m1", "2017-08-15", 30.0), ("m1", "2017-08-05", 0.0)])
+    weeks = pd.date_range(end="2017-08-29", periods=6, freq="7D")
+    steady = _tx([("m2", d.strftime("%Y-%m-%d"), 10.0) for d in weeks])
+    X = build_features(_members("m1", "m2"), pd.concat([swing, steady]), as_of=AS_OF, schema=SCHEMA)
+    assert X.loc["m1", "spend_volatility"] == pytest.approx(0.5, rel=1e-5)
+    assert X.loc["m2", "spend_volatility"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_public_bounds_keep_extreme_values_in_unit_interval() -> None:
     tx = _tx([("m1", "2017-08-31", 1e9), ("m2", "1990-01-01", 5.0)])
     tx["quantity"] = [1e6, 1.0]
