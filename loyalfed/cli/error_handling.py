@@ -28,7 +28,7 @@ def exit_code_for(err: BaseException) -> int:
         return err.exit_code
     if isinstance(err, click.exceptions.Abort):
         return 130
-    if isinstance(err, _TYPED_ERRORS | FileNotFoundError | PermissionError | ValueError):
+    if isinstance(err, (*_TYPED_ERRORS, FileNotFoundError, PermissionError, ValueError)):
         return 2
     return 1
 
@@ -36,7 +36,7 @@ def exit_code_for(err: BaseException) -> int:
 def public_message(err: BaseException) -> str:
     if isinstance(err, click.exceptions.ClickException):
         return err.format_message()
-    if isinstance(err, _TYPED_ERRORS | ValueError):
+    if isinstance(err, (*_TYPED_ERRORS, ValueError)):
         return str(err)
     if isinstance(err, FileNotFoundError | PermissionError):
         return f"{err.strerror}: {err.filename}"
