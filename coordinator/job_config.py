@@ -149,9 +149,8 @@ class JobConfig(BaseModel):
         for optional in ("as_of", "horizon_days"):
             if fields.get(optional) in ("", 0):
                 fields.pop(optional)
-        fields.pop("out_dir", None)
-        fields.pop("ledger_url", None)
-        fields.pop("partners", None)
+        for deployment_only in ("out_dir", "ledger_url", "partners", "expected_nodes", "members_may_overlap"):
+            fields.pop(deployment_only, None)
         return parse_job_config(fields)
 
 

@@ -63,6 +63,7 @@ class RoundReport:
     seconds: float
     train_loss: float
     max_epsilon: float
+    node_cpu_seconds: float = 0.0
     validation_auc: float | None = None
 
 
@@ -253,6 +254,7 @@ def _train_one_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_rou
         seconds=time.perf_counter() - started,
         train_loss=loss,
         max_epsilon=max(r.epsilon for r in reports),
+        node_cpu_seconds=sum(float(m.content["metrics"].get("cpu-seconds", 0.0)) for m in ok),
     )
 
 

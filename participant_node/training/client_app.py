@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,8 +183,10 @@ def _train_round(
         steps=spec.local_steps,
         proximal_mu=proximal_mu,
     )
+    cpu_started = time.process_time()
     stats = train_dp_sgd(model, data.train.X, data.train.y, settings)
     return {
+        "cpu-seconds": time.process_time() - cpu_started,
         "num-examples": n,
         "epsilon": epsilon,
         "delta": delta,

@@ -1,0 +1,287 @@
+"""Utility of federated DP training on Complete Journey, side by side (issue 3, item 8).
+
+For each task and each ε: centralized non-private training (``models.train_centralized``, the same
+function as ``bench/baselines.py``), centralized DP-SGD at the same ε, every FreshMart store group
+alone with DP-SGD at the same ε, and federated DP-SGD with FedAvg and FedProx on Flower's
+simulation engine (all federated jobs in one simulation). Every model is trained on consented
+members only (each node's consent gate) and evaluated on the SAME held-out members: the consented
+members that ``models.heldout_mask`` holds out at the four store groups, scored here with the
+exact ROC-AUC; the federated models' histogram-pooled AUC (what the coordinator sees) is reported
+too. Also: wall and CPU time of one federated round, and of one DP versus one non-DP local epoch.
+
+    python bench/fl_utility.py [--federation DIR] [--epsilons 1 3 8] [--tasks churn propensity]
+                               [--rounds 8] [--repeats 3] [--out bench/results]
+
+Prints JSON; writes ``fl_utility.json`` and ``fl_utility.png`` (AUC against ε) into ``--out``.
+Timings are wall-clock on a shared machine: read them as upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from coordinator.job_config import JobConfig, StrategyName, TaskName
+from coordinator.server_app import RoundReport
+from loyalfed.datasets.complete_journey import build_complete_journey_federation
+from loyalfed.federated_run import run_federated_jobs, select_partners
+from models import TaskDataset, make_model, train_centralized
+from models.metrics import roc_auc
+from participant_node.data import load_federation
+from participant_node.training.dp_sgd import (
+    DpSgdSettings,
+    poisson_sample_rate,
+    train_dp_sgd,
+    train_non_private,
+)
+from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
+from participant_node.training.privacy_accountant import calibrate_noise_multiplier, effective_delta
+from participant_node.training.training_spec import parse_training_spec
+
+
+def _node_data(federation: Path, job: JobConfig) -> dict[str, LocalTaskData]:
+    spec = parse_training_spec(job.node_config())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    partners = select_partners(load_federation(federation), None)
+    return {pid: load_local_task_data(path, spec, at=now) for pid, path, _ in partners}
+
+
+def _score(model: torch.nn.Module, data: TaskDataset) -> float:
+    with torch.no_grad():
+        scores = torch.sigmoid(model(torch.from_numpy(data.X))).numpy()
+    return float(roc_auc(data.y, scores))
+
+
+def _dp_model(train: TaskDataset, job: JobConfig, *, seed: int) -> torch.nn.Module:
+    """DP-SGD on one dataset with the federated job's step count, its noise calibrated to (ε, δ)."""
+    torch.manual_seed(seed)
+    model = make_model(job.model, train.X.shape[1])
+    rate = poisson_sample_rate(len(train), job.batch_size)
+    steps = job.rounds * job.local_steps
+    sigma = calibrate_noise_multiplier(
+        epsilon=job.epsilon, delta=effective_delta(job.delta, len(train)), sample_rate=rate, steps=steps
+    )
+    settings = DpSgdSettings(
+        noise_multiplier=sigma,
+        max_grad_norm=job.max_grad_norm,
+        learning_rate=job.learning_rate,
+        batch_size=job.batch_size,
+        steps=steps,
+    )
+    train_dp_sgd(model, train.X, train.y, settings)
+    return model
+
+
+def _median_of(repeats: int, run: Callable[[int], float]) -> float:
+    return round(statistics.median(run(seed) for seed in range(repeats)), 4)
+
+
+def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+    pooled_train = TaskDataset.concatenate(d.train for d in nodes.values())
+    heldout = TaskDataset.concatenate(d.heldout for d in nodes.values())
+    centralized_dp = _median_of(repeats, lambda s: _score(_dp_model(pooled_train, job, seed=s), heldout))
+    per_node = {
+        pid: _median_of(repeats, lambda s, d=d: _score(_dp_model(d.train, job, seed=s), heldout))
+        for pid, d in nodes.items()
+    }
+    return {
+        "centralized_dp": centralized_dp,
+        "single_node_dp": per_node,
+        "single_node_dp_median": round(statistics.median(per_node.values()), 4),
+    }
+
+
+def _centralized_non_private(nodes: dict[str, LocalTaskData], repeats: int) -> float:
+    pooled = TaskDataset.concatenate(
+        [*(d.train for d in nodes.values()), *(d.heldout for d in nodes.values())]
+    )
+    # train_centralized holds out exactly the members of models.heldout_mask: the same held-out set.
+    return _median_of(repeats, lambda s: train_centralized(pooled, kind="logreg", seed=s)[1]["auc"])
+
+
+def _federated(federation: Path, jobs: list[JobConfig], heldout: dict[str, TaskDataset]) -> dict[str, Any]:
+    rounds: list[RoundReport] = []
+    runs = run_federated_jobs(federation, jobs, on_round=rounds.append)
+    out: dict[str, Any] = {}
+    for run in runs:
+        job, outcome = run.outcome.job, run.outcome
+        model = make_model(job.model, heldout[job.task.value].X.shape[1])
+        assert outcome.arrays is not None and outcome.evaluation is not None
+        model.load_state_dict(outcome.arrays.to_torch_state_dict())
+        out[job.job_id] = {
+            "auc": round(_score(model, heldout[job.task.value]), 4),
+            "auc_from_histograms": round(outcome.evaluation.auc, 4),
+            "max_node_epsilon": round(max(n.epsilon for n in outcome.nodes.values()), 4),
+        }
+    later = [r for r in rounds if r.server_round > 1]  # round 1 includes engine start-up and data loading
+    out["round_wall_seconds_median"] = round(statistics.median(r.seconds for r in later), 3)
+    out["round_node_cpu_seconds_median"] = round(statistics.median(r.node_cpu_seconds for r in later), 3)
+    return out
+
+
+def _epoch_timings(train: TaskDataset, job: JobConfig, repeats: int) -> dict[str, float]:
+    """Wall and CPU seconds of one local epoch (n/B steps) with and without DP, median of repeats."""
+    steps = round(1 / poisson_sample_rate(len(train), job.batch_size))
+    timings: dict[str, list[float]] = {"dp_wall": [], "dp_cpu": [], "plain_wall": [], "plain_cpu": []}
+    for _ in range(repeats + 1):  # the first repetition warms up torch and Opacus and is dropped
+        model = make_model(job.model, train.X.shape[1])
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_dp_sgd(
+            model,
+            train.X,
+            train.y,
+            DpSgdSettings(
+                noise_multiplier=1.0,
+                max_grad_norm=job.max_grad_norm,
+                learning_rate=job.learning_rate,
+                batch_size=job.batch_size,
+                steps=steps,
+            ),
+        )
+        timings["dp_wall"].append(time.perf_counter() - wall)
+        timings["dp_cpu"].append(time.process_time() - cpu)
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_non_private(
+            make_model(job.model, train.X.shape[1]),
+            train.X,
+            train.y,
+            learning_rate=job.learning_rate,
+            batch_size=job.batch_size,
+            epochs=1,
+        )
+        timings["plain_wall"].append(time.perf_counter() - wall)
+        timings["plain_cpu"].append(time.process_time() - cpu)
+    medians = {f"{k}_seconds": round(statistics.median(v[1:]), 4) for k, v in timings.items()}
+    medians["dp_over_plain_wall"] = round(medians["dp_wall_seconds"] / medians["plain_wall_seconds"], 2)
+    return medians
+
+
+def run(
+    federation: Path, tasks: list[str], epsilons: list[float], rounds: int, repeats: int
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    result: dict[str, Any] = {"tasks": {}}
+    jobs: list[JobConfig] = []
+    heldout: dict[str, TaskDataset] = {}
+    for task in tasks:
+        base = JobConfig(task=TaskName(task), rounds=rounds)
+        nodes = _node_data(federation, base)
+        heldout[task] = TaskDataset.concatenate(d.heldout for d in nodes.values())
+        entry: dict[str, Any] = {
+            "train_members": sum(len(d.train) for d in nodes.values()),
+            "heldout_members": len(heldout[task]),
+            "centralized_non_private": _centralized_non_private(nodes, repeats),
+            "epsilons": {},
+            "local_epoch_timing": _epoch_timings(nodes["freshmart-north"].train, base, repeats),
+        }
+        for eps in epsilons:
+            job = base.model_copy(update={"epsilon": eps})
+            entry["epsilons"][str(eps)] = _local_results(nodes, job, repeats)
+            for strategy, mu in ((StrategyName.FEDAVG, 0.0), (StrategyName.FEDPROX, 0.1)):
+                jobs.append(
+                    base.model_copy(
+                        update={
+                            "epsilon": eps,
+                            "strategy": strategy,
+                            "proximal_mu": mu,
+                            "job_id": f"bench-{task}-{strategy.value}-eps{eps:g}",
+                        }
+                    )
+                )
+        result["tasks"][task] = entry
+    federated = _federated(federation, jobs, heldout)
+    _merge_federated(result, federated, tasks, epsilons)
+    result.update(
+        {
+            "benchmark": "federated DP-SGD utility, Complete Journey, 4 FreshMart store groups",
+            "rounds": rounds,
+            "local_steps": jobs[0].local_steps,
+            "delta": jobs[0].delta,
+            "repeats": repeats,
+            "round_wall_seconds_median": federated["round_wall_seconds_median"],
+            "round_node_cpu_seconds_median": federated["round_node_cpu_seconds_median"],
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "note": "measured on a 2-core machine shared with other workloads; DP runs draw fresh noise",
+        }
+    )
+    return result
+
+
+def _merge_federated(
+    result: dict[str, Any], federated: dict[str, Any], tasks: list[str], epsilons: list[float]
+) -> None:
+    for task in tasks:
+        entry = result["tasks"][task]
+        for eps in epsilons:
+            cell = entry["epsilons"][str(eps)]
+            for strategy in ("fedavg", "fedprox"):
+                cell[f"federated_{strategy}"] = federated[f"bench-{task}-{strategy}-eps{eps:g}"]
+            cell["federated_minus_single_node_median"] = round(
+                cell["federated_fedavg"]["auc"] - cell["single_node_dp_median"], 4
+            )
+            cell["federated_minus_centralized_non_private"] = round(
+                cell["federated_fedavg"]["auc"] - entry["centralized_non_private"], 4
+            )
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots(1, len(result["tasks"]), squeeze=False)[0]
+    for axis, (task, entry) in zip(axes, result["tasks"].items(), strict=True):
+        eps = sorted(float(e) for e in entry["epsilons"])
+        cells = [entry["epsilons"][str(e)] for e in eps]
+        series = {
+            "federated FedAvg": [c["federated_fedavg"]["auc"] for c in cells],
+            "federated FedProx": [c["federated_fedprox"]["auc"] for c in cells],
+            "centralized DP": [c["centralized_dp"] for c in cells],
+            "single node DP (median)": [c["single_node_dp_median"] for c in cells],
+        }
+        for label, values in series.items():
+            axis.plot(eps, values, marker="o", label=label)
+        axis.axhline(
+            entry["centralized_non_private"], color="black", linestyle="--", label="centralized non-private"
+        )
+        axis.set_xscale("log")
+        axis.set_xticks(eps, [f"{e:g}" for e in eps])
+        axis.set_xlabel("ε (δ = 1e-5)")
+        axis.set_ylabel("held-out ROC-AUC")
+        axis.set_title(task)
+        axis.legend(fontsize=7)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--federation", type=Path)
+    parser.add_argument("--tasks", nargs="+", default=["churn", "propensity"])
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        federation = args.federation
+        if federation is None:
+            federation = build_complete_journey_federation(Path(tmp) / "federation", seed=7)
+        result = run(federation, args.tasks, args.epsilons, args.rounds, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fl_utility.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    plot(result, args.out / "fl_utility.png")
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

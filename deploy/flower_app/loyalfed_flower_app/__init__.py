@@ -1,0 +1,1 @@
+"""Entry points of the loyalfed Flower App (see pyproject.toml)."""

@@ -1,0 +1,8 @@
+"""The node's ClientApp; each SuperNode names its partner folder with
+``--node-config "partner-dir='/data/partner'"`` (and optionally ``state-dir``, ``partner-id``)."""
+
+from participant_node.training.client_app import make_client_app
+
+app = make_client_app()
+
+__all__ = ["app"]
