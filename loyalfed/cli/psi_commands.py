@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from psi.wire import PsiMode
+
 psi = typer.Typer(help="Private set intersection between two member files.", no_args_is_help=True)
 
 SECRET_ENV = "LOYALFED_PSI_SECRET"
@@ -31,6 +33,17 @@ def _read_table(path: Path) -> Any:
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     raise ValueError(f"{path}: expected a .csv or .parquet member file")
+
+
+def _kind(id_column: str) -> Any:
+    from psi.identifiers import IdentifierKind
+
+    try:
+        return IdentifierKind(id_column)
+    except ValueError:
+        raise ValueError(
+            f"--id-column must be one of {[k.value for k in IdentifierKind]}, got {id_column!r}"
+        ) from None
 
 
 def _column(frame: Any, path: Path, column: str) -> list[object]:
@@ -65,7 +78,7 @@ def run(
     a: Path = typer.Option(..., "--a", help="Initiator's member file (.csv or .parquet)."),
     b: Path = typer.Option(..., "--b", help="Responder's member file (.csv or .parquet)."),
     id_column: str = typer.Option("phone", "--id-column", help="Identifier column: phone or email."),
-    mode: str = typer.Option("intersection", "--mode", help="intersection | cardinality | sum"),
+    mode: PsiMode = typer.Option(PsiMode.INTERSECTION, "--mode", help="What is learned."),
     value_column: str | None = typer.Option(None, "--value-column", help="Sum mode: B's value column."),
     reveal_both: bool = typer.Option(False, "--reveal-both", help="Intersection mode: B learns it too."),
     default_region: str = typer.Option("US", "--default-region", help="Region for national phones."),
@@ -75,11 +88,11 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
     """Run both parties locally over the real wire format and report what each side learns."""
-    from psi.identifiers import IdentifierKind, prepare_identifiers
+    from psi.identifiers import prepare_identifiers
     from psi.local_run import run_local
-    from psi.wire import PsiMode, Reveal
+    from psi.wire import Reveal
 
-    psi_mode, kind = PsiMode(mode), IdentifierKind(id_column)
+    psi_mode, kind = mode, _kind(id_column)
     if psi_mode == PsiMode.SUM and not value_column:
         raise ValueError("--mode sum needs --value-column (a whole-number column of B, e.g. points)")
     secret = _secret(secret_file)
