@@ -18,8 +18,9 @@ def test_reference_stage_writes_metrics_plots_and_lineage(cj_federation: Path, t
     metrics = ctx.artefacts["reference_metrics"]
     assert set(metrics) == {"churn", "propensity"}
     for task in metrics.values():
-        assert set(task) == {"logreg", "mlp"}
-        assert all(0.65 < m["auc"] < 0.9 for m in task.values())  # honest, well above chance
+        assert task["model"] == "logreg" and task["auc"] == task["by_model"]["logreg"]["auc"]
+        assert set(task["by_model"]) == {"logreg", "mlp"}
+        assert all(0.65 < m["auc"] < 0.9 for m in task["by_model"].values())  # honest, well above chance
     for name in ("reference_roc_churn.png", "reference_calibration_propensity.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = ctx.report.to_markdown()

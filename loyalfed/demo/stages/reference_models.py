@@ -5,8 +5,9 @@ the federation exists to avoid. The demo computes it only because it owns every 
 the federated DP models of the next stage are judged against it. Both use the same feature schema,
 the same labels and the same held-out members (`models.heldout_mask`).
 
-Leaves ``ctx.artefacts["reference_metrics"]``: task -> model kind -> held-out metrics (``auc``,
-``pr_auc``, ``brier``, ``n``, ``base_rate``, ...), and ``ctx.artefacts["reference_heldout"]``:
+Leaves ``ctx.artefacts["reference_metrics"]``: task -> the logistic-regression reference's held-out
+metrics (``auc``, ``pr_auc``, ``brier``, ``n``, ``base_rate``, ...) with ``"model": "logreg"`` and
+``"by_model"``: model kind -> metrics for both networks; and ``ctx.artefacts["reference_heldout"]``:
 task -> (fpr, tpr) of the logistic-regression reference, for the training stage's ROC plot.
 """
 
@@ -100,7 +101,12 @@ class ReferenceModels:
                     results[task][kind] = _train(data, kind, seed=ctx.seed)
                     progress.advance(bar)
         ctx.artefacts["reference_metrics"] = {
-            t.value: {k.value: ref.metrics for k, ref in by_kind.items()} for t, by_kind in results.items()
+            t.value: {
+                **by_kind[ModelKind.LOGREG].metrics,
+                "model": ModelKind.LOGREG.value,
+                "by_model": {k.value: ref.metrics for k, ref in by_kind.items()},
+            }
+            for t, by_kind in results.items()
         }
         ctx.artefacts["reference_heldout"] = {t.value: r[ModelKind.LOGREG].roc for t, r in results.items()}
         _report(ctx, datasets, results, schema)
