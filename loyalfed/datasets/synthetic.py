@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class SynthConfig(BaseModel):
     members: int = Field(gt=0, le=100_000_000)
     partners: int = Field(default=4, ge=1, le=64)
     seed: int = 7
-    start: str = "2017-01-01"
+    start: date = date(2017, 1, 1)  # the Complete Journey's first day, so the models' defaults apply
     days: int = Field(default=365, ge=28, le=3_650)
     chunk_members: int = Field(default=20_000, ge=100)
     cross_enrolled_share: float = Field(default=0.2, ge=0.0, le=1.0)
@@ -82,16 +83,16 @@ class SynthConfig(BaseModel):
         return [f"synth-{p + 1:02d}" for p in range(self.partners)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SynthResult:
     out: Path
     config: SynthConfig
-    partners: dict[str, dict[str, int]]
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    partners: dict[str, dict[str, int]]  # partner id -> rows per file kind
+    seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"federation": str(self.out), "config": self.config.model_dump(), "partners": self.partners,
+        config = self.config.model_dump(mode="json")
+        return {"federation": str(self.out), "config": config, "partners": self.partners,
                 "seconds": round(self.seconds, 2)}  # fmt: skip
 
 
@@ -131,7 +132,8 @@ def generate_synthetic_federation(
             pending.result()
     _write_manifest(out, ids)
     (out / "synthetic_build.json").write_text(
-        json.dumps({"config": config.model_dump(), "partners": counts}, indent=2, sort_keys=True) + "\n"
+        json.dumps({"config": config.model_dump(mode="json"), "partners": counts}, indent=2, sort_keys=True)
+        + "\n"
     )
     return SynthResult(out, config, counts, seconds=time.perf_counter() - started)
 
