@@ -7,7 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from loyalfed.cli.app import app
+# The psi sub-app alone: the root app would import every other command group (Flower, torch).
+from loyalfed.cli.psi_commands import psi as app
 
 RUNNER = CliRunner()
 
@@ -26,7 +27,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 def test_psi_run_reports_what_each_side_learns(tmp_path: Path) -> None:
     a, b = _files(tmp_path)
     out = tmp_path / "matches.csv"
-    result = RUNNER.invoke(app, ["psi", "run", "--a", str(a), "--b", str(b), "--json", "--out", str(out)])
+    result = RUNNER.invoke(app, ["run", "--a", str(a), "--b", str(b), "--json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["a_learns"]["cardinality"] == 20 and report["b_learns"]["cardinality"] is None
@@ -37,7 +38,7 @@ def test_psi_run_reports_what_each_side_learns(tmp_path: Path) -> None:
 
 def test_psi_run_sum_mode_gives_b_the_sum(tmp_path: Path) -> None:
     a, b = _files(tmp_path)
-    args = ["psi", "run", "--a", str(a), "--b", str(b), "--mode", "sum", "--value-column", "points"]
+    args = ["run", "--a", str(a), "--b", str(b), "--mode", "sum", "--value-column", "points"]
     result = RUNNER.invoke(app, [*args, "--paillier-bits", "1024", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -46,7 +47,7 @@ def test_psi_run_sum_mode_gives_b_the_sum(tmp_path: Path) -> None:
 
 
 def test_psi_bench_small_is_correct_against_sets_and_openmined() -> None:
-    result = RUNNER.invoke(app, ["psi", "bench", "--size", "300", "--json"])
+    result = RUNNER.invoke(app, ["bench", "--size", "300", "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["results"][0]
     assert row["loyalfed"]["correct_vs_plain_sets"] and row["openmined"]["correct_vs_plain_sets"]
