@@ -28,17 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-openmined", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    report = run_benchmark(
-        args.sizes,
-        overlap_fraction=args.overlap,
-        compare_openmined=not args.no_openmined,
-        openmined_max_size=args.openmined_max,
-        progress=lambda text: print(text, file=sys.stderr, flush=True),
-    )
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    report: dict = {}
+    for size in args.sizes:  # one size at a time, the JSON rewritten after each: long runs keep partials
+        part = run_benchmark(
+            [size],
+            overlap_fraction=args.overlap,
+            compare_openmined=not args.no_openmined,
+            openmined_max_size=args.openmined_max,
+            progress=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+        report = {**part, "results": report.get("results", []) + part["results"]}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
     return 0
 
 
