@@ -140,8 +140,7 @@ class AuditLog:
         return self._signer.public_key_hex
 
     def _load_state(self) -> tuple[int, list[bytes]]:
-        row = self._conn.execute("SELECT max(seq) FROM entries").fetchone()
-        size = 0 if row[0] is None else row[0] + 1
+        size = self._stored_size()
         head = self._conn.execute("SELECT max(tree_size) FROM tree_heads").fetchone()[0] or 0
         if head != size:
             raise LogIntegrityError(
@@ -159,47 +158,64 @@ class AuditLog:
     def append_batch(self, events: Sequence[LineageEvent]) -> list[int]:
         """Append events in one transaction and one fsync; returns their sequence numbers.
 
-        On return every event is durable and covered by a new signed tree head.
+        On return every event is durable and covered by a new signed tree head. The write lock is
+        taken first (``BEGIN IMMEDIATE``), so another process appending to the same file is
+        serialised with this one and its entries are picked up before numbering ours.
         """
         if not events:
             return []
         with self._lock:
-            size, frontier = self._size, list(self._frontier)
-            entry_rows: list[tuple[int, str, bytes]] = []
-            node_rows: list[tuple[int, int, bytes]] = []
-            pack, sha256 = _SEQ.pack, hashlib.sha256
-            for event in events:
-                body = event.canonical_bytes()
-                # RFC 9162 §2.1.1 leaf hash, inlined from merkle_tree.leaf_hash for the hot loop.
-                leaf = sha256(b"\x00" + pack(size) + body).digest()
-                entry_rows.append((size, body.decode(), leaf))
-                size = _push_leaf(frontier, size, leaf, node_rows)
-            head = self._signer.sign(size, root_from_frontier(frontier))
-            self._commit(entry_rows, node_rows, head)
-            first = self._size
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if self._stored_size() != self._size:
+                    self._size, self._frontier = self._load_state()
+                first = self._size
+                size, frontier, entry_rows, node_rows = self._leaves(events)
+                head = self._signer.sign(size, root_from_frontier(frontier))
+                self._insert(entry_rows, node_rows, head)
+                conn.execute("COMMIT")
+            except BaseException as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(err, sqlite3.Error):
+                    raise AuditError(f"{self.path}: could not append to the audit log ({err})") from err
+                raise
             self._size, self._frontier = size, frontier
         return list(range(first, size))
 
-    def _commit(
+    def _stored_size(self) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM entries").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def _leaves(
+        self, events: Sequence[LineageEvent]
+    ) -> tuple[int, list[bytes], list[tuple[int, str, bytes]], list[tuple[int, int, bytes]]]:
+        size, frontier = self._size, list(self._frontier)
+        entry_rows: list[tuple[int, str, bytes]] = []
+        node_rows: list[tuple[int, int, bytes]] = []
+        pack, sha256 = _SEQ.pack, hashlib.sha256
+        for event in events:
+            body = event.canonical_bytes()
+            # RFC 9162 §2.1.1 leaf hash, inlined from merkle_tree.leaf_hash for the hot loop.
+            leaf = sha256(b"\x00" + pack(size) + body).digest()
+            entry_rows.append((size, body.decode(), leaf))
+            size = _push_leaf(frontier, size, leaf, node_rows)
+        return size, frontier, entry_rows, node_rows
+
+    def _insert(
         self,
         entry_rows: list[tuple[int, str, bytes]],
         node_rows: list[tuple[int, int, bytes]],
         head: SignedTreeHead,
     ) -> None:
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", entry_rows)
-            conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
-            conn.execute(
-                "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
-                (head.tree_size, self._size, head.timestamp_ms, head.root_hash, head.log_id, head.signature),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise AuditError(f"{self.path}: could not append to the audit log ({err})") from err
+        conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", entry_rows)
+        conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
+        conn.execute(
+            "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
+            (head.tree_size, self._size, head.timestamp_ms, head.root_hash, head.log_id, head.signature),
+        )
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -71,6 +71,18 @@ def test_events_round_trip_and_queries(tmp_path: Path, signer: TreeHeadSigner, f
         assert len(log.events(job_id="job-a", limit=2)) == 2
 
 
+def test_two_writers_on_one_file_are_serialised(
+    tmp_path: Path, signer: TreeHeadSigner, flow: Callable
+) -> None:
+    path = tmp_path / "a.sqlite"
+    with AuditLog.open(path, signer=signer) as first, AuditLog.open(path, signer=signer) as second:
+        assert first.append_batch(flow()) == list(range(13))
+        assert second.append_batch(flow()[:2]) == [13, 14]  # picks up the other writer's entries
+        assert first.append(flow()[0]) == 15
+    report = verify_log(path, public_key=signer.public_key)
+    assert report.ok and report.tree_size == 16 and report.tree_heads == 3
+
+
 def test_wrong_key_is_refused(tmp_path: Path, signer: TreeHeadSigner, flow: Callable) -> None:
     AuditLog.open(tmp_path / "a.sqlite", signer=signer).close()
     with pytest.raises(AuditError, match="does not match"):
