@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.metrics import binary_metrics
-from models.networks import make_model, predict_proba
+from models.networks import LogisticRegression, make_model, predict_proba
 from models.task import ModelKind
 from models.task_dataset import TaskDataset, heldout_mask
 
@@ -81,14 +82,12 @@ def train_centralized(
             validation_auc, best_epoch = _auc(_logreg(fit), validation), 0
             model = _logreg(train)
         else:
-            settings = {"lr": lr, "seed": seed, "batch_size": batch_size, "weight_decay": weight_decay}
+            adam = partial(_adam, lr=lr, seed=seed, batch_size=batch_size, weight_decay=weight_decay)
             selection = make_model(kind, dataset.X.shape[1], hidden=hidden)
-            validation_auc, best_epoch = _adam(
-                selection, fit, validation, epochs=epochs, patience=patience, **settings
-            )
+            validation_auc, best_epoch = adam(selection, fit, validation, epochs=epochs, patience=patience)
             torch.manual_seed(seed)
             model = make_model(kind, dataset.X.shape[1], hidden=hidden)
-            _adam(model, train, None, epochs=best_epoch, patience=epochs, **settings)
+            adam(model, train, None, epochs=best_epoch, patience=epochs)
     model.eval()
     test = dataset.subset(heldout)
     metrics = binary_metrics(test.y, predict_proba(model, test.X))
@@ -114,12 +113,12 @@ def _auc(model: nn.Module, data: TaskDataset) -> float:
 
 def _logreg(train: TaskDataset) -> nn.Module:
     """Full-batch L-BFGS on mean log-loss + ||w||^2 / (2n) (bias not penalised), from zero weights."""
-    model = make_model(ModelKind.LOGREG, train.X.shape[1])
+    model = LogisticRegression(train.X.shape[1])
     for parameter in model.parameters():
         nn.init.zeros_(parameter)
     X, y = torch.as_tensor(train.X), torch.as_tensor(train.y)
     l2 = 1.0 / max(len(train), 1)
-    weight = model.linear.weight  # type: ignore[union-attr]
+    weight = model.linear.weight
     optimiser = torch.optim.LBFGS(
         model.parameters(), lr=1.0, max_iter=_LBFGS_ITERATIONS, tolerance_grad=1e-7,
         tolerance_change=1e-10, line_search_fn="strong_wolfe",
