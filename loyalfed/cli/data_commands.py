@@ -29,6 +29,7 @@ def complete_journey(
 ) -> None:
     """Build the six-partner FreshMart/CarePlus/FuelGo federation from dunnhumby's Complete Journey."""
     from loyalfed.datasets.complete_journey import build_complete_journey_federation
+    from participant_node.data import load_federation
 
     with Console(stderr=True).status("building the Complete Journey federation", spinner="dots") as status:
         if as_json:
@@ -39,12 +40,17 @@ def complete_journey(
         typer.echo(json.dumps({"federation": str(folder), **summary}, indent=2))
         return
     table = Table(title=f"Complete Journey federation in {folder}")
-    for column in ("partner", "members", "transactions", "consents", "campaigns"):
-        table.add_column(column, justify="left" if column == "partner" else "right")
-    for partner, counts in summary["partners"].items():
-        table.add_row(
-            partner, *(f"{counts.get(k, 0):,}" for k in ("members", "transactions", "consents", "campaigns"))
-        )
+    table.add_column("partner", no_wrap=True, min_width=len("freshmart-north"))
+    table.add_column("kind")
+    for column in ("members", "transactions", "consents", "campaigns"):
+        table.add_column(column, justify="right")
+    for partner in load_federation(folder).partners:  # federation.toml order, not JSON key order
+        counts = summary["partners"][partner.partner_id]
+        cells = [
+            f"{counts[k]:,}" if k in counts else "—"
+            for k in ("members", "transactions", "consents", "campaigns")
+        ]
+        table.add_row(partner.partner_id, partner.kind.value, *cells)
     Console().print(table)
 
 
