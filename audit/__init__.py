@@ -5,6 +5,7 @@ Public face: open an :class:`AuditLog`, append :class:`LineageEvent` s, verify a
 """
 
 from audit.anomaly_report import Anomaly, find_anomalies
+from audit.audit_client import AuditClient
 from audit.audit_log import AuditLog
 from audit.errors import AuditError, EventRejectedError, HistoryRewrittenError, LogIntegrityError
 from audit.lineage_event import EventType, LineageEvent, Role
@@ -27,6 +28,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Anomaly",
+    "AuditClient",
     "AuditError",
     "AuditLog",
     "EventRejectedError",

@@ -23,11 +23,9 @@ from audit.audit_log import AuditLog
 from audit.errors import AuditError
 from audit.lineage_event import LineageEvent
 from audit.lineage_graph import build_lineage_graph
-from audit.tree_head import SignedTreeHead
+from audit.tree_head import TREE_HEAD_HEADER, SignedTreeHead
 
 __all__ = ["TREE_HEAD_HEADER", "ClientGrant", "ServiceConfig", "create_app", "token_digest"]
-
-TREE_HEAD_HEADER = "X-Audit-Tree-Head"
 
 
 def token_digest(token: str) -> str:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit.errors import AuditError
 
 __all__ = [
+    "TREE_HEAD_HEADER",
     "SignedTreeHead",
     "TreeHeadSigner",
     "load_or_create_signing_key",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 _DOMAIN = b"loyalfed-sth/1"
+# HTTP header in which the audit service attaches its latest signed tree head to every response.
+TREE_HEAD_HEADER = "X-Audit-Tree-Head"
 
 
 class SignedTreeHead(BaseModel):

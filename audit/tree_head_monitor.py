@@ -13,10 +13,9 @@ import threading
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.audit_service import TREE_HEAD_HEADER
 from audit.errors import AuditError, HistoryRewrittenError
 from audit.merkle_tree import verify_consistency
-from audit.tree_head import SignedTreeHead, verify_tree_head
+from audit.tree_head import TREE_HEAD_HEADER, SignedTreeHead, verify_tree_head
 
 __all__ = ["HistoryRewrittenError", "TreeHeadMonitor"]
 
