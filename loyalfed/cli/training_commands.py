@@ -60,7 +60,7 @@ def train(
     local_steps: int = typer.Option(10, "--local-steps", min=1, help="DP-SGD steps per node per round."),
     min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
     secure_agg: bool = typer.Option(
-        False, "--secure-agg", help="Aggregate with Flower's SecAgg+ (server sees sums)."
+        False, "--secure-agg", help="SecAgg+ secure aggregation (not available yet: the job is refused)."
     ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="Budget ledger SQLite file (default: FED/.coordinator)."

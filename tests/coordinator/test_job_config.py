@@ -41,3 +41,8 @@ def test_invalid_job_names_the_field() -> None:
         JobConfig.from_run_config({"task": "churn", "epsilon": 2.0, "as-of": "", "out-dir": "x"}).epsilon
         == 2.0
     )
+
+
+def test_secure_aggregation_is_refused_rather_than_silently_skipped() -> None:
+    with pytest.raises(JobConfigError, match="SecAgg"):
+        parse_job_config({"secure_agg": True})

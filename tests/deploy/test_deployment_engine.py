@@ -1,0 +1,165 @@
+"""Flower's deployment engine on loopback with TLS: a real SuperLink, three real SuperNodes (one per
+FreshMart store group), the loyalfed Flower App of ``deploy/flower_app`` submitted with ``flwr run``.
+
+The ServerApp and ClientApp are the very ones the simulation runs; the job must finish and publish a
+model with its card. Every process is killed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NODES = ("freshmart-north", "freshmart-south", "freshmart-east")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    # A new session per process, so the whole tree (SuperExec, app processes) can be killed at once.
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_for_port(port: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, cj_federation: Path) -> Iterator[tuple[Path, dict[str, str], Path]]:
+    certs = tmp_path / "certs"
+    subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "generate_certificates.py"), "--out", str(certs)],
+        check=True,
+        capture_output=True,
+    )
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    port = _free_port()
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:{port}"\n'
+        f'root-certificates = "{certs / "ca.crt"}"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    processes = [
+        _start(
+            [
+                str(BIN / "flower-superlink"),
+                "--ssl-ca-certfile",
+                str(certs / "ca.crt"),
+                "--ssl-certfile",
+                str(certs / "server.pem"),
+                "--ssl-keyfile",
+                str(certs / "server.key"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+            ],
+            tmp_path / "superlink.log",
+            env,
+        )
+    ]
+    try:
+        _wait_for_port(port, timeout=120)
+        for partner in NODES:
+            shutil.copytree(cj_federation / partner, tmp_path / "nodes" / partner)
+            processes.append(
+                _start(
+                    [
+                        str(BIN / "flower-supernode"),
+                        "--superlink",
+                        f"127.0.0.1:{port}",
+                        "--root-certificates",
+                        str(certs / "ca.crt"),
+                        "--port",
+                        str(_free_port()),
+                        "--node-config",
+                        f"partner-dir='{tmp_path / 'nodes' / partner}'",
+                    ],
+                    tmp_path / f"{partner}.log",
+                    env,
+                )
+            )
+        yield tmp_path, env, tmp_path / "model"
+    finally:
+        for process in reversed(processes):
+            _kill(process)
+
+
+def test_a_job_runs_through_superlink_and_three_tls_supernodes(
+    deployment: tuple[Path, dict[str, str], Path],
+) -> None:
+    workdir, env, model = deployment
+    # SuperNodes start a fresh ClientApp process (torch, Opacus, data loading) for every message:
+    # one round (describe, train, evaluate) keeps the test short; generous timeouts absorb a busy CI.
+    overrides = (
+        f"out-dir='{model}' rounds=1 local-steps=5 min-nodes=3 expected-nodes=3 job-id='deploy-test' "
+        "round-timeout-s=300.0"
+    )
+    submitted = subprocess.run(
+        [str(BIN / "flwr"), "run", str(REPO / "deploy" / "flower_app"), "local", "--run-config", overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.monotonic() + 420
+    while not (model / "model_card.json").exists() and time.monotonic() < deadline:
+        time.sleep(2)
+    logs = {p.name: p.read_text(errors="replace")[-3000:] for p in workdir.glob("*.log")}
+    assert (model / "model_card.json").exists(), json.dumps(logs, indent=1)
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["job_id"] == "deploy-test" and card["rounds"] == 1
+    assert sorted(n["partner_id"] for n in card["nodes"]) == sorted(NODES)
+    assert all(n["steps"] == 5 and n["epsilon"] <= 3.03 for n in card["nodes"])
+    assert (model / "model.pt").stat().st_size > 0
+    # The nodes' own records: each trained in the round and kept its accountant locally.
+    for partner in NODES:
+        usage = (
+            (workdir / "nodes" / partner / ".loyalfed" / "usage" / "deploy-test.jsonl")
+            .read_text()
+            .splitlines()
+        )
+        assert [json.loads(line)["round"] for line in usage] == [1]
+        assert (workdir / "nodes" / partner / ".loyalfed" / "privacy_accountant.json").exists()
+    # TLS: the SuperLink served HTTPS only.
+    assert "running on https://127.0.0.1" in (workdir / "superlink.log").read_text(errors="replace")
