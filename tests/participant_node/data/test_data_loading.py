@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from partner_folder import MEMBERS, TRANSACTIONS, replace_line, write_partner
 
 from participant_node.data import (
@@ -101,3 +103,30 @@ def test_federation_manifest_errors_name_the_entry(tmp_path: Path) -> None:
     manifest.write_text('[[partners]]\nid = "carepl"\nkind = "brand"\nregion = "CN"\n')
     partner = load_federation(tmp_path / "fed").partner("carepl")
     assert (partner.kind, partner.region, partner.name) == (PartnerKind.BRAND, "CN", "carepl")
+
+
+_AMOUNTS = st.one_of(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: f"{x:.2f}"),
+    st.sampled_from(["", "abc", '"1,5"', "inf", "-0.01", " 7.5 "]),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_AMOUNTS, min_size=1, max_size=30))
+def test_exactly_the_bad_amounts_are_unusable(tmp_path: Path, amounts: list[str]) -> None:
+    lines = [f"M-001,2017-01-02T10:00:00,{a}" for a in amounts]
+    text = "member_id,timestamp,amount\n" + "\n".join(lines) + "\n"
+    data = load_partner(write_partner(tmp_path / "p", transactions_csv=text))
+    good = {}
+    for line, raw in enumerate(amounts, start=2):
+        try:
+            value = float(raw.strip('"'))
+        except ValueError:
+            continue
+        if 0 <= value < float("inf"):
+            good[line] = value
+    report = data.report.files[FileKind.TRANSACTIONS]
+    assert (report.rows_read, report.rows_usable) == (len(amounts), len(good))
+    assert data.transactions["amount"].tolist() == pytest.approx(list(good.values()))
+    first_bad = sorted(set(range(2, len(amounts) + 2)) - set(good))[:1]
+    assert sorted({min(p.rows) for p in report.problems})[:1] == first_bad
