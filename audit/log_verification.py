@@ -14,12 +14,14 @@ Checks, in order (the first failure names the first bad entry or row):
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
 from audit.audit_log import FORMAT_VERSION, connect, default_key_path
 from audit.merkle_tree import EMPTY_ROOT, root_from_frontier
@@ -93,6 +95,9 @@ def verify_log(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Ver
         if key is not None:
             _check_tree_heads(conn, levels, key, report)
         report.root_hash = _root(levels, report.tree_size).hex()
+    except sqlite3.DatabaseError as err:
+        # A dropped table or a file that is not a database: a finding about the log, not a crash.
+        report.problems.append(Problem("database", f"cannot read the log ({err})", level=-2))
     finally:
         conn.close()
     return report
@@ -213,13 +218,19 @@ def _check_tree_heads(conn, levels, key: Ed25519PublicKey, report: VerificationR
     size, previous, last_time = len(levels[0]), 0, 0
     for tree_size, previous_size, timestamp_ms, root_hash, log_id, signature in rows:
         report.tree_heads += 1
-        head = SignedTreeHead(
-            tree_size=tree_size,
-            timestamp_ms=timestamp_ms,
-            root_hash=root_hash,
-            log_id=log_id,
-            signature=signature,
-        )
+        try:
+            head = SignedTreeHead(
+                tree_size=tree_size,
+                timestamp_ms=timestamp_ms,
+                root_hash=root_hash,
+                log_id=log_id,
+                signature=signature,
+            )
+        except ValidationError:
+            message = f"malformed head at size {tree_size}"
+            report.problems.append(Problem("tree_heads", message, min(previous, max(size - 1, 0)), _HEADS))
+            previous = tree_size if isinstance(tree_size, int) else previous
+            continue
         for message in _head_problems(head, previous_size != previous or timestamp_ms < last_time, key):
             report.problems.append(Problem("tree_heads", message, min(previous, size), _HEADS))
         if tree_size > size:

@@ -180,3 +180,13 @@ def test_inserted_tree_head_is_detected(log_path: Path, capsys, monkeypatch) -> 
 def test_deleted_public_key_is_detected(log_path: Path, capsys, monkeypatch) -> None:
     sql(log_path, "DELETE FROM meta WHERE key = 'public_key'")
     assert_detected(log_path, capsys, monkeypatch, "the recorded public key is not the trusted key")
+
+
+def test_malformed_tree_head_is_a_finding_not_a_crash(log_path: Path, capsys, monkeypatch) -> None:
+    sql(log_path, "UPDATE tree_heads SET root_hash = 'not hex' WHERE tree_size = 26")
+    assert_detected(log_path, capsys, monkeypatch, "entry 13: malformed head at size 26")
+
+
+def test_dropped_table_is_a_finding_not_a_crash(log_path: Path, capsys, monkeypatch) -> None:
+    sql(log_path, "DROP TABLE nodes")
+    assert_detected(log_path, capsys, monkeypatch, "cannot read the log (no such table: nodes)")
