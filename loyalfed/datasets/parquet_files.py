@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["frame_to_table", "write_frame"]
+__all__ = ["COMPRESSION", "frame_to_table", "write_frame", "write_table"]
 
 COMPRESSION = "zstd"
 
@@ -29,6 +29,11 @@ def frame_to_table(frame: pd.DataFrame) -> pa.Table:
 
 def write_frame(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` to ``path`` as Parquet and return ``path``."""
+    return write_table(frame_to_table(frame), path)
+
+
+def write_table(table: pa.Table, path: Path) -> Path:
+    """Write an Arrow ``table`` to ``path`` as Parquet and return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(frame_to_table(frame), path, compression=COMPRESSION)
+    pq.write_table(table.replace_schema_metadata(None), path, compression=COMPRESSION)
     return path
