@@ -145,10 +145,12 @@ def select_consented(
     has_consent = pc.is_in(member_col, value_set=ids).to_numpy(zero_copy_only=False)
     selected = has_consent.copy()
     minors = _minor_mask(members, query, at)
-    if minors is not None:
+    if minors is not None and (minors & selected).any():
+        # Only consented minors need the guardian check: look those few up, not every member.
+        minor_rows = np.flatnonzero(minors & selected)
         guardian_ids = ids.filter(pa.array(_guardian_rows(consents, rows)))
-        has_guardian = pc.is_in(member_col, value_set=guardian_ids).to_numpy(zero_copy_only=False)
-        selected &= ~minors | has_guardian
+        has_guardian = pc.is_in(member_col.take(pa.array(minor_rows)), value_set=guardian_ids)
+        selected[minor_rows[~has_guardian.to_numpy(zero_copy_only=False)]] = False
     by_minor = int((has_consent & ~selected).sum())
     erased = np.zeros(len(members), dtype=bool)
     if erased_tags is not None and len(erased_tags):

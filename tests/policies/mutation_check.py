@@ -66,7 +66,7 @@ M = [
     (
         "minors",
         "policies/consent_filter.py",
-        "selected &= ~minors | has_guardian",
+        "selected[minor_rows[~has_guardian.to_numpy(zero_copy_only=False)]] = False",
         "pass",
         "tests/participant_node/consent/test_consented_members.py",
         "minor",

@@ -14,6 +14,9 @@ from policies.purpose import Purpose
 
 AT = datetime(2024, 6, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
+# Under 14 at AT (PIPL Art. 31): m0, m1, m4 (turns 14 the day after AT); m5 turns 14 on AT; m3 unknown.
+BIRTH = ["2015-01-01", "2012-03-04", "1990-01-01", None, "2010-06-02", "2010-06-01"]
+MINORS = {"m0", "m1", "m4"}
 SCOPES = [None, "own", "federation", "careplus", "careplus;fuelgo"]
 BASES = [None, "consent", "guardian_consent", "contract", "legitimate_interests"]
 PURPOSES = [Purpose.CHURN_MODEL.value, Purpose.CROSS_BRAND_MATCHING.value]
@@ -55,7 +58,8 @@ def _frame(rows: list[dict[str, object]], columns: list[str]) -> pd.DataFrame:
 
 
 def _reference(records: list[dict], withdrawals: list[dict], query: ConsentQuery) -> set[str]:
-    chosen = set()
+    chosen: set[str] = set()
+    guarded: set[str] = set()
     for r in records:
         revoked = [
             w["withdrawn_at"]
@@ -75,7 +79,9 @@ def _reference(records: list[dict], withdrawals: list[dict], query: ConsentQuery
             and not (revoked and r["granted_at"] <= max(revoked))
         ):
             chosen.add(r["member_id"])
-    return chosen
+            if r["lawful_basis"] == "guardian_consent":
+                guarded.add(r["member_id"])
+    return {m for m in chosen if m not in MINORS or m in guarded}
 
 
 @settings(max_examples=100, deadline=None)
@@ -89,7 +95,9 @@ def _reference(records: list[dict], withdrawals: list[dict], query: ConsentQuery
 def test_vectorised_filter_equals_reference(
     records: list[dict], withdrawals: list[dict], purpose: Purpose, recipient: str | None, cross_border: bool
 ) -> None:
-    members = pd.DataFrame({"member_id": pd.Series(MEMBERS, dtype="string")})
+    members = pd.DataFrame(
+        {"member_id": pd.Series(MEMBERS, dtype="string"), "birth_date": pd.to_datetime(pd.Series(BIRTH))}
+    )
     consents = _frame(records, list(records[0]))
     store = _frame(withdrawals, ["member_id", "purpose", "withdrawn_at"])
     query = ConsentQuery(purpose=purpose, at=AT, recipient=recipient, cross_border=cross_border)
