@@ -2,9 +2,11 @@
 
 Public face: prepare identifiers (``prepare_identifiers``), run both parties locally
 (``run_local``) or drive them over a transport (``Initiator``/``Responder`` with ``Frame`` and
-``SessionParams``), in intersection, cardinality or intersection-sum mode (``PsiMode``).
+``SessionParams``), in intersection, cardinality or intersection-sum mode (``PsiMode``). A large
+party matching many small ones encrypts its set once per epoch (``CachedSetHolder``/``Matcher``).
 """
 
+from psi.cached_set import CachedSetHolder, CachedSetMatcher
 from psi.errors import InvalidElementError, PsiError, PsiProtocolError
 from psi.group_engine import GroupEngine
 from psi.identifiers import IdentifierKind, PreparedSet, prepare_identifiers
@@ -13,6 +15,8 @@ from psi.protocol import Initiator, PsiResult, Responder
 from psi.wire import Frame, MessageKind, PsiMode, Reveal, SessionParams
 
 __all__ = [
+    "CachedSetHolder",
+    "CachedSetMatcher",
     "Frame",
     "GroupEngine",
     "IdentifierKind",
