@@ -98,7 +98,7 @@ class FeatureSchema(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str = "loyalfed-features-v2"
+    version: str = "loyalfed-features-v3"
     features: tuple[FeatureSpec, ...]
     categories: tuple[str, ...]
     tier_thresholds: tuple[float, float, float]
@@ -153,7 +153,7 @@ def default_feature_schema() -> FeatureSchema:
     Returns
     -------
     FeatureSchema
-        17 behavioural features plus 9 category shares, every bound public (see module docstring).
+        18 behavioural features plus 9 category shares, every bound public (see module docstring).
     """
     silver, gold, diamond = (round(t / CNY_PER_USD_2017, 2) for t in PROGRAMME_TIER_THRESHOLDS_CNY)
     year = 365.0
@@ -173,6 +173,7 @@ def default_feature_schema() -> FeatureSchema:
         ("visit_trend", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-8-weeks visit rate / earlier rate"),
         ("overdue_ratio", 0.0, 1.0, Transform.LINEAR, "g/(1+g), g = recency / mean gap between visits"),
         ("active_weeks_recent", 0.0, 1.0, Transform.LINEAR, "share of the last 8 weeks with a visit"),
+        ("spend_last_2w_ratio", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-14-day spend rate / own rate"),
         ("spend_volatility", 0.0, 1.0, Transform.LINEAR, "c/(1+c), c = weekly spend std / mean"),
         ("tier", 0.0, 3.0, Transform.LINEAR, "0 Ordinary, 1 Silver, 2 Gold, 3 Diamond, from annual spend"),
     )

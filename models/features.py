@@ -38,7 +38,8 @@ from models.frame_contract import NS_PER_DAY, as_timestamp, require_columns, to_
 __all__ = ["build_features"]
 
 _MIN_HISTORY_DAYS = 7.0  # annualising a rate over fewer days than a week only amplifies noise
-_NEUTRAL_TREND = 1.0  # r = 1 (no change) when there is no earlier period to compare with
+_NEUTRAL_TREND = 1.0
+_LAST_DAYS = 14.0  # r = 1 (no change) when there is no earlier period to compare with
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,13 @@ def _behaviour(v: _Visits, n_members: int, schema: FeatureSchema) -> dict[str, n
         raw["basket_items"] = np.bincount(v.member, weights=v.quantity, minlength=n_members) * per_visit
     raw.update(_trends(v, n_members, oldest, schema.trend_days))
     raw["spend_volatility"] = _ratio_to_unit(_weekly_spend_variation(v, n_members, oldest))
+    # The 8-week trend reacts late to a member who has just stopped; the last two weeks against the
+    # member's own daily rate catch that (a two-week "very recent" window, as in the RFM literature).
+    last = v.days_before <= _LAST_DAYS
+    last_rate = np.bincount(v.member[last], weights=v.amount[last], minlength=n_members) / _LAST_DAYS
+    daily_rate = spend / span
+    ratio = np.divide(last_rate, daily_rate, out=np.ones(n_members), where=daily_rate > 0)
+    raw["spend_last_2w_ratio"] = _ratio_to_unit(ratio)
     return raw
 
 

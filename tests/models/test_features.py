@@ -127,6 +127,10 @@ def test_trend_compares_last_eight_weeks_with_history() -> None:
     ratio = (240.0 / 56) / earlier_rate
     assert X.loc["m1", "spend_trend"] == pytest.approx(ratio / (1 + ratio), rel=1e-5)
     assert X.loc["m1", "active_weeks_recent"] == pytest.approx(1.0)
+    # Last 14 days: the visits 3 and 10 days before as_of, $60 over 14 days, against the member's
+    # daily rate over the whole history.
+    last_ratio = (60.0 / 14) / (440.0 / history)
+    assert X.loc["m1", "spend_last_2w_ratio"] == pytest.approx(last_ratio / (1 + last_ratio), rel=1e-5)
 
 
 def test_weekly_spend_volatility() -> None:
