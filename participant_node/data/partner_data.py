@@ -119,6 +119,11 @@ def _load_file(
 def _check_columns(table: RawTable, spec: FileSpec) -> None:
     header = "line 1" if table.row_label == "line" else "schema"
     present = set(table.frame.columns)
+    if len(present) != len(table.frame.columns):
+        duplicated = sorted({c for c in table.frame.columns if list(table.frame.columns).count(c) > 1})
+        raise DataContractError(
+            "duplicate column in the header", file=table.file, row=header, column=duplicated[0]
+        )
     for name in spec.required_names:
         if name not in present:
             raise DataContractError(

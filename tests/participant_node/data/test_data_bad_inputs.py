@@ -178,3 +178,10 @@ def test_installed_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "members.csv, line 1, column 'joined_at': missing required column" in " ".join(done.stdout.split())
     assert "Traceback" not in done.stderr
+
+
+def test_duplicate_column_in_header(tmp_path: Path) -> None:
+    broken = TRANSACTIONS.replace("category,discount", "category,amount")
+    code, out = validate(write_partner(tmp_path / "p", transactions_csv=broken))
+    assert code == 2
+    assert "transactions.csv, line 1, column 'amount': duplicate column in the header" in out
