@@ -172,7 +172,7 @@ class AuditLog:
                     self._size, self._frontier = self._load_state()
                 first = self._size
                 size, frontier, entry_rows, node_rows = self._leaves(events)
-                head = self._signer.sign(size, root_from_frontier(frontier))
+                head = self._signer.sign(size, root_from_frontier(frontier), previous_size=first)
                 self._insert(entry_rows, node_rows, head)
                 conn.execute("COMMIT")
             except BaseException as err:
@@ -214,7 +214,14 @@ class AuditLog:
         conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
         conn.execute(
             "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
-            (head.tree_size, self._size, head.timestamp_ms, head.root_hash, head.log_id, head.signature),
+            (
+                head.tree_size,
+                head.previous_size,
+                head.timestamp_ms,
+                head.root_hash,
+                head.log_id,
+                head.signature,
+            ),
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -237,7 +244,7 @@ class AuditLog:
 
     def tree_head(self, tree_size: int | None = None) -> SignedTreeHead:
         """The latest signed tree head, or the one signed at exactly ``tree_size``."""
-        query = "SELECT tree_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
+        query = "SELECT tree_size, previous_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
         with self._lock:
             if tree_size is None:
                 row = self._conn.execute(query + " ORDER BY tree_size DESC LIMIT 1").fetchone()
@@ -245,7 +252,7 @@ class AuditLog:
                 row = self._conn.execute(query + " WHERE tree_size = ?", (tree_size,)).fetchone()
         if row is None:
             raise AuditError(f"no signed tree head at size {'latest' if tree_size is None else tree_size}")
-        keys = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
+        keys = ("tree_size", "previous_size", "timestamp_ms", "root_hash", "log_id", "signature")
         return SignedTreeHead(**dict(zip(keys, row, strict=True)))
 
     def root(self, tree_size: int) -> bytes:

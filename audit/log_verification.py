@@ -222,6 +222,7 @@ def _check_tree_heads(conn, levels, key: Ed25519PublicKey, report: VerificationR
             head = SignedTreeHead(
                 tree_size=tree_size,
                 timestamp_ms=timestamp_ms,
+                previous_size=previous_size,
                 root_hash=root_hash,
                 log_id=log_id,
                 signature=signature,

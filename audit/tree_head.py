@@ -2,8 +2,10 @@
 
 The signed bytes are a fixed binary layout (not JSON) so that a verifier in any language can
 rebuild them: ``b"loyalfed-sth/1" || log_id (32) || tree_size (u64 BE) || timestamp_ms (u64 BE)
-|| root_hash (32)``. ``log_id`` is SHA-256 of the raw public key (RFC 9162 §4.4 uses a hash of
-the key too). Verification failures are deliberately vague (pyca/cryptography style).
+|| previous_size (u64 BE) || root_hash (32)``. ``previous_size`` (the size of the head before this
+one) chains the heads, so deleting a stored head cannot be hidden by editing its successor.
+``log_id`` is SHA-256 of the raw public key (RFC 9162 §4.4 uses a hash of the key too).
+Verification failures are deliberately vague (pyca/cryptography style).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +46,7 @@ class SignedTreeHead(BaseModel):
 
     tree_size: int = Field(ge=0)
     timestamp_ms: int = Field(ge=0)
+    previous_size: int = Field(default=0, ge=0)
     root_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     log_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     signature: str = Field(pattern=r"^[0-9a-f]{128}$")
@@ -52,8 +56,17 @@ class SignedTreeHead(BaseModel):
         return bytes.fromhex(self.root_hash)
 
 
-def _signed_bytes(log_id: bytes, tree_size: int, timestamp_ms: int, root: bytes) -> bytes:
-    return _DOMAIN + log_id + struct.pack(">QQ", tree_size, timestamp_ms) + root
+def _signed_bytes(head: SignedTreeHead | _Unsigned, log_id: bytes) -> bytes:
+    sizes = struct.pack(">QQQ", head.tree_size, head.timestamp_ms, head.previous_size)
+    return _DOMAIN + log_id + sizes + bytes.fromhex(head.root_hash)
+
+
+@dataclass(frozen=True)
+class _Unsigned:
+    tree_size: int
+    timestamp_ms: int
+    previous_size: int
+    root_hash: str
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
@@ -73,13 +86,15 @@ class TreeHeadSigner:
     def public_key_hex(self) -> str:
         return _raw_public(self.public_key).hex()
 
-    def sign(self, tree_size: int, root: bytes) -> SignedTreeHead:
-        timestamp_ms = int(self._now().timestamp() * 1000)
-        signature = self._key.sign(_signed_bytes(self.log_id, tree_size, timestamp_ms, root))
+    def sign(self, tree_size: int, root: bytes, *, previous_size: int = 0) -> SignedTreeHead:
+        """Sign the tree of ``tree_size`` with ``root``; ``previous_size`` is the prior head's size."""
+        unsigned = _Unsigned(tree_size, int(self._now().timestamp() * 1000), previous_size, root.hex())
+        signature = self._key.sign(_signed_bytes(unsigned, self.log_id))
         return SignedTreeHead(
             tree_size=tree_size,
-            timestamp_ms=timestamp_ms,
-            root_hash=root.hex(),
+            timestamp_ms=unsigned.timestamp_ms,
+            previous_size=previous_size,
+            root_hash=unsigned.root_hash,
             log_id=self.log_id.hex(),
             signature=signature.hex(),
         )
@@ -97,7 +112,7 @@ def verify_tree_head(head: SignedTreeHead, public_key: Ed25519PublicKey) -> bool
     log_id = hashlib.sha256(_raw_public(public_key)).digest()
     if head.log_id != log_id.hex():
         return False
-    message = _signed_bytes(log_id, head.tree_size, head.timestamp_ms, head.root)
+    message = _signed_bytes(head, log_id)
     try:
         public_key.verify(bytes.fromhex(head.signature), message)
     except InvalidSignature:

@@ -164,7 +164,7 @@ def head(db: DbOption = None) -> None:
     conn = connect(_db(db), read_only=True)
     try:
         row = conn.execute(
-            "SELECT tree_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
+            "SELECT tree_size, previous_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
             " ORDER BY tree_size DESC LIMIT 1"
         ).fetchone()
         key = conn.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()
@@ -172,7 +172,7 @@ def head(db: DbOption = None) -> None:
         conn.close()
     if row is None or key is None:
         raise AuditError("the audit log has no signed tree head yet")
-    names = ("tree_size", "timestamp_ms", "root_hash", "log_id", "signature")
+    names = ("tree_size", "previous_size", "timestamp_ms", "root_hash", "log_id", "signature")
     typer.echo(json.dumps({"tree_head": dict(zip(names, row, strict=True)), "public_key": key[0]}))
 
 

@@ -190,3 +190,13 @@ def test_malformed_tree_head_is_a_finding_not_a_crash(log_path: Path, capsys, mo
 def test_dropped_table_is_a_finding_not_a_crash(log_path: Path, capsys, monkeypatch) -> None:
     sql(log_path, "DROP TABLE nodes")
     assert_detected(log_path, capsys, monkeypatch, "cannot read the log (no such table: nodes)")
+
+
+def test_deleted_middle_tree_head_with_patched_chain_is_detected(log_path: Path, capsys, monkeypatch) -> None:
+    # previous_size is signed, so re-linking the chain around a deleted head breaks a signature.
+    sql(
+        log_path,
+        "DELETE FROM tree_heads WHERE tree_size = 26",
+        "UPDATE tree_heads SET previous_size = 13 WHERE tree_size = 39",
+    )
+    assert_detected(log_path, capsys, monkeypatch, "bad signature on the head at size 39")
