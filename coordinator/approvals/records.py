@@ -45,7 +45,7 @@ def records_of_processing(
 
 
 def _lineage_totals(lineage: Iterable[Mapping[str, Any]]) -> dict[str, Counter[str]]:
-    """Per policy hash: jobs finished and refused, and ε charged (scaled to micro-ε for a Counter)."""
+    """Per policy hash: jobs finished and refused; per hash and partner: ε charged (in micro-ε)."""
     totals: dict[str, Counter[str]] = {"jobs": Counter(), "refused": Counter(), "epsilon_micro": Counter()}
     for event in lineage:
         digest = str(event.get("policy_hash") or "")
@@ -55,7 +55,9 @@ def _lineage_totals(lineage: Iterable[Mapping[str, Any]]) -> dict[str, Counter[s
         elif kind == "job.refused":
             totals["refused"][digest] += 1
         elif kind == "budget.charged" and event.get("epsilon") is not None:
-            totals["epsilon_micro"][digest] += round(float(event["epsilon"]) * 1e6)
+            # Each node has its own privacy accountant: ε adds up per partner, never across partners.
+            partner = str(event.get("partner") or "unattributed")
+            totals["epsilon_micro"][f"{digest}|{partner}"] += round(float(event["epsilon"]) * 1e6)
     return totals
 
 
@@ -97,5 +99,9 @@ def _record(
         "approvals": {p: s.value for p, s in sorted(status.states.items())},
         "jobs_finished": totals["jobs"][digest],
         "jobs_refused": totals["refused"][digest],
-        "epsilon_spent": totals["epsilon_micro"][digest] / 1e6,
+        "epsilon_spent_per_partner": {
+            key.split("|", 1)[1]: micro / 1e6
+            for key, micro in sorted(totals["epsilon_micro"].items())
+            if key.split("|", 1)[0] == digest
+        },
     }

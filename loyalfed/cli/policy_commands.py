@@ -213,13 +213,26 @@ def records(
     actor: str = typer.Option(
         "auditor", "--as", envvar="LOYALFED_ACTOR", help="auditor or data_officer:PARTNER"
     ),
+    audit_log: Path | None = typer.Option(
+        None,
+        "--audit-log",
+        exists=True,
+        dir_okay=False,
+        help="Audit log whose lineage adds job counts and ε.",
+    ),
     registry_path: Path = _REGISTRY,
     registry_url: str | None = _REGISTRY_URL,
 ) -> None:
-    """Records of processing (GDPR Art. 30 / PIPL Art. 54) generated from the registry, as JSON."""
+    """Records of processing (GDPR Art. 30 / PIPL Art. 54) from the registry and audit log, as JSON."""
     authorize(Actor.parse(actor), Action.RECORDS_GENERATE)
+    lineage: list[dict[str, Any]] = []
+    if audit_log is not None:
+        from audit import AuditLog
+
+        with AuditLog.open(audit_log) as log:
+            lineage = [event.model_dump(mode="json") for _, event in log.iter_events()]
     registry = open_registry(registry_path, registry_url)
     try:
-        typer.echo(json.dumps(records_of_processing(registry), indent=2))
+        typer.echo(json.dumps(records_of_processing(registry, lineage=lineage), indent=2))
     finally:
         registry.close()

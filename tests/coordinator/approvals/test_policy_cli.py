@@ -117,3 +117,30 @@ def test_records_of_processing_cli(tmp_path: Path) -> None:
 def test_draft_refuses_unknown_field(tmp_path: Path, field: str) -> None:
     result = _run(tmp_path / "r.sqlite", "draft", str(_policy(tmp_path, **{field: 1})))
     assert result.exit_code != 0 and field in str(result.exception)
+
+
+def test_records_of_processing_cli_reads_the_audit_log(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from audit import AuditLog, LineageEvent
+
+    registry = tmp_path / "registry.sqlite"
+    digest = json.loads(_run(registry, "draft", str(_policy(tmp_path)), "--json").stdout)["content_hash"]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with AuditLog.open(tmp_path / "audit.sqlite") as log:
+        for record in (
+            {"event_type": "job.finished", "policy_hash": digest, "role": "coordinator"},
+            {
+                "event_type": "budget.charged",
+                "policy_hash": digest,
+                "partner": STORES[0],
+                "epsilon": 1.25,
+                "role": "node",
+            },
+        ):
+            log.append(LineageEvent.from_record(record, now=now, actor="test"))
+    result = _run(registry, "records", "--audit-log", str(tmp_path / "audit.sqlite"))
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["jobs_finished"] == 1
+    assert record["epsilon_spent_per_partner"] == {STORES[0]: 1.25}

@@ -179,14 +179,34 @@ def test_records_of_processing_from_registry_and_lineage(registry: PolicyRegistr
     _approve_all(registry, "churn-2024")
     lineage = [
         {"event_type": "job.finished", "policy_hash": registered.content_hash},
-        {"event_type": "budget.charged", "policy_hash": registered.content_hash, "epsilon": 1.5},
-        {"event_type": "budget.charged", "policy_hash": registered.content_hash, "epsilon": 2.0},
+        {
+            "event_type": "budget.charged",
+            "policy_hash": registered.content_hash,
+            "epsilon": 1.5,
+            "partner": STORES[0],
+        },
+        {
+            "event_type": "budget.charged",
+            "policy_hash": registered.content_hash,
+            "epsilon": 2.0,
+            "partner": STORES[0],
+        },
+        {
+            "event_type": "budget.charged",
+            "policy_hash": registered.content_hash,
+            "epsilon": 2.0,
+            "partner": STORES[1],
+        },
         {"event_type": "job.refused", "policy_hash": "other"},
     ]
     (record,) = records_of_processing(registry, lineage=lineage)
     assert record["policy"] == "churn-2024@1"
     assert record["controllers"] == sorted(STORES)
-    assert record["jobs_finished"] == 1 and record["epsilon_spent"] == pytest.approx(3.5)
+    assert record["jobs_finished"] == 1
+    assert record["epsilon_spent_per_partner"] == {
+        STORES[0]: pytest.approx(3.5),
+        STORES[1]: pytest.approx(2.0),
+    }
     assert set(record["approvals"].values()) == {"approved"}
     assert "user.behavior.purchase_history" in record["data_categories"]
 
