@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.audit_log import AuditLog, default_key_path
-from audit.lineage_event import LineageEvent
-from audit.tree_head import TreeHeadSigner, load_or_create_signing_key
+if TYPE_CHECKING:
+    from audit.lineage_event import LineageEvent
+    from audit.tree_head import TreeHeadSigner
+
+# With `.venv/bin/pytest` the repository root is not on sys.path and pytest's default "prepend"
+# import mode puts tests/ there, so tests/audit would shadow the real `audit` package as a namespace
+# package. Put the root first (a no-op under `python -m pytest`); the test modules, imported after
+# this file, then find the real packages. (This file itself imports `audit` only inside functions.)
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 POLICY = "a1" * 32
@@ -25,11 +35,15 @@ def signing_key() -> Ed25519PrivateKey:
 
 @pytest.fixture
 def signer(signing_key: Ed25519PrivateKey) -> TreeHeadSigner:
+    from audit.tree_head import TreeHeadSigner
+
     return TreeHeadSigner(signing_key, now=lambda: T0)
 
 
 def flow_events(job: str = "job-1", model: str = "model-1", rounds: int = 3) -> list[LineageEvent]:
     """A realistic federated-training flow: policy, approvals, consent, PSI, job, ε, model."""
+    from audit.lineage_event import LineageEvent
+
     partners = ["freshmart-north", "careplus"]
     t = iter(T0 + timedelta(minutes=i) for i in range(1000))
     common = {"purpose": "analytics.churn_model", "policy_hash": POLICY}
@@ -132,6 +146,9 @@ def make_log(tmp_path: Path) -> Callable[..., Path]:
     """
 
     def build(batches: int = 3, name: str = "audit.sqlite") -> Path:
+        from audit.audit_log import AuditLog, default_key_path
+        from audit.tree_head import TreeHeadSigner, load_or_create_signing_key
+
         path = tmp_path / name
         signer = TreeHeadSigner(load_or_create_signing_key(default_key_path(path)), now=lambda: T0)
         with AuditLog.open(path, signer=signer) as log:
