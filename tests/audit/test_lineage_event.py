@@ -73,7 +73,7 @@ def test_invalid_events_are_refused_naming_the_rule(record: dict, rule: str) -> 
         LineageEvent.from_record(record, now=NOW)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     st.one_of(
         st.from_regex(r"\A[a-z]{3,10}[0-9]{0,4}@[a-z]{3,8}\.(com|cn|de)\Z"),

@@ -82,7 +82,7 @@ def test_consistency_proof_vectors(vector: dict) -> None:
             assert not verify_consistency(m, n, flipped, ROOTS[m], ROOTS[n])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.integers(1, 70), st.data())
 def test_every_proof_verifies_against_the_reference_root(size: int, data: st.DataObject) -> None:
     leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
