@@ -104,10 +104,11 @@ def heldout_mask(
     """Deterministic held-out split: True for members whose salted SHA-256 falls below ``fraction``.
 
     Every model (centralized, per node, federated) calls this with the same salt, so all are
-    evaluated on the SAME members without any node sharing its list. The hash is over ``member_id``;
-    that is the shared identity where it matters: in the demo federation each household sits in
-    exactly one FreshMart store group, so pooled and federated runs see the same held-out households.
-    (Brand partners use their own member ids; a cross-brand job should hash the PSI link token.)
+    evaluated on the SAME members without any node sharing its list. The hash is over ``member_id``,
+    which is the shared identity where it matters: in the demo federation each household sits in
+    exactly one FreshMart store group (under one member id, unique across the groups), so pooled and
+    federated runs hold out the same households. Brand partners number their members themselves; a
+    cross-brand job should hash the PSI link token instead, so a household is held out everywhere.
 
     Parameters
     ----------

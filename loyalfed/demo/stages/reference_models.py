@@ -148,15 +148,15 @@ def _report(
             m = ref.metrics
             rows.append([
                 task.value, kind.value, f"{as_of:%Y-%m-%d} + {horizon} d", f"{len(data):,}",
-                f"{m['base_rate']:.1%}", f"{m['auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.3f}",
-                f"{m['ece']:.3f}",
+                f"{int(m['n']):,}", f"{m['base_rate']:.1%}",
+                *(f"{m[name]:.3f}" for name in ("auc", "pr_auc", "brier", "ece")),
             ])
         aucs = " / ".join(f"{by_kind[k].metrics['auc']:.3f}" for k in ModelKind)
         ctx.add_summary("reference_models", f"{task.value} held-out AUC (logreg / mlp), pooled", aucs)
         _figures(ctx, task, by_kind)
         _record(ctx, task, data, by_kind)
-    header = ["task", "model", "as-of + horizon", "members", "positives", "ROC-AUC", "PR-AUC", "Brier"]
-    header.append("ECE")
+    header = ["task", "model", "as-of + horizon", "members", "held out", "held-out positives", "ROC-AUC"]
+    header += ["PR-AUC", "Brier", "ECE"]
     ctx.report.add_table("Held-out metrics of the reference models", header, rows)
     _fairness_text(ctx, results)
 
