@@ -12,11 +12,18 @@ Radiology 1982) when the bins are not merged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EvaluationSummary", "Histogram", "pooled_roc", "summarise"]
+__all__ = [
+    "FAIRNESS_GAP_WARNING",
+    "EvaluationSummary",
+    "Histogram",
+    "fairness_gaps",
+    "pooled_roc",
+    "summarise",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class EvaluationSummary:
     node_auc: dict[str, float]
     roc_fpr: tuple[float, ...]
     roc_tpr: tuple[float, ...]
+    fairness: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -114,3 +122,54 @@ def summarise(histograms: Sequence[Histogram]) -> EvaluationSummary:
         roc_fpr=tuple(float(x) for x in fpr),
         roc_tpr=tuple(float(x) for x in tpr),
     )
+
+
+# A gap above 15 points in AUC or predicted-positive rate between groups is flagged (issue 2 item 6).
+FAIRNESS_GAP_WARNING = 0.15
+
+
+def _share_at_or_above(histograms: Sequence[Histogram], threshold: float) -> float:
+    total = sum(h.n for h in histograms)
+    above = 0.0
+    for hist in histograms:
+        p, n = _counts_at_or_above(hist, np.array([threshold]))
+        above += float(p[0] + n[0])
+    return above / total
+
+
+def _base_rate_threshold(histograms: Sequence[Histogram]) -> float:
+    """The score above which the pooled predicted-positive share equals the pooled base rate."""
+    base_rate = sum(sum(h.positives) for h in histograms) / sum(h.n for h in histograms)
+    grid = 1.0 / (1.0 + np.exp(-np.linspace(-8, 8, 801)))
+    shares = np.array([_share_at_or_above(histograms, t) for t in grid])  # decreasing in t
+    return float(np.interp(-base_rate, -shares, grid))
+
+
+def fairness_gaps(
+    overall: Sequence[Histogram], groups: dict[str, dict[str, list[Histogram]]]
+) -> dict[str, dict[str, object]]:
+    """Per attribute: pooled AUC and predicted-positive rate per group, and the largest gaps.
+
+    Every group histogram already holds ≥ k members at its node (smaller groups are never sent).
+    The threshold makes the pooled predicted-positive rate equal the pooled base rate, as
+    ``models.metrics.fairness_gaps`` does for centralized models.
+    """
+    threshold = _base_rate_threshold(overall)
+    out: dict[str, dict[str, object]] = {}
+    for attribute, by_group in sorted(groups.items()):
+        auc = {
+            g: _auc(h)
+            for g, h in by_group.items()
+            if sum(sum(x.positives) for x in h) and sum(sum(x.negatives) for x in h)
+        }
+        rate = {g: _share_at_or_above(h, threshold) for g, h in by_group.items()}
+        auc_gap = max(auc.values()) - min(auc.values()) if len(auc) >= 2 else 0.0
+        rate_gap = max(rate.values()) - min(rate.values()) if len(rate) >= 2 else 0.0
+        out[attribute] = {
+            "auc_by_group": {g: round(v, 4) for g, v in sorted(auc.items())},
+            "positive_rate_by_group": {g: round(v, 4) for g, v in sorted(rate.items())},
+            "auc_gap": round(auc_gap, 4),
+            "positive_rate_gap": round(rate_gap, 4),
+            "warning": bool(auc_gap > FAIRNESS_GAP_WARNING or rate_gap > FAIRNESS_GAP_WARNING),
+        }
+    return out

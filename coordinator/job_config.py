@@ -90,7 +90,7 @@ class JobConfig(BaseModel):
     strategy: StrategyName = StrategyName.FEDAVG
     proximal_mu: float = Field(default=0.0, ge=0.0)
     min_nodes: int = Field(default=2, ge=1)
-    round_timeout_s: float = Field(default=120.0, gt=0.0)
+    round_timeout_s: float = Field(default=300.0, gt=0.0)
     eval_every: int = Field(default=0, ge=0)
     patience: int = Field(default=0, ge=0)
     as_of: date | None = None

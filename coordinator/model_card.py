@@ -132,7 +132,8 @@ def _metrics(outcome: JobOutcome) -> dict[str, Any]:
         "brier": round(evaluation.brier, 4),
         "base_rate": round(evaluation.base_rate, 4),
         "node_auc": {k: round(v, 4) for k, v in sorted(evaluation.node_auc.items())},
-        "fairness_gaps": {},
+        "fairness_gaps": evaluation.fairness
+        or {"not_reported": f"no demographic group holds k={outcome.job.k_min} held-out members at a node"},
         "evaluation": "pooled held-out members of every node, from k-member score histograms",
         "roc_curve": {
             "fpr": [round(x, 5) for x in evaluation.roc_fpr],

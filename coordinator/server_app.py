@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, FedProx
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.federated_evaluation import EvaluationSummary, Histogram, summarise
+from coordinator.federated_evaluation import EvaluationSummary, Histogram, fairness_gaps, summarise
 from coordinator.job_config import JobConfig, StrategyName
 from coordinator.job_errors import JobFailedError, JobRefusedError
 from models.feature_schema import default_feature_schema
@@ -286,7 +286,12 @@ def _evaluate(grid: Grid, job: JobConfig, arrays: ArrayRecord | None) -> Evaluat
     replies = [m for m in grid.send_and_receive(messages, timeout=job.round_timeout_s) if not m.has_error()]
     if len(replies) < job.min_nodes:
         raise JobFailedError(f"evaluation: only {len(replies)} nodes answered; the job needs {job.min_nodes}")
-    return summarise([_histogram(m) for m in replies])
+    overall = [_histogram(m) for m in replies]
+    groups: dict[str, dict[str, list[Histogram]]] = {}
+    for message in replies:
+        for (attribute, group), hist in _group_histograms(message).items():
+            groups.setdefault(attribute, {}).setdefault(group, []).append(hist)
+    return replace(summarise(overall), fairness=fairness_gaps(overall, groups) if groups else {})
 
 
 def _histogram(message: Message) -> Histogram:
@@ -298,6 +303,23 @@ def _histogram(message: Message) -> Histogram:
         negatives=tuple(int(x) for x in _as_list(metrics["hist-neg"])),
         brier=float(metrics["brier"]),
     )
+
+
+def _group_histograms(message: Message) -> dict[tuple[str, str], Histogram]:
+    metrics, partner = message.content["metrics"], str(message.content[_NODE]["partner-id"])
+    out: dict[tuple[str, str], Histogram] = {}
+    for key in metrics:
+        if key.startswith("group:") and key.endswith(":edges"):
+            attribute, group = key[len("group:") : -len(":edges")].split("=", 1)
+            stem = key[: -len("edges")]
+            out[(attribute, group)] = Histogram(
+                partner_id=partner,
+                edges=tuple(float(x) for x in _as_list(metrics[key])),
+                positives=tuple(int(x) for x in _as_list(metrics[stem + "pos"])),
+                negatives=tuple(int(x) for x in _as_list(metrics[stem + "neg"])),
+                brier=float("nan"),
+            )
+    return out
 
 
 def _as_list(value: object) -> Iterable[float]:

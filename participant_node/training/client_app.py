@@ -43,6 +43,7 @@ from participant_node.training.training_spec import TrainingSpec, parse_training
 __all__ = ["NODE_RECORD", "make_client_app", "redact_errors"]
 
 NODE_RECORD = "node"  # ConfigRecord key of a reply: partner id, fingerprints
+_GROUP_PREFIX = "group:"  # evaluation keys "group:<attribute>=<group>:edges|pos|neg"
 _log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
@@ -206,13 +207,25 @@ def _evaluate(
     if len(labels) < k:
         raise TrainingError(f"only {len(labels)} held-out members; evaluation needs at least k={k}")
     histogram = binned_scores(scores, labels, k=k)
-    return {
+    metrics: dict[str, float | int | list[float] | list[int]] = {
         "num-examples": len(labels),
         "brier": float(np.mean((scores - labels) ** 2)),
         "hist-edges": list(histogram.edges),
         "hist-pos": list(histogram.positives),
         "hist-neg": list(histogram.negatives),
     }
+    # Fairness: the same k-binned histogram per demographic group with at least k members; smaller
+    # groups (and members who did not state the attribute) are never reported.
+    for attribute, values in data.heldout.groups.items():
+        for group in sorted(set(values) - {"unknown"}):
+            member = values == group
+            if member.sum() >= k:
+                group_hist = binned_scores(scores[member], labels[member], k=k)
+                prefix = f"{_GROUP_PREFIX}{attribute}={group}:"
+                metrics[prefix + "edges"] = list(group_hist.edges)
+                metrics[prefix + "pos"] = list(group_hist.positives)
+                metrics[prefix + "neg"] = list(group_hist.negatives)
+    return metrics
 
 
 def _node_record(node: _Node, data: LocalTaskData) -> ConfigRecord:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from coordinator.federated_evaluation import Histogram, summarise
+from coordinator.federated_evaluation import Histogram, fairness_gaps, summarise
 from participant_node.training.score_histogram import BASE_EDGES, binned_scores
 
 
@@ -50,3 +50,20 @@ def test_pooled_auc_from_k_binned_nodes_is_close_to_the_exact_auc() -> None:
     assert summary.pr_auc == pytest.approx(average_precision_score(labels, scores), abs=0.06)
     assert summary.n == 1950 and set(summary.node_auc) == {"n0", "n1", "n2", "n3"}
     assert summary.brier == pytest.approx(float(np.mean((scores - labels) ** 2)))
+
+
+def test_fairness_gaps_from_group_histograms_flag_a_group_the_model_ranks_worse() -> None:
+    rng = np.random.default_rng(4)
+    good_s, good_y = _node(rng, 600, 2.0)
+    poor_s, poor_y = _node(rng, 600, 0.3)
+    overall = [_histogram("a", np.concatenate([good_s, poor_s]), np.concatenate([good_y, poor_y]), k=20)]
+    groups = {
+        "age_band": {
+            "25-34": [_histogram("a", good_s, good_y, k=20)],
+            "65+": [_histogram("a", poor_s, poor_y, k=20)],
+        }
+    }
+    gaps = fairness_gaps(overall, groups)["age_band"]
+    exact_gap = roc_auc_score(good_y, good_s) - roc_auc_score(poor_y, poor_s)
+    assert gaps["auc_gap"] == pytest.approx(exact_gap, abs=0.03)
+    assert gaps["warning"] is True and set(gaps["positive_rate_by_group"]) == {"25-34", "65+"}

@@ -39,7 +39,7 @@ JOB = JobConfig(
     strategy="fedprox",
     proximal_mu=0.1,
     min_nodes=3,
-    round_timeout_s=90,
+    round_timeout_s=300,
 )
 
 
@@ -126,3 +126,8 @@ def test_model_card_epsilon_agrees_with_dp_accounting(job_run: tuple, tmp_path: 
     ledger.close()
     assert written["epsilon_worst_case_member"] == pytest.approx(max(n["epsilon"] for n in written["nodes"]))
     assert set(written["metrics"]["node_auc"]) <= {n["partner_id"] for n in written["nodes"]}
+    # Complete Journey states age and income for about a third of households: at ~100 held-out members
+    # per store group no group reaches k=20 at a node, so nothing is released and the card says so.
+    assert written["metrics"]["fairness_gaps"] == {
+        "not_reported": "no demographic group holds k=20 held-out members at a node"
+    }

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,31 +33,33 @@ def federation(cj_federation: Path, tmp_path: Path) -> Path:
 
 def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Path, tmp_path: Path) -> None:
     ledger_file = tmp_path / "budget.sqlite"
-    capped = _run(
-        "budget",
-        "set-cap",
-        "--federation",
-        str(federation),
-        "--partner",
-        "freshmart-east",
-        "--epsilon",
-        "2",
-        "--ledger",
-        str(ledger_file),
-    )
-    assert capped.returncode == 0, capped.stderr
     ledger = BudgetLedger(f"sqlite:///{ledger_file}")
+    ledger.set_cap("freshmart-east", 2.0, year=datetime.now(UTC).year, set_by="data_officer:freshmart-east")
     with pytest.raises(
         BudgetExceededError, match=r"refused before any training.*freshmart-east.*cap ε=2\.00"
     ):
         run_federated_job(federation, JobConfig(epsilon=3.0), ledger=ledger)
     ledger.close()
-    # No node took a step: no accountant, no usage record.
+    refused = _run(
+        "train",
+        "--task",
+        "churn",
+        "--federation",
+        str(federation),
+        "--epsilon",
+        "3",
+        "--out",
+        str(tmp_path / "model"),
+        "--ledger",
+        str(ledger_file),
+    )
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "refused before any training" in message and "freshmart-east" in message
+    # No node took a step: no accountant, no usage record, no model.
     assert not list(federation.glob("*/.loyalfed/privacy_accountant.json"))
     assert not list(federation.glob("*/.loyalfed/usage/*"))
-    shown = _run("budget", "show", "--federation", str(federation), "--ledger", str(ledger_file), "--json")
-    budgets = {b["partner_id"]: b for b in json.loads(shown.stdout)["budgets"]}
-    assert budgets["freshmart-east"] == {"partner_id": "freshmart-east", "cap": 2.0, "spent": 0.0}
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow
@@ -117,3 +120,21 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
     assert {r["partner_id"] for r in rows} == {f"freshmart-{s}" for s in ("north", "south", "east", "west")}
     assert all(0.0 < float(r["score"]) < 1.0 for r in rows)
     assert len({r["member_id"] for r in rows}) == len(rows) > 1500
+
+
+def test_budget_commands_set_and_show_caps(federation: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loyalfed.cli import app
+
+    ledger = str(tmp_path / "budget.sqlite")
+    runner = CliRunner()
+    common = ["--federation", str(federation), "--ledger", ledger]
+    set_cap = runner.invoke(
+        app, ["budget", "set-cap", "--partner", "freshmart-east", "--epsilon", "2", *common]
+    )
+    assert set_cap.exit_code == 0, set_cap.output
+    shown = runner.invoke(app, ["budget", "show", "--json", *common])
+    budgets = {b["partner_id"]: b for b in json.loads(shown.stdout)["budgets"]}
+    assert budgets["freshmart-east"] == {"partner_id": "freshmart-east", "cap": 2.0, "spent": 0.0}
+    assert budgets["freshmart-west"]["cap"] == 10.0

@@ -223,6 +223,24 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]]) -> None:
                 for n in card["nodes"]
             ],
         )
+    for card in cards:
+        gaps = card["metrics"].get("fairness_gaps", {})
+        if "not_reported" in gaps:
+            ctx.report.add_text(f"{card['task']}: fairness gaps {gaps['not_reported']}.")
+        elif gaps:
+            ctx.report.add_table(
+                f"{card['task']}: fairness gaps (groups of ≥ k held-out members)",
+                ["attribute", "AUC gap", "positive-rate gap", "warning (> 15 points)"],
+                [
+                    [
+                        a,
+                        f"{g['auc_gap']:.3f}",
+                        f"{g['positive_rate_gap']:.3f}",
+                        "yes" if g["warning"] else "no",
+                    ]
+                    for a, g in gaps.items()
+                ],
+            )
     ctx.report.add_figure("Pooled ROC curves of the federated DP models", _roc_figure(ctx.out_dir, cards))
 
 
