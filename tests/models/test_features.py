@@ -189,3 +189,10 @@ def test_one_million_transactions_in_a_few_seconds() -> None:
     elapsed = time.perf_counter() - started
     assert X.shape == (members, SCHEMA.n_features)
     assert elapsed < 20.0  # ~2-3 s alone; generous because the CI machine is shared
+
+
+def test_no_transactions_at_all_gives_rows_of_valid_features() -> None:
+    empty = _tx([]).assign(basket_id="", category="", store_id="", quantity=0.0, discount=0.0).iloc[:0]
+    X = build_features(_members("m1", "m2"), empty, as_of=AS_OF, schema=SCHEMA)
+    assert X.shape == (2, SCHEMA.n_features)
+    assert (X["recency_days"] == 1.0).all() and (X.filter(like="category_share_") == 0).all().all()
