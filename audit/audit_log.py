@@ -41,7 +41,8 @@ from audit.tree_head import SignedTreeHead, TreeHeadSigner, load_or_create_signi
 
 __all__ = ["FORMAT_VERSION", "AuditLog", "LogEntry", "default_key_path", "leaf_input"]
 
-FORMAT_VERSION = "loyalfed-audit/1"
+# /2: tree heads sign previous_size (loyalfed-sth/2). Logs of another format are refused, not mixed.
+FORMAT_VERSION = "loyalfed-audit/2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -112,8 +113,13 @@ class AuditLog:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('public_key', ?)", (signer.public_key_hex,))
-        stored = conn.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()[0]
-        if stored != signer.public_key_hex:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT_VERSION:
+            conn.close()
+            raise LogIntegrityError(
+                f"{path}: log format {meta.get('format')!r}, this version writes {FORMAT_VERSION!r}"
+            )
+        if meta.get("public_key") != signer.public_key_hex:
             conn.close()
             raise AuditError(f"{path}: the signing key does not match the log's public key")
         return cls(conn, signer, path)

@@ -106,7 +106,8 @@ def verify_log(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Ver
 def _trust_anchor(conn, path: Path, pinned: Ed25519PublicKey | None, report: VerificationReport):
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if meta.get("format") != FORMAT_VERSION:
-        report.problems.append(Problem("meta", f"format is not {FORMAT_VERSION!r}", level=-1))
+        found = meta.get("format")
+        report.problems.append(Problem("meta", f"log format {found!r} is not {FORMAT_VERSION!r}", level=-1))
     stored = meta.get("public_key")
     key_file = default_key_path(path)
     if pinned is not None:

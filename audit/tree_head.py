@@ -1,7 +1,7 @@
 """Signed tree heads: the log's Ed25519 signature over (size, root, time), as in RFC 9162 §4.10.
 
 The signed bytes are a fixed binary layout (not JSON) so that a verifier in any language can
-rebuild them: ``b"loyalfed-sth/1" || log_id (32) || tree_size (u64 BE) || timestamp_ms (u64 BE)
+rebuild them: ``b"loyalfed-sth/2" || log_id (32) || tree_size (u64 BE) || timestamp_ms (u64 BE)
 || previous_size (u64 BE) || root_hash (32)``. ``previous_size`` (the size of the head before this
 one) chains the heads, so deleting a stored head cannot be hidden by editing its successor.
 ``log_id`` is SHA-256 of the raw public key (RFC 9162 §4.4 uses a hash of the key too).
@@ -34,7 +34,7 @@ __all__ = [
     "verify_tree_head",
 ]
 
-_DOMAIN = b"loyalfed-sth/1"
+_DOMAIN = b"loyalfed-sth/2"
 # HTTP header in which the audit service attaches its latest signed tree head to every response.
 TREE_HEAD_HEADER = "X-Audit-Tree-Head"
 

@@ -200,3 +200,13 @@ def test_deleted_middle_tree_head_with_patched_chain_is_detected(log_path: Path,
         "UPDATE tree_heads SET previous_size = 13 WHERE tree_size = 39",
     )
     assert_detected(log_path, capsys, monkeypatch, "bad signature on the head at size 39")
+
+
+def test_log_of_another_format_is_refused(log_path: Path, capsys, monkeypatch) -> None:
+    from audit.audit_log import AuditLog
+    from audit.errors import LogIntegrityError
+
+    sql(log_path, "UPDATE meta SET value = 'loyalfed-audit/1' WHERE key = 'format'")
+    assert_detected(log_path, capsys, monkeypatch, "log format 'loyalfed-audit/1' is not 'loyalfed-audit/2'")
+    with pytest.raises(LogIntegrityError, match="this version writes 'loyalfed-audit/2'"):
+        AuditLog.open(log_path)
