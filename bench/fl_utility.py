@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +175,7 @@ def run(
     result: dict[str, Any] = {"tasks": {}}
     jobs: list[JobConfig] = []
     heldout: dict[str, TaskDataset] = {}
+    token = uuid.uuid4().hex[:8]  # fresh job ids: every node refuses to re-run a job it already spent on
     for task in tasks:
         base = JobConfig(task=TaskName(task), rounds=rounds)
         nodes = _node_data(federation, base)
@@ -201,7 +203,7 @@ def run(
                 )
         result["tasks"][task] = entry
     federated = _federated(federation, jobs, heldout)
-    _merge_federated(result, federated, tasks, epsilons)
+    _merge_federated(result, federated, tasks, epsilons, token)
     result.update(
         {
             "benchmark": "federated DP-SGD utility, Complete Journey, 4 FreshMart store groups",
@@ -219,14 +221,14 @@ def run(
 
 
 def _merge_federated(
-    result: dict[str, Any], federated: dict[str, Any], tasks: list[str], epsilons: list[float]
+    result: dict[str, Any], federated: dict[str, Any], tasks: list[str], epsilons: list[float], token: str
 ) -> None:
     for task in tasks:
         entry = result["tasks"][task]
         for eps in epsilons:
             cell = entry["epsilons"][str(eps)]
             for strategy in ("fedavg", "fedprox"):
-                cell[f"federated_{strategy}"] = federated[f"bench-{task}-{strategy}-eps{eps:g}"]
+                cell[f"federated_{strategy}"] = federated[f"bench-{task}-{strategy}-eps{eps:g}-{token}"]
             cell["federated_minus_single_node_median"] = round(
                 cell["federated_fedavg"]["auc"] - cell["single_node_dp_median"], 4
             )

@@ -59,6 +59,8 @@ def train(
     proximal_mu: float = typer.Option(0.1, "--proximal-mu", help="FedProx μ (used with --strategy fedprox)."),
     local_steps: int = typer.Option(10, "--local-steps", min=1, help="DP-SGD steps per node per round."),
     min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N rounds (0: at the end)."),
+    patience: int = typer.Option(0, "--patience", min=0, help="Stop after N evaluations without AUC gain."),
     secure_agg: bool = typer.Option(
         False, "--secure-agg", help="SecAgg+ secure aggregation (not available yet: the job is refused)."
     ),
@@ -88,6 +90,8 @@ def train(
             "local_steps": local_steps,
             "strategy": strategy,
             "min_nodes": min_nodes,
+            "eval_every": eval_every,
+            "patience": patience,
             "secure_agg": secure_agg,
             "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
             "as_of": date.fromisoformat(as_of) if as_of else None,
