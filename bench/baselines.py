@@ -39,7 +39,7 @@ from models import (
     task_defaults,
     train_centralized,
 )
-from models.metrics import binary_metrics
+from models.metrics import auc_standard_error, binary_metrics
 
 _METRICS = ("auc", "pr_auc", "brier")
 
@@ -64,6 +64,12 @@ def _sklearn_reference(data: TaskDataset) -> dict[str, Any]:
     return {m: round(metrics[m], 4) for m in _METRICS}
 
 
+def _standard_error(data: TaskDataset, held_out: np.ndarray) -> float:
+    positives = int(data.y[held_out].sum())
+    auc = _sklearn_reference(data)["auc"]
+    return round(auc_standard_error(auc, positives, int(held_out.sum()) - positives), 4)
+
+
 def run(federation: Path, seeds: list[int]) -> dict[str, Any]:
     """Compute every figure; returns the JSON-ready result."""
     schema = default_feature_schema()
@@ -80,6 +86,9 @@ def run(federation: Path, seeds: list[int]) -> dict[str, Any]:
             "heldout_members": int(held_out.sum()),
             "base_rate": round(data.base_rate, 4),
             "heldout_base_rate": round(float(data.y[held_out].mean()), 4),
+            # Hanley-McNeil standard error at the logistic-regression AUC: how far apart two models
+            # scored on these held-out members must be before the difference means anything.
+            "heldout_auc_standard_error": _standard_error(data, held_out),
             "models": {kind.value: _torch_runs(data, kind, seeds) for kind in ModelKind},
             "sklearn_logreg": _sklearn_reference(data),
         }

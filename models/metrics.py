@@ -22,6 +22,7 @@ __all__ = [
     "FairnessGap",
     "ScoreHistogram",
     "auc_from_histograms",
+    "auc_standard_error",
     "binary_metrics",
     "brier",
     "calibration_curve",
@@ -58,6 +59,21 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mid-ranks of tied scores
     rank_sum = float(average_rank[inverse][y == 1].sum())
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def auc_standard_error(auc: float, n_positives: int, n_negatives: int) -> float:
+    """Standard error of an ROC-AUC estimate (Hanley & McNeil, Radiology 143(1), 1982, eq. 2).
+
+    Useful to read differences between models scored on a few hundred held-out members: with ~70
+    positives, an AUC near 0.78 carries a standard error near 0.03.
+    """
+    if n_positives <= 0 or n_negatives <= 0 or not np.isfinite(auc):
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc**2 / (1.0 + auc)
+    variance = (
+        auc * (1.0 - auc) + (n_positives - 1) * (q1 - auc**2) + (n_negatives - 1) * (q2 - auc**2)
+    ) / (n_positives * n_negatives)
+    return float(np.sqrt(max(variance, 0.0)))
 
 
 def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from sklearn import metrics as sk
 from models.metrics import (
     ScoreHistogram,
     auc_from_histograms,
+    auc_standard_error,
     binary_metrics,
     brier,
     calibration_curve,
@@ -41,6 +42,18 @@ def test_against_sklearn(seed: int, ties: bool) -> None:
     fpr, tpr = roc_points(y, p)
     sk_fpr, sk_tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
     assert np.trapezoid(tpr, fpr) == pytest.approx(np.trapezoid(sk_tpr, sk_fpr), abs=1e-12)
+
+
+def test_auc_standard_error_hand_computed_and_against_bootstrap() -> None:
+    # Hanley & McNeil (1982) eq. 2 by hand: A = 0.8, 50/50 -> Q1 = 2/3, Q2 = 0.7111,
+    # SE = sqrt((0.16 + 49 * 0.02667 + 49 * 0.07111) / 2500) = 0.04450.
+    assert auc_standard_error(0.8, 50, 50) == pytest.approx(0.04450, abs=5e-5)
+    y, p = _data(7, n=600)
+    rng = np.random.default_rng(0)
+    boot = [roc_auc(y[i], p[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(400))]
+    se = auc_standard_error(roc_auc(y, p), int(y.sum()), int(len(y) - y.sum()))
+    assert se == pytest.approx(np.std(boot), rel=0.25)
+    assert np.isnan(auc_standard_error(0.7, 0, 10))
 
 
 def test_undefined_metrics_are_nan() -> None:
