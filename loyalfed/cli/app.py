@@ -41,7 +41,8 @@ for module in (
 def main() -> None:
     """Console-script entry point: run the app, report typed errors without a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False)
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -51,3 +52,4 @@ def main() -> None:
         code = exit_code_for(err)
         Console(stderr=True).print(f"[bold red]error:[/bold red] {public_message(err)}")
         sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
