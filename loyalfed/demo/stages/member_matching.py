@@ -70,10 +70,9 @@ class MemberMatching:
         stores = [p.partner_id for p in federation.partners if p.kind == PartnerKind.STORE_GROUP]
         brands = [p.partner_id for p in federation.partners if p.kind == PartnerKind.BRAND]
         secret, records = _demo_secret(ctx.seed), []
-        (ctx.out_dir / "psi").mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {}
         for brand in brands:
-            results[brand] = _match_brand(ctx, federation, data, stores, brand, secret, records)
+            results[brand] = _match_brand(federation, data, stores, brand, secret, records)
         for record in records:
             ctx.record_lineage("psi.run", **record.lineage_fields())
         ctx.artefacts["member_matching"] = results
@@ -120,16 +119,15 @@ def _pooled(sets: dict[str, MatchingSet]) -> tuple[MatchingSet, list[tuple[str, 
     return pooled, owners
 
 
-def _service(
-    partner: str, provider: Any, ctx: DemoContext, records: list[MatchingRunRecord]
-) -> MatchingService:
+def _service(partner: str, provider: Any, records: list[MatchingRunRecord]) -> MatchingService:
     config = MatchingConfig(partner_id=partner, default_region=_REGION)
-    guard = ProbingGuard(ctx.out_dir / "psi" / f"{partner}_guard.sqlite", config)
+    # Fresh node state per demo run (the demo may be re-run into the same folder); a real node
+    # keeps its guard file across runs so the per-day cap and the mostly-new rule hold.
+    guard = ProbingGuard(":memory:", config)
     return MatchingService(config, set_provider=provider, guard=guard, on_run=records.append, now=lambda: _AT)
 
 
 def _match_brand(
-    ctx: DemoContext,
     federation: Federation,
     data: dict[str, PartnerData],
     stores: list[str],
@@ -140,9 +138,9 @@ def _match_brand(
     store_sets = {s: _consented(data[s], federation, s, brand, secret) for s in stores}
     pooled, owners = _pooled(store_sets)
     brand_service = _service(
-        brand, lambda _p, peer: _consented(data[brand], federation, brand, peer, secret), ctx, records
+        brand, lambda _p, peer: _consented(data[brand], federation, brand, peer, secret), records
     )
-    retailer = _service(_RETAILER, lambda _p, _peer: pooled, ctx, records)
+    retailer = _service(_RETAILER, lambda _p, _peer: pooled, records)
     try:
         with (
             _serve(create_matching_app(brand_service)) as base_url,

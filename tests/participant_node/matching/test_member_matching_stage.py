@@ -54,3 +54,7 @@ def test_freshmart_brand_overlaps_equal_plain_set_intersections(cj_federation: P
     text = str(events)
     assert "+86" not in text and "@example.com" not in text and "member_id" not in text
     assert (tmp_path / "member_matching.png").stat().st_size > 0
+
+    first = {b: r["cardinality"] for b, r in ctx.artefacts["member_matching"].items()}
+    MemberMatching().run(ctx)  # the demo may be re-run into the same folder: fresh keys, same answers
+    assert {b: r["cardinality"] for b, r in ctx.artefacts["member_matching"].items()} == first
