@@ -197,7 +197,7 @@ def run(
                             "epsilon": eps,
                             "strategy": strategy,
                             "proximal_mu": mu,
-                            "job_id": f"bench-{task}-{strategy.value}-eps{eps:g}",
+                            "job_id": f"bench-{task}-{strategy.value}-eps{eps:g}-{token}",
                         }
                     )
                 )
