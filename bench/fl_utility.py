@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from coordinator.job_config import JobConfig, StrategyName, TaskName
 from coordinator.server_app import RoundReport
@@ -190,7 +191,7 @@ def run(
         for eps in epsilons:
             job = base.model_copy(update={"epsilon": eps})
             entry["epsilons"][str(eps)] = _local_results(nodes, job, repeats)
-            for strategy, mu in ((StrategyName.FEDAVG, 0.0), (StrategyName.FEDPROX, 0.1)):
+            for strategy, mu in ((StrategyName.FEDAVG, 0.0), (StrategyName.FEDPROX, 0.01)):
                 jobs.append(
                     base.model_copy(
                         update={
@@ -256,6 +257,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         )
         axis.set_xscale("log")
         axis.set_xticks(eps, [f"{e:g}" for e in eps])
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("ε (δ = 1e-5)")
         axis.set_ylabel("held-out ROC-AUC")
         axis.set_title(task)
