@@ -56,7 +56,9 @@ def train(
         None, "--partners", help="Comma-separated partner ids (default: store groups)."
     ),
     strategy: StrategyName = typer.Option(StrategyName.FEDAVG, "--strategy", help="fedavg or fedprox."),
-    proximal_mu: float = typer.Option(0.01, "--proximal-mu", help="FedProx μ (used with --strategy fedprox)."),
+    proximal_mu: float = typer.Option(
+        0.01, "--proximal-mu", help="FedProx μ (used with --strategy fedprox)."
+    ),
     local_steps: int = typer.Option(10, "--local-steps", min=1, help="DP-SGD steps per node per round."),
     min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N rounds (0: at the end)."),
