@@ -9,13 +9,14 @@ The FedProx proximal term (Li et al., "Federated Optimization in Heterogeneous N
 2020) depends only on the current and the global weights, not on any member: it is applied as a
 separate step after the private one, which is post-processing and costs no privacy.
 
-The noise comes from a generator seeded by the operating system, never from the job's seed: a
-coordinator that knew the noise could subtract it.
+The batches and the noise come from a generator seeded by the operating system, never from the job's
+seed nor torch's fixed default: a coordinator that knew the noise could subtract it.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from dataclasses import dataclass
 
@@ -60,7 +61,9 @@ class LocalTrainStats:
     mean_loss: float
 
 
-def train_dp_sgd(model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgdSettings) -> LocalTrainStats:
+def train_dp_sgd(
+    model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgdSettings, *, noise_seed: int | None = None
+) -> LocalTrainStats:
     """Take ``settings.steps`` DP-SGD steps on ``model`` in place (its weights are updated).
 
     Parameters
@@ -69,7 +72,20 @@ def train_dp_sgd(model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgd
         A fresh module holding the global weights; Opacus wraps it for the duration of the call.
     X, y
         Features (n x d, float32) and 0/1 labels of this node's training members.
+    noise_seed
+        Seeds the Poisson sampling and the Gaussian noise, for benchmarks that must repeat exactly;
+        ``None`` (the default, and the only safe choice in production) draws it from the OS.
     """
+    # Opacus draws both the batches and the noise from torch's global generator unless secure_mode is
+    # on; that generator starts from a fixed, public seed in every process. Reseed it from the OS
+    # (inside fork_rng, so the caller's stream is untouched): noise a coordinator could predict,
+    # from the code or from the job's seed, could be subtracted from the update.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(secrets.randbits(63) if noise_seed is None else noise_seed)
+        return _train_dp_sgd(model, X, y, settings)
+
+
+def _train_dp_sgd(model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgdSettings) -> LocalTrainStats:
     dataset = TensorDataset(
         torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.ascontiguousarray(y))
     )

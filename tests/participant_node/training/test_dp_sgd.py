@@ -1,0 +1,48 @@
+"""Local DP-SGD: noise nobody can predict by default, reproducible only on request, FedProx damping."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.networks import make_model
+from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
+
+X = np.random.default_rng(0).random((300, 8), dtype=np.float32)
+Y = (X[:, 0] > 0.5).astype(np.float32)
+SETTINGS = DpSgdSettings(noise_multiplier=1.0, max_grad_norm=1.0, learning_rate=1.0, batch_size=64, steps=5)
+
+
+def _weights(noise_seed: int | None, settings: DpSgdSettings = SETTINGS) -> np.ndarray:
+    torch.manual_seed(0)  # the same starting model every time
+    model = make_model("logreg", X.shape[1])
+    stats = train_dp_sgd(model, X, Y, settings, noise_seed=noise_seed)
+    assert stats.steps == settings.steps and stats.sample_rate == poisson_sample_rate(len(X), 64) == 0.2
+    return model.linear.weight.detach().numpy().copy()
+
+
+def test_noise_is_drawn_from_the_os_not_from_torchs_public_default_seed() -> None:
+    # Two fresh draws from the same starting point differ, so the noise is not a function of the
+    # model, the job seed or torch's fixed default seed.
+    assert not np.allclose(_weights(None), _weights(None))
+    assert np.allclose(_weights(11), _weights(11))
+
+
+def test_training_leaves_the_callers_random_stream_alone() -> None:
+    model = make_model("logreg", X.shape[1])
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    train_dp_sgd(model, X, Y, SETTINGS)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fedprox_keeps_the_update_closer_to_the_global_model() -> None:
+    plain = np.linalg.norm(_weights(3) - _start())
+    prox = DpSgdSettings(**{**SETTINGS.__dict__, "proximal_mu": 0.5})
+    assert np.linalg.norm(_weights(3, prox) - _start()) < plain
+
+
+def _start() -> np.ndarray:
+    torch.manual_seed(0)
+    return make_model("logreg", X.shape[1]).linear.weight.detach().numpy().copy()
