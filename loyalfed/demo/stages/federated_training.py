@@ -241,7 +241,11 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]]) -> None:
                     for a, g in gaps.items()
                 ],
             )
-    ctx.report.add_figure("Pooled ROC curves of the federated DP models", _roc_figure(ctx.out_dir, cards))
+    reference_roc = ctx.artefacts.get("reference_heldout") or {}
+    ctx.report.add_figure(
+        "Pooled ROC curves of the federated DP models (dashed: centralized non-private reference)",
+        _roc_figure(ctx.out_dir, cards, reference_roc),
+    )
 
 
 def _reference_auc(reference: dict[str, Any], task: str) -> float | None:
@@ -251,12 +255,17 @@ def _reference_auc(reference: dict[str, Any], task: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _roc_figure(out_dir: Path, cards: list[dict[str, Any]]) -> str:
+def _roc_figure(out_dir: Path, cards: list[dict[str, Any]], reference_roc: dict[str, Any]) -> str:
     figure = Figure(figsize=(5, 5))  # no pyplot: no global state, no GUI backend
     axis = figure.subplots()
     for card in cards:
         roc = card["metrics"]["roc_curve"]
-        axis.plot(roc["fpr"], roc["tpr"], label=f"{card['task']} (AUC {card['metrics']['auc']:.3f})")
+        line = axis.plot(roc["fpr"], roc["tpr"], label=f"{card['task']} (AUC {card['metrics']['auc']:.3f})")[
+            0
+        ]
+        if card["task"] in reference_roc:
+            fpr, tpr = reference_roc[card["task"]]
+            axis.plot(fpr, tpr, linestyle=":", color=line.get_color(), label=f"{card['task']} centralized")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
