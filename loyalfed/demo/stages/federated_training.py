@@ -243,7 +243,7 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]]) -> None:
             )
     reference_roc = ctx.artefacts.get("reference_heldout") or {}
     ctx.report.add_figure(
-        "Pooled ROC curves of the federated DP models (dashed: centralized non-private reference)",
+        "Pooled ROC curves of the federated DP models (dotted: centralized non-private reference)",
         _roc_figure(ctx.out_dir, cards, reference_roc),
     )
 
