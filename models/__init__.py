@@ -11,16 +11,57 @@ coordinator can both use it. Typical use at a node::
     model = make_model(ModelKind.LOGREG, schema.n_features)
 """
 
-from models import metrics, plots
-from models.centralized_training import train_centralized
-from models.errors import ModelError
-from models.feature_schema import FeatureSchema, FeatureSpec, Transform, default_feature_schema
-from models.features import build_features
-from models.labels import churn_labels, propensity_labels
-from models.metrics import ScoreHistogram, auc_from_histograms
-from models.networks import make_model, predict_proba
-from models.task import ModelKind, Task, task_defaults
-from models.task_dataset import TaskDataset, build_task_dataset, heldout_mask
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models import metrics, plots
+    from models.centralized_training import train_centralized
+    from models.errors import ModelError
+    from models.feature_schema import FeatureSchema, FeatureSpec, Transform, default_feature_schema
+    from models.features import build_features
+    from models.labels import churn_labels, propensity_labels
+    from models.metrics import ScoreHistogram, auc_from_histograms
+    from models.networks import make_model, predict_proba
+    from models.task import ModelKind, Task, task_defaults
+    from models.task_dataset import TaskDataset, build_task_dataset, heldout_mask
+
+# PEP 562 lazy exports: importing one light module (say models.feature_schema for a CLI command)
+# must not pay for torch and matplotlib, which only the training and plotting paths need.
+_EXPORTS = {
+    "metrics": "models.metrics",
+    "plots": "models.plots",
+    "train_centralized": "models.centralized_training",
+    "ModelError": "models.errors",
+    "FeatureSchema": "models.feature_schema",
+    "FeatureSpec": "models.feature_schema",
+    "Transform": "models.feature_schema",
+    "default_feature_schema": "models.feature_schema",
+    "build_features": "models.features",
+    "churn_labels": "models.labels",
+    "propensity_labels": "models.labels",
+    "ScoreHistogram": "models.metrics",
+    "auc_from_histograms": "models.metrics",
+    "make_model": "models.networks",
+    "predict_proba": "models.networks",
+    "ModelKind": "models.task",
+    "Task": "models.task",
+    "task_defaults": "models.task",
+    "TaskDataset": "models.task_dataset",
+    "build_task_dataset": "models.task_dataset",
+    "heldout_mask": "models.task_dataset",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    module = import_module(module_name)
+    value = module if module_name == f"models.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FeatureSchema",
