@@ -1,4 +1,4 @@
-"""Private set intersection for member matching: semi-honest ECDH-PSI over ristretto255.
+"""Private set intersection for member matching: semi-honest ECDH-PSI over ristretto255 or X25519.
 
 Public face: prepare identifiers (``prepare_identifiers``), run both parties locally
 (``run_local``) or drive them over a transport (``Initiator``/``Responder`` with ``Frame`` and
@@ -12,9 +12,10 @@ from psi.group_engine import GroupEngine
 from psi.identifiers import IdentifierKind, PreparedSet, prepare_identifiers
 from psi.local_run import LocalRun, WireStats, run_local
 from psi.protocol import Initiator, PsiResult, Responder
-from psi.wire import Frame, MessageKind, PsiMode, Reveal, SessionParams
+from psi.wire import DEFAULT_GROUP, Frame, MessageKind, PsiGroup, PsiMode, Reveal, SessionParams
 
 __all__ = [
+    "DEFAULT_GROUP",
     "CachedSetHolder",
     "CachedSetMatcher",
     "Frame",
@@ -26,6 +27,7 @@ __all__ = [
     "MessageKind",
     "PreparedSet",
     "PsiError",
+    "PsiGroup",
     "PsiMode",
     "PsiProtocolError",
     "PsiResult",

@@ -26,6 +26,11 @@ from rbcl._sodium import _sodium
 from psi.errors import PsiError, PsiProtocolError
 from psi.group_engine import GroupEngine, tag_of
 from psi.ristretto255 import ELEMENT_BYTES, SCALAR_BYTES, Rng, random_scalar
+from psi.wire import PsiGroup
+
+# Un-blinding needs a scalar inverse mod the group order, which clamped X25519 keys do not offer:
+# the cached-set mode stays on ristretto255.
+_GROUP = PsiGroup.RISTRETTO255
 
 __all__ = ["CachedSetHolder", "CachedSetMatcher", "EpochTags"]
 
@@ -59,7 +64,7 @@ class CachedSetHolder:
             raise PsiError("holder: items must be distinct")
         self.epoch, self._engine = epoch, engine
         self._key = random_scalar(rng)
-        blinded = engine.hash_and_blind(items, self._key)
+        blinded = engine.hash_and_blind(items, self._key, group=_GROUP)
         tags = [
             tag_of(blinded[i : i + ELEMENT_BYTES], tag_bytes) for i in range(0, len(blinded), ELEMENT_BYTES)
         ]
@@ -68,7 +73,7 @@ class CachedSetHolder:
 
     def answer(self, blob: bytes, *, chunk: int = 0) -> bytes:
         """k·e for every element e of a partner's chunk, in the same order (validated)."""
-        return self._engine.blind(blob, self._key, message="CACHED_SET_QUERY", chunk=chunk)
+        return self._engine.blind(blob, self._key, message="CACHED_SET_QUERY", chunk=chunk, group=_GROUP)
 
 
 class CachedSetMatcher:
@@ -90,13 +95,15 @@ class CachedSetMatcher:
 
     def query(self) -> bytes:
         """a·H(x) for our items, in input order (the holder sees only blinded elements)."""
-        return self._engine.hash_and_blind(self._items, self._key)
+        return self._engine.hash_and_blind(self._items, self._key, group=_GROUP)
 
     def matches(self, answer: bytes) -> list[int]:
         """Indices of our items whose k·H(x) tag is in the holder's cached epoch tags."""
         if len(answer) != len(self._items) * ELEMENT_BYTES:
             raise PsiProtocolError("cached-set answer: element count differs from the query")
-        unblinded = self._engine.blind(answer, self._inverse, message="CACHED_SET_ANSWER", chunk=0)
+        unblinded = self._engine.blind(
+            answer, self._inverse, message="CACHED_SET_ANSWER", chunk=0, group=_GROUP
+        )
         width, cache = self._cache.tag_bytes, self._cache.tags
         known = {cache[i : i + width] for i in range(0, len(cache), width)}
         return [

@@ -20,13 +20,18 @@ class PsiError(Exception):
 
 
 class InvalidElementError(PsiError):
-    """A received group element is not a canonical, non-identity ristretto255 encoding."""
+    """A received group element is not a valid encoding in the session's group."""
 
-    def __init__(self, message: str, chunk: int, index: int, reason: str = "invalid element") -> None:
-        super().__init__(
-            f"{reason} in message {message!r}, chunk {chunk}, element {index}: "
-            "not a canonical non-identity ristretto255 encoding (RFC 9496 §4.3.1)"
-        )
+    def __init__(
+        self,
+        message: str,
+        chunk: int,
+        index: int,
+        reason: str = "invalid element",
+        *,
+        rule: str = "not a canonical non-identity ristretto255 encoding (RFC 9496 §4.3.1)",
+    ) -> None:
+        super().__init__(f"{reason} in message {message!r}, chunk {chunk}, element {index}: {rule}")
         self.message_kind = message
         self.chunk = chunk
         self.index = index

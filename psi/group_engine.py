@@ -1,4 +1,7 @@
-"""Batched ristretto255 work on both cores: hashing to the group, blinding, tagging.
+"""Batched group work on both cores: hashing to the group, blinding, tagging.
+
+Two groups (``psi.wire.PsiGroup``): ristretto255 (libsodium, ``psi.ristretto255``) and X25519 on
+curve25519 u-coordinates (``psi.x25519``); each call names the session's group.
 
 Elements travel as *blobs*: ``n * 32`` bytes, one canonical encoding after another, the same
 layout as on the wire, so a chunk is never split into a million small Python objects. Each batch
@@ -19,11 +22,14 @@ from types import TracebackType
 
 from rbcl._sodium import _sodium
 
+from psi import x25519
 from psi.errors import InvalidElementError, PsiProtocolError
 from psi.hash_to_curve import PSI_DST, hash_to_ristretto255_batch
-from psi.ristretto255 import ELEMENT_BYTES, IDENTITY
+from psi.hash_to_curve25519 import X25519_DST
+from psi.ristretto255 import ELEMENT_BYTES, IDENTITY, Rng, random_scalar
+from psi.wire import DEFAULT_GROUP, PsiGroup
 
-__all__ = ["GroupEngine", "split_elements", "tag_of"]
+__all__ = ["GroupEngine", "random_key", "split_elements", "tag_of"]
 
 # Our own function objects on libsodium (rbcl's handle keeps its own untouched), typed so that
 # an output address can be passed as an integer offset into one preallocated buffer.
@@ -36,6 +42,11 @@ _FROM_HASH.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 _FROM_HASH.restype = ctypes.c_int
 
 _RANGES_PER_WORKER = 4
+
+
+def random_key(group: PsiGroup, rng: Rng = os.urandom) -> bytes:
+    """A fresh session key for ``group`` (never reuse one across sessions: it links runs)."""
+    return x25519.random_key(rng) if group == PsiGroup.X25519 else random_scalar(rng)
 
 
 def tag_of(element: bytes, tag_bytes: int) -> bytes:
@@ -59,13 +70,16 @@ class GroupEngine:
     ----------
     workers
         Threads to use; defaults to the number of CPUs.
-    dst
-        Domain separation tag for hashing to the group (RFC 9380 §3.1).
+    dst, x25519_dst
+        Domain separation tags for hashing to ristretto255 and to curve25519 (RFC 9380 §3.1).
     """
 
-    def __init__(self, workers: int | None = None, *, dst: bytes = PSI_DST) -> None:
+    def __init__(
+        self, workers: int | None = None, *, dst: bytes = PSI_DST, x25519_dst: bytes = X25519_DST
+    ) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.dst = dst
+        self.x25519_dst = x25519_dst
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -95,8 +109,15 @@ class GroupEngine:
         futures = [self._pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]
         return b"".join(f.result() for f in futures)
 
-    def hash_and_blind(self, items: Sequence[bytes], scalar: bytes) -> bytes:
+    def hash_and_blind(
+        self, items: Sequence[bytes], scalar: bytes, *, group: PsiGroup = DEFAULT_GROUP
+    ) -> bytes:
         """``scalar * H(item)`` for every item, as one blob in the items' order."""
+        if group == PsiGroup.X25519:
+            return self._map_ranges(
+                len(items),
+                lambda lo, hi: x25519.hash_and_blind_range(list(items[lo:hi]), scalar, self.x25519_dst),
+            )
 
         def work(lo: int, hi: int) -> bytes:
             uniform = hash_to_ristretto255_batch(items[lo:hi], self.dst)
@@ -113,19 +134,32 @@ class GroupEngine:
 
         return self._map_ranges(len(items), work)
 
-    def blind(self, blob: bytes, scalar: bytes, *, message: str, chunk: int) -> bytes:
+    def blind(
+        self, blob: bytes, scalar: bytes, *, message: str, chunk: int, group: PsiGroup = DEFAULT_GROUP
+    ) -> bytes:
         """``scalar * e`` for every received element ``e``; rejects invalid ones by index."""
         count = _count(blob, message=message, chunk=chunk)
+        blind_range = _BLIND_RANGE[group]
         return self._map_ranges(
-            count, lambda lo, hi: _blind_range(blob, scalar, lo, hi, message=message, chunk=chunk)
+            count, lambda lo, hi: blind_range(blob, scalar, lo, hi, message=message, chunk=chunk)
         )
 
-    def blind_to_tags(self, blob: bytes, scalar: bytes, tag_bytes: int, *, message: str, chunk: int) -> bytes:
+    def blind_to_tags(
+        self,
+        blob: bytes,
+        scalar: bytes,
+        tag_bytes: int,
+        *,
+        message: str,
+        chunk: int,
+        group: PsiGroup = DEFAULT_GROUP,
+    ) -> bytes:
         """Blind every received element and keep only its ``tag_bytes``-byte comparison tag."""
         count = _count(blob, message=message, chunk=chunk)
+        blind_range = _BLIND_RANGE[group]
 
         def work(lo: int, hi: int) -> bytes:
-            blinded = _blind_range(blob, scalar, lo, hi, message=message, chunk=chunk)
+            blinded = blind_range(blob, scalar, lo, hi, message=message, chunk=chunk)
             return b"".join(
                 tag_of(blinded[j : j + ELEMENT_BYTES], tag_bytes)
                 for j in range(0, len(blinded), ELEMENT_BYTES)
@@ -145,6 +179,9 @@ def _blind_range(blob: bytes, scalar: bytes, lo: int, hi: int, *, message: str, 
             reason = "identity element" if element == IDENTITY else "invalid element"
             raise InvalidElementError(message, chunk, i, reason)
     return out.raw
+
+
+_BLIND_RANGE = {PsiGroup.RISTRETTO255: _blind_range, PsiGroup.X25519: x25519.blind_range}
 
 
 def _count(blob: bytes, *, message: str, chunk: int) -> int:

@@ -16,7 +16,7 @@ from psi.group_engine import GroupEngine
 from psi.paillier import DEFAULT_KEY_BITS, generate_keypair
 from psi.protocol import Initiator, PsiResult, Responder
 from psi.ristretto255 import Rng
-from psi.wire import DEFAULT_CHUNK_SIZE, Frame, PsiMode, Reveal, SessionParams
+from psi.wire import DEFAULT_CHUNK_SIZE, DEFAULT_GROUP, Frame, PsiGroup, PsiMode, Reveal, SessionParams
 
 __all__ = ["LocalRun", "WireStats", "run_local"]
 
@@ -60,6 +60,7 @@ def run_local(
     responder_values: Sequence[int] | None = None,
     paillier_bits: int = DEFAULT_KEY_BITS,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    group: PsiGroup = DEFAULT_GROUP,
     workers: int | None = None,
     rng: Rng = os.urandom,
     tap: WireTap | None = None,
@@ -72,6 +73,8 @@ def run_local(
         Distinct byte strings (``psi.identifiers.prepare_identifiers`` output).
     mode, reveal
         What is learned (see ``psi.wire.PsiMode``) and, in intersection mode, by whom.
+    group
+        The group and hash-to-group suite (``psi.wire.PsiGroup``).
     responder_values
         Sum mode: one non-negative integer per responder item.
     tap
@@ -85,6 +88,7 @@ def run_local(
         initiator_size=len(initiator_items),
         responder_size=len(responder_items),
         chunk_size=chunk_size,
+        group=group,
         paillier_n=key.public_key.n if key else None,
     )
     wire = WireStats(taps=[tap] if tap else [])

@@ -1,8 +1,9 @@
 """Semi-honest ECDH-PSI between an initiator and a responder, as sans-I/O state machines.
 
 The Diffie-Hellman PSI of Huberman, Franklin and Hogg ("Enhancing privacy and trust in electronic
-communities", EC 1999) and Meadows (IEEE S&P 1986), in the prime-order group ristretto255 with a
-random-oracle hash (RFC 9380): with fresh keys a and b, b·a·H(x) = a·b·H(y) iff x = y, and under
+communities", EC 1999) and Meadows (IEEE S&P 1986), in the prime-order group ristretto255 or in
+curve25519's prime-order subgroup through X25519 (``SessionParams.group``; see ``psi.x25519``),
+with an RFC 9380 hash to the curve: with fresh keys a and b, b·a·H(x) = a·b·H(y) iff x = y, and under
 DDH the singly blinded elements reveal nothing about non-shared items.
 
 1. initiator → responder  a·H(x) for its items, shuffled                    (INITIATOR_ELEMENTS)
@@ -30,10 +31,10 @@ import numpy as np
 
 from psi.chunks import ChunkAssembler
 from psi.errors import PsiError, PsiProtocolError
-from psi.group_engine import GroupEngine
+from psi.group_engine import GroupEngine, random_key
 from psi.paillier import PaillierPrivateKey, PaillierPublicKey
 from psi.permutation import secure_permutation
-from psi.ristretto255 import ELEMENT_BYTES, Rng, random_scalar
+from psi.ristretto255 import ELEMENT_BYTES, Rng
 from psi.wire import Frame, MessageKind, PsiMode, Reveal, SessionParams
 
 __all__ = ["Initiator", "PsiResult", "Responder"]
@@ -83,7 +84,7 @@ class Initiator:
         self._items = items
         self._engine = engine
         self._rng = rng
-        self._key = random_scalar(rng)  # fresh per session: a reused key links runs
+        self._key = random_key(params.group, rng)  # fresh per session: a reused key links runs
         self._order = secure_permutation(len(items), rng)
         session, size_a, size_b = params.session_bytes, params.initiator_size, params.responder_size
         cs = params.chunk_size
@@ -113,7 +114,7 @@ class Initiator:
         chunks = params.chunks_for(len(self._items))
         for chunk in range(chunks):
             batch = [self._items[i] for i in order[chunk * cs : (chunk + 1) * cs]]
-            blob = self._engine.hash_and_blind(batch, self._key)
+            blob = self._engine.hash_and_blind(batch, self._key, group=params.group)
             yield Frame(
                 MessageKind.INITIATOR_ELEMENTS, params.session_bytes, chunk, chunks, ELEMENT_BYTES, blob
             )
@@ -130,6 +131,7 @@ class Initiator:
                     self.params.tag_bytes,
                     message=frame.kind.name,
                     chunk=frame.chunk,
+                    group=self.params.group,
                 )
         elif frame.kind == MessageKind.RESPONDER_CIPHERTEXTS and self._ciphertexts is not None:
             self._ciphertexts.add(frame)
@@ -207,7 +209,7 @@ class Responder:
         self.params = params
         self._items, self._values, self._paillier_key = items, values, paillier_key
         self._engine, self._rng = engine, rng
-        self._key = random_scalar(rng)
+        self._key = random_key(params.group, rng)
         self._order = secure_permutation(len(items), rng)
         self._incoming = ChunkAssembler(
             MessageKind.INITIATOR_ELEMENTS,
@@ -227,7 +229,9 @@ class Responder:
         chunks = params.chunks_for(len(self._items))
         for chunk in range(chunks):
             picked = self._order[chunk * cs : (chunk + 1) * cs]
-            blob = self._engine.hash_and_blind([self._items[i] for i in picked], self._key)
+            blob = self._engine.hash_and_blind(
+                [self._items[i] for i in picked], self._key, group=params.group
+            )
             yield Frame(
                 MessageKind.RESPONDER_ELEMENTS, params.session_bytes, chunk, chunks, ELEMENT_BYTES, blob
             )
@@ -272,7 +276,12 @@ class Responder:
         fresh = self._incoming.add(frame)
         if fresh:
             self._tags[frame.chunk] = self._engine.blind_to_tags(
-                frame.payload, self._key, self.params.tag_bytes, message=frame.kind.name, chunk=frame.chunk
+                frame.payload,
+                self._key,
+                self.params.tag_bytes,
+                message=frame.kind.name,
+                chunk=frame.chunk,
+                group=self.params.group,
             )
         params, width = self.params, self.params.tag_bytes
         if params.mode == PsiMode.INTERSECTION:
