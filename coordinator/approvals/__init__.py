@@ -1,7 +1,7 @@
 """Policy registry, multi-party approvals and the job-launch gate (issue 5 items 3 and 7)."""
 
 from coordinator.approvals.errors import PolicyNotApprovedError, PolicyNotFoundError, RegistryError
-from coordinator.approvals.gate import ApprovedPolicy, require_approved, resolve_policy
+from coordinator.approvals.gate import ApprovedPolicy, require_approved, require_job_allowed, resolve_policy
 from coordinator.approvals.records import records_of_processing
 from coordinator.approvals.registry import DEFAULT_REGISTRY_PATH, PolicyRegistry, RegisteredPolicy
 
@@ -15,5 +15,6 @@ __all__ = [
     "RegistryError",
     "records_of_processing",
     "require_approved",
+    "require_job_allowed",
     "resolve_policy",
 ]

@@ -14,9 +14,11 @@ from pathlib import Path
 from coordinator.approvals.errors import PolicyNotApprovedError, PolicyNotFoundError
 from coordinator.approvals.registry import PolicyRegistry, RegisteredPolicy
 from policies.approval import Approval, ApprovalDecision, approval_status
+from policies.evaluation import UseRequest, evaluate
 from policies.policy import DataUsePolicy, load_policy
+from policies.purpose import Purpose
 
-__all__ = ["ApprovedPolicy", "require_approved", "resolve_policy"]
+__all__ = ["ApprovedPolicy", "require_approved", "require_job_allowed", "resolve_policy"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +93,37 @@ def require_approved(
     return ApprovedPolicy(
         registered.policy, registered.policy_id, registered.version, registered.content_hash, approvals
     )
+
+
+def require_job_allowed(
+    registry: PolicyRegistry,
+    policy_ref: str | Path | DataUsePolicy,
+    *,
+    purpose: Purpose,
+    partners: Iterable[str],
+    epsilon: float,
+    delta: float,
+    min_aggregation_k: int = 20,
+) -> ApprovedPolicy:
+    """Approvals first, then the job itself against the approved policy.
+
+    An approved churn policy must not let a propensity job through, nor a job whose ε or δ is
+    above the policy's cap (PIPL Art. 6 / GDPR Art. 5(1)(b): purpose limitation). Raises
+    ``PolicyNotApprovedError`` naming every violated rule.
+    """
+    involved = tuple(sorted(set(partners)))
+    approved = require_approved(registry, policy_ref, partners=involved)
+    request = UseRequest(
+        purpose=purpose,
+        partners=involved,
+        epsilon=epsilon,
+        delta=delta,
+        min_aggregation_k=min_aggregation_k,
+    )
+    decision = evaluate(approved.policy, request)
+    if not decision.allowed:
+        raise PolicyNotApprovedError(
+            f"policy {approved.policy_id}@{approved.version} (sha256 {approved.content_hash[:12]}) "
+            f"does not allow this job: {decision.message()}"
+        )
+    return approved

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,7 +16,9 @@ from rich.table import Table
 
 from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig, ModelKind, StrategyName, TaskName, parse_job_config
-from coordinator.server_app import RoundCallback, RoundReport
+
+if TYPE_CHECKING:  # the ServerApp pulls in Flower: load it only when a job runs
+    from coordinator.server_app import RoundCallback, RoundReport
 
 budget = typer.Typer(help="Privacy budgets: yearly ε caps per partner dataset and what jobs spent.")
 
@@ -101,7 +104,7 @@ def train(
         }
     )
     chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
-    _check_policy(policy, registry, federation, chosen)
+    _check_policy(policy, registry, federation, chosen, job)
     book = _open_ledger(ledger, federation)
     console = Console(stderr=True, quiet=as_json)
     try:
@@ -125,17 +128,31 @@ def train(
     _print_card(Console(), card, out)
 
 
-def _check_policy(policy: str | None, registry: Path, federation: Path, partners: list[str] | None) -> None:
-    """The approvals gate: every involved partner must have approved the policy's current version."""
+def _check_policy(
+    policy: str | None, registry: Path, federation: Path, partners: list[str] | None, job: JobConfig
+) -> None:
+    """The approvals gate: every involved partner approved the policy's current version, and the
+    policy allows this job (purpose, partners, ε and δ caps)."""
     if policy is None:
         return
-    from coordinator.approvals import PolicyRegistry, require_approved
+    from coordinator.approvals import PolicyRegistry, require_job_allowed
+    from coordinator.job_config import purpose_for_task
     from loyalfed.federated_run import select_partners
     from participant_node.data import load_federation
 
     involved = [p[0] for p in select_partners(load_federation(federation), partners)]
     book = PolicyRegistry.at_path(registry)
-    require_approved(book, policy, partners=involved)
+    try:
+        require_job_allowed(
+            book,
+            policy,
+            purpose=purpose_for_task(job.task),
+            partners=involved,
+            epsilon=job.epsilon,
+            delta=job.delta,
+        )
+    finally:
+        book.close()
 
 
 @contextmanager

@@ -36,13 +36,15 @@ class FederatedTraining:
 
     def run(self, ctx: DemoContext) -> None:
         jobs = [_job(TaskName.CHURN, ctx.seed), _job(TaskName.PROPENSITY, ctx.seed)]
-        _require_approvals(ctx)
+        policy_hashes = _require_approvals(ctx, jobs)
+        ctx.artefacts["policy_hashes"] = policy_hashes
         for job in jobs:
             ctx.record_lineage(
                 "job.started",
                 actor="analyst",
                 role="analyst",
                 job_id=job.job_id,
+                policy_hash=policy_hashes.get(job.job_id),
                 purpose=job.purpose.value,
                 epsilon=job.epsilon,
                 details={"rounds": job.rounds, "local_steps": job.local_steps},
@@ -74,22 +76,35 @@ def _job(task: TaskName, seed: int) -> JobConfig:
     )
 
 
-def _require_approvals(ctx: DemoContext) -> None:
-    """Refuse to train without the approvals the policy stage recorded (when it ran)."""
+def _require_approvals(ctx: DemoContext, jobs: list[JobConfig]) -> dict[str, str]:
+    """Refuse to train without the approvals the policy stage recorded (when it ran).
+
+    Returns the approved policy hash per job id, which every job event then carries.
+    """
     policies: dict[str, Any] = ctx.artefacts.get("policies") or {}
     if not policies:
-        return
-    from coordinator.approvals import PolicyRegistry, require_approved
+        return {}
+    from coordinator.approvals import PolicyRegistry, require_job_allowed
 
-    for purpose in ("analytics.churn_model", "analytics.propensity_model"):
-        policy = policies.get(purpose)
+    hashes: dict[str, str] = {}
+    for job in jobs:
+        policy = policies.get(job.purpose.value)
         if policy is None:
             continue
         registry = PolicyRegistry.at_path(Path(policy["registry"]))
         try:
-            require_approved(registry, policy["ref"], partners=policy["partners"])
+            approved = require_job_allowed(
+                registry,
+                policy["ref"],
+                purpose=job.purpose,
+                partners=policy["partners"],
+                epsilon=job.epsilon,
+                delta=job.delta,
+            )
         finally:
             registry.close()
+        hashes[job.job_id] = approved.content_hash
+    return hashes
 
 
 def _round_recorder(ctx: DemoContext):
@@ -120,6 +135,7 @@ def _round_recorder(ctx: DemoContext):
 def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
     outcome = run.outcome
     job = outcome.job
+    policy_hash = (ctx.artefacts.get("policy_hashes") or {}).get(job.job_id)
     assert outcome.arrays is not None
     card = build_model_card(outcome, members_may_overlap=run.members_may_overlap)
     model_dir = ctx.out_dir / "models" / job.task.value
@@ -132,6 +148,7 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
             role="coordinator",
             partner=node["partner_id"],
             job_id=job.job_id,
+            policy_hash=policy_hash,
             purpose=job.purpose.value,
             epsilon=node["epsilon"],
             consent_snapshot_hash=node["consent_snapshot_hash"],
@@ -146,6 +163,7 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
         actor="coordinator",
         role="coordinator",
         job_id=job.job_id,
+        policy_hash=policy_hash,
         purpose=job.purpose.value,
         inputs=inputs,
         epsilon=card["epsilon_worst_case_member"],
@@ -156,6 +174,7 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
         actor="coordinator",
         role="coordinator",
         job_id=job.job_id,
+        policy_hash=policy_hash,
         model_id=job.job_id,
         outputs=[{"name": f"models/{job.task.value}/model.pt", "sha256": card["weights_sha256"]}],
         epsilon=card["epsilon_worst_case_member"],

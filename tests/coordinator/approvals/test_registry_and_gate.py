@@ -215,3 +215,23 @@ def test_policy_round_trips_through_registry(registry: PolicyRegistry) -> None:
     policy: DataUsePolicy = parse_policy(policy_data())
     registered = registry.draft(policy, actor=ANALYST)
     assert registry.by_hash(registered.content_hash).policy.content_hash() == policy.content_hash()  # type: ignore[union-attr]
+
+
+def test_an_approved_policy_refuses_a_job_of_another_purpose_or_over_its_epsilon(
+    registry: PolicyRegistry,
+) -> None:
+    from coordinator.approvals import require_job_allowed
+    from policies.purpose import Purpose
+
+    registered = registry.draft(parse_policy(policy_data()), actor=ANALYST)
+    _approve_all(registry, registered.ref)
+    job = {"partners": STORES, "epsilon": 3.0, "delta": 1e-5}
+
+    allowed = require_job_allowed(registry, registered.ref, purpose=Purpose.CHURN_MODEL, **job)
+    assert allowed.content_hash == registered.content_hash
+    with pytest.raises(PolicyNotApprovedError, match="does not allow this job.*purpose"):
+        require_job_allowed(registry, registered.ref, purpose=Purpose.PROPENSITY_MODEL, **job)
+    with pytest.raises(PolicyNotApprovedError, match="does not allow this job"):
+        require_job_allowed(
+            registry, registered.ref, purpose=Purpose.CHURN_MODEL, **{**job, "epsilon": 9.0}
+        )
