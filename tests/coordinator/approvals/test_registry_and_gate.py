@@ -229,7 +229,7 @@ def test_an_approved_policy_refuses_a_job_of_another_purpose_or_over_its_epsilon
 
     allowed = require_job_allowed(registry, registered.ref, purpose=Purpose.CHURN_MODEL, **job)
     assert allowed.content_hash == registered.content_hash
-    with pytest.raises(PolicyNotApprovedError, match="does not allow this job.*purpose"):
+    with pytest.raises(PolicyNotApprovedError, match=r"does not allow this job.*purpose"):
         require_job_allowed(registry, registered.ref, purpose=Purpose.PROPENSITY_MODEL, **job)
     with pytest.raises(PolicyNotApprovedError, match="does not allow this job"):
         require_job_allowed(
