@@ -6,6 +6,7 @@ bench/results/psi_bench.json. openmined-psi at 10^6 takes several minutes: ``--o
 caps the sizes it runs at.
 
     .venv/bin/python bench/psi_bench.py [--sizes 10000 100000 1000000] [--openmined-max 1000000]
+        [--group x25519|ristretto255]
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sys
 from pathlib import Path
 
 from psi.benchmark import run_benchmark
+from psi.wire import DEFAULT_GROUP, PsiGroup
+
+GROUPS = {"x25519": PsiGroup.X25519, "ristretto255": PsiGroup.RISTRETTO255}
 
 RESULTS = Path(__file__).resolve().parent / "results" / "psi_bench.json"
 
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--openmined-max", type=int, default=None, help="largest size to run openmined at")
     parser.add_argument("--no-openmined", action="store_true")
+    default_group = next(name for name, group in GROUPS.items() if group == DEFAULT_GROUP)
+    parser.add_argument("--group", choices=sorted(GROUPS), default=default_group, help="PSI group backend")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report: dict = {}
@@ -36,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             compare_openmined=not args.no_openmined,
             openmined_max_size=args.openmined_max,
             progress=lambda text: print(text, file=sys.stderr, flush=True),
+            group=GROUPS[args.group].value,
         )
         report = {**part, "results": report.get("results", []) + part["results"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)

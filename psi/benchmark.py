@@ -32,6 +32,12 @@ def bench_items(role: str, n: int, overlap: int) -> list[bytes]:
     return [b"bench-member-%010d" % i for i in range(start, start + n)]
 
 
+_GROUP_NOTES = {
+    "ristretto255_XMD:SHA-512_R255MAP_RO_": "ristretto255 (libsodium via rbcl), hash_to_ristretto255",
+    "curve25519_XMD:SHA-512_ELL2_NU_+X25519": "X25519 (libsodium via ctypes), curve25519 ELL2 NU u-coords",
+}
+
+
 def _digest(numbers: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, sorted(numbers))).encode()).hexdigest()
 
@@ -162,11 +168,15 @@ def _run_pair(target: Callable[..., None], extra: tuple[Any, ...], n: int, overl
     }
 
 
-def _ours_row(n: int, overlap: int) -> dict[str, Any]:
-    from psi.wire import PsiMode, SessionParams
+def _ours_row(n: int, overlap: int, group: str | None) -> dict[str, Any]:
+    from psi.wire import DEFAULT_GROUP, PsiGroup, PsiMode, SessionParams
 
     params = SessionParams(
-        session_id=secrets.token_hex(16), mode=PsiMode.INTERSECTION, initiator_size=n, responder_size=n
+        session_id=secrets.token_hex(16),
+        mode=PsiMode.INTERSECTION,
+        initiator_size=n,
+        responder_size=n,
+        group=PsiGroup(group) if group else DEFAULT_GROUP,
     )
     return _run_pair(_ours, (params.to_json(),), n, overlap)
 
@@ -178,6 +188,7 @@ def run_benchmark(
     compare_openmined: bool = True,
     openmined_max_size: int | None = None,
     progress: Callable[[str], None] | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """Benchmark both implementations at every size and return a JSON-able report.
 
@@ -191,24 +202,32 @@ def run_benchmark(
         Also run openmined-psi (RAW data structure) on the same sets.
     openmined_max_size
         Skip openmined-psi above this size (it takes minutes at 10^6).
+    group
+        A ``psi.wire.PsiGroup`` value; the default group when None.
     """
+    from psi.wire import DEFAULT_GROUP, PsiGroup
+
+    chosen = PsiGroup(group) if group else DEFAULT_GROUP
     rows = []
     for n in sizes:
         overlap = int(n * overlap_fraction)
         if progress:
             progress(f"loyalfed PSI, {n:,} per side")
-        row: dict[str, Any] = {"size": n, "overlap": overlap, "loyalfed": _ours_row(n, overlap)}
+        row: dict[str, Any] = {"size": n, "overlap": overlap, "loyalfed": _ours_row(n, overlap, chosen)}
         if compare_openmined and (openmined_max_size is None or n <= openmined_max_size):
             if progress:
                 progress(f"openmined-psi RAW, {n:,} per side")
             row["openmined"] = _run_pair(_openmined, (), n, overlap)
             row["agree_with_openmined"] = row["openmined"]["digest"] == row["loyalfed"]["digest"]
             row["speedup_vs_openmined"] = round(row["openmined"]["wall_s"] / row["loyalfed"]["wall_s"], 2)
+            row["cpu_ratio_vs_openmined"] = round(row["openmined"]["cpu_s"] / row["loyalfed"]["cpu_s"], 2)
         rows.append(row)
     return {
         "benchmark": "psi",
         "cpus": os.cpu_count(),
-        "group": "ristretto255 (libsodium via rbcl), RFC 9380 hash_to_ristretto255",
+        "group": chosen.value,
+        "group_implementation": _GROUP_NOTES[chosen],
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "baseline": "openmined-psi 2.x, P-256, DataStructure.RAW, reveal_intersection=True",
         "results": rows,
     }
