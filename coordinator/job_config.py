@@ -17,19 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coordinator.job_errors import JobConfigError
+from models.task import ModelKind, Task
 from policies.purpose import Purpose
 
 __all__ = ["JobConfig", "JobKey", "ModelKind", "StrategyName", "TaskName", "purpose_for_task"]
 
 
-class TaskName(StrEnum):
-    CHURN = "churn"
-    PROPENSITY = "propensity"
-
-
-class ModelKind(StrEnum):
-    LOGREG = "logreg"
-    MLP = "mlp"
+# One vocabulary for tasks and networks: the job carries the models package's own enums.
+TaskName = Task
 
 
 class StrategyName(StrEnum):
