@@ -33,7 +33,7 @@ The map is not constant time: it only ever runs on the node's own identifiers, i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import gmpy2
 
@@ -49,6 +49,7 @@ __all__ = [
     "encode_to_u_batch",
     "hash_to_curve",
     "hash_to_field",
+    "iter_encode_to_u",
     "map_to_curve_elligator2",
 ]
 
@@ -151,17 +152,24 @@ def encode_to_u(msg: bytes, dst: bytes = X25519_DST) -> bytes:
 
 
 def encode_to_u_batch(items: Sequence[bytes], dst: bytes = X25519_DST) -> list[bytes]:
-    """``encode_to_u`` for many items, with the SHA-512 prefix state of expand_message_xmd shared.
+    """``encode_to_u`` for many items (see ``iter_encode_to_u``)."""
+    return list(iter_encode_to_u(items, dst))
+
+
+def iter_encode_to_u(items: Iterable[bytes], dst: bytes = X25519_DST) -> Iterator[bytes]:
+    """``encode_to_u`` for many items, lazily, with the SHA-512 prefix of expand_message_xmd shared.
 
     For len_in_bytes = 48 there is one output block: b_1 = H(b_0 || 0x01 || DST'), truncated
-    (RFC 9380 §5.3.1 steps 6-11); the 128 zero bytes of Z_pad are absorbed once.
+    (RFC 9380 §5.3.1 steps 6-11); the 128 zero bytes of Z_pad are absorbed once. Lazy so that a
+    worker thread interleaves each encoding with its GIL-free X25519 call: encoding a whole range
+    first holds the GIL for milliseconds, and the other worker, back from C, waits a full switch
+    interval (5 ms) for every element it blinds — measured as one core busy instead of two.
     """
     dst_prime = _dst_prime(dst)
     prefix = hashlib.sha512(bytes(128))
     tail = _L.to_bytes(2, "big") + b"\x00" + dst_prime
     one = b"\x01" + dst_prime
     sha512, invert, jacobi, p, a = hashlib.sha512, gmpy2.invert, gmpy2.jacobi, _P, _A
-    out = []
     for msg in items:
         state = prefix.copy()
         state.update(msg + tail)
@@ -173,5 +181,4 @@ def encode_to_u_batch(items: Sequence[bytes], dst: bytes = X25519_DST) -> list[b
         x = -a * invert(t1 + 1, p) % p
         if jacobi(x * (x * (x + a) + 1), p) == -1:
             x = (-x - a) % p
-        out.append(int(x).to_bytes(32, "little"))
-    return out
+        yield int(x).to_bytes(32, "little")

@@ -52,7 +52,7 @@ class PsiGroup(StrEnum):
     X25519 = "curve25519_XMD:SHA-512_ELL2_NU_+X25519"
 
 
-# X25519 is about twice as fast end to end on this hardware (bench/psi_bench.py --group).
+# X25519 needs ≈ 35% less CPU per PSI element than ristretto255 here (bench/psi_bench.py --group).
 DEFAULT_GROUP = PsiGroup.X25519
 
 
