@@ -118,22 +118,7 @@ def approve(
     as_json: bool = _JSON,
 ) -> None:
     """Approve the current version of a policy for your own partner's node."""
-    registry = open_registry(registry_path, registry_url)
-    try:
-        decision = _decide(ref, actor, partner, reason, True, registry)
-    finally:
-        registry.close()
-    payload = {
-        "policy_id": decision.policy_id,
-        "policy_hash": decision.policy_hash,
-        "partner": decision.partner,
-        "decision": decision.decision.value,
-    }
-    _emit(
-        payload,
-        as_json,
-        f"[green]approved[/green] {decision.policy_id} ({decision.policy_hash[:12]}) for {decision.partner}",
-    )
+    _record_decision(ref, actor, partner, reason, True, registry_path, registry_url, as_json)
 
 
 @policy.command("reject")
@@ -149,9 +134,23 @@ def reject(
     as_json: bool = _JSON,
 ) -> None:
     """Reject the current version of a policy for your own partner's node, with a reason."""
+    _record_decision(ref, actor, partner, reason, False, registry_path, registry_url, as_json)
+
+
+def _record_decision(
+    ref: str,
+    actor: str,
+    partner: str | None,
+    reason: str,
+    approve: bool,
+    registry_path: Path,
+    registry_url: str | None,
+    as_json: bool,
+) -> None:
+    """One data officer's decision on a policy's current version, recorded and reported."""
     registry = open_registry(registry_path, registry_url)
     try:
-        decision = _decide(ref, actor, partner, reason, False, registry)
+        decision = _decide(ref, actor, partner, reason, approve, registry)
     finally:
         registry.close()
     payload = {
@@ -159,13 +158,12 @@ def reject(
         "policy_hash": decision.policy_hash,
         "partner": decision.partner,
         "decision": decision.decision.value,
-        "reason": decision.reason,
     }
-    _emit(
-        payload,
-        as_json,
-        f"[red]rejected[/red] {decision.policy_id} ({decision.policy_hash[:12]}) for {decision.partner}",
-    )
+    if not approve:
+        payload["reason"] = decision.reason
+    verb = "[green]approved[/green]" if approve else "[red]rejected[/red]"
+    summary = f"{verb} {decision.policy_id} ({decision.policy_hash[:12]}) for {decision.partner}"
+    _emit(payload, as_json, summary)
 
 
 @policy.command("status")
