@@ -157,6 +157,13 @@ class GroupEngine:
         """Blind every received element and keep only its ``tag_bytes``-byte comparison tag."""
         count = _count(blob, message=message, chunk=chunk)
         blind_range = _BLIND_RANGE[group]
+        if group == PsiGroup.X25519:
+            return self._map_ranges(
+                count,
+                lambda lo, hi: x25519.blind_range_to_tags(
+                    blob, scalar, lo, hi, lambda e: tag_of(e, tag_bytes), message=message, chunk=chunk
+                ),
+            )
 
         def work(lo: int, hi: int) -> bytes:
             blinded = blind_range(blob, scalar, lo, hi, message=message, chunk=chunk)

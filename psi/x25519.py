@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable, Iterator
 
 import gmpy2
 from rbcl._sodium import _sodium
@@ -39,6 +40,7 @@ __all__ = [
     "SMALL_ORDER_U",
     "X25519_RULE",
     "blind_range",
+    "blind_range_to_tags",
     "element_problem",
     "hash_and_blind_range",
     "random_key",
@@ -111,8 +113,20 @@ def hash_and_blind_range(items: list[bytes], key: bytes, dst: bytes = X25519_DST
 
 def blind_range(blob: bytes, key: bytes, lo: int, hi: int, *, message: str, chunk: int) -> bytes:
     """X25519(key, e) for the received elements ``lo..hi`` of ``blob``; rejects invalid ones by index."""
-    out = ctypes.create_string_buffer((hi - lo) * ELEMENT_BYTES)
-    base = ctypes.addressof(out)
+    return b"".join(_blinded(blob, key, lo, hi, message=message, chunk=chunk))
+
+
+def blind_range_to_tags(
+    blob: bytes, key: bytes, lo: int, hi: int, tag: Callable[[bytes], bytes], *, message: str, chunk: int
+) -> bytes:
+    """``tag(X25519(key, e))`` for the received elements ``lo..hi``, each tagged right after its
+    X25519 call so that no long GIL-holding stretch stalls the other worker (see iter_encode_to_u)."""
+    return b"".join(tag(e) for e in _blinded(blob, key, lo, hi, message=message, chunk=chunk))
+
+
+def _blinded(blob: bytes, key: bytes, lo: int, hi: int, *, message: str, chunk: int) -> Iterator[bytes]:
+    out = ctypes.create_string_buffer(ELEMENT_BYTES)
+    address = ctypes.addressof(out)
     p, a, jacobi, small = _P, _A, gmpy2.jacobi, SMALL_ORDER_U
     for i in range(lo, hi):
         element = blob[i * ELEMENT_BYTES : (i + 1) * ELEMENT_BYTES]
@@ -120,6 +134,6 @@ def blind_range(blob: bytes, key: bytes, lo: int, hi: int, *, message: str, chun
         # Inlined element_problem (this loop runs 10^6 times): canonical, large order, on the curve.
         if element[31] & 0x80 or u >= FIELD_P or u in small or jacobi(u * (u * (u + a) + 1) % p, p) != 1:
             raise InvalidElementError(message, chunk, i, rule=f"{element_problem(element)}; {X25519_RULE}")
-        if _SCALARMULT(base + (i - lo) * ELEMENT_BYTES, key, element) != 0:
+        if _SCALARMULT(address, key, element) != 0:
             raise InvalidElementError(message, chunk, i, rule=f"all-zero X25519 output; {X25519_RULE}")
-    return out.raw
+        yield out.raw
