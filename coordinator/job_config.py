@@ -108,13 +108,9 @@ class JobConfig(BaseModel):
             raise ValueError("strategy fedprox needs proximal_mu > 0")
         if self.patience and not self.eval_every:
             raise ValueError("early stopping (patience > 0) needs eval_every > 0")
-        if self.secure_agg:
-            # Flower 1.41 ships SecAgg+ only as a workflow of the legacy (FitIns/FitRes) strategy API,
-            # not for the Message API this ServerApp uses; refusing beats silently aggregating in clear.
-            raise ValueError(
-                "secure aggregation (SecAgg+) is not available yet with the Message-API ServerApp; "
-                "updates are protected by DP-SGD only"
-            )
+        if self.secure_agg and self.min_nodes < 2:
+            # SecAgg+ needs at least two nodes to mask against each other (coordinator.secure_server_app).
+            raise ValueError("secure aggregation needs min_nodes >= 2")
         return self
 
     @property

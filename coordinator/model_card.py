@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
+from coordinator.secure_server_app import secagg_parameters
 from coordinator.server_app import JobOutcome
 from models.feature_schema import default_feature_schema
 from models.task import task_defaults
@@ -37,6 +38,15 @@ _MECHANISMS = {
     "brier_and_heldout_counts": "aggregate over at least k held-out members",
     "label_rates": "aggregate: derived from the k-member histograms, never sent separately",
 }
+
+
+def _mechanisms(secure_agg: bool) -> dict[str, str]:
+    if not secure_agg:
+        return _MECHANISMS
+    masked = _MECHANISMS["model_updates"] + (
+        "; masked by SecAgg+ secure aggregation: the coordinator sees only the weighted sum over nodes"
+    )
+    return {**_MECHANISMS, "model_updates": masked}
 
 
 def worst_case_epsilon(per_node: list[float], *, members_may_overlap: bool) -> tuple[float, str]:
@@ -75,6 +85,9 @@ def build_model_card(
         "strategy": job.strategy.value,
         "proximal_mu": job.proximal_mu,
         "secure_aggregation": job.secure_agg,
+        "secure_aggregation_protocol": (
+            secagg_parameters(job, len(nodes)).card() if job.secure_agg and len(nodes) >= 2 else None
+        ),
         "rounds": len(outcome.rounds),
         "rounds_planned": job.rounds,
         "stopped_early": outcome.stopped_early,
@@ -114,7 +127,7 @@ def build_model_card(
             }
             for r in outcome.rounds
         ],
-        "mechanisms": _MECHANISMS,
+        "mechanisms": _mechanisms(job.secure_agg),
         "data_fingerprints": {n.partner_id: n.data_fingerprint for n in nodes},
         "lineage_id": lineage_id or job.job_id,
         "created_at": (now or datetime.now(UTC)).isoformat(),

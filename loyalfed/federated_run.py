@@ -16,9 +16,11 @@ from pathlib import Path
 from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig
 from coordinator.job_errors import JobFailedError
+from coordinator.secure_server_app import make_secure_server_app
 from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
 from participant_node.data import Federation, PartnerKind, load_federation
 from participant_node.training.client_app import make_client_app
+from participant_node.training.secure_client_app import make_secure_client_app
 
 __all__ = ["FederatedRun", "run_federated_job", "run_federated_jobs", "select_partners"]
 
@@ -96,7 +98,16 @@ def run_federated_jobs(
     # Each member homes at one store group; a brand partner can hold the same member again.
     overlap = bool(partner_ids) and len({p[2] for p in partners} | {PartnerKind.STORE_GROUP}) > 1
     outcomes: list[JobOutcome] = []
-    server_app = make_server_app(
+    secure = {j.secure_agg for j in jobs}
+    if len(secure) > 1:
+        raise ValueError("jobs of one run must all use secure aggregation or all not use it")
+    # SecAgg+ is composed around the same node and job life cycle (coordinator.secure_server_app).
+    make_server, make_client = (
+        (make_secure_server_app, make_secure_client_app)
+        if True in secure
+        else (make_server_app, make_client_app)
+    )
+    server_app = make_server(
         jobs,
         outcome_sink=outcomes.append,
         ledger=ledger,
@@ -105,7 +116,7 @@ def run_federated_jobs(
         checkpoint_dir=checkpoint_dir,
     )
     dirs = [p[1] for p in partners]
-    client_app = client_app_factory(dirs) if client_app_factory else make_client_app(dirs)
+    client_app = client_app_factory(dirs) if client_app_factory else make_client(dirs)
     _simulate(server_app, client_app, len(partners))
     if len(outcomes) < len(jobs):
         raise JobFailedError("the federated run ended before every job finished (see the log above)")

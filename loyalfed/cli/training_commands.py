@@ -67,7 +67,7 @@ def train(
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N rounds (0: at the end)."),
     patience: int = typer.Option(0, "--patience", min=0, help="Stop after N evaluations without AUC gain."),
     secure_agg: bool = typer.Option(
-        False, "--secure-agg", help="SecAgg+ secure aggregation (not available yet: the job is refused)."
+        False, "--secure-agg", help="SecAgg+: the coordinator sees only the sum of masked updates."
     ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="Budget ledger SQLite file (default: FED/.coordinator)."

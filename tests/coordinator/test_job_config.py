@@ -43,6 +43,7 @@ def test_invalid_job_names_the_field() -> None:
     )
 
 
-def test_secure_aggregation_is_refused_rather_than_silently_skipped() -> None:
-    with pytest.raises(JobConfigError, match="SecAgg"):
-        parse_job_config({"secure_agg": True})
+def test_secure_aggregation_needs_two_nodes_to_mask_against() -> None:
+    assert parse_job_config({"secure_agg": True}).secure_agg
+    with pytest.raises(JobConfigError, match="secure aggregation needs min_nodes >= 2"):
+        parse_job_config({"secure_agg": True, "min_nodes": 1})

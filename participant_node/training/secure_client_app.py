@@ -1,0 +1,98 @@
+"""The node's ClientApp for jobs with secure aggregation: the same node, wrapped in SecAgg+.
+
+Secure aggregation is composed around the unchanged training handler of ``client_app`` (same
+consent gate, local task data, DP-SGD noise calibration and accountant charging):
+
+``redact_errors`` → Flower's ``secaggplus_mod`` → ``legacy_fit_mod`` → the node's ``train``.
+
+Flower 1.41's ``secaggplus_mod`` speaks the legacy FitIns/FitRes record layout: it hands the wrapped
+handler ``fitins.parameters``/``fitins.config`` and reads ``fitres.parameters``/``fitres.num_examples``
+back. ``legacy_fit_mod`` translates between that layout and the Message-API layout our handler uses,
+and sends the *update* (new weights minus the global weights the node received) rather than the
+weights: updates are small and centred on 0, which is what SecAgg+'s fixed-point quantisation over
+``[-clipping_range, clipping_range]`` needs (Bonawitz et al. 2017, §3; Bell et al. 2020, SecAgg+).
+The mod then masks the quantised update with pairwise and private masks, so the coordinator only
+ever sees a masked vector per node and the unmasked weighted sum over nodes.
+
+The node's accounting figures (ε, σ, q, steps) and its counts travel in clear in ``fitres.metrics``:
+they are the same aggregates the plain path sends (see ``client_app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import flwr.compat.common.recorddict_compat as compat
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app.message_type import MessageType
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable, Mod
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+
+from models.feature_schema import default_feature_schema
+from models.networks import make_model
+from participant_node.training.client_app import NODE_RECORD, Clock, make_client_app
+from participant_node.training.errors import TrainingError
+from participant_node.training.training_spec import parse_training_spec
+
+__all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "make_secure_client_app"]
+
+NODE_FIELD_PREFIX = "node."  # fitres.metrics keys carrying the node record (partner id, counts)
+_FITINS, _FITRES = "fitins", "fitres"
+
+
+def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower mod: run the Message-API train handler on a legacy FitIns and reply with a FitRes update."""
+    if msg.metadata.message_type != MessageType.TRAIN or f"{_FITINS}.parameters" not in msg.content:
+        return call_next(msg, context)
+    fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+    config = ConfigRecord(dict(fitins.config))
+    global_weights = parameters_to_ndarrays(fitins.parameters)
+    legacy_content = msg.content
+    # The handler reads the Message-API layout; restore the request for the mods outside this one.
+    msg.content = RecordDict({"arrays": _named_arrays(global_weights, config), "config": config})
+    try:
+        reply = call_next(msg, context)
+    finally:
+        msg.content = legacy_content
+    if reply.has_error():
+        return reply
+    local = reply.content["arrays"].to_numpy_ndarrays()
+    update = [(new - old).astype(np.float32) for new, old in zip(local, global_weights, strict=True)]
+    metrics = reply.content["metrics"]
+    node = reply.content[NODE_RECORD]
+    fitres = FitRes(
+        status=Status(code=Code.OK, message="ok"),
+        parameters=ndarrays_to_parameters(update),
+        num_examples=int(metrics["num-examples"]),
+        metrics={
+            **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+            **{NODE_FIELD_PREFIX + k: v for k, v in node.items() if isinstance(v, int | float | str)},
+        },
+    )
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
+
+
+def _named_arrays(weights: list[np.ndarray], config: ConfigRecord) -> ArrayRecord:
+    """Give the legacy (unnamed, ordered) weights the state-dict names of the job's network."""
+    spec = parse_training_spec(config)
+    names = list(make_model(spec.model, default_feature_schema().n_features).state_dict())
+    if len(names) != len(weights):
+        raise TrainingError(
+            f"the global model has {len(weights)} tensors; a {spec.model} network has {len(names)}"
+        )
+    return ArrayRecord({name: Array(w) for name, w in zip(names, weights, strict=True)})
+
+
+def make_secure_client_app(
+    partner_dirs: Sequence[Path] | None = None, *, clock: Clock | None = None, mods: Sequence[Mod] = ()
+) -> ClientApp:
+    """The node's ClientApp with SecAgg+ around training; describe and evaluate are unchanged.
+
+    ``mods`` run between ``secaggplus_mod`` and ``legacy_fit_mod``: they see the plain, unmasked
+    legacy reply (tests use this to record each node's update at the node).
+    """
+    return make_client_app(partner_dirs, clock=clock, mods=[secaggplus_mod, *mods, legacy_fit_mod])

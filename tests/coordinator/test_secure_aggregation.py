@@ -1,0 +1,177 @@
+"""A real SecAgg+ federated DP job on Flower's simulation engine over the four FreshMart store groups.
+
+One simulation: each node records (at the node) the plain update it handed to SecAgg+, the server's
+grid records what actually reached the coordinator. The coordinator's copies must be masked (not the
+node's quantised update, spread over the whole 2^32 ring), while the model the coordinator ends with
+is exactly the initial model plus the weighted means of the plain updates, and the job still yields a
+useful churn model, a settled ledger and a card naming SecAgg+.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import bytes_to_ndarray
+from flwr.common.secure_aggregation.quantization import quantize
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.serverapp import Grid
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.job_config import JobConfig
+from coordinator.model_card import build_model_card
+from coordinator.secure_server_app import make_secure_server_app, secagg_parameters
+from coordinator.server_app import JobOutcome, initial_arrays
+from loyalfed.federated_run import _simulate, select_partners
+from participant_node.data import load_federation
+from participant_node.training.secure_client_app import make_secure_client_app
+
+pytestmark = pytest.mark.slow
+
+JOB = JobConfig(
+    job_id="job-test-secagg", task="churn", epsilon=3.0, rounds=3, local_steps=5, min_nodes=3, secure_agg=True
+)
+
+
+class RecordingGrid:
+    """The simulation's grid, keeping every masked vector a node sends the coordinator."""
+
+    def __init__(self, grid: Grid) -> None:
+        self._grid = grid
+        self.masked: list[tuple[int, list[np.ndarray]]] = []  # (node id, masked vector)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            configs = reply.content.config_records.get(RECORD_KEY_CONFIGS) if reply.has_content() else None
+            if configs is not None and Key.MASKED_PARAMETERS in configs:
+                vector = [bytes_to_ndarray(b) for b in configs[Key.MASKED_PARAMETERS]]
+                self.masked.append((reply.metadata.src_node_id, vector))
+        return replies
+
+
+def _record_plain_update(out: Path):
+    """Client mod inside SecAgg+: write, at the node, the plain update it is about to mask."""
+
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(msg, context)
+        if reply.has_content() and "fitres.parameters" in reply.content:
+            update = reply.content["fitres.parameters"].to_numpy_ndarrays()
+            metrics = reply.content["fitres.metrics"]
+            weight = int(reply.content["fitres.num_examples"]["num_examples"])
+            name = f"{metrics['node.partner-id']}-{msg.content['fitins.config']['server-round']}.npz"
+            np.savez(out / name, *update, weight=weight)
+        return reply
+
+    return mod
+
+
+@pytest.fixture(scope="module")
+def secure_run(
+    cj_federation: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[JobOutcome, RecordingGrid, Path, Path]:
+    root = tmp_path_factory.mktemp("secagg")
+    federation = root / "federation"
+    shutil.copytree(cj_federation, federation)
+    updates = root / "updates"
+    updates.mkdir()
+    partners = select_partners(load_federation(federation), None)
+    ledger_file = root / "budget.sqlite"
+    ledger = BudgetLedger(f"sqlite:///{ledger_file}")
+    outcomes: list[JobOutcome] = []
+    grids: list[RecordingGrid] = []
+
+    def wrap(grid: Grid) -> Grid:
+        grids.append(RecordingGrid(grid))
+        return grids[-1]  # type: ignore[return-value]
+
+    server = make_secure_server_app(
+        [JOB], outcome_sink=outcomes.append, ledger=ledger, expected_nodes=len(partners), grid_wrapper=wrap
+    )
+    client = make_secure_client_app([p[1] for p in partners], mods=[_record_plain_update(updates)])
+    _simulate(server, client, len(partners))
+    ledger.close()
+    assert len(outcomes) == 1, "the secure job did not finish"
+    return outcomes[0], grids[0], updates, ledger_file
+
+
+def _plain_updates(updates: Path, server_round: int) -> list[tuple[int, list[np.ndarray]]]:
+    out = []
+    for path in sorted(updates.glob(f"*-{server_round}.npz")):
+        with np.load(path) as data:
+            out.append((int(data["weight"]), [data[f"arr_{i}"] for i in range(len(data.files) - 1)]))
+    return out
+
+
+def test_the_coordinator_only_sees_masked_updates(secure_run: tuple) -> None:
+    _, grid, updates, _ = secure_run
+    assert len(grid.masked) == 4 * JOB.rounds
+    params = secagg_parameters(JOB, 4)
+    for node_id, masked in grid.masked:
+        flat = np.concatenate([np.ravel(a) for a in masked]).astype(np.int64)
+        # Unmasked, a node's entries are quantised into [0, 2^22) (times its weight ratio ≤ 1); masked,
+        # they are uniform over the 2^32 ring.
+        assert np.mean(flat >= params.quantization_range) > 0.9, f"node {node_id} sent an unmasked vector"
+    # What each node would have sent without masks: its weighted update, quantised as SecAgg+ does.
+    unmasked = []
+    for server_round in range(1, JOB.rounds + 1):
+        for weight, update in _plain_updates(updates, server_round):
+            ratio = round(weight / params.max_weight * params.quantization_range) / params.quantization_range
+            scaled = [u * ratio for u in update]
+            quantised = quantize(scaled, params.clipping_range, params.quantization_range)
+            unmasked.append(np.concatenate([np.ravel(q) for q in quantised]).astype(np.int64))
+    assert len(unmasked) == len(grid.masked)
+    received = [np.concatenate([np.ravel(a) for a in m[1:]]).astype(np.int64) for _, m in grid.masked]
+    for plain in unmasked:
+        assert all(np.mean(plain == seen) < 0.01 for seen in received)
+
+
+def test_the_unmasked_sum_is_the_weighted_mean_of_the_plain_updates(secure_run: tuple) -> None:
+    outcome, _, updates, _ = secure_run
+    expected = initial_arrays(JOB).to_numpy_ndarrays()
+    for server_round in range(1, JOB.rounds + 1):
+        nodes = _plain_updates(updates, server_round)
+        assert len(nodes) == 4
+        total = sum(w for w, _ in nodes)
+        for i in range(len(expected)):
+            expected[i] = expected[i] + sum(w * u[i] for w, u in nodes) / total
+    got = outcome.arrays.to_numpy_ndarrays()
+    for want, have in zip(expected, got, strict=True):
+        # SecAgg+ fixed-point quantisation: step 2R / 2^22 per unit weight ratio, three rounds.
+        np.testing.assert_allclose(have, want, atol=5e-3)
+    assert not all(
+        np.allclose(a, b) for a, b in zip(got, initial_arrays(JOB).to_numpy_ndarrays(), strict=True)
+    )
+
+
+def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(secure_run: tuple) -> None:
+    outcome, _, _, ledger_file = secure_run
+    assert [(r.nodes_ok, r.nodes_failed) for r in outcome.rounds] == [(4, 0)] * JOB.rounds
+    assert outcome.evaluation is not None and outcome.evaluation.auc > 0.6
+    card = json.loads(json.dumps(build_model_card(outcome, members_may_overlap=False)))
+    assert card["secure_aggregation"] is True
+    protocol = card["secure_aggregation_protocol"]
+    assert protocol["protocol"].startswith("SecAgg+")
+    assert (protocol["num_shares"], protocol["reconstruction_threshold"]) == (4, 3)
+    assert protocol["clipping_range"] == pytest.approx(2 * JOB.learning_rate * JOB.local_steps)
+    assert "SecAgg+" in card["mechanisms"]["model_updates"]
+    assert {n["partner_id"] for n in card["nodes"]} == {
+        f"freshmart-{s}" for s in ("north", "south", "east", "west")
+    }
+    ledger = BudgetLedger(f"sqlite:///{ledger_file}")
+    for node in card["nodes"]:
+        assert node["steps"] == JOB.rounds * JOB.local_steps and node["epsilon"] <= JOB.epsilon * 1.01
+        assert ledger.charges(node["partner_id"], year=datetime.now(UTC).year) == [
+            (JOB.job_id, "analytics.churn_model", pytest.approx(node["epsilon"]), "spent")
+        ]
+    ledger.close()
