@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
-from coordinator.secure_server_app import secagg_parameters
+from coordinator.secure_server_app import SecureJobOutcome
 from coordinator.server_app import JobOutcome
 from models.feature_schema import default_feature_schema
 from models.task import task_defaults
@@ -71,6 +71,7 @@ def build_model_card(
 ) -> dict[str, Any]:
     """The card as a JSON-ready dict (fields of issue 3 item 5 plus provenance)."""
     job = outcome.job
+    secagg = outcome.secagg if isinstance(outcome, SecureJobOutcome) else None
     nodes = sorted(outcome.nodes.values(), key=lambda r: r.partner_id)
     worst, rule = worst_case_epsilon([n.epsilon for n in nodes], members_may_overlap=members_may_overlap)
     as_of, horizon = task_defaults(job.task)
@@ -84,10 +85,9 @@ def build_model_card(
         "model": job.model.value,
         "strategy": job.strategy.value,
         "proximal_mu": job.proximal_mu,
-        "secure_aggregation": job.secure_agg,
-        "secure_aggregation_protocol": (
-            secagg_parameters(job, len(nodes)).card() if job.secure_agg and len(nodes) >= 2 else None
-        ),
+        # What ran, not what was asked: only the SecAgg+ ServerApp produces a SecureJobOutcome.
+        "secure_aggregation": secagg is not None,
+        "secure_aggregation_protocol": secagg.card() if secagg is not None else None,
         "rounds": len(outcome.rounds),
         "rounds_planned": job.rounds,
         "stopped_early": outcome.stopped_early,
@@ -127,7 +127,7 @@ def build_model_card(
             }
             for r in outcome.rounds
         ],
-        "mechanisms": _mechanisms(job.secure_agg),
+        "mechanisms": _mechanisms(secagg is not None),
         "data_fingerprints": {n.partner_id: n.data_fingerprint for n in nodes},
         "lineage_id": lineage_id or job.job_id,
         "created_at": (now or datetime.now(UTC)).isoformat(),

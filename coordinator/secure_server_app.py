@@ -58,7 +58,13 @@ from coordinator.server_app import (
     initial_arrays,
 )
 
-__all__ = ["SecAggParameters", "make_secure_server_app", "run_secure_job", "secagg_parameters"]
+__all__ = [
+    "SecAggParameters",
+    "SecureJobOutcome",
+    "make_secure_server_app",
+    "run_secure_job",
+    "secagg_parameters",
+]
 
 _NODE_PREFIX = "node."  # fitres.metrics keys of the node record (participant_node.secure_client_app)
 _PARAMS, _CONFIG, _ROUND = "parameters", "config", "current_round"  # flwr.server.workflow.constant
@@ -92,6 +98,13 @@ class SecAggParameters:
 
     def card(self) -> dict[str, Any]:
         return {"protocol": "SecAgg+ (Flower SecAggPlusWorkflow)", **self.__dict__}
+
+
+@dataclass
+class SecureJobOutcome(JobOutcome):
+    """A job outcome whose training rounds all ran under SecAgg+ (the model card reads ``secagg``)."""
+
+    secagg: SecAggParameters | None = None
 
 
 def secagg_parameters(job: JobConfig, nodes: int) -> SecAggParameters:
@@ -176,11 +189,12 @@ def run_secure_job(
             sorted(partners.values()), job_id=job.job_id, purpose=job.purpose, epsilon=job.epsilon,
             delta=job.delta,
         )  # fmt: skip
-    outcome = JobOutcome(job=job, arrays=initial_arrays(job))
+    outcome = SecureJobOutcome(job=job, arrays=initial_arrays(job))
     try:
         best_auc, stale = -1.0, 0
         for server_round in range(1, job.rounds + 1):
             report = _secure_round(grid, context, job, outcome, server_round)
+            outcome.secagg = secagg_parameters(job, report.nodes_ok + report.nodes_failed)
             if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
                 auc = _evaluate(grid, job, outcome.arrays).auc
                 report = replace(report, validation_auc=auc)

@@ -175,3 +175,11 @@ def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(se
             (JOB.job_id, "analytics.churn_model", pytest.approx(node["epsilon"]), "spent")
         ]
     ledger.close()
+
+
+def test_a_card_claims_secure_aggregation_only_when_secagg_ran() -> None:
+    # A secure_agg job run by the plain ServerApp (e.g. a deployment that does not wire SecAgg+) is
+    # reported as what it was: aggregated in clear.
+    card = build_model_card(JobOutcome(job=JOB), members_may_overlap=False)
+    assert card["secure_aggregation"] is False and card["secure_aggregation_protocol"] is None
+    assert "SecAgg+" not in card["mechanisms"]["model_updates"]
