@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from psi.wire import PsiMode
+from psi.wire import DEFAULT_GROUP, PsiGroup, PsiMode
+
+
+class GroupChoice(StrEnum):
+    """Short names for the wire suites of ``psi.PsiGroup`` on the command line."""
+
+    X25519 = "x25519"
+    RISTRETTO255 = "ristretto255"
+
+    @property
+    def suite(self) -> PsiGroup:
+        return PsiGroup[self.name]
+
+
+DEFAULT_GROUP_CHOICE = GroupChoice[DEFAULT_GROUP.name]
 
 psi = typer.Typer(help="Private set intersection between two member files.", no_args_is_help=True)
 
@@ -84,6 +99,7 @@ def run(
     default_region: str = typer.Option("US", "--default-region", help="Region for national phones."),
     secret_file: Path | None = typer.Option(None, "--secret-file", help=f"Federation secret ({SECRET_ENV})."),
     paillier_bits: int = typer.Option(2048, "--paillier-bits", help="Sum mode: Paillier key size."),
+    group: GroupChoice = typer.Option(DEFAULT_GROUP_CHOICE, "--group", help="Prime-order group."),
     out: Path | None = typer.Option(None, "--out", help="Intersection: write A's matched member_ids here."),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
@@ -115,6 +131,7 @@ def run(
             reveal=Reveal.BOTH if reveal_both else Reveal.INITIATOR,
             responder_values=values,
             paillier_bits=paillier_bits,
+            group=group.suite,
         )
     report = _run_report(result, prepared, time.perf_counter() - started)
     if out is not None and result.initiator.matched_indices is not None:
@@ -167,6 +184,7 @@ def bench(
     size: list[int] = typer.Option([10_000], "--size", help="Items per side (repeatable)."),
     overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=1.0, help="Shared fraction."),
     no_openmined: bool = typer.Option(False, "--no-openmined", help="Skip the openmined-psi baseline."),
+    group: GroupChoice = typer.Option(DEFAULT_GROUP_CHOICE, "--group", help="Prime-order group."),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
     """Benchmark this PSI against openmined-psi (RAW) on the same sets, one process per party."""
@@ -174,7 +192,11 @@ def bench(
 
     console = Console(stderr=True, quiet=as_json)
     report = run_benchmark(
-        size, overlap_fraction=overlap, compare_openmined=not no_openmined, progress=console.print
+        size,
+        overlap_fraction=overlap,
+        compare_openmined=not no_openmined,
+        progress=console.print,
+        group=group.suite.value,
     )
     if as_json:
         typer.echo(json.dumps(report, indent=2))
