@@ -28,6 +28,13 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     config = context.run_config
     job = JobConfig.from_run_config(config)
+    if job.secure_agg:
+        # The deployed Flower App ships the plain ClientApp; SecAgg+ needs secaggplus_mod on every
+        # node, which takes over all train messages. Refuse rather than train unmasked.
+        raise JobConfigError(
+            "secure-agg is not available on the deployment engine yet: the deployed ClientApp has no "
+            "SecAgg+ mod; run without secure-agg or use the simulation engine (loyalfed train --secure-agg)"
+        )
     out_dir = str(config.get("out-dir", ""))
     if not out_dir:
         raise JobConfigError("run_config out-dir is required: the folder to publish the model into")
