@@ -290,8 +290,8 @@ def _category_shares(tx: pd.DataFrame, n_members: int, schema: FeatureSchema) ->
     slot = np.where(slot < 0, vocabulary.get_loc(OTHER_CATEGORY), slot)
     k = len(vocabulary)
     amount = tx["amount"].to_numpy(dtype=np.float64)
-    spend = np.bincount(tx["code"].to_numpy() * k + slot, weights=amount, minlength=n_members * k)
-    spend = spend.astype(np.float64).reshape(n_members, k)  # bincount of nothing is int64
+    counts = np.bincount(tx["code"].to_numpy() * k + slot, weights=amount, minlength=n_members * k)
+    spend = counts.astype(np.float64).reshape(n_members, k)  # bincount of nothing is int64
     total = spend.sum(axis=1, keepdims=True)
     shares = np.divide(spend, total, out=np.zeros_like(spend), where=total > 0)
     return {name: shares[:, i] for i, name in enumerate(names)}

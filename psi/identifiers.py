@@ -99,7 +99,6 @@ def prepare_identifiers(
     """
     if len(secret) < MIN_SECRET_BYTES:
         raise IdentifierError(f"the federation matching secret must be at least {MIN_SECRET_BYTES} bytes")
-    normalise = normalise_phone if kind == IdentifierKind.PHONE else normalise_email
     # RFC 2104 with the kind as a prefix: a phone and an e-mail never produce the same item.
     keyed = hmac.new(secret, kind.value.encode() + b":", hashlib.sha512)
     seen: set[bytes] = set()
@@ -110,9 +109,11 @@ def prepare_identifiers(
         if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
             empty += 1
             continue
-        normal = (
-            normalise(str(value)) if kind == IdentifierKind.EMAIL else normalise(str(value), default_region)
-        )
+        text = str(value)
+        if kind == IdentifierKind.EMAIL:
+            normal = normalise_email(text)
+        else:
+            normal = normalise_phone(text, default_region)
         if normal is None:
             malformed += 1
             continue

@@ -26,6 +26,7 @@ import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class Initiator:
         """What the initiator learns (call once ``complete``)."""
         own, _own_set, peer = self._matches()
         peer_set = set(peer)
-        base = {
+        base: dict[str, Any] = {
             "mode": self.params.mode,
             "initiator_size": self.params.initiator_size,
             "responder_size": self.params.responder_size,
@@ -305,7 +306,7 @@ class Responder:
 
     def result(self) -> PsiResult:
         """What the responder learns: nothing but sizes, the sum, or the revealed intersection."""
-        base = {
+        base: dict[str, Any] = {
             "mode": self.params.mode,
             "initiator_size": self.params.initiator_size,
             "responder_size": self.params.responder_size,
