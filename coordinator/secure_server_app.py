@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,7 @@ from coordinator.server_app import (
     NodeReport,
     RoundCallback,
     RoundReport,
-    _checkpoint,
-    _describe,
-    _evaluate,
-    _wait_for_nodes,
-    initial_arrays,
+    run_job,
 )
 
 __all__ = [
@@ -182,37 +178,20 @@ def run_secure_job(
     checkpoint_dir: Path | None = None,
 ) -> JobOutcome:
     """Run ``job`` with SecAgg+ rounds: describe, reserve budgets, train, evaluate, settle."""
-    node_ids = _wait_for_nodes(grid, expected_nodes, timeout=job.round_timeout_s)
-    partners = _describe(grid, node_ids, job)
-    if ledger is not None:
-        ledger.reserve(
-            sorted(partners.values()), job_id=job.job_id, purpose=job.purpose, epsilon=job.epsilon,
-            delta=job.delta,
-        )  # fmt: skip
-    outcome = SecureJobOutcome(job=job, arrays=initial_arrays(job))
-    try:
-        best_auc, stale = -1.0, 0
-        for server_round in range(1, job.rounds + 1):
-            report = _secure_round(grid, context, job, outcome, server_round)
-            outcome.secagg = secagg_parameters(job, report.nodes_ok + report.nodes_failed)
-            if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
-                auc = _evaluate(grid, job, outcome.arrays).auc
-                report = replace(report, validation_auc=auc)
-                best_auc, stale = (auc, 0) if auc > best_auc + 1e-4 else (best_auc, stale + 1)
-            outcome.rounds.append(report)
-            if checkpoint_dir is not None and outcome.arrays is not None:
-                _checkpoint(checkpoint_dir, server_round, outcome.arrays)
-            if on_round is not None:
-                on_round(report)
-            if job.patience and stale >= job.patience:
-                outcome.stopped_early = True
-                break
-        outcome.evaluation = _evaluate(grid, job, outcome.arrays)
-    finally:
-        if ledger is not None:
-            for node in outcome.nodes.values():
-                ledger.settle(node.partner_id, job_id=job.job_id, epsilon_spent=node.epsilon)
-    return outcome
+
+    def secure_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_round: int) -> RoundReport:
+        return _secure_round(grid, context, job, outcome, server_round)
+
+    return run_job(
+        grid,
+        job,
+        expected_nodes=expected_nodes,
+        ledger=ledger,
+        on_round=on_round,
+        checkpoint_dir=checkpoint_dir,
+        train_round=secure_round,
+        outcome_type=SecureJobOutcome,
+    )
 
 
 def _secure_round(
@@ -251,6 +230,8 @@ def _secure_round(
             for n, w, u in zip(names, global_weights, mean_update, strict=True)
         }
     )
+    if isinstance(outcome, SecureJobOutcome):
+        outcome.secagg = secagg
     total = sum(r.num_examples for r in results)
     return RoundReport(
         job_id=job.job_id,

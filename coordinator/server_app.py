@@ -120,6 +120,9 @@ def make_server_app(
     return app
 
 
+RoundRunner = Callable[[Grid, JobConfig, "JobOutcome", int], "RoundReport"]
+
+
 def run_job(
     grid: Grid,
     job: JobConfig,
@@ -128,8 +131,14 @@ def run_job(
     ledger: BudgetLedger | None = None,
     on_round: RoundCallback | None = None,
     checkpoint_dir: Path | None = None,
+    train_round: RoundRunner | None = None,
+    outcome_type: type[JobOutcome] | None = None,
 ) -> JobOutcome:
-    """Run ``job`` over the nodes of ``grid``: describe, reserve budgets, train, evaluate, settle."""
+    """Run ``job`` over the nodes of ``grid``: describe, reserve budgets, train, evaluate, settle.
+
+    ``train_round`` runs one training round (default: the plain Message-API round); secure
+    aggregation composes its own round into this same life cycle.
+    """
     node_ids = _wait_for_nodes(grid, expected_nodes, timeout=job.round_timeout_s)
     partners = _describe(grid, node_ids, job)
     if ledger is not None:
@@ -140,9 +149,9 @@ def run_job(
             epsilon=job.epsilon,
             delta=job.delta,
         )
-    outcome = JobOutcome(job=job, arrays=initial_arrays(job))
+    outcome = (outcome_type or JobOutcome)(job=job, arrays=initial_arrays(job))
     try:
-        _train_rounds(grid, job, outcome, on_round, checkpoint_dir)
+        _train_rounds(grid, job, outcome, on_round, checkpoint_dir, train_round or _train_one_round)
         outcome.evaluation = _evaluate(grid, job, outcome.arrays)
     finally:
         if ledger is not None:
@@ -191,10 +200,11 @@ def _train_rounds(
     outcome: JobOutcome,
     on_round: RoundCallback | None,
     checkpoint_dir: Path | None,
+    train_round: RoundRunner,
 ) -> None:
     best_auc, stale = -1.0, 0
     for server_round in range(1, job.rounds + 1):
-        report = _train_one_round(grid, job, outcome, server_round)
+        report = train_round(grid, job, outcome, server_round)
         if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
             auc = _evaluate(grid, job, outcome.arrays).auc
             report = RoundReport(**{**report.__dict__, "validation_auc": auc})
