@@ -51,6 +51,7 @@ from coordinator.server_app import (
     NodeReport,
     RoundCallback,
     RoundReport,
+    record_node_reports,
     run_job,
 )
 
@@ -215,13 +216,7 @@ def _secure_round(
             f"aggregation; the job needs {job.min_nodes}"
         )
     reports = [_node_report(res) for res in results]
-    for report in reports:
-        if report.epsilon > job.epsilon * 1.01:
-            raise JobRefusedError(
-                f"round {server_round}: {report.partner_id} reports ε={report.epsilon:.3f} above the job's "
-                f"ε={job.epsilon}; the job is stopped"
-            )
-        outcome.nodes[report.partner_id] = report
+    record_node_reports(job, outcome, reports, server_round)
     mean_update = parameters_to_ndarrays(results[0].parameters)
     names = list(outcome.arrays.keys())
     outcome.arrays = ArrayRecord(

@@ -220,6 +220,19 @@ def _train_rounds(
             break
 
 
+def record_node_reports(
+    job: JobConfig, outcome: JobOutcome, reports: Sequence[NodeReport], server_round: int
+) -> None:
+    """Keep each node's latest report; stop the job if any node spent more ε than the job allows."""
+    for report in reports:
+        if report.epsilon > job.epsilon * 1.01:
+            raise JobRefusedError(
+                f"round {server_round}: {report.partner_id} reports ε={report.epsilon:.3f} above the job's "
+                f"ε={job.epsilon}; the job is stopped"
+            )
+        outcome.nodes[report.partner_id] = report
+
+
 def _train_one_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_round: int) -> RoundReport:
     started = time.perf_counter()
     nodes = len(list(grid.get_node_ids()))
@@ -244,13 +257,7 @@ def _train_one_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_rou
             f"the job needs {job.min_nodes}"
         )
     reports = [_node_report(m) for m in ok]
-    for report in reports:
-        if report.epsilon > job.epsilon * 1.01:
-            raise JobRefusedError(
-                f"round {server_round}: {report.partner_id} reports ε={report.epsilon:.3f} above the job's "
-                f"ε={job.epsilon}; the job is stopped"
-            )
-        outcome.nodes[report.partner_id] = report
+    record_node_reports(job, outcome, reports, server_round)
     arrays, metrics = strategy.aggregate_train(server_round, ok)
     if arrays is None:
         raise JobFailedError(f"round {server_round}: aggregation produced no model")
