@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -11,8 +12,12 @@ matplotlib.use("Agg")  # headless: the demo and CI have no display
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from models.metrics import CalibrationCurve, ScoreHistogram
+
+_Corner = Literal["lower right", "upper left"]
 
 __all__ = ["plot_calibration", "plot_roc_curves", "roc_points_from_histogram"]
 
@@ -39,14 +44,8 @@ def plot_roc_curves(
         for name, (fpr, tpr) in curves.items():
             label = f"{name} (AUC {aucs[name]:.3f})" if aucs and name in aucs else name
             ax.plot(fpr, tpr, linewidth=1.6, label=label)
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="chance")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
-        ax.set(xlim=(0, 1), ylim=(0, 1))
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        _finish_unit_square(fig, ax, path, diagonal="chance", legend_loc="lower right")
     finally:
         plt.close(fig)
     return path
@@ -60,14 +59,19 @@ def plot_calibration(curves: Mapping[str, CalibrationCurve], path: Path, *, titl
             seen = curve.counts > 0
             x, y = curve.mean_predicted[seen], curve.fraction_positive[seen]
             ax.plot(x, y, marker="o", markersize=3, label=name)
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfectly calibrated")
         ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title=title)
-        ax.set(xlim=(0, 1), ylim=(0, 1))
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        _finish_unit_square(fig, ax, path, diagonal="perfectly calibrated", legend_loc="upper left")
     finally:
         plt.close(fig)
     return path
+
+
+def _finish_unit_square(fig: Figure, ax: Axes, path: Path, *, diagonal: str, legend_loc: _Corner) -> None:
+    """Draw the reference diagonal on [0, 1]², add legend and grid, and save the PNG at ``path``."""
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label=diagonal)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc=legend_loc, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
