@@ -34,7 +34,10 @@ def bench_items(role: str, n: int, overlap: int) -> list[bytes]:
 
 _GROUP_NOTES = {
     "ristretto255_XMD:SHA-512_R255MAP_RO_": "ristretto255 (libsodium via rbcl), hash_to_ristretto255",
-    "curve25519_XMD:SHA-512_ELL2_NU_+X25519": "X25519 (libsodium via ctypes), curve25519 ELL2 NU u-coords",
+    "curve25519_XMD:SHA-512_ELL2_NU_+X25519": (
+        "X25519 (libsodium), curve25519 ELL2 NU u-coords; range loops in C (psi._x25519_batch) "
+        "when x25519_backend is 'c', else Python over ctypes"
+    ),
 }
 
 
@@ -88,6 +91,7 @@ def _ours(
     from psi.group_engine import GroupEngine
     from psi.protocol import Initiator, Responder
     from psi.wire import Frame, SessionParams
+    from psi.x25519 import BACKEND
 
     items = bench_items(role, n, overlap)
     params = SessionParams.from_json(params_json)
@@ -103,7 +107,8 @@ def _ours(
                 party.receive(Frame.decode(link.get()))
             result = party.result()
             digest = _digest(list(result.matched_indices or ()))
-            out.put((role, {**_usage(started, link.sent), "matches": result.cardinality, "digest": digest}))
+            found = {"matches": result.cardinality, "digest": digest, "x25519_backend": BACKEND.value}
+            out.put((role, {**_usage(started, link.sent), **found}))
         else:
             responder = Responder(items, params, engine=engine)
             for frame in responder.element_frames():
@@ -165,6 +170,7 @@ def _run_pair(target: Callable[..., None], extra: tuple[Any, ...], n: int, overl
         "matches": ini["matches"],
         "correct_vs_plain_sets": ini["digest"] == expected_intersection_digest(n, overlap),
         "digest": ini["digest"],
+        **({"x25519_backend": ini["x25519_backend"]} if "x25519_backend" in ini else {}),
     }
 
 
@@ -206,6 +212,7 @@ def run_benchmark(
         A ``psi.wire.PsiGroup`` value; the default group when None.
     """
     from psi.wire import DEFAULT_GROUP, PsiGroup
+    from psi.x25519 import BACKEND
 
     chosen = PsiGroup(group) if group else DEFAULT_GROUP
     rows = []
@@ -227,6 +234,8 @@ def run_benchmark(
         "cpus": os.cpu_count(),
         "group": chosen.value,
         "group_implementation": _GROUP_NOTES[chosen],
+        # Which implementation of the X25519 range loops ran: "c" (psi._x25519_batch) or "python".
+        "x25519_backend": BACKEND.value,
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "baseline": "openmined-psi 2.x, P-256, DataStructure.RAW, reveal_intersection=True",
         "results": rows,
