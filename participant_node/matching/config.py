@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from participant_node.matching.peer_identity import PeerAuthentication
 from policies.purpose import Purpose
 
 __all__ = ["MATCHING_PURPOSES", "MatchingConfig"]
@@ -35,3 +36,6 @@ class MatchingConfig(BaseModel):
     paillier_bits: int = Field(default=2048, ge=1024)
     # Partners this node answers (None: any peer whose client certificate the TLS layer accepted).
     allowed_peers: frozenset[str] | None = None
+    # Where the peer's partner id comes from (peer_identity.PeerAuthentication). The default still
+    # lets the single-machine demo talk plain HTTP on loopback; a deployed node sets "certificate".
+    peer_authentication: PeerAuthentication = PeerAuthentication.CERTIFICATE_OR_LOOPBACK

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from participant_node.errors import NodeError
 
-__all__ = ["MatchingError", "MatchingRefused", "SessionGone"]
+__all__ = ["MatchingError", "MatchingRefused", "RefusalRule", "SessionGone"]
+
+
+class RefusalRule(StrEnum):
+    """Which rule refused a run: recorded in the audit log (a token, never the request's content)."""
+
+    UNSPECIFIED = "unspecified"
+    PEER_IDENTITY = "peer_identity"
+    PEER_NOT_ALLOWED = "peer_not_allowed"
+    PURPOSE = "purpose"
+    SET_TOO_SMALL = "set_too_small"
+    SET_TOO_LARGE = "set_too_large"
+    RUNS_PER_DAY = "runs_per_day"
+    MOSTLY_NEW_SET = "mostly_new_set"
+    NO_VALUES = "no_values"
 
 
 class MatchingError(NodeError):
@@ -12,7 +28,11 @@ class MatchingError(NodeError):
 
 
 class MatchingRefused(MatchingError):
-    """A probing guard refused the run (set too small, too many runs, set mostly new)."""
+    """A guard refused the run (identity, set too small, too many runs, set mostly new…)."""
+
+    def __init__(self, message: str, *, rule: RefusalRule = RefusalRule.UNSPECIFIED) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class SessionGone(MatchingError):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from participant_node.matching.config import MatchingConfig
-from participant_node.matching.errors import MatchingRefused
+from participant_node.matching.errors import MatchingRefused, RefusalRule
 
 __all__ = ["ProbingGuard"]
 
@@ -48,11 +48,13 @@ class ProbingGuard:
         if peer_size < self.config.min_set_size:
             raise MatchingRefused(
                 f"run with {peer} refused: its set of {peer_size} is below the minimum of "
-                f"{self.config.min_set_size}"
+                f"{self.config.min_set_size}",
+                rule=RefusalRule.SET_TOO_SMALL,
             )
         if peer_size > self.config.max_set_size:
             raise MatchingRefused(
-                f"run with {peer} refused: set of {peer_size} exceeds {self.config.max_set_size}"
+                f"run with {peer} refused: set of {peer_size} exceeds {self.config.max_set_size}",
+                rule=RefusalRule.SET_TOO_LARGE,
             )
 
     def check(self, peer: str, items: Sequence[bytes], peer_size: int, *, now: datetime) -> None:
@@ -61,7 +63,8 @@ class ProbingGuard:
         if len(items) < self.config.min_set_size:
             raise MatchingRefused(
                 f"run with {peer} refused: our consented set of {len(items)} is below the minimum of "
-                f"{self.config.min_set_size}"
+                f"{self.config.min_set_size}",
+                rule=RefusalRule.SET_TOO_SMALL,
             )
         since = (now - timedelta(days=1)).isoformat()
         with self._lock:
@@ -72,7 +75,8 @@ class ProbingGuard:
         if runs >= self.config.max_runs_per_pair_per_day:
             raise MatchingRefused(
                 f"run with {peer} refused: {runs} runs in the last 24 h "
-                f"(cap {self.config.max_runs_per_pair_per_day})"
+                f"(cap {self.config.max_runs_per_pair_per_day})",
+                rule=RefusalRule.RUNS_PER_DAY,
             )
         if row is not None and items:
             previous = {row[0][i : i + _DIGEST_BYTES] for i in range(0, len(row[0]), _DIGEST_BYTES)}
@@ -80,7 +84,8 @@ class ProbingGuard:
             if new > self.config.max_new_fraction:
                 raise MatchingRefused(
                     f"run with {peer} refused: {new:.0%} of the set is new since the last run "
-                    f"(limit {self.config.max_new_fraction:.0%})"
+                    f"(limit {self.config.max_new_fraction:.0%})",
+                    rule=RefusalRule.MOSTLY_NEW_SET,
                 )
 
     def record(self, peer: str, items: Sequence[bytes], *, now: datetime) -> None:

@@ -8,12 +8,19 @@ from typing import Any
 
 __all__ = ["RUN_RECORD_VERSION", "MatchingRunRecord"]
 
-RUN_RECORD_VERSION = 1
+# Version 2: refused runs are recorded too (rule, unknown sizes as None), with how the peer was
+# authenticated (``participant_node.matching.peer_identity``).
+RUN_RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
 class MatchingRunRecord:
-    """What a node logs about a PSI run it took part in (issue 4 item 4)."""
+    """What a node logs about a PSI run it took part in or refused (issue 4 item 4).
+
+    ``peer`` is the authenticated partner id (``"unauthenticated"`` when the peer's certificate
+    named none); a refused run has ``status="refused"``, the ``refusal`` rule, and None for what
+    was never computed.
+    """
 
     session_id: str
     role: str  # "initiator" or "responder"
@@ -21,12 +28,14 @@ class MatchingRunRecord:
     peer: str
     purpose: str
     mode: str
-    own_set_size: int
-    peer_set_size: int
+    own_set_size: int | None
+    peer_set_size: int | None
     result_cardinality: int | None
-    consent_snapshot_hash: str
+    consent_snapshot_hash: str | None
     at: datetime
     status: str = "completed"
+    refusal: str | None = None
+    peer_authentication: str | None = None  # "certificate" or "loopback-declared" (responder side)
     version: int = RUN_RECORD_VERSION
 
     def as_dict(self) -> dict[str, Any]:
@@ -44,6 +53,8 @@ class MatchingRunRecord:
             "peer_set_size": self.peer_set_size,
             "result_cardinality": self.result_cardinality,
             "status": self.status,
+            "refusal": self.refusal,
+            "peer_authentication": self.peer_authentication,
         }
         return {
             "actor": self.partner,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,8 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
-from participant_node.matching.errors import MatchingError, MatchingRefused, SessionGone
+from participant_node.matching.errors import MatchingError, MatchingRefused, RefusalRule, SessionGone
 from participant_node.matching.member_set import MatchingSet
+from participant_node.matching.peer_identity import AuthenticatedPeer, PeerIdentityRefused, authenticate_peer
 from participant_node.matching.probing_guard import ProbingGuard
 from participant_node.matching.run_record import MatchingRunRecord
 from participant_node.matching.sessions import ResponderSession, SessionRegistry
@@ -117,21 +118,47 @@ class MatchingService:
             timedelta(seconds=config.session_timeout_s), lambda s: self._record(s, "expired")
         )
 
-    def open_session(self, opening: SessionOpening) -> SessionParams:
-        """Check the request and the guards, build our consented set, create the responder."""
+    def open_session(self, opening: SessionOpening, *, connection: Mapping[str, Any]) -> SessionParams:
+        """Authenticate the peer, check the request and the guards, create the responder.
+
+        ``connection`` is the request's ASGI scope: the peer is the partner its verified client
+        certificate names (``peer_identity``), never just the body's ``initiator_partner``. Every
+        refusal is recorded for audit with the rule that refused it.
+        """
+        peer: AuthenticatedPeer | None = None
+        try:
+            peer = authenticate_peer(connection, opening.initiator_partner, self.config.peer_authentication)
+            return self._open(opening, peer)
+        except MatchingRefused as refusal:
+            self._record_refusal(opening, peer, refusal)
+            raise
+
+    def _admit(self, opening: SessionOpening, peer: str, now: datetime) -> MatchingSet:
+        """The rules a session must pass before any group work; our consented set for ``peer``."""
         if opening.version != WIRE_VERSION:
             raise MatchingError(f"protocol version {opening.version} unsupported (this node: {WIRE_VERSION})")
         if opening.purpose not in MATCHING_PURPOSES:
-            raise MatchingRefused(f"purpose {opening.purpose} does not allow matching")
-        peer, now = opening.initiator_partner, self.now()
+            raise MatchingRefused(
+                f"purpose {opening.purpose} does not allow matching", rule=RefusalRule.PURPOSE
+            )
         if self.config.allowed_peers is not None and peer not in self.config.allowed_peers:
-            raise MatchingRefused(f"partner {peer} is not allowed to match with this node")
+            raise MatchingRefused(
+                f"partner {peer} is not allowed to match with this node", rule=RefusalRule.PEER_NOT_ALLOWED
+            )
         self.guard.check_peer_size(peer, opening.initiator_size)
         matching_set = self._set_provider(opening.purpose, peer)
         self.guard.check(peer, matching_set.items, opening.initiator_size, now=now)
+        if opening.mode == PsiMode.SUM and matching_set.values is None:
+            raise MatchingRefused(
+                "sum mode needs a points_balance column in this node's members file",
+                rule=RefusalRule.NO_VALUES,
+            )
+        return matching_set
+
+    def _open(self, opening: SessionOpening, authenticated: AuthenticatedPeer) -> SessionParams:
+        peer, now = authenticated.partner, self.now()
+        matching_set = self._admit(opening, peer, now)
         key = generate_keypair(self.config.paillier_bits, self.rng) if opening.mode == PsiMode.SUM else None
-        if key is not None and matching_set.values is None:
-            raise MatchingRefused("sum mode needs a points_balance column in this node's members file")
         params = SessionParams(
             session_id=opening.session_id,
             mode=opening.mode,
@@ -149,11 +176,52 @@ class MatchingService:
             values=matching_set.values if key else None,
             paillier_key=key,
         )
-        self.sessions.add(ResponderSession(params, peer, str(opening.purpose), matching_set, responder, now))
+        self.sessions.add(
+            ResponderSession(
+                params,
+                peer,
+                str(opening.purpose),
+                matching_set,
+                responder,
+                now,
+                authentication=authenticated.method,
+            )
+        )
         self.guard.record(peer, matching_set.items, now=now)  # counted at opening: aborted runs count too
         return params
 
-    def close_session(self, session_id: str) -> None:
+    def _record_refusal(
+        self, opening: SessionOpening, peer: AuthenticatedPeer | None, refusal: MatchingRefused
+    ) -> None:
+        # The claimed id is not recorded: it is whatever the peer wrote, the certificate is what we know.
+        certified = refusal.certified if isinstance(refusal, PeerIdentityRefused) else None
+        self._on_run(
+            MatchingRunRecord(
+                session_id=opening.session_id,
+                role="responder",
+                partner=self.config.partner_id,
+                peer=peer.partner if peer else certified or "unauthenticated",
+                purpose=str(opening.purpose),
+                mode=str(opening.mode),
+                own_set_size=None,
+                peer_set_size=opening.initiator_size,
+                result_cardinality=None,
+                consent_snapshot_hash=None,
+                at=self.now(),
+                status="refused",
+                refusal=str(refusal.rule),
+                peer_authentication=peer.method if peer else None,
+            )
+        )
+
+    def session(self, session_id: str, *, connection: Mapping[str, Any]) -> ResponderSession:
+        """An open session, only to the partner that opened it (same certificate identity)."""
+        session = self.sessions.get(session_id, now=self.now())
+        authenticate_peer(connection, session.peer, self.config.peer_authentication)
+        return session
+
+    def close_session(self, session_id: str, *, connection: Mapping[str, Any]) -> None:
+        self.session(session_id, connection=connection)
         session = self.sessions.pop(session_id)
         if session is None:
             raise SessionGone(f"session {session_id} is unknown, finished or timed out")
@@ -180,6 +248,7 @@ class MatchingService:
                 consent_snapshot_hash=session.matching_set.consent_snapshot_hash,
                 at=self.now(),
                 status=status,
+                peer_authentication=session.authentication,
             )
         )
 
@@ -261,20 +330,21 @@ def create_matching_app(service: MatchingService) -> FastAPI:
         app.add_exception_handler(kind, lambda _request, err: _error_response(err))
 
     @app.post("/psi/v1/sessions")
-    def open_session(opening: SessionOpening) -> Response:
-        return Response(service.open_session(opening).to_json(), media_type="application/json")
+    def open_session(opening: SessionOpening, request: Request) -> Response:
+        params = service.open_session(opening, connection=request.scope)
+        return Response(params.to_json(), media_type="application/json")
 
     @app.put("/psi/v1/sessions/{session_id}/frames")
     def put_frame(
-        session_id: str, body: Annotated[bytes, Body(media_type="application/octet-stream")]
+        session_id: str, body: Annotated[bytes, Body(media_type="application/octet-stream")], request: Request
     ) -> Response:
-        session = service.sessions.get(session_id, now=service.now())
+        session = service.session(session_id, connection=request.scope)
         replies = session.receive(Frame.decode(body))
         return Response(pack_frames(replies), media_type="application/octet-stream")
 
     @app.get("/psi/v1/sessions/{session_id}/frames/{kind}/{chunk}")
-    def get_frame(session_id: str, kind: int, chunk: int) -> Response:
-        session = service.sessions.get(session_id, now=service.now())
+    def get_frame(session_id: str, kind: int, chunk: int, request: Request) -> Response:
+        session = service.session(session_id, connection=request.scope)
         try:
             message = MessageKind(kind)
         except ValueError:
@@ -282,8 +352,8 @@ def create_matching_app(service: MatchingService) -> FastAPI:
         return Response(session.frame(message, chunk).encode(), media_type="application/octet-stream")
 
     @app.delete("/psi/v1/sessions/{session_id}", status_code=204)
-    def close_session(session_id: str) -> Response:
-        service.close_session(session_id)
+    def close_session(session_id: str, request: Request) -> Response:
+        service.close_session(session_id, connection=request.scope)
         return Response(status_code=204)
 
     @app.middleware("http")

@@ -27,6 +27,7 @@ class ResponderSession:
     last_seen: datetime
     lock: threading.Lock = field(default_factory=threading.Lock)
     outgoing: dict[MessageKind, list[Frame]] = field(default_factory=dict)
+    authentication: str | None = None  # how ``peer`` was established (peer_identity.AuthenticatedPeer)
 
     def frame(self, kind: MessageKind, chunk: int) -> Frame:
         """A cached outgoing frame; the responder's own elements are computed on first request."""

@@ -1,8 +1,8 @@
-"""Real HTTP on loopback for the PSI service: uvicorn in a thread, TLS from a throwaway CA."""
+"""Real HTTPS on loopback for the PSI service: uvicorn in a thread, certificates from the deploy script."""
 
 from __future__ import annotations
 
-import datetime as dt
+import importlib.util
 import socket
 import ssl
 import sys
@@ -10,15 +10,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _prefer_repository_packages() -> None:
@@ -38,64 +34,51 @@ def _prefer_repository_packages() -> None:
 
 _prefer_repository_packages()
 
+from participant_node.matching.tls_scope import NodeTls, node_server_config  # noqa: E402
+
+
+def load_certificate_generator() -> ModuleType:
+    """deploy/generate_certificates.py is a standalone script (no package): load it by path."""
+    path = Path(__file__).resolve().parents[3] / "deploy" / "generate_certificates.py"
+    spec = importlib.util.spec_from_file_location("generate_certificates", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 @dataclass(frozen=True)
 class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
+    """A federation CA and partner node certificates from deploy/generate_certificates.py."""
+
+    folder: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.folder / "ca.crt"
+
+    def cert(self, partner: str) -> Path:
+        return self.folder / "partners" / f"{partner}.pem"
+
+    def key(self, partner: str) -> Path:
+        return self.folder / "partners" / f"{partner}.key"
+
+    def context(self, partner: str) -> ssl.SSLContext:
+        """A client TLS context that presents ``partner``'s certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.cert(partner)), str(self.key(partner)))
+        return context
 
 
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
-
-
-def _issue(name: str, key, issuer, issuer_key, *, ca: bool, usage) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
-            ),
-            critical=False,
-        ).add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+# careplus answers (its certificate also names the loopback host); the others only initiate.
+PARTNERS = {"careplus": ["localhost", "127.0.0.1"], "freshmart": [], "fuelgo": []}
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loyalfed test CA")])
-    ca_cert = _issue("loyalfed test CA", ca_key, ca_name, ca_key, ca=True, usage=None)
-    paths = {}
-    for role, usage in (
-        ("server", ExtendedKeyUsageOID.SERVER_AUTH),
-        ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(f"{role}.loyalfed.test", key, ca_name, ca_key, ca=False, usage=usage)
-        (folder / f"{role}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        paths[role] = (folder / f"{role}.pem", _write_key(key, folder / f"{role}.key"))
-    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    return Pki(folder / "ca.pem", *paths["server"], *paths["client"])
+    load_certificate_generator().generate_certificates(folder, ["127.0.0.1"], partners=PARTNERS, days=1)
+    return Pki(folder)
 
 
 def _free_port() -> int:
@@ -106,22 +89,20 @@ def _free_port() -> int:
 
 @pytest.fixture
 def serve(pki: Pki) -> Iterator:
-    """``serve(app) -> base_url``: run an ASGI app over mTLS on loopback until the test ends."""
+    """``serve(app) -> base_url``: run an ASGI app on loopback until the test ends.
+
+    By default as careplus's node over mTLS (``node_server_config``); ``tls=False`` serves plain HTTP.
+    """
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(app) -> str:
+    def start(app, *, tls: bool = True) -> str:
         port = _free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            ssl_certfile=str(pki.server_cert),
-            ssl_keyfile=str(pki.server_key),
-            ssl_ca_certs=str(pki.ca),
-            ssl_cert_reqs=ssl.CERT_REQUIRED,
-            timeout_graceful_shutdown=1,
-        )
+        options = {"port": port, "log_level": "warning", "timeout_graceful_shutdown": 1}
+        if tls:
+            node = NodeTls(certfile=pki.cert("careplus"), keyfile=pki.key("careplus"), ca=pki.ca)
+            config = node_server_config(app, tls=node, **options)
+        else:
+            config = uvicorn.Config(app, host="127.0.0.1", **options)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -131,7 +112,7 @@ def serve(pki: Pki) -> Iterator:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
         servers.append((server, thread))
-        return f"https://127.0.0.1:{port}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     yield start
     for server, thread in servers:
@@ -141,6 +122,5 @@ def serve(pki: Pki) -> Iterator:
 
 @pytest.fixture
 def client_tls(pki: Pki) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
-    return context
+    """freshmart's node, connecting with its own certificate."""
+    return pki.context("freshmart")
