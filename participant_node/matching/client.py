@@ -16,6 +16,7 @@ from typing import TypeVar
 import httpx
 
 from participant_node.matching.errors import MatchingError, MatchingRefused, SessionGone
+from participant_node.matching.peer_identity import PeerIdentityRefused, partner_from_certificate
 from participant_node.matching.service import unpack_frames
 from policies.purpose import Purpose
 from psi.errors import PsiError
@@ -65,8 +66,16 @@ class MatchingClient:
         raise AssertionError("unreachable")
 
     def open(
-        self, *, size: int, purpose: Purpose, mode: PsiMode, reveal: Reveal, chunk_size: int
+        self,
+        *,
+        size: int,
+        purpose: Purpose,
+        mode: PsiMode,
+        reveal: Reveal,
+        chunk_size: int,
+        peer: str | None = None,
     ) -> SessionParams:
+        """Open a session; over TLS with ``peer`` given, the server certificate must name that partner."""
         opening = {
             "version": WIRE_VERSION,
             "session_id": secrets.token_hex(16),
@@ -77,9 +86,10 @@ class MatchingClient:
             "initiator_size": size,
             "chunk_size": chunk_size,
         }
-        params = SessionParams.from_json(
-            self._call(lambda: self.http.post("/psi/v1/sessions", json=opening)).content
-        )
+        response = self._call(lambda: self.http.post("/psi/v1/sessions", json=opening))
+        if peer is not None:
+            _check_server_identity(response, peer)
+        params = SessionParams.from_json(response.content)
         if (params.session_id, params.mode, params.initiator_size) != (opening["session_id"], mode, size):
             raise MatchingError("peer answered with different session parameters")
         return params
@@ -107,9 +117,12 @@ class MatchingClient:
         engine: GroupEngine,
         rng: Rng = os.urandom,
         check_peer: Callable[[SessionParams], None] | None = None,
+        peer: str | None = None,
     ) -> PsiResult:
         """One full session: open, exchange every chunk, send the final messages, close."""
-        params = self.open(size=len(items), purpose=purpose, mode=mode, reveal=reveal, chunk_size=chunk_size)
+        params = self.open(
+            size=len(items), purpose=purpose, mode=mode, reveal=reveal, chunk_size=chunk_size, peer=peer
+        )
         try:
             if check_peer is not None:
                 check_peer(params)
@@ -136,6 +149,29 @@ class MatchingClient:
         # Already gone (timed out) is fine: the peer has recorded the run as expired.
         with contextlib.suppress(MatchingError, PsiError):
             self._call(lambda: self.http.delete(f"/psi/v1/sessions/{params.session_id}"))
+
+
+def _check_server_identity(response: httpx.Response, peer: str) -> None:
+    """Mutual binding: the node that answered must hold ``peer``'s certificate.
+
+    TLS already checked the host name against the CA; this checks the partner the certificate
+    names, so a partner cannot stand in for another behind a redirected name. Plain HTTP (the
+    single-machine demo) carries no certificate and is not checked here; the server side decides
+    whether plain HTTP is acceptable (``PeerAuthentication``).
+    """
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return
+    der = ssl_object.getpeercert(True)  # positional: httpcore hands out the C-level _SSLSocket
+    try:
+        named = partner_from_certificate(der) if der else None
+    except PeerIdentityRefused:
+        named = None
+    if named != peer:
+        raise PeerIdentityRefused(
+            f"the node that answered is {named or 'not a named partner'}, expected {peer}", certified=named
+        )
 
 
 def _peer_error(response: httpx.Response) -> MatchingError:

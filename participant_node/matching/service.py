@@ -278,6 +278,7 @@ class MatchingService:
             engine=self.engine,
             rng=self.rng,
             check_peer=check_peer,
+            peer=peer,
         )
         record = MatchingRunRecord(
             session_id="",

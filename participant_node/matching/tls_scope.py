@@ -43,7 +43,7 @@ def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, Any]:
     verified peer certificate but not the chain it was verified through (``get_verified_chain``
     arrives in 3.13), and the leaf is all the node needs.
     """
-    der = ssl_object.getpeercert(binary_form=True)
+    der = ssl_object.getpeercert(True)  # binary form (DER)
     chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
     version = ssl_object.version()
     return {

@@ -203,3 +203,14 @@ def test_the_partner_uri_is_the_identity() -> None:
         authenticate_peer(remote, "freshmart-north", PeerAuthentication.CERTIFICATE_OR_LOOPBACK)
     with pytest.raises(ValueError, match="partner id"):
         partner_uri("fresh mart")
+
+
+def test_the_initiator_checks_the_partner_that_answers(serve, pki, clock, tmp_path) -> None:
+    careplus = _service("careplus", 0, 200, records=[], clock=clock, tmp=tmp_path)
+    base = serve(create_matching_app(careplus))
+    freshmart = _service("freshmart", 0, 100, records=[], clock=clock, tmp=tmp_path)
+    client = _as(pki, base, cert="freshmart", claims="freshmart")
+    # freshmart means to match with fuelgo, but careplus's node answers at that address.
+    with pytest.raises(PeerIdentityRefused, match="the node that answered is careplus, expected fuelgo"):
+        freshmart.initiate(client, peer="fuelgo")
+    assert freshmart.initiate(client, peer="careplus").result.cardinality == 100
