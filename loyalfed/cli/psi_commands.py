@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -13,6 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loyalfed.cli.psi_cache_commands import cache
+from loyalfed.cli.psi_files import (
+    SECRET_ENV,
+    id_column_values,
+    identifier_kind,
+    print_report,
+    read_table,
+    run_secret,
+)
 from psi.wire import DEFAULT_GROUP, PsiGroup, PsiMode
 
 
@@ -31,56 +39,17 @@ DEFAULT_GROUP_CHOICE = GroupChoice[DEFAULT_GROUP.name]
 
 psi = typer.Typer(help="Private set intersection between two member files.", no_args_is_help=True)
 
-SECRET_ENV = "LOYALFED_PSI_SECRET"
+psi.add_typer(cache, name="cache")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(psi, name="psi")
 
 
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    raise ValueError(f"{path}: expected a .csv or .parquet member file")
-
-
-def _kind(id_column: str) -> Any:
-    from psi.identifiers import IdentifierKind
-
-    try:
-        return IdentifierKind(id_column)
-    except ValueError:
-        raise ValueError(
-            f"--id-column must be one of {[k.value for k in IdentifierKind]}, got {id_column!r}"
-        ) from None
-
-
-def _column(frame: Any, path: Path, column: str) -> list[object]:
-    if column not in frame.columns:
-        raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))})")
-    return frame[column].tolist()
-
-
-def _secret(secret_file: Path | None) -> bytes:
-    # Both parties run in this process, so a fresh secret per run is as good as a shared one;
-    # across nodes the federation's secret comes from a file or the environment.
-    if secret_file is not None:
-        return secret_file.read_bytes().strip()
-    if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV].encode()
-    return os.urandom(32)
-
-
 def _values(frame: Any, path: Path, column: str, rows: list[int]) -> list[int]:
     import pandas as pd
 
-    raw = pd.to_numeric(pd.Series(_column(frame, path, column)).iloc[rows], errors="coerce")
+    raw = pd.to_numeric(pd.Series(id_column_values(frame, path, column)).iloc[rows], errors="coerce")
     bad = raw.isna() | (raw < 0) | (raw != raw.round())
     if bad.any():
         row = int(raw.index[bad.to_numpy()][0])
@@ -108,14 +77,14 @@ def run(
     from psi.local_run import run_local
     from psi.wire import Reveal
 
-    psi_mode, kind = mode, _kind(id_column)
+    psi_mode, kind = mode, identifier_kind(id_column)
     if psi_mode == PsiMode.SUM and not value_column:
         raise ValueError("--mode sum needs --value-column (a whole-number column of B, e.g. points)")
-    secret = _secret(secret_file)
-    frames = {"a": _read_table(a), "b": _read_table(b)}
+    secret = run_secret(secret_file)
+    frames = {"a": read_table(a), "b": read_table(b)}
     prepared = {
         side: prepare_identifiers(
-            _column(frame, path, id_column), kind, secret=secret, default_region=default_region
+            id_column_values(frame, path, id_column), kind, secret=secret, default_region=default_region
         )
         for (side, frame), path in zip(frames.items(), (a, b), strict=True)
     }
@@ -137,7 +106,7 @@ def run(
     if out is not None and result.initiator.matched_indices is not None:
         _write_matches(out, frames["a"], a, [prepared["a"].rows[i] for i in result.initiator.matched_indices])
         report["matches_written_to"] = str(out)
-    _print(report, as_json)
+    print_report(report, as_json)
 
 
 def _run_report(result: Any, prepared: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -162,21 +131,8 @@ def _run_report(result: Any, prepared: dict[str, Any], seconds: float) -> dict[s
 
 
 def _write_matches(out: Path, frame: Any, path: Path, rows: list[int]) -> None:
-    ids = _column(frame, path, "member_id")
+    ids = id_column_values(frame, path, "member_id")
     out.write_text("member_id\n" + "".join(f"{ids[r]}\n" for r in rows))
-
-
-def _print(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    table = Table(title=f"PSI ({report['mode']})")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for key, value in report.items():
-        if key != "mode":
-            table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    Console().print(table)
 
 
 @psi.command("bench")
@@ -203,7 +159,7 @@ def bench(
         return
     table = Table(title="PSI benchmark (wall seconds, one process per party)")
     for column in ("size", "implementation", "wall s", "cpu s", "B/elt →B", "B/elt →A", "peak MB", "correct"):
-        table.add_column(column, justify="right")
+        table.addid_column_values(column, justify="right")
     for row in report["results"]:
         for name in ("loyalfed", "openmined"):
             if name in row:
