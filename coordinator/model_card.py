@@ -92,6 +92,14 @@ def build_model_card(
         "rounds_planned": job.rounds,
         "stopped_early": outcome.stopped_early,
         "local_steps_per_round": job.local_steps,
+        "dp_sgd": {
+            "expected_batch_size": job.batch_size,
+            "learning_rate": job.learning_rate,
+            "max_grad_norm": job.max_grad_norm,
+        },
+        # Post-processing of the nodes' DP outputs (coordinator.server_optimizer): no privacy cost.
+        "server_momentum": job.server_momentum,
+        "published_model": f"mean of the last {min(job.average_last, len(outcome.rounds))} global models",
         "target_epsilon": job.epsilon,
         "delta": job.delta,
         "accountant": "RDP (Opacus RDPAccountant), sampled Gaussian mechanism",

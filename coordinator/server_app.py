@@ -3,10 +3,12 @@
 Before any training the server asks every node to describe itself (partner id, data fingerprint)
 and reserves the job's ε on each partner's yearly budget (``BudgetLedger.reserve``), which refuses
 the whole job when one cap would be exceeded. Each round then samples the nodes through a Flower
-strategy (FedAvg or FedProx, weighted by training-member counts), completes with the nodes that
+strategy (FedAvg or FedProx, weighted by training-member counts; the aggregate then passes through
+server momentum, ``coordinator.server_optimizer``), completes with the nodes that
 answer in time as long as at least ``min_nodes`` do, refuses to continue if a node reports having
 spent more than the job's ε, checkpoints the global weights, and optionally evaluates and stops
-early when the pooled validation AUC stops improving. The final evaluation pools the nodes' score
+early when the pooled validation AUC stops improving. The published model is the mean of the last
+``average_last`` global models. The final evaluation pools the nodes' score
 histograms; the ledger is settled with what every node reports it spent.
 """
 
@@ -29,6 +31,7 @@ from coordinator.budget_ledger import BudgetLedger
 from coordinator.federated_evaluation import EvaluationSummary, Histogram, fairness_gaps, summarise
 from coordinator.job_config import JobConfig, StrategyName
 from coordinator.job_errors import JobFailedError, JobRefusedError
+from coordinator.server_optimizer import ServerOptimizer
 from models.feature_schema import default_feature_schema
 from models.networks import make_model
 
@@ -203,8 +206,13 @@ def _train_rounds(
     train_round: RoundRunner,
 ) -> None:
     best_auc, stale = -1.0, 0
+    optimizer = ServerOptimizer(momentum=job.server_momentum, average_last=job.average_last)
     for server_round in range(1, job.rounds + 1):
+        current = outcome.arrays
+        assert current is not None
         report = train_round(grid, job, outcome, server_round)
+        assert outcome.arrays is not None
+        outcome.arrays = optimizer.step(current, outcome.arrays)
         if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
             auc = _evaluate(grid, job, outcome.arrays).auc
             report = RoundReport(**{**report.__dict__, "validation_auc": auc})
@@ -218,6 +226,9 @@ def _train_rounds(
             outcome.stopped_early = True
             _log.info("early stop after round %s: validation AUC has not improved", server_round)
             break
+    published = optimizer.published()
+    if published is not None:
+        outcome.arrays = published
 
 
 def record_node_reports(

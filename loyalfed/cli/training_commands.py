@@ -62,7 +62,15 @@ def train(
     proximal_mu: float = typer.Option(
         0.01, "--proximal-mu", help="FedProx μ (used with --strategy fedprox)."
     ),
-    local_steps: int = typer.Option(10, "--local-steps", min=1, help="DP-SGD steps per node per round."),
+    local_steps: int | None = typer.Option(
+        None, "--local-steps", min=1, help="DP-SGD steps per node per round (default 5)."
+    ),
+    server_momentum: float | None = typer.Option(
+        None, "--server-momentum", help="Server momentum β in [0, 1) (default 0.5; 0 = plain averaging)."
+    ),
+    average_last: int | None = typer.Option(
+        None, "--average-last", min=1, help="Publish the mean of the last N global models (default 4)."
+    ),
     min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N rounds (0: at the end)."),
     patience: int = typer.Option(0, "--patience", min=0, help="Stop after N evaluations without AUC gain."),
@@ -85,14 +93,15 @@ def train(
     from coordinator.model_card import build_model_card, write_model
     from loyalfed.federated_run import run_federated_job
 
+    tuning = {"local_steps": local_steps, "server_momentum": server_momentum, "average_last": average_last}
     job = parse_job_config(
         {
+            **{name: value for name, value in tuning.items() if value is not None},
             "task": task,
             "model": model,
             "epsilon": epsilon,
             "delta": delta,
             "rounds": rounds,
-            "local_steps": local_steps,
             "strategy": strategy,
             "min_nodes": min_nodes,
             "eval_every": eval_every,

@@ -19,7 +19,7 @@ def test_node_parses_the_coordinators_record() -> None:
         "propensity",
         "analytics.propensity_model",
         1.0,
-        30,
+        3 * job.local_steps,
     )
     assert spec.as_of.date() == date(2017, 6, 1) and spec.horizon_days == 120
 

@@ -35,8 +35,18 @@ from participant_node.training.secure_client_app import make_secure_client_app
 
 pytestmark = pytest.mark.slow
 
+# No server momentum and the last model published: the final model is then exactly the initial one
+# plus the rounds' weighted mean updates, which the unmasking test reconstructs.
 JOB = JobConfig(
-    job_id="job-test-secagg", task="churn", epsilon=3.0, rounds=3, local_steps=5, min_nodes=3, secure_agg=True
+    job_id="job-test-secagg",
+    task="churn",
+    epsilon=3.0,
+    rounds=3,
+    local_steps=5,
+    min_nodes=3,
+    secure_agg=True,
+    server_momentum=0.0,
+    average_last=1,
 )
 
 
@@ -163,7 +173,7 @@ def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(se
     protocol = card["secure_aggregation_protocol"]
     assert protocol["protocol"].startswith("SecAgg+")
     assert (protocol["num_shares"], protocol["reconstruction_threshold"]) == (4, 3)
-    assert protocol["clipping_range"] == pytest.approx(2 * JOB.learning_rate * JOB.local_steps)
+    assert protocol["clipping_range"] == pytest.approx(2 * JOB.learning_rate * JOB.local_steps * JOB.max_grad_norm)
     assert "SecAgg+" in card["mechanisms"]["model_updates"]
     assert {n["partner_id"] for n in card["nodes"]} == {
         f"freshmart-{s}" for s in ("north", "south", "east", "west")
