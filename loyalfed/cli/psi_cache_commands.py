@@ -23,6 +23,7 @@ from loyalfed.cli.psi_files import (
     federation_secret,
     id_column_values,
     identifier_kind,
+    missing_file,
     print_report,
     read_table,
 )
@@ -74,7 +75,7 @@ def _write_secret_json(path: Path, record: dict[str, Any]) -> None:
 
 def _read_secret_json(path: Path, kind: str) -> dict[str, Any]:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise missing_file(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         if record.get("kind") != kind:
@@ -90,7 +91,7 @@ def _read_message(path: Path, decode: Any, *args: Any) -> Any:
     from psi.errors import PsiError
 
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise missing_file(path)
     try:
         return decode(path.read_bytes(), *args)
     except PsiError as err:
@@ -109,7 +110,11 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-@cache.command("build", help="Holder: encrypt the member set once for an epoch. " + _TRADE_OFF_HELP)
+@cache.command(
+    "build",
+    help="Holder: encrypt the member set once for an epoch. " + _TRADE_OFF_HELP,
+    short_help="Holder: encrypt the member set once for an epoch (publish tags, keep the key).",
+)
 def cache_build(
     set_file: Path = _SET,
     id_column: str = _ID,
@@ -187,7 +192,11 @@ def cache_query(
     print_report(report, as_json)
 
 
-@cache.command("answer", help="Holder: answer a partner's query with the epoch key. " + _TRADE_OFF_HELP)
+@cache.command(
+    "answer",
+    help="Holder: answer a partner's query with the epoch key. " + _TRADE_OFF_HELP,
+    short_help="Holder: answer a partner's query with the epoch key.",
+)
 def cache_answer(
     key_file: Path = typer.Option(..., "--key", help="The epoch key file written by `cache build`."),
     query_file: Path = typer.Option(..., "--query", help="The partner's query file."),

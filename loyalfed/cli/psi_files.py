@@ -6,6 +6,7 @@ federation matching secret, and printing a report as JSON (``--json``) or as a R
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "federation_secret",
     "id_column_values",
     "identifier_kind",
+    "missing_file",
     "print_report",
     "read_table",
     "run_secret",
@@ -28,12 +30,17 @@ __all__ = [
 SECRET_ENV = "LOYALFED_PSI_SECRET"
 
 
+def missing_file(path: Path) -> FileNotFoundError:
+    """The error the CLI prints as "No such file or directory: PATH" (it reads errno fields)."""
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+
 def read_table(path: Path) -> Any:
     """A member file as a pandas frame (CSV cells read as text, empty cells as empty strings)."""
     import pandas as pd
 
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise missing_file(path)
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     if path.suffix.lower() == ".csv":

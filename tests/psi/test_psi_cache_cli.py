@@ -107,3 +107,10 @@ def test_help_states_the_key_reuse_trade_off() -> None:
     for command in ("build", "answer"):
         result = RUNNER.invoke(app, ["cache", command, "--help"], terminal_width=200)
         assert result.exit_code == 0 and "joined or left" in " ".join(result.stdout.split())
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    args = ["cache", "answer", "--key", str(tmp_path / "none.key"), "--query", "q", "--out", "a"]
+    result = RUNNER.invoke(app, args)
+    assert isinstance(result.exception, FileNotFoundError)
+    assert result.exception.filename == str(tmp_path / "none.key") and result.exception.strerror
