@@ -173,7 +173,8 @@ def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(se
     protocol = card["secure_aggregation_protocol"]
     assert protocol["protocol"].startswith("SecAgg+")
     assert (protocol["num_shares"], protocol["reconstruction_threshold"]) == (4, 3)
-    assert protocol["clipping_range"] == pytest.approx(2 * JOB.learning_rate * JOB.local_steps * JOB.max_grad_norm)
+    largest_update = JOB.learning_rate * JOB.local_steps * JOB.max_grad_norm
+    assert protocol["clipping_range"] == pytest.approx(2 * largest_update)
     assert "SecAgg+" in card["mechanisms"]["model_updates"]
     assert {n["partner_id"] for n in card["nodes"]} == {
         f"freshmart-{s}" for s in ("north", "south", "east", "west")

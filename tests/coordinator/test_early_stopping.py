@@ -1,0 +1,53 @@
+"""Early stopping on the pooled validation AUC: the job stops, and the nodes are charged only for
+the rounds that ran (the ledger settles what they report, below the reserved ε)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from coordinator.budget_ledger import BudgetLedger
+from coordinator.job_config import JobConfig
+from loyalfed.federated_run import run_federated_job
+
+pytestmark = pytest.mark.slow
+
+# A learning rate so small that the model cannot move: the pooled validation AUC (from binned
+# histograms) stays put, so with patience 2 the job must stop after round 3 of 8.
+JOB = JobConfig(
+    job_id="job-test-early-stop",
+    task="churn",
+    epsilon=3.0,
+    rounds=8,
+    local_steps=2,
+    learning_rate=1e-9,
+    eval_every=1,
+    patience=2,
+    min_nodes=3,
+)
+
+
+def test_the_job_stops_when_validation_auc_stalls_and_is_charged_for_what_ran(
+    cj_federation: Path, tmp_path: Path
+) -> None:
+    federation = tmp_path / "federation"
+    shutil.copytree(cj_federation, federation)
+    ledger = BudgetLedger(f"sqlite:///{tmp_path / 'budget.sqlite'}")
+    run = run_federated_job(federation, JOB, ledger=ledger)
+    outcome = run.outcome
+    assert outcome.stopped_early
+    assert [r.server_round for r in outcome.rounds] == [1, 2, 3]
+    aucs = [r.validation_auc for r in outcome.rounds]
+    assert all(auc is not None for auc in aucs) and max(aucs) - min(aucs) <= 1e-4  # type: ignore[operator]
+    assert outcome.evaluation is not None
+    year = datetime.now(UTC).year
+    for node in outcome.nodes.values():
+        assert node.steps == 3 * JOB.local_steps
+        assert node.epsilon < JOB.epsilon  # noise was calibrated for 8 rounds, 3 ran
+        (charge,) = ledger.charges(node.partner_id, year=year)
+        assert charge[0] == JOB.job_id and charge[3] == "spent"
+        assert charge[2] == pytest.approx(node.epsilon)
+    ledger.close()
