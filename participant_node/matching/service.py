@@ -3,7 +3,13 @@
 Versioned routes under ``/psi/v1``. Bodies are binary ``psi.wire`` frames
 (``application/octet-stream``) except the JSON session opening. Errors map to a status and a
 public message (never raw exception text from elsewhere, never member data):
-protocol errors 400, refusals by a probing guard 403, unknown or expired sessions 404.
+protocol errors 400, refusals by a probing guard or of the peer's identity 403, unknown or
+expired sessions 404.
+
+The peer is the partner its verified mTLS client certificate names (``peer_identity``; serve with
+``tls_scope.node_server_config``), not the ``initiator_partner`` its body claims: the per-pair cap,
+the mostly-new rule and the consent scope all key on that identity, and each session answers only
+the partner that opened it. Every refusal is recorded for audit with the rule that refused it.
 """
 
 from __future__ import annotations
