@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coordinator.job_errors import JobConfigError
+from models.feature_schema import FeatureSchema, default_feature_schema
 from models.task import ModelKind, Task
 from policies.purpose import Purpose
 
@@ -59,6 +60,7 @@ class JobKey(StrEnum):
     AS_OF = "as-of"
     HORIZON_DAYS = "horizon-days"
     K_MIN = "k-min"
+    CATEGORY_MIX = "category-mix"
     SEED = "seed"
 
 
@@ -121,6 +123,7 @@ class JobConfig(BaseModel):
     as_of: date | None = None
     horizon_days: int | None = Field(default=None, ge=1)
     k_min: int = Field(default=20, ge=1)
+    category_mix: bool = False  # models.default_feature_schema: off unless the job asks for it
     secure_agg: bool = False
     seed: int = 7
 
@@ -148,6 +151,11 @@ class JobConfig(BaseModel):
         return self
 
     @property
+    def schema(self) -> FeatureSchema:
+        """The feature schema every node builds for this job."""
+        return default_feature_schema(category_mix=self.category_mix)
+
+    @property
     def purpose(self) -> Purpose:
         return purpose_for_task(self.task)
 
@@ -166,6 +174,7 @@ class JobConfig(BaseModel):
             JobKey.LEARNING_RATE: self.learning_rate,
             JobKey.MAX_GRAD_NORM: self.max_grad_norm,
             JobKey.K_MIN: self.k_min,
+            JobKey.CATEGORY_MIX: int(self.category_mix),
             JobKey.SEED: self.seed,
         }
         if self.as_of is not None:

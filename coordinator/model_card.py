@@ -19,7 +19,6 @@ from flwr.app import ArrayRecord
 
 from coordinator.secure_server_app import SecureJobOutcome
 from coordinator.server_app import JobOutcome
-from models.feature_schema import default_feature_schema
 from models.task import task_defaults
 
 __all__ = ["CARD_FILE", "CARD_VERSION", "WEIGHTS_FILE", "build_model_card", "read_model_card", "write_model"]
@@ -76,7 +75,7 @@ def build_model_card(
     worst, rule = worst_case_epsilon([n.epsilon for n in nodes], members_may_overlap=members_may_overlap)
     as_of, horizon = task_defaults(job.task)
     evaluation = outcome.evaluation
-    schema = default_feature_schema()
+    schema = job.schema
     return {
         "card_version": CARD_VERSION,
         "job_id": job.job_id,

@@ -32,7 +32,6 @@ from coordinator.federated_evaluation import EvaluationSummary, Histogram, fairn
 from coordinator.job_config import JobConfig, StrategyName
 from coordinator.job_errors import JobFailedError, JobRefusedError
 from coordinator.server_optimizer import ServerOptimizer
-from models.feature_schema import default_feature_schema
 from models.networks import make_model
 
 __all__ = ["JobOutcome", "NodeReport", "RoundReport", "initial_arrays", "make_server_app", "run_job"]
@@ -88,7 +87,7 @@ RoundCallback = Callable[[RoundReport], None]
 def initial_arrays(job: JobConfig) -> ArrayRecord:
     """The starting global model, seeded by the job so every run of a job starts the same."""
     torch.manual_seed(job.seed)
-    model = make_model(job.model, default_feature_schema().n_features)
+    model = make_model(job.model, job.schema.n_features)
     return ArrayRecord(model.state_dict())
 
 

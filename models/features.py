@@ -282,6 +282,8 @@ def _campaign_history(
 def _category_shares(tx: pd.DataFrame, n_members: int, schema: FeatureSchema) -> dict[str, np.ndarray]:
     """Share of each member's spend per vocabulary category; anything unseen counts as "other"."""
     names = [f"category_share_{c}" for c in schema.all_categories]
+    if not names:
+        return {}
     if "category" not in tx.columns:
         return {name: np.zeros(n_members) for name in names}
     vocabulary = pd.Index(schema.all_categories)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.feature_schema import FeatureSchema, default_feature_schema
+from models.feature_schema import FeatureSchema
 from models.task_dataset import TaskDataset, build_task_dataset, heldout_mask
 from participant_node.consent import ConsentSelection, consented_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
@@ -67,7 +67,7 @@ def load_local_task_data(
     select: ConsentSelector = consent_selection,
 ) -> LocalTaskData:
     """Load, consent-filter, featurise and split a partner's data for ``spec`` at moment ``at``."""
-    schema = schema or default_feature_schema()
+    schema = schema or spec.schema
     fingerprint = fingerprint_partner(partner_dir)
     with _lock:
         partner = _partner_cache.get((partner_dir, fingerprint))

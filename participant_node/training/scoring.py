@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from models.feature_schema import default_feature_schema
+from models.feature_schema import FeatureSchema, default_feature_schema
 from models.features import build_features
 from models.networks import make_model
 from participant_node.consent import consented_members
@@ -35,16 +35,22 @@ def read_model(model_dir: Path) -> tuple[dict[str, Any], torch.nn.Module]:
         if not path.exists():
             raise FileNotFoundError(2, "model folder is missing a file", str(path))
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    schema = default_feature_schema()
-    if card.get("feature_schema", {}).get("fingerprint") != schema.fingerprint:
-        raise TrainingError(
-            f"{card_path}: feature_schema.fingerprint does not match this node's feature schema"
-        )
+    schema = _schema_of(card, card_path)
     model = make_model(card["model"], schema.n_features)
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
     return card, model
+
+
+def _schema_of(card: dict[str, Any], card_path: Path) -> FeatureSchema:
+    """The node's own schema whose fingerprint the card names (with or without category mix)."""
+    fingerprint = card.get("feature_schema", {}).get("fingerprint")
+    for category_mix in (False, True):
+        schema = default_feature_schema(category_mix=category_mix)
+        if schema.fingerprint == fingerprint:
+            return schema
+    raise TrainingError(f"{card_path}: feature_schema.fingerprint does not match this node's feature schemas")
 
 
 def score_partner(
@@ -64,7 +70,7 @@ def score_partner(
     if campaigns is not None:
         campaigns = campaigns[campaigns["member_id"].isin(keep)]
     features = build_features(
-        members, transactions, as_of=as_of, schema=default_feature_schema(), campaigns=campaigns
+        members, transactions, as_of=as_of, schema=_schema_of(card, model_dir / _CARD), campaigns=campaigns
     )
     with torch.no_grad():
         scores = torch.sigmoid(model(torch.from_numpy(features.to_numpy()))).numpy()

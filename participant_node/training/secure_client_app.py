@@ -32,7 +32,6 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
-from models.feature_schema import default_feature_schema
 from models.networks import make_model
 from participant_node.training.client_app import NODE_RECORD, Clock, make_client_app
 from participant_node.training.errors import TrainingError
@@ -79,7 +78,7 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
 def _named_arrays(weights: list[np.ndarray], config: ConfigRecord) -> ArrayRecord:
     """Give the legacy (unnamed, ordered) weights the state-dict names of the job's network."""
     spec = parse_training_spec(config)
-    names = list(make_model(spec.model, default_feature_schema().n_features).state_dict())
+    names = list(make_model(spec.model, spec.schema.n_features).state_dict())
     if len(names) != len(weights):
         raise TrainingError(
             f"the global model has {len(weights)} tensors; a {spec.model} network has {len(names)}"

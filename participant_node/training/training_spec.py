@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models.feature_schema import FeatureSchema, default_feature_schema
 from models.task import ModelKind, Task, task_defaults
 from participant_node.training.errors import TrainingSpecError
 from policies.purpose import Purpose
@@ -42,6 +43,7 @@ class TrainingSpec(BaseModel):
     learning_rate: float = Field(gt=0.0)
     max_grad_norm: float = Field(gt=0.0)
     k_min: int = Field(ge=1)
+    category_mix: bool = False
     seed: int = 7
     as_of: datetime
     horizon_days: int = Field(ge=1)
@@ -51,6 +53,11 @@ class TrainingSpec(BaseModel):
         if self.purpose is not _PURPOSE_OF_TASK[self.task]:
             raise ValueError(f"purpose {self.purpose} does not match task {self.task}")
         return self
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature schema the job fixes (every node builds the same columns)."""
+        return default_feature_schema(category_mix=self.category_mix)
 
     @property
     def total_steps(self) -> int:

@@ -11,7 +11,7 @@ from models.feature_schema import CNY_PER_USD_2017, FeatureSchema, FeatureSpec, 
 from models.frame_contract import MissingColumnError
 
 AS_OF = pd.Timestamp("2017-09-01")
-SCHEMA = default_feature_schema()
+SCHEMA = default_feature_schema(category_mix=True)
 
 
 def _raw(schema: FeatureSchema, name: str, scaled: float) -> float:
@@ -161,7 +161,7 @@ def test_missing_required_column_names_frame_and_column() -> None:
 
 
 def test_schema_validates_and_fingerprint_is_stable() -> None:
-    assert default_feature_schema().fingerprint == SCHEMA.fingerprint
+    assert default_feature_schema(category_mix=True).fingerprint == SCHEMA.fingerprint
     assert len(SCHEMA.names) == SCHEMA.n_features
     with pytest.raises(ValueError, match="high must exceed low"):
         FeatureSpec(name="x", low=1.0, high=1.0)
@@ -196,3 +196,12 @@ def test_no_transactions_at_all_gives_rows_of_valid_features() -> None:
     X = build_features(_members("m1", "m2"), empty, as_of=AS_OF, schema=SCHEMA)
     assert X.shape == (2, SCHEMA.n_features)
     assert (X["recency_days"] == 1.0).all() and (X.filter(like="category_share_") == 0).all().all()
+
+
+def test_without_category_mix_there_are_no_share_columns() -> None:
+    compact = default_feature_schema()
+    assert compact.all_categories == () and compact.fingerprint != SCHEMA.fingerprint
+    assert compact.n_features == len(compact.features) == SCHEMA.n_features - len(SCHEMA.all_categories)
+    tx = _tx([("m1", "2017-03-01", 10.0)]).assign(category="GROCERY")
+    X = build_features(_members("m1"), tx, as_of=AS_OF, schema=compact)
+    assert list(X.columns) == list(compact.names) and not X.filter(like="category_share_").columns.size
