@@ -74,6 +74,9 @@ def train(
     min_nodes: int = typer.Option(2, "--min-nodes", min=1, help="Fewest nodes a round may complete with."),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N rounds (0: at the end)."),
     patience: int = typer.Option(0, "--patience", min=0, help="Stop after N evaluations without AUC gain."),
+    category_mix: bool = typer.Option(
+        False, "--category-mix", help="Add 9 department spend shares to the 18 behavioural features."
+    ),
     secure_agg: bool = typer.Option(
         False, "--secure-agg", help="SecAgg+: the coordinator sees only the sum of masked updates."
     ),
@@ -107,6 +110,7 @@ def train(
             "eval_every": eval_every,
             "patience": patience,
             "secure_agg": secure_agg,
+            "category_mix": category_mix,
             "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
             "as_of": date.fromisoformat(as_of) if as_of else None,
             "horizon_days": horizon_days,
