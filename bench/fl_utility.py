@@ -7,7 +7,10 @@ simulation engine (all federated jobs in one simulation). Every model is trained
 members only (each node's consent gate) and evaluated on the SAME held-out members: the consented
 members that ``models.heldout_mask`` holds out at the four store groups, scored here with the
 exact ROC-AUC; the federated models' histogram-pooled AUC (what the coordinator sees) is reported
-too. Also: wall and CPU time of one federated round, and of one DP versus one non-DP local epoch.
+too. Every DP figure is the median of ``--repeats`` runs with fresh noise (the federated jobs'
+single runs are listed under ``auc_runs``), and ``targets`` checks issue 3's utility targets on
+those medians. Also: wall and CPU time of one federated round, and of one DP versus one non-DP
+local epoch.
 
     python bench/fl_utility.py [--federation DIR] [--epsilons 1 3 8] [--tasks churn propensity]
                                [--rounds 8] [--repeats 3] [--out bench/results]
@@ -192,19 +195,21 @@ def run(
             job = base.model_copy(update={"epsilon": eps})
             entry["epsilons"][str(eps)] = _local_results(nodes, job, repeats)
             for strategy, mu in ((StrategyName.FEDAVG, 0.0), (StrategyName.FEDPROX, 0.01)):
-                jobs.append(
+                jobs.extend(
                     base.model_copy(
                         update={
                             "epsilon": eps,
                             "strategy": strategy,
                             "proximal_mu": mu,
-                            "job_id": f"bench-{task}-{strategy.value}-eps{eps:g}-{token}",
+                            "job_id": _job_id(task, strategy.value, eps, token, repeat),
                         }
                     )
+                    for repeat in range(repeats)
                 )
         result["tasks"][task] = entry
     federated = _federated(federation, jobs, heldout)
-    _merge_federated(result, federated, tasks, epsilons, token)
+    _merge_federated(result, federated, tasks, epsilons, token, repeats)
+    result["targets"] = _targets(result["tasks"])
     result.update(
         {
             "benchmark": "federated DP-SGD utility, Complete Journey, 4 FreshMart store groups",
@@ -221,21 +226,67 @@ def run(
     return result
 
 
+def _job_id(task: str, strategy: str, eps: float, token: str, repeat: int) -> str:
+    return f"bench-{task}-{strategy}-eps{eps:g}-{token}-r{repeat}"
+
+
 def _merge_federated(
-    result: dict[str, Any], federated: dict[str, Any], tasks: list[str], epsilons: list[float], token: str
+    result: dict[str, Any],
+    federated: dict[str, Any],
+    tasks: list[str],
+    epsilons: list[float],
+    token: str,
+    repeats: int,
 ) -> None:
     for task in tasks:
         entry = result["tasks"][task]
         for eps in epsilons:
             cell = entry["epsilons"][str(eps)]
             for strategy in ("fedavg", "fedprox"):
-                cell[f"federated_{strategy}"] = federated[f"bench-{task}-{strategy}-eps{eps:g}-{token}"]
+                runs = [federated[_job_id(task, strategy, eps, token, r)] for r in range(repeats)]
+                pooled = [r["auc_from_histograms"] for r in runs]
+                cell[f"federated_{strategy}"] = {
+                    "auc": round(statistics.median(r["auc"] for r in runs), 4),
+                    "auc_runs": [r["auc"] for r in runs],
+                    "auc_from_histograms": round(statistics.median(pooled), 4),
+                    "max_node_epsilon": max(r["max_node_epsilon"] for r in runs),
+                }
             cell["federated_minus_single_node_median"] = round(
                 cell["federated_fedavg"]["auc"] - cell["single_node_dp_median"], 4
             )
             cell["federated_minus_centralized_non_private"] = round(
                 cell["federated_fedavg"]["auc"] - entry["centralized_non_private"], 4
             )
+
+
+def _targets(tasks: dict[str, Any]) -> dict[str, Any]:
+    """Issue 3's utility targets, checked on the medians above (FedAvg, the default strategy)."""
+    checks: dict[str, Any] = {}
+    churn, propensity = tasks.get("churn"), tasks.get("propensity")
+
+    def gap(entry: dict[str, Any], eps: str) -> float | None:
+        cell = entry["epsilons"].get(eps)
+        return None if cell is None else cell["federated_minus_centralized_non_private"]
+
+    if churn is not None:
+        aucs = [c["federated_fedavg"]["auc"] for c in churn["epsilons"].values()]
+        checks["churn_within_0.01_at_eps3"] = _at_least(gap(churn, "3.0"), -0.01)
+        checks["churn_within_0.015_at_eps1"] = _at_least(gap(churn, "1.0"), -0.015)
+        checks["churn_never_below_0.75"] = min(aucs) >= 0.75
+        eps1 = churn["epsilons"].get("1.0")
+        lift = None if eps1 is None else eps1["federated_minus_single_node_median"]
+        checks["churn_beats_median_single_node_by_0.02_at_eps1"] = _at_least(lift, 0.02)
+    if propensity is not None:
+        checks["propensity_within_0.03_at_eps3"] = _at_least(gap(propensity, "3.0"), -0.03)
+        eps3 = propensity["epsilons"].get("3.0")
+        checks["propensity_at_least_0.78_at_eps3"] = (
+            None if eps3 is None else eps3["federated_fedavg"]["auc"] >= 0.78
+        )
+    return checks
+
+
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound - 1e-9
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
