@@ -2,7 +2,8 @@
 
 A node answers sessions through ``create_matching_app(MatchingService(...))`` and starts them
 with ``MatchingService.initiate(MatchingClient(...), peer=...)``; ``node_server_config`` serves it
-over mTLS, and the peer's partner id comes from its certificate (``peer_identity``). Only blinded
+over mTLS, and the peer's partner id comes from its certificate (``peer_identity``; by default a
+node answers nobody without one). ``federation_pki`` issues the CA and node certificates. Only blinded
 group elements, truncated tags and Paillier ciphertexts cross the wire; member ids stay in
 ``MatchingSet``.
 """
@@ -10,6 +11,7 @@ group elements, truncated tags and Paillier ciphertexts cross the wire; member i
 from participant_node.matching.client import MatchingClient
 from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
 from participant_node.matching.errors import MatchingError, MatchingRefused, RefusalRule, SessionGone
+from participant_node.matching.federation_pki import FederationCertificates, issue_node_certificates
 from participant_node.matching.member_set import MatchingSet, build_matching_set, matching_set_from_frames
 from participant_node.matching.peer_identity import PeerAuthentication, PeerIdentityRefused
 from participant_node.matching.probing_guard import ProbingGuard
@@ -19,6 +21,7 @@ from participant_node.matching.tls_scope import NodeTls, node_server_config
 
 __all__ = [
     "MATCHING_PURPOSES",
+    "FederationCertificates",
     "InitiatedRun",
     "MatchingClient",
     "MatchingConfig",
@@ -35,6 +38,7 @@ __all__ = [
     "SessionGone",
     "build_matching_set",
     "create_matching_app",
+    "issue_node_certificates",
     "matching_set_from_frames",
     "node_server_config",
 ]

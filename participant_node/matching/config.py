@@ -36,6 +36,7 @@ class MatchingConfig(BaseModel):
     paillier_bits: int = Field(default=2048, ge=1024)
     # Partners this node answers (None: any peer whose client certificate the TLS layer accepted).
     allowed_peers: frozenset[str] | None = None
-    # Where the peer's partner id comes from (peer_identity.PeerAuthentication). The default still
-    # lets the single-machine demo talk plain HTTP on loopback; a deployed node sets "certificate".
-    peer_authentication: PeerAuthentication = PeerAuthentication.CERTIFICATE_OR_LOOPBACK
+    # Where the peer's partner id comes from (peer_identity.PeerAuthentication): by default only a
+    # verified mTLS client certificate, so a node answers nobody over plain HTTP (the demo runs mTLS
+    # on loopback too). "certificate_or_loopback" is an explicit opt-in for local development.
+    peer_authentication: PeerAuthentication = PeerAuthentication.CERTIFICATE

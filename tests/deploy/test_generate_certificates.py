@@ -48,10 +48,19 @@ def test_partner_certificates_name_their_partner_for_mtls(tmp_path: Path) -> Non
     ).value.get_values_for_type(x509.UniformResourceIdentifier)
 
 
-def test_the_node_and_the_script_agree_on_the_partner_uri() -> None:
-    from participant_node.matching.peer_identity import PARTNER_URI_PREFIX
+def test_nodes_read_the_partner_the_script_certified(tmp_path: Path) -> None:
+    from participant_node.matching.peer_identity import PARTNER_URI_PREFIX, partner_from_certificate
 
     assert _generator().PARTNER_URI_PREFIX == PARTNER_URI_PREFIX
+    _generator().generate_certificates(tmp_path, ["127.0.0.1"], partners={"fuelgo": []}, days=1)
+    assert partner_from_certificate((tmp_path / "partners" / "fuelgo.pem").read_text()) == "fuelgo"
+
+
+def test_a_malformed_partner_is_a_usage_error(tmp_path: Path) -> None:
+    args = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--partner", "fresh mart"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 2 and "partner id 'fresh mart' must match" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "ca.key").exists()
 
 
 @pytest.mark.parametrize("spec", ["fresh mart", "careplus:admin@host", "", "-x"])

@@ -1,10 +1,17 @@
-"""Demo stage: FreshMart's shared members with each brand partner, by PSI over loopback HTTP.
+"""Demo stage: FreshMart's shared members with each brand partner, by PSI over mutual TLS on loopback.
 
 FreshMart's four store-group nodes pool their consented members (consent for
 ``marketing.cross_brand_matching`` scoped to the brand); each brand answers from its own consented
 members through its node's PSI service (uvicorn on 127.0.0.1). Cardinality mode gives the planning
 count; intersection mode gives FreshMart the shared members for cross-brand models. Each run is
 a ``psi.run`` lineage event with mode, set sizes and result size — never identifiers.
+
+The runs go over HTTPS with mutual TLS, as between organisations: the stage issues a throwaway
+federation CA and node certificates into ``<out>/pki`` (``federation_pki.issue_node_certificates``;
+the CA key is never written), each brand's node serves with its certificate and requires the
+client's (``node_server_config``), and FreshMart's client presents its own. So the brand takes
+FreshMart's partner id from the certificate (the node default, ``PeerAuthentication.CERTIFICATE``)
+and FreshMart checks that the node that answered is the brand it meant.
 
 Leaves ``ctx.artefacts["member_matching"]``: brand id -> {"cardinality": int, "shared_member_ids":
 {store group id -> [member ids]}} (node-local ids of FreshMart's own members).
@@ -33,14 +40,18 @@ from fastapi import FastAPI
 from loyalfed.demo.pipeline import DemoContext
 from participant_node.data import Federation, PartnerData, PartnerKind
 from participant_node.matching import (
+    FederationCertificates,
     MatchingClient,
     MatchingConfig,
     MatchingRunRecord,
     MatchingService,
     MatchingSet,
+    NodeTls,
     ProbingGuard,
     create_matching_app,
+    issue_node_certificates,
     matching_set_from_frames,
+    node_server_config,
 )
 from policies.purpose import Purpose
 from psi.wire import PsiMode
@@ -48,7 +59,9 @@ from psi.wire import PsiMode
 __all__ = ["MemberMatching"]
 
 _FIGURE = "member_matching.png"
+_PKI_FOLDER = "pki"
 _RETAILER = "freshmart"
+_LOOPBACK = "127.0.0.1"
 _AT = datetime(2020, 1, 1)  # the Complete Journey consents are dated within 2017-2019
 _REGION = "CN"  # the demo's phone numbers are +86 mobiles; national formats default to China
 
@@ -70,9 +83,14 @@ class MemberMatching:
         stores = [p.partner_id for p in federation.partners if p.kind == PartnerKind.STORE_GROUP]
         brands = [p.partner_id for p in federation.partners if p.kind == PartnerKind.BRAND]
         secret, records = _demo_secret(ctx.seed), []
+        # FreshMart opens the sessions (one certificate for its pooled store groups); each brand
+        # answers at the loopback address, which its certificate therefore names.
+        pki = issue_node_certificates(
+            ctx.out_dir / _PKI_FOLDER, {_RETAILER: [], **{brand: [_LOOPBACK] for brand in brands}}
+        )
         results: dict[str, Any] = {}
         for brand in brands:
-            results[brand] = _match_brand(federation, data, stores, brand, secret, records)
+            results[brand] = _match_brand(federation, data, stores, brand, secret, records, pki)
         for record in records:
             ctx.record_lineage("psi.run", **record.lineage_fields())
         ctx.artefacts["member_matching"] = results
@@ -134,6 +152,7 @@ def _match_brand(
     brand: str,
     secret: bytes,
     records: list[MatchingRunRecord],
+    pki: FederationCertificates,
 ) -> dict[str, Any]:
     store_sets = {s: _consented(data[s], federation, s, brand, secret) for s in stores}
     pooled, owners = _pooled(store_sets)
@@ -143,8 +162,8 @@ def _match_brand(
     retailer = _service(_RETAILER, lambda _p, _peer: pooled, records)
     try:
         with (
-            _serve(create_matching_app(brand_service)) as base_url,
-            httpx.Client(base_url=base_url, timeout=60) as http,
+            _serve(create_matching_app(brand_service), pki.node_tls(brand)) as base_url,
+            httpx.Client(base_url=base_url, verify=pki.client_context(_RETAILER), timeout=60) as http,
         ):
             client = MatchingClient(http, partner_id=_RETAILER)
             counted = retailer.initiate(client, peer=brand, mode=PsiMode.CARDINALITY)
@@ -167,13 +186,15 @@ def _match_brand(
 
 
 @contextmanager
-def _serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port for the duration of the block."""
+def _serve(app: FastAPI, tls: NodeTls) -> Iterator[str]:
+    """Serve ``app`` over mTLS with uvicorn on a free loopback port for the duration of the block."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((_LOOPBACK, 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+        node_server_config(
+            app, tls=tls, host=_LOOPBACK, port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
     )
     thread = threading.Thread(target=server.run, name="psi-node", daemon=True)
     thread.start()
@@ -183,7 +204,7 @@ def _serve(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("the brand's PSI service did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"https://{_LOOPBACK}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -194,7 +215,10 @@ def _report(ctx: DemoContext, results: dict[str, Any], records: list[MatchingRun
     ctx.report.add_text(
         "FreshMart's store groups pool the members who consented to cross-brand matching with the "
         "brand; each brand answers from its own consented members through its node's PSI service "
-        "(ECDH-PSI over ristretto255, HTTP on loopback). Only blinded group elements and truncated "
+        "(ECDH-PSI over ristretto255). The nodes spoke HTTPS with mutual TLS on loopback, each with "
+        "a node certificate from a federation CA issued for this demo: a brand's node took "
+        "FreshMart's partner id from FreshMart's client certificate, and FreshMart checked that the "
+        "node that answered held the brand's certificate. Only blinded group elements and truncated "
         "tags crossed the wire; set sizes are public by design. Cardinality mode tells planners how "
         "many members are shared; intersection mode tells FreshMart which of its members they are."
     )
@@ -218,6 +242,11 @@ def _report(ctx: DemoContext, results: dict[str, Any], records: list[MatchingRun
     for brand, r in results.items():
         ctx.add_summary("member_matching", f"FreshMart ∩ {brand}", f"{r['cardinality']:,} shared")
     ctx.add_summary("member_matching", "PSI runs recorded", str(len(records)))
+    answered = [r for r in records if r.role == "responder"]
+    by_certificate = sum(r.peer_authentication == "certificate" for r in answered)
+    ctx.add_summary(
+        "member_matching", "peers authenticated by mTLS certificate", f"{by_certificate} of {len(answered)}"
+    )
 
 
 def _plot(ctx: DemoContext, results: dict[str, Any]) -> None:

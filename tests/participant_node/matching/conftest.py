@@ -91,15 +91,16 @@ def _free_port() -> int:
 def serve(pki: Pki) -> Iterator:
     """``serve(app) -> base_url``: run an ASGI app on loopback until the test ends.
 
-    By default as careplus's node over mTLS (``node_server_config``); ``tls=False`` serves plain HTTP.
+    By default as careplus's node over mTLS (``node_server_config``) with the session's ``pki``;
+    ``node=NodeTls(...)`` serves with other certificates; ``tls=False`` serves plain HTTP.
     """
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(app, *, tls: bool = True) -> str:
+    def start(app, *, tls: bool = True, node: NodeTls | None = None) -> str:
         port = _free_port()
         options = {"port": port, "log_level": "warning", "timeout_graceful_shutdown": 1}
         if tls:
-            node = NodeTls(certfile=pki.cert("careplus"), keyfile=pki.key("careplus"), ca=pki.ca)
+            node = node or NodeTls(certfile=pki.cert("careplus"), keyfile=pki.key("careplus"), ca=pki.ca)
             config = node_server_config(app, tls=node, **options)
         else:
             config = uvicorn.Config(app, host="127.0.0.1", **options)

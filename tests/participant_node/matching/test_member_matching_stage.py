@@ -1,4 +1,4 @@
-"""The demo's MemberMatching stage on the Complete Journey federation: PSI equals plain sets."""
+"""The demo's MemberMatching stage on the Complete Journey federation: PSI over mTLS equals plain sets."""
 
 from __future__ import annotations
 
@@ -54,6 +54,18 @@ def test_freshmart_brand_overlaps_equal_plain_set_intersections(cj_federation: P
     text = str(events)
     assert "+86" not in text and "@example.com" not in text and "member_id" not in text
     assert (tmp_path / "member_matching.png").stat().st_size > 0
+
+    # Every brand node took FreshMart's identity from its client certificate (the node default).
+    answered = [e["details"] for e in events if e["details"]["psi_role"] == "responder"]
+    assert len(answered) == 4
+    assert {(d["peer"], d["peer_authentication"]) for d in answered} == {("freshmart", "certificate")}
+    assert ("member_matching", "peers authenticated by mTLS certificate", "4 of 4") in ctx.summary
+    # The demo CA's private key is never written: nothing more can be issued under it.
+    issued = sorted(str(p.relative_to(tmp_path / "pki")) for p in (tmp_path / "pki").rglob("*.*"))
+    assert issued == [
+        "ca.crt", "partners/careplus.key", "partners/careplus.pem", "partners/freshmart.key",
+        "partners/freshmart.pem", "partners/fuelgo.key", "partners/fuelgo.pem",
+    ]  # fmt: skip
 
     first = {b: r["cardinality"] for b, r in ctx.artefacts["member_matching"].items()}
     MemberMatching().run(ctx)  # the demo may be re-run into the same folder: fresh keys, same answers

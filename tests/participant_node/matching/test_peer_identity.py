@@ -141,20 +141,30 @@ def test_a_session_answers_only_the_partner_that_opened_it(serve, pki, clock, tm
     )
 
 
-def test_plain_http_is_refused_unless_the_node_allows_loopback(serve, clock, tmp_path) -> None:
+def test_plain_http_is_refused_by_default(serve, clock, tmp_path) -> None:
     records: list = []
-    strict = _service(
-        "careplus", 0, 200, records=records, clock=clock, tmp=tmp_path,
-        peer_authentication=PeerAuthentication.CERTIFICATE,
-    )  # fmt: skip
-    client = MatchingClient(
-        httpx.Client(base_url=serve(create_matching_app(strict), tls=False)), partner_id="x"
-    )
+    node = _service("careplus", 0, 200, records=records, clock=clock, tmp=tmp_path)
+    assert node.config.peer_authentication == PeerAuthentication.CERTIFICATE
+    base = serve(create_matching_app(node), tls=False)
+    freshmart = _service("freshmart", 0, 100, records=[], clock=clock, tmp=tmp_path)
     with pytest.raises(MatchingRefused, match="only over mutually authenticated TLS"):
-        _open(client)
-    assert (records[-1].peer, records[-1].refusal) == ("unauthenticated", "peer_identity")
-    demo = _service("careplus", 0, 200, records=records, clock=clock, tmp=tmp_path)
-    base = serve(create_matching_app(demo), tls=False)
+        freshmart.initiate(
+            MatchingClient(httpx.Client(base_url=base), partner_id="freshmart"), peer="careplus"
+        )
+    # Refused and recorded without a peer identity: a declared id over plain HTTP is not one.
+    assert [(r.status, r.peer, r.refusal) for r in records] == [
+        ("refused", "unauthenticated", "peer_identity")
+    ]
+    assert len(node.sessions) == 0
+
+
+def test_loopback_plain_http_is_an_explicit_opt_in(serve, clock, tmp_path) -> None:
+    records: list = []
+    development = _service(
+        "careplus", 0, 200, records=records, clock=clock, tmp=tmp_path,
+        peer_authentication=PeerAuthentication.CERTIFICATE_OR_LOOPBACK,
+    )  # fmt: skip
+    base = serve(create_matching_app(development), tls=False)
     freshmart = _service("freshmart", 0, 100, records=[], clock=clock, tmp=tmp_path)
     run = freshmart.initiate(
         MatchingClient(httpx.Client(base_url=base), partner_id="freshmart"), peer="careplus"
