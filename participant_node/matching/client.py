@@ -155,9 +155,10 @@ def _check_server_identity(response: httpx.Response, peer: str) -> None:
     """Mutual binding: the node that answered must hold ``peer``'s certificate.
 
     TLS already checked the host name against the CA; this checks the partner the certificate
-    names, so a partner cannot stand in for another behind a redirected name. Plain HTTP (the
-    single-machine demo) carries no certificate and is not checked here; the server side decides
-    whether plain HTTP is acceptable (``PeerAuthentication``).
+    names, so a partner cannot stand in for another behind a redirected name. Plain HTTP (local
+    development against a node that opted into ``certificate_or_loopback``) carries no certificate
+    and is not checked here; the server side decides whether plain HTTP is acceptable
+    (``PeerAuthentication``; nodes refuse it by default).
     """
     stream = response.extensions.get("network_stream")
     ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None

@@ -49,9 +49,10 @@ class PeerAuthentication(StrEnum):
 
     ``certificate``: only from the verified client certificate; plain-HTTP requests are refused.
     ``certificate_or_loopback``: the certificate when the connection is TLS; on a plain-HTTP
-    connection from the loopback interface (a single-machine demo) the declared id is accepted and
-    the run record says so. Never put a TLS-terminating proxy on the same host in this mode: every
-    request would arrive from loopback without a certificate.
+    connection from the loopback interface the declared id is accepted and the run record says so.
+    An explicit opt-in for local development (``MatchingConfig`` defaults to ``certificate``). Never
+    put a TLS-terminating proxy on the same host in this mode: every request would arrive from
+    loopback without a certificate.
     """
 
     CERTIFICATE = "certificate"
