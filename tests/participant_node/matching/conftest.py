@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +33,7 @@ def _prefer_repository_packages() -> None:
 
 _prefer_repository_packages()
 
+from participant_node.matching.federation_pki import FederationCertificates  # noqa: E402
 from participant_node.matching.tls_scope import NodeTls, node_server_config  # noqa: E402
 
 
@@ -47,27 +47,8 @@ def load_certificate_generator() -> ModuleType:
     return module
 
 
-@dataclass(frozen=True)
-class Pki:
-    """A federation CA and partner node certificates from deploy/generate_certificates.py."""
-
-    folder: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.folder / "ca.crt"
-
-    def cert(self, partner: str) -> Path:
-        return self.folder / "partners" / f"{partner}.pem"
-
-    def key(self, partner: str) -> Path:
-        return self.folder / "partners" / f"{partner}.key"
-
-    def context(self, partner: str) -> ssl.SSLContext:
-        """A client TLS context that presents ``partner``'s certificate."""
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.load_cert_chain(str(self.cert(partner)), str(self.key(partner)))
-        return context
+# The federation's certificate folder, as deploy/generate_certificates.py writes it.
+Pki = FederationCertificates
 
 
 # careplus answers (its certificate also names the loopback host); the others only initiate.
@@ -100,7 +81,7 @@ def serve(pki: Pki) -> Iterator:
         port = _free_port()
         options = {"port": port, "log_level": "warning", "timeout_graceful_shutdown": 1}
         if tls:
-            node = node or NodeTls(certfile=pki.cert("careplus"), keyfile=pki.key("careplus"), ca=pki.ca)
+            node = node or pki.node_tls("careplus")
             config = node_server_config(app, tls=node, **options)
         else:
             config = uvicorn.Config(app, host="127.0.0.1", **options)
@@ -124,4 +105,4 @@ def serve(pki: Pki) -> Iterator:
 @pytest.fixture
 def client_tls(pki: Pki) -> ssl.SSLContext:
     """freshmart's node, connecting with its own certificate."""
-    return pki.context("freshmart")
+    return pki.client_context("freshmart")

@@ -35,7 +35,7 @@ def clock() -> Clock:
 
 def _as(pki, base_url: str, *, cert: str, claims: str) -> MatchingClient:
     """A node presenting ``cert``'s certificate and announcing itself as ``claims``."""
-    http = httpx.Client(base_url=base_url, verify=pki.context(cert), timeout=10.0)
+    http = httpx.Client(base_url=base_url, verify=pki.client_context(cert), timeout=10.0)
     return MatchingClient(http, partner_id=claims, backoff_s=0.01)
 
 
