@@ -51,6 +51,7 @@ from coordinator.server_app import (
     NodeReport,
     RoundCallback,
     RoundReport,
+    make_server_app,
     record_node_reports,
     run_job,
 )
@@ -145,27 +146,17 @@ def make_secure_server_app(
     checkpoint_dir: Path | None = None,
     grid_wrapper: Callable[[Grid], Grid] | None = None,
 ) -> ServerApp:
-    """Like ``server_app.make_server_app``, with SecAgg+ training rounds.
-
-    ``grid_wrapper`` lets a caller observe what the server receives (tests check it is masked).
-    """
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        the_jobs = list(jobs) if jobs else [JobConfig.from_run_config(context.run_config)]
-        nodes = expected_nodes or int(context.run_config.get("expected-nodes", the_jobs[0].min_nodes))
-        seen = grid_wrapper(grid) if grid_wrapper is not None else grid
-        for job in the_jobs:
-            directory = checkpoint_dir / job.job_id if checkpoint_dir is not None else None
-            outcome = run_secure_job(
-                seen, context, job, expected_nodes=nodes, ledger=ledger, on_round=on_round,
-                checkpoint_dir=directory,
-            )  # fmt: skip
-            if outcome_sink is not None:
-                outcome_sink(outcome)
-
-    return app
+    """``server_app.make_server_app`` with SecAgg+ training rounds (``run_secure_job``)."""
+    return make_server_app(
+        jobs,
+        outcome_sink=outcome_sink,
+        ledger=ledger,
+        expected_nodes=expected_nodes,
+        on_round=on_round,
+        checkpoint_dir=checkpoint_dir,
+        runner=run_secure_job,
+        grid_wrapper=grid_wrapper,
+    )
 
 
 def run_secure_job(

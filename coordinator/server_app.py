@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -91,6 +92,22 @@ def initial_arrays(job: JobConfig) -> ArrayRecord:
     return ArrayRecord(model.state_dict())
 
 
+class JobRunner(Protocol):
+    """Runs one job over a grid: ``run_job`` (plain rounds) or the SecAgg+ runner."""
+
+    def __call__(
+        self,
+        grid: Grid,
+        context: Context,
+        job: JobConfig,
+        *,
+        expected_nodes: int,
+        ledger: BudgetLedger | None,
+        on_round: RoundCallback | None,
+        checkpoint_dir: Path | None,
+    ) -> JobOutcome: ...
+
+
 def make_server_app(
     jobs: Sequence[JobConfig] | None,
     *,
@@ -99,27 +116,38 @@ def make_server_app(
     expected_nodes: int | None = None,
     on_round: RoundCallback | None = None,
     checkpoint_dir: Path | None = None,
+    runner: JobRunner | None = None,
+    grid_wrapper: Callable[[Grid], Grid] | None = None,
 ) -> ServerApp:
     """Build the ServerApp running ``jobs`` one after the other over the same nodes.
 
     ``jobs=None`` reads one job from Flower's ``run_config`` (deployment engine); several jobs in
     one run share the engine's start-up cost (the demo trains churn and propensity together).
+    ``runner`` runs each job (default: plain Message-API rounds, ``run_job``); ``grid_wrapper``
+    lets a caller observe what the server receives (tests check SecAgg+ vectors are masked).
     """
     app = ServerApp()
+    run = runner or _run_plain_job
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         the_jobs = list(jobs) if jobs else [JobConfig.from_run_config(context.run_config)]
         nodes = expected_nodes or int(context.run_config.get("expected-nodes", the_jobs[0].min_nodes))
+        seen = grid_wrapper(grid) if grid_wrapper is not None else grid
         for job in the_jobs:
             directory = checkpoint_dir / job.job_id if checkpoint_dir is not None else None
-            outcome = run_job(
-                grid, job, expected_nodes=nodes, ledger=ledger, on_round=on_round, checkpoint_dir=directory
-            )
+            outcome = run(
+                seen, context, job, expected_nodes=nodes, ledger=ledger, on_round=on_round,
+                checkpoint_dir=directory,
+            )  # fmt: skip
             if outcome_sink is not None:
                 outcome_sink(outcome)
 
     return app
+
+
+def _run_plain_job(grid: Grid, context: Context, job: JobConfig, **options: Any) -> JobOutcome:
+    return run_job(grid, job, **options)
 
 
 RoundRunner = Callable[[Grid, JobConfig, "JobOutcome", int], "RoundReport"]
