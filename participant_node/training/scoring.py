@@ -8,6 +8,7 @@ at ``as_of`` with the schema the model was trained with, checked by its fingerpr
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,23 @@ from participant_node.data import load_partner
 from participant_node.training.errors import TrainingError
 from policies.purpose import Purpose
 
-__all__ = ["read_model", "score_partner"]
+__all__ = ["PublishedModel", "read_model", "score_partner"]
 
 _CARD, _WEIGHTS = "model_card.json", "model.pt"
 
 
-def read_model(model_dir: Path) -> tuple[dict[str, Any], torch.nn.Module]:
-    """The model card and the network with its weights loaded, from a published model folder."""
+@dataclass(frozen=True)
+class PublishedModel:
+    """A published model as a node reads it: its card, the feature schema it was trained with
+    (this node's own, matched by fingerprint) and the network with its weights loaded."""
+
+    card: dict[str, Any]
+    schema: FeatureSchema
+    network: torch.nn.Module
+
+
+def read_model(model_dir: Path) -> PublishedModel:
+    """Read a published model folder (``model_card.json`` and ``model.pt``)."""
     card_path, weights_path = model_dir / _CARD, model_dir / _WEIGHTS
     for path in (card_path, weights_path):
         if not path.exists():
@@ -40,7 +51,7 @@ def read_model(model_dir: Path) -> tuple[dict[str, Any], torch.nn.Module]:
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
-    return card, model
+    return PublishedModel(card=card, schema=schema, network=model)
 
 
 def _schema_of(card: dict[str, Any], card_path: Path) -> FeatureSchema:
@@ -57,11 +68,11 @@ def score_partner(
     partner_dir: Path, model_dir: Path, *, as_of: datetime, now: datetime | None = None
 ) -> pd.DataFrame:
     """``member_id, partner_id, score`` for every member of the partner consenting to the model's purpose."""
-    card, model = read_model(model_dir)
+    published = read_model(model_dir)
     partner = load_partner(partner_dir)
     moment = now or datetime.now(UTC).replace(tzinfo=None)
     selection = consented_members(
-        partner_dir, partner.members, partner.consents, purpose=Purpose(card["purpose"]), at=moment
+        partner_dir, partner.members, partner.consents, purpose=Purpose(published.card["purpose"]), at=moment
     )
     keep = selection.member_ids
     members = partner.members[partner.members["member_id"].isin(keep)]
@@ -70,10 +81,10 @@ def score_partner(
     if campaigns is not None:
         campaigns = campaigns[campaigns["member_id"].isin(keep)]
     features = build_features(
-        members, transactions, as_of=as_of, schema=_schema_of(card, model_dir / _CARD), campaigns=campaigns
+        members, transactions, as_of=as_of, schema=published.schema, campaigns=campaigns
     )
     with torch.no_grad():
-        scores = torch.sigmoid(model(torch.from_numpy(features.to_numpy()))).numpy()
+        scores = torch.sigmoid(published.network(torch.from_numpy(features.to_numpy()))).numpy()
     return pd.DataFrame(
         {
             "member_id": features.index.astype(str),
