@@ -39,13 +39,23 @@ _MECHANISMS = {
 }
 
 
-def _mechanisms(secure_agg: bool) -> dict[str, str]:
-    if not secure_agg:
-        return _MECHANISMS
-    masked = _MECHANISMS["model_updates"] + (
-        "; masked by SecAgg+ secure aggregation: the coordinator sees only the weighted sum over nodes"
-    )
-    return {**_MECHANISMS, "model_updates": masked}
+_POOLED_STANDARDISATION = (
+    "public bounds fixed in the feature schema, then one standardisation pooled from every node's "
+    "count, sums and sums of squares of its training members' features: an aggregate over at least k "
+    "members per node (a node with fewer refuses), NOT differentially private; the member-level "
+    "epsilon covers the DP-SGD updates given this standardisation"
+)
+
+
+def _mechanisms(*, secure_agg: bool, standardised: bool) -> dict[str, str]:
+    mechanisms = dict(_MECHANISMS)
+    if standardised:
+        mechanisms["feature_scaling"] = _POOLED_STANDARDISATION
+    if secure_agg:
+        mechanisms["model_updates"] += (
+            "; masked by SecAgg+ secure aggregation: the coordinator sees only the weighted sum over nodes"
+        )
+    return mechanisms
 
 
 def worst_case_epsilon(per_node: list[float], *, members_may_overlap: bool) -> tuple[float, str]:
@@ -108,6 +118,12 @@ def build_model_card(
         "as_of": (job.as_of.isoformat() if job.as_of else as_of.date().isoformat()),
         "horizon_days": job.horizon_days or horizon,
         "feature_schema": {"fingerprint": schema.fingerprint, "features": list(schema.names)},
+        # Folded into the published weights' input layer: scoring applies the public scaling only.
+        "feature_standardisation": (
+            {"mean": list(job.feature_mean), "scale": list(job.feature_scale), "folded_into_weights": True}
+            if job.feature_mean is not None and job.feature_scale is not None
+            else None
+        ),
         "nodes": [
             {
                 "partner_id": n.partner_id,
@@ -134,7 +150,9 @@ def build_model_card(
             }
             for r in outcome.rounds
         ],
-        "mechanisms": _mechanisms(secagg is not None),
+        "mechanisms": _mechanisms(
+            secure_agg=secagg is not None, standardised=job.standardisation is not None
+        ),
         "data_fingerprints": {n.partner_id: n.data_fingerprint for n in nodes},
         "lineage_id": lineage_id or job.job_id,
         "created_at": (now or datetime.now(UTC)).isoformat(),

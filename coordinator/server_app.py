@@ -1,15 +1,18 @@
 """The coordinator's Flower ServerApp: a federated DP training job, round by round.
 
-Before any training the server asks every node to describe itself (partner id, data fingerprint)
-and reserves the job's ε on each partner's yearly budget (``BudgetLedger.reserve``), which refuses
-the whole job when one cap would be exceeded. Each round then samples the nodes through a Flower
+Before any training the server asks every node to describe itself (partner id, data fingerprint) and
+reserves the job's ε on each partner's yearly budget (``BudgetLedger.reserve``), which refuses the
+whole job when one cap would be exceeded. A standardising job then asks every node for its training
+members' feature moments (k-member aggregates) and pools them into the one standardisation all nodes
+train with (``models.feature_standardisation``). Each round then samples the nodes through a Flower
 strategy (FedAvg or FedProx, weighted by training-member counts; the aggregate then passes through
-server momentum, ``coordinator.server_optimizer``), completes with the nodes that
-answer in time as long as at least ``min_nodes`` do, refuses to continue if a node reports having
-spent more than the job's ε, checkpoints the global weights, and optionally evaluates and stops
-early when the pooled validation AUC stops improving. The published model is the mean of the last
-``average_last`` global models. The final evaluation pools the nodes' score
-histograms; the ledger is settled with what every node reports it spent.
+server momentum, ``coordinator.server_optimizer``), completes with the nodes that answer in time as
+long as at least ``min_nodes`` do, refuses to continue if a node reports having spent more than the
+job's ε, checkpoints the global weights, and optionally evaluates and stops early when the pooled
+validation AUC stops improving. The published model is the mean of the last ``average_last`` global
+models. The final evaluation pools the nodes' score histograms; the ledger is settled with what
+every node reports it spent. The published model (and every checkpoint) has the standardisation
+folded into its input layer, so it scores publicly scaled feature rows directly.
 """
 
 from __future__ import annotations
@@ -33,12 +36,25 @@ from coordinator.federated_evaluation import EvaluationSummary, Histogram, fairn
 from coordinator.job_config import JobConfig, StrategyName
 from coordinator.job_errors import JobFailedError, JobRefusedError
 from coordinator.server_optimizer import ServerOptimizer
+from models.feature_standardisation import FeatureMoments, Standardisation
 from models.networks import make_model
 
-__all__ = ["JobOutcome", "NodeReport", "RoundReport", "initial_arrays", "make_server_app", "run_job"]
+__all__ = [
+    "JobOutcome",
+    "NodeReport",
+    "RoundReport",
+    "initial_arrays",
+    "make_server_app",
+    "published_arrays",
+    "run_job",
+]
 
 _log = logging.getLogger(__name__)
 _NODE = "node"
+# The node's query action for feature moments and its reply record (participant_node.training's
+# FEATURE_MOMENTS_ACTION and MOMENTS_RECORD; a test checks the two sides agree).
+FEATURE_MOMENTS_ACTION = "feature_moments"
+MOMENTS_RECORD = "moments"
 
 
 @dataclass(frozen=True)
@@ -179,10 +195,13 @@ def run_job(
             epsilon=job.epsilon,
             delta=job.delta,
         )
+    if job.standardise and job.standardisation is None:
+        job = job.with_standardisation(_pooled_standardisation(grid, list(partners), job))
     outcome = (outcome_type or JobOutcome)(job=job, arrays=initial_arrays(job))
     try:
         _train_rounds(grid, job, outcome, on_round, checkpoint_dir, train_round or _train_one_round)
         outcome.evaluation = _evaluate(grid, job, outcome.arrays)
+        outcome.arrays = published_arrays(job, outcome.arrays)
     finally:
         if ledger is not None:
             for report in outcome.nodes.values():
@@ -217,6 +236,56 @@ def _describe(grid: Grid, node_ids: list[int], job: JobConfig) -> dict[int, str]
     return partners
 
 
+def _pooled_standardisation(grid: Grid, node_ids: list[int], job: JobConfig) -> Standardisation:
+    """Ask the described nodes for their feature moments and pool them (k-member aggregates)."""
+    messages = [
+        Message(
+            RecordDict({"config": ConfigRecord(job.node_config())}),
+            dst_node_id=n,
+            message_type=f"{MessageType.QUERY}.{FEATURE_MOMENTS_ACTION}",
+        )
+        for n in node_ids
+    ]
+    parts = []
+    for reply in grid.send_and_receive(messages, timeout=job.round_timeout_s):
+        if reply.has_error():
+            _log.warning(
+                "feature moments: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason
+            )
+            continue
+        record = reply.content[MOMENTS_RECORD]
+        parts.append(
+            FeatureMoments(
+                count=int(record["count"]),
+                sums=tuple(float(v) for v in _as_list(record["sums"])),
+                sums_of_squares=tuple(float(v) for v in _as_list(record["sums-of-squares"])),
+            )
+        )
+    if len(parts) < job.min_nodes:
+        raise JobFailedError(f"only {len(parts)} nodes sent feature moments; the job needs {job.min_nodes}")
+    try:
+        standardisation = FeatureMoments.pooled(parts).standardisation()
+    except ValueError as err:
+        raise JobFailedError(f"feature moments could not be pooled: {err}") from err
+    if standardisation.n_features != job.schema.n_features:
+        raise JobFailedError(
+            f"nodes sent moments of {standardisation.n_features} features; "
+            f"the schema has {job.schema.n_features}"
+        )
+    return standardisation
+
+
+def published_arrays(job: JobConfig, arrays: ArrayRecord | None) -> ArrayRecord:
+    """``arrays`` with the job's standardisation folded into the input layer (unchanged without one)."""
+    assert arrays is not None
+    standardisation = job.standardisation
+    if standardisation is None:
+        return arrays
+    model = make_model(job.model, job.schema.n_features)
+    model.load_state_dict(arrays.to_torch_state_dict())
+    return ArrayRecord(standardisation.fold_into(model).state_dict())
+
+
 def _strategy(job: JobConfig, nodes: int) -> FedAvg:
     common = {"min_train_nodes": nodes, "min_available_nodes": nodes, "min_evaluate_nodes": nodes}
     if job.strategy is StrategyName.FEDPROX:
@@ -246,7 +315,7 @@ def _train_rounds(
             best_auc, stale = (auc, 0) if auc > best_auc + 1e-4 else (best_auc, stale + 1)
         outcome.rounds.append(report)
         if checkpoint_dir is not None and outcome.arrays is not None:
-            _checkpoint(checkpoint_dir, server_round, outcome.arrays)
+            _checkpoint(checkpoint_dir, server_round, published_arrays(job, outcome.arrays))
         if on_round is not None:
             on_round(report)
         if job.patience and stale >= job.patience:

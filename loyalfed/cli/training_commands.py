@@ -77,6 +77,12 @@ def train(
     category_mix: bool = typer.Option(
         False, "--category-mix", help="Add 9 department spend shares to the 18 behavioural features."
     ),
+    standardise: bool = typer.Option(
+        True,
+        "--standardise/--public-scaling-only",
+        help="Pool the nodes' feature moments (k-member aggregates, not DP) into one standardisation "
+        "before training (default), or train on the schema's public scaling alone.",
+    ),
     secure_agg: bool = typer.Option(
         False, "--secure-agg", help="SecAgg+: the coordinator sees only the sum of masked updates."
     ),
@@ -111,6 +117,7 @@ def train(
             "patience": patience,
             "secure_agg": secure_agg,
             "category_mix": category_mix,
+            "standardise": standardise,
             "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
             "as_of": date.fromisoformat(as_of) if as_of else None,
             "horizon_days": horizon_days,

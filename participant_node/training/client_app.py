@@ -3,6 +3,9 @@
 What leaves the node, and under which mechanism:
 
 * ``describe`` (query): the partner id and the data fingerprint (a hash of the files, no content);
+* ``feature_moments`` (query): count, sums and sums of squares of the training members' publicly
+  scaled features (an aggregate over ≥ k members, refused below; not DP, see
+  ``models.feature_standardisation``), from which the coordinator pools the job's standardisation;
 * ``train``: the model weights after DP-SGD (member-level (ε, δ) from the node's own accountant),
   the training-member count (an aggregate over ≥ 2k members), and the accountant's figures;
 * ``evaluate``: score histograms with every bin over ≥ k members, and the mean Brier score and
@@ -27,6 +30,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
+from models.feature_standardisation import FeatureMoments
 from models.networks import make_model
 from participant_node.errors import NodeError
 from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
@@ -40,9 +44,11 @@ from participant_node.training.privacy_accountant import (
 from participant_node.training.score_histogram import binned_scores
 from participant_node.training.training_spec import TrainingSpec, parse_training_spec
 
-__all__ = ["NODE_RECORD", "make_client_app", "redact_errors"]
+__all__ = ["FEATURE_MOMENTS_ACTION", "MOMENTS_RECORD", "NODE_RECORD", "make_client_app", "redact_errors"]
 
 NODE_RECORD = "node"  # ConfigRecord key of a reply: partner id, fingerprints
+MOMENTS_RECORD = "moments"  # MetricRecord key of a feature_moments reply: count, sums, sums-of-squares
+FEATURE_MOMENTS_ACTION = "feature_moments"  # the query action: message type "query.feature_moments"
 _GROUP_PREFIX = "group:"  # evaluation keys "group:<attribute>=<group>:edges|pos|neg"
 _log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -114,6 +120,29 @@ def make_client_app(
             {"partner-id": node.partner_id, "data-fingerprint": fingerprint_partner(node.partner_dir)}
         )
         return Message(RecordDict({NODE_RECORD: record}), reply_to=msg)
+
+    @app.query(FEATURE_MOMENTS_ACTION)
+    def feature_moments(msg: Message, context: Context) -> Message:
+        node = _Node(context, partner_dirs)
+        spec = parse_training_spec(msg.content["config"])
+        if spec.standardisation is not None:
+            raise TrainingError("feature moments are taken on the public scaling: send no standardisation")
+        data = load_local_task_data(node.partner_dir, spec, at=now())
+        if len(data.train) < spec.k_min:
+            raise TrainingError(
+                f"only {len(data.train)} training members; feature moments need at least k={spec.k_min}"
+            )
+        moments = FeatureMoments.of(data.train.X)
+        record = MetricRecord(
+            {
+                "count": moments.count,
+                "sums": list(moments.sums),
+                "sums-of-squares": list(moments.sums_of_squares),
+            }
+        )
+        return Message(
+            RecordDict({MOMENTS_RECORD: record, NODE_RECORD: _node_record(node, data)}), reply_to=msg
+        )
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -66,7 +66,30 @@ def load_local_task_data(
     schema: FeatureSchema | None = None,
     select: ConsentSelector = consent_selection,
 ) -> LocalTaskData:
-    """Load, consent-filter, featurise and split a partner's data for ``spec`` at moment ``at``."""
+    """Load, consent-filter, featurise and split a partner's data for ``spec`` at moment ``at``.
+
+    When the job carries a standardisation (``spec.standardisation``), both splits come back
+    standardised with it; without one they are on the schema's public [0, 1] scale.
+    """
+    data = _load_publicly_scaled(partner_dir, spec, at=at, schema=schema, select=select)
+    standardisation = spec.standardisation
+    if standardisation is None:
+        return data
+    return replace(
+        data,
+        train=replace(data.train, X=standardisation.apply(data.train.X)),
+        heldout=replace(data.heldout, X=standardisation.apply(data.heldout.X)),
+    )
+
+
+def _load_publicly_scaled(
+    partner_dir: Path,
+    spec: TrainingSpec,
+    *,
+    at: datetime,
+    schema: FeatureSchema | None,
+    select: ConsentSelector,
+) -> LocalTaskData:
     schema = schema or spec.schema
     fingerprint = fingerprint_partner(partner_dir)
     with _lock:

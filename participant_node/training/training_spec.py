@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.feature_schema import FeatureSchema, default_feature_schema
+from models.feature_standardisation import Standardisation
 from models.task import ModelKind, Task, task_defaults
 from participant_node.training.errors import TrainingSpecError
 from policies.purpose import Purpose
@@ -47,12 +48,42 @@ class TrainingSpec(BaseModel):
     seed: int = 7
     as_of: datetime
     horizon_days: int = Field(ge=1)
+    # The job's pooled standardisation (models.feature_standardisation); absent before it is known
+    # (the feature-moments query) and in jobs that train on the public scaling alone.
+    feature_mean: tuple[float, ...] | None = None
+    feature_scale: tuple[float, ...] | None = None
+
+    @field_validator("feature_mean", "feature_scale", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # The coordinator sends comma-separated floats (SecAgg+'s legacy config carries scalars only).
+        if isinstance(value, str):
+            try:
+                return tuple(float(v) for v in value.split(","))
+            except ValueError as err:
+                raise ValueError("expected comma-separated numbers") from err
+        return value
 
     @model_validator(mode="after")
     def _purpose_matches_task(self) -> TrainingSpec:
         if self.purpose is not _PURPOSE_OF_TASK[self.task]:
             raise ValueError(f"purpose {self.purpose} does not match task {self.task}")
+        if (self.feature_mean is None) != (self.feature_scale is None):
+            raise ValueError("feature-mean and feature-scale come together")
+        if self.feature_mean is not None and len(self.feature_mean) != self.schema.n_features:
+            raise ValueError(
+                f"the standardisation has {len(self.feature_mean)} features, "
+                f"the schema {self.schema.n_features}"
+            )
+        _ = self.standardisation  # Standardisation refuses non-finite means and non-positive scales
         return self
+
+    @property
+    def standardisation(self) -> Standardisation | None:
+        """The affine map applied to every feature row before training and evaluation, if any."""
+        if self.feature_mean is None or self.feature_scale is None:
+            return None
+        return Standardisation(mean=self.feature_mean, scale=self.feature_scale)
 
     @property
     def schema(self) -> FeatureSchema:

@@ -6,8 +6,9 @@ from datetime import date
 
 import pytest
 
-from coordinator.job_config import JobConfig, parse_job_config
+from coordinator.job_config import TASK_TUNING, JobConfig, TaskName, parse_job_config
 from coordinator.job_errors import JobConfigError
+from models.feature_standardisation import Standardisation
 from participant_node.training.errors import TrainingSpecError
 from participant_node.training.training_spec import parse_training_spec
 
@@ -47,3 +48,34 @@ def test_secure_aggregation_needs_two_nodes_to_mask_against() -> None:
     assert parse_job_config({"secure_agg": True}).secure_agg
     with pytest.raises(JobConfigError, match="secure aggregation needs min_nodes >= 2"):
         parse_job_config({"secure_agg": True, "min_nodes": 1})
+
+
+def test_the_pooled_standardisation_reaches_the_node_exactly() -> None:
+    job = JobConfig(task="churn")
+    n = job.schema.n_features
+    mean = tuple(0.1 + i / 97 for i in range(n))
+    scale = tuple(0.3 + i / 89 for i in range(n))
+    fixed = job.with_standardisation(Standardisation(mean=mean, scale=scale))
+    assert (fixed.job_id, fixed.learning_rate) == (job.job_id, job.learning_rate)
+    spec = parse_training_spec(fixed.node_config())
+    assert spec.standardisation == Standardisation(mean=mean, scale=scale)  # repr round trip: exact
+    assert parse_training_spec(job.node_config()).standardisation is None
+    with pytest.raises(TrainingSpecError, match="differ in length"):
+        parse_training_spec({**fixed.node_config(), "feature-scale": "1.0,2.0"})
+    with pytest.raises(TrainingSpecError, match="feature-mean"):
+        parse_training_spec({**fixed.node_config(), "feature-mean": "a,b"})
+
+
+def test_tuning_defaults_follow_the_task_and_the_scaling() -> None:
+    standardised, public = JobConfig(task="propensity"), JobConfig(task="propensity", standardise=False)
+    assert standardised.learning_rate == TASK_TUNING[TaskName.PROPENSITY, True].learning_rate
+    assert public.learning_rate == TASK_TUNING[TaskName.PROPENSITY, False].learning_rate
+    assert JobConfig(task="churn", learning_rate=0.7).learning_rate == 0.7
+
+
+def test_both_sides_name_the_feature_moments_query_alike() -> None:
+    from coordinator import server_app
+    from participant_node.training import client_app
+
+    assert server_app.FEATURE_MOMENTS_ACTION == client_app.FEATURE_MOMENTS_ACTION
+    assert server_app.MOMENTS_RECORD == client_app.MOMENTS_RECORD

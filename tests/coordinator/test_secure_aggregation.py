@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message
+import torch
+from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.quantization import quantize
@@ -28,7 +29,7 @@ from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig
 from coordinator.model_card import build_model_card
 from coordinator.secure_server_app import make_secure_server_app, secagg_parameters
-from coordinator.server_app import JobOutcome, initial_arrays
+from coordinator.server_app import JobOutcome, initial_arrays, published_arrays
 from loyalfed.federated_run import _simulate, select_partners
 from participant_node.data import load_federation
 from participant_node.training.secure_client_app import make_secure_client_app
@@ -155,6 +156,10 @@ def test_the_unmasked_sum_is_the_weighted_mean_of_the_plain_updates(secure_run: 
         total = sum(w for w, _ in nodes)
         for i in range(len(expected)):
             expected[i] = expected[i] + sum(w * u[i] for w, u in nodes) / total
+    # The published weights take publicly scaled rows: fold the job's standardisation in likewise.
+    names = list(initial_arrays(JOB).keys())
+    state = {name: torch.from_numpy(np.asarray(a)) for name, a in zip(names, expected, strict=True)}
+    expected = published_arrays(outcome.job, ArrayRecord(state)).to_numpy_ndarrays()
     got = outcome.arrays.to_numpy_ndarrays()
     for want, have in zip(expected, got, strict=True):
         # SecAgg+ fixed-point quantisation: step 2R / 2^22 per unit weight ratio, three rounds.

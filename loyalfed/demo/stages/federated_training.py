@@ -196,7 +196,10 @@ def _exact_heldout_auc(ctx: DemoContext, run: FederatedRun) -> float:
     from participant_node.training.training_spec import parse_training_spec
 
     job = run.outcome.job
-    spec = parse_training_spec(job.node_config())
+    # The published weights take publicly scaled rows (the standardisation is folded in).
+    spec = parse_training_spec(
+        job.model_copy(update={"feature_mean": None, "feature_scale": None}).node_config()
+    )
     now = datetime.now(UTC).replace(tzinfo=None)
     paths = {p.partner_id: p.path for p in load_federation(ctx.federation_dir).partners}
     heldout = TaskDataset.concatenate(
