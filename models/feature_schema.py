@@ -1,9 +1,11 @@
 """The feature schema: ordered feature names with PUBLIC bounds, a fixed category vocabulary, a hash.
 
-Every feature is clipped to bounds fixed in advance and scaled into [0, 1] with them, so no
-normalisation statistic computed from member data (a mean, a standard deviation, a maximum) ever
-has to leave a node: two nodes that build features with the same schema produce comparable columns
-without talking to each other (issue 3, item 3: "or uses public bounds").
+Every feature is clipped to bounds fixed in advance and scaled into [0, 1] with them, so two nodes
+that build features with the same schema produce comparable columns without talking to each other
+and no statistic of member data is needed to build them (issue 3, item 3: "or uses public
+bounds"). Comparable is not well conditioned: a training job standardises these columns further
+with moments pooled from k-member aggregates unless it asks not to
+(`models.feature_standardisation`).
 
 The bounds of `default_feature_schema` are set from the loyalty programme's public parameters and
 from published retail facts, never fitted on member data:
