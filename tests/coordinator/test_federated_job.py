@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dp_accounting
+import numpy as np
 import pytest
 from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
@@ -23,8 +24,12 @@ from coordinator.job_config import JobConfig
 from coordinator.model_card import build_model_card, write_model
 from coordinator.server_app import RoundReport
 from loyalfed.federated_run import FederatedRun, run_federated_job
+from models import TaskDataset, make_model, predict_proba
+from models.metrics import roc_auc
 from participant_node.consent import ConsentStore
 from participant_node.training.client_app import make_client_app
+from participant_node.training.local_task_data import load_local_task_data
+from participant_node.training.training_spec import parse_training_spec
 from policies.purpose import Purpose
 
 pytestmark = pytest.mark.slow
@@ -131,3 +136,26 @@ def test_model_card_epsilon_agrees_with_dp_accounting(job_run: tuple, tmp_path: 
     assert written["metrics"]["fairness_gaps"] == {
         "not_reported": "no demographic group holds k=20 held-out members at a node"
     }
+
+
+def test_the_job_trains_on_pooled_moments_and_publishes_weights_for_public_rows(
+    job_run: tuple, cj_federation: Path
+) -> None:
+    run, *_ = job_run
+    card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
+    assert "NOT differentially private" in card["mechanisms"]["feature_scaling"]
+    standardisation = run.outcome.job.standardisation
+    assert standardisation is not None and card["feature_standardisation"]["mean"] == list(standardisation.mean)
+    # The pooled mean is the mean of every node's training members on the public scale (the
+    # untouched copy of the federation: before the withdrawal, as the moments were taken).
+    spec = parse_training_spec(JOB.node_config())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    nodes = [load_local_task_data(cj_federation / s, spec, at=now) for s in sorted(run.partner_ids)]
+    train = TaskDataset.concatenate(d.train for d in nodes)
+    np.testing.assert_allclose(standardisation.mean, train.X.astype(np.float64).mean(axis=0), atol=1e-9)
+    # The published weights score publicly scaled rows: the exact held-out AUC of the published model
+    # is that of a useful model, which it would not be if the standardisation were not folded in.
+    heldout = TaskDataset.concatenate(d.heldout for d in nodes)
+    model = make_model(JOB.model, heldout.X.shape[1])
+    model.load_state_dict(run.outcome.arrays.to_torch_state_dict())
+    assert roc_auc(heldout.y, predict_proba(model, heldout.X)) > 0.7
