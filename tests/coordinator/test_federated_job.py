@@ -145,7 +145,8 @@ def test_the_job_trains_on_pooled_moments_and_publishes_weights_for_public_rows(
     card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
     assert "NOT differentially private" in card["mechanisms"]["feature_scaling"]
     standardisation = run.outcome.job.standardisation
-    assert standardisation is not None and card["feature_standardisation"]["mean"] == list(standardisation.mean)
+    assert standardisation is not None
+    assert card["feature_standardisation"]["mean"] == list(standardisation.mean)
     # The pooled mean is the mean of every node's training members on the public scale (the
     # untouched copy of the federation: before the withdrawal, as the moments were taken).
     spec = parse_training_spec(JOB.node_config())
