@@ -75,8 +75,9 @@ def _score(model: torch.nn.Module, data: TaskDataset) -> float:
     return float(roc_auc(data.y, scores))
 
 
-def _dp_model(train: TaskDataset, job: JobConfig, *, seed: int) -> torch.nn.Module:
-    """DP-SGD on one dataset with the federated job's step count, its noise calibrated to (ε, δ).
+def _dp_model(train: TaskDataset, job: JobConfig, *, seed: int, noise_free: bool = False) -> torch.nn.Module:
+    """DP-SGD on one dataset with the federated job's step count, its noise calibrated to (ε, δ)
+    (``noise_free``: the same clipped, Poisson-sampled steps without noise, no privacy at all).
 
     Standardised with the dataset's own moments when the job standardises; the returned model has
     the standardisation folded in (it scores publicly scaled rows, like a published model).
@@ -88,8 +89,12 @@ def _dp_model(train: TaskDataset, job: JobConfig, *, seed: int) -> torch.nn.Modu
     model = make_model(job.model, train.X.shape[1])
     rate = poisson_sample_rate(len(train), job.batch_size)
     steps = job.rounds * job.local_steps
-    sigma = calibrate_noise_multiplier(
-        epsilon=job.epsilon, delta=effective_delta(job.delta, len(train)), sample_rate=rate, steps=steps
+    sigma = (
+        0.0
+        if noise_free
+        else calibrate_noise_multiplier(
+            epsilon=job.epsilon, delta=effective_delta(job.delta, len(train)), sample_rate=rate, steps=steps
+        )
     )
     settings = DpSgdSettings(
         noise_multiplier=sigma,
@@ -118,6 +123,30 @@ def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int
         "centralized_dp": centralized_dp,
         "single_node_dp": per_node,
         "single_node_dp_median": round(statistics.median(per_node.values()), 4),
+    }
+
+
+def _recipe_without_noise(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+    """The job's SGD recipe (steps, clipping, sampling) without noise: pooled and per store group.
+
+    The pooled figure bounds what federated DP-SGD with this recipe can reach at any ε; its distance
+    to a store group alone at ε = 1 bounds what federation can add there.
+    """
+    pooled_train = TaskDataset.concatenate(d.train for d in nodes.values())
+    heldout = TaskDataset.concatenate(d.heldout for d in nodes.values())
+    pooled = _median_of(
+        repeats, lambda s: _score(_dp_model(pooled_train, job, seed=s, noise_free=True), heldout)
+    )
+    per_node = {
+        pid: _median_of(
+            repeats, lambda s, d=d: _score(_dp_model(d.train, job, seed=s, noise_free=True), heldout)
+        )
+        for pid, d in nodes.items()
+    }
+    return {
+        "pooled": pooled,
+        "single_node": per_node,
+        "single_node_median": round(statistics.median(per_node.values()), 4),
     }
 
 
@@ -246,6 +275,7 @@ def run(
             "local_epoch_timing": _epoch_timings(nodes["freshmart-north"].train, base, repeats),
             "store_group_train_members": {pid: len(d.train) for pid, d in nodes.items()},
             "non_private_learning_curve": _learning_curve(nodes, _CURVE_SIZES, draws=_CURVE_DRAWS),
+            "sgd_recipe_without_noise": _recipe_without_noise(nodes, base, repeats),
         }
         for eps in epsilons:
             job = base.model_copy(update={"epsilon": eps})
@@ -371,6 +401,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
             axis.plot(eps, values, marker="o", label=label)
         axis.axhline(
             entry["centralized_non_private"], color="black", linestyle="--", label="centralized non-private"
+        )
+        ceiling = entry["sgd_recipe_without_noise"]
+        axis.axhline(ceiling["pooled"], color="grey", linestyle=":", label="same SGD, no noise: pooled")
+        axis.axhline(
+            ceiling["single_node_median"],
+            color="grey",
+            linestyle="-.",
+            label="same SGD, no noise: one store group",
         )
         axis.set_xscale("log")
         axis.set_xticks(eps, [f"{e:g}" for e in eps])
