@@ -21,7 +21,7 @@ from coordinator.job_errors import JobConfigError
 from models.feature_schema import FeatureSchema, default_feature_schema
 from models.feature_standardisation import Standardisation
 from models.task import ModelKind, Task
-from policies.purpose import Purpose
+from policies.purpose import Purpose, purpose_of_training_task
 
 __all__ = [
     "TASK_TUNING",
@@ -98,7 +98,7 @@ TASK_TUNING = {
 
 def purpose_for_task(task: TaskName) -> Purpose:
     """The consent purpose a training task processes member data for."""
-    return {TaskName.CHURN: Purpose.CHURN_MODEL, TaskName.PROPENSITY: Purpose.PROPENSITY_MODEL}[task]
+    return purpose_of_training_task(task.value)
 
 
 class JobConfig(BaseModel):

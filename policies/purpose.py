@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CONSENT_SCOPE_FEDERATION", "CONSENT_SCOPE_OWN", "Purpose", "parse_purpose"]
+__all__ = [
+    "CONSENT_SCOPE_FEDERATION",
+    "CONSENT_SCOPE_OWN",
+    "Purpose",
+    "parse_purpose",
+    "purpose_of_training_task",
+]
 
 
 class Purpose(StrEnum):
@@ -19,6 +25,20 @@ class Purpose(StrEnum):
     PROPENSITY_MODEL = "analytics.propensity_model"
     CROSS_BRAND_MATCHING = "marketing.cross_brand_matching"
     POINTS_INTERCHANGE = "loyalty.points_interchange"
+
+
+# The purpose each training task (``models.task.Task``'s values) processes member data for: the
+# coordinator states it in the job, the node derives it itself and refuses a job that disagrees.
+_TRAINING_TASK_PURPOSES = {"churn": Purpose.CHURN_MODEL, "propensity": Purpose.PROPENSITY_MODEL}
+
+
+def purpose_of_training_task(task: str) -> Purpose:
+    """The consent purpose of training task ``task`` ("churn" or "propensity")."""
+    try:
+        return _TRAINING_TASK_PURPOSES[str(task)]
+    except KeyError:
+        known = ", ".join(sorted(_TRAINING_TASK_PURPOSES))
+        raise ValueError(f"unknown training task {task!r}; known: {known}") from None
 
 
 # Consent ``scope`` column: "own" (the partner's own use), "federation" (any partner of the

@@ -18,11 +18,10 @@ from models.feature_schema import FeatureSchema, default_feature_schema
 from models.feature_standardisation import Standardisation
 from models.task import ModelKind, Task, task_defaults
 from participant_node.training.errors import TrainingSpecError
-from policies.purpose import Purpose
+from policies.purpose import Purpose, purpose_of_training_task
 
 __all__ = ["TrainingSpec", "parse_training_spec"]
 
-_PURPOSE_OF_TASK = {Task.CHURN: Purpose.CHURN_MODEL, Task.PROPENSITY: Purpose.PROPENSITY_MODEL}
 # Keys Flower itself adds to a strategy's config; they carry no job semantics.
 _FLOWER_KEYS = ("server-round", "proximal-mu")
 
@@ -66,7 +65,7 @@ class TrainingSpec(BaseModel):
 
     @model_validator(mode="after")
     def _purpose_matches_task(self) -> TrainingSpec:
-        if self.purpose is not _PURPOSE_OF_TASK[self.task]:
+        if self.purpose is not purpose_of_training_task(self.task.value):
             raise ValueError(f"purpose {self.purpose} does not match task {self.task}")
         if (self.feature_mean is None) != (self.feature_scale is None):
             raise ValueError("feature-mean and feature-scale come together")

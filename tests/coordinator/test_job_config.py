@@ -11,6 +11,7 @@ from coordinator.job_errors import JobConfigError
 from models.feature_standardisation import Standardisation
 from participant_node.training.errors import TrainingSpecError
 from participant_node.training.training_spec import parse_training_spec
+from policies.purpose import purpose_of_training_task
 
 
 def test_node_parses_the_coordinators_record() -> None:
@@ -79,3 +80,11 @@ def test_both_sides_name_the_feature_moments_query_alike() -> None:
 
     assert server_app.FEATURE_MOMENTS_ACTION == client_app.FEATURE_MOMENTS_ACTION
     assert server_app.MOMENTS_RECORD == client_app.MOMENTS_RECORD
+
+
+def test_every_training_task_has_one_consent_purpose_on_both_sides() -> None:
+    for task in TaskName:
+        job = JobConfig(task=task)
+        assert parse_training_spec(job.node_config()).purpose is job.purpose is purpose_of_training_task(task)
+    with pytest.raises(ValueError, match="unknown training task 'loyalty'"):
+        purpose_of_training_task("loyalty")
