@@ -385,7 +385,7 @@ def _at_least(value: float | None, bound: float) -> bool | None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    figure = Figure(figsize=(10, 8))
+    figure = Figure(figsize=(10, 8), layout="constrained")
     grid = figure.subplots(2, len(result["tasks"]), squeeze=False)
     for axis, curve_axis, (task, entry) in zip(grid[0], grid[1], result["tasks"].items(), strict=True):
         _plot_learning_curve(curve_axis, task, entry)
