@@ -219,8 +219,10 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]], exact: dict[str, floa
         f"DP-SGD (member-level ε={DEMO_EPSILON:g}, δ=1e-5 per node, {_ROUNDS} rounds × "
         f"{job.local_steps} local steps, FedAvg with server momentum {job.server_momentum:g}, the "
         f"published model the mean of the last {job.average_last} global models). Each node filters "
-        "by consent, calibrates its own noise and keeps its own RDP accountant; evaluation pools "
-        "k=20 score histograms, never per-member scores."
+        "by consent, calibrates its own noise and keeps its own RDP accountant. Before round 1 the "
+        "nodes send their training members' feature moments (k-member aggregates, not DP), pooled into "
+        "one standardisation that is folded into the published weights. Evaluation pools k=20 score "
+        "histograms, never per-member scores."
     )
     reference: dict[str, Any] = ctx.artefacts.get("reference_metrics") or {}
     rows = []
