@@ -43,6 +43,7 @@ __all__ = [
     "JobOutcome",
     "NodeReport",
     "RoundReport",
+    "feature_moments_of",
     "initial_arrays",
     "make_server_app",
     "published_arrays",
@@ -253,14 +254,12 @@ def _pooled_standardisation(grid: Grid, node_ids: list[int], job: JobConfig) -> 
                 "feature moments: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason
             )
             continue
-        record = reply.content[MOMENTS_RECORD]
-        parts.append(
-            FeatureMoments(
-                count=int(record["count"]),
-                sums=tuple(float(v) for v in _as_list(record["sums"])),
-                sums_of_squares=tuple(float(v) for v in _as_list(record["sums-of-squares"])),
+        try:
+            parts.append(feature_moments_of(reply.content[MOMENTS_RECORD]))
+        except (KeyError, TypeError, ValueError, JobFailedError) as err:
+            _log.warning(
+                "feature moments: node %s sent a malformed reply: %s", reply.metadata.src_node_id, err
             )
-        )
     if len(parts) < job.min_nodes:
         raise JobFailedError(f"only {len(parts)} nodes sent feature moments; the job needs {job.min_nodes}")
     try:
@@ -273,6 +272,18 @@ def _pooled_standardisation(grid: Grid, node_ids: list[int], job: JobConfig) -> 
             f"the schema has {job.schema.n_features}"
         )
     return standardisation
+
+
+def feature_moments_of(record: Any) -> FeatureMoments:
+    """A node's feature-moments record as moments; raise KeyError/TypeError/ValueError if malformed."""
+    moments = FeatureMoments(
+        count=int(record["count"]),
+        sums=tuple(float(v) for v in _as_list(record["sums"])),
+        sums_of_squares=tuple(float(v) for v in _as_list(record["sums-of-squares"])),
+    )
+    if not np.all(np.isfinite(moments.sums + moments.sums_of_squares)):
+        raise ValueError("non-finite sums")
+    return moments
 
 
 def published_arrays(job: JobConfig, arrays: ArrayRecord | None) -> ArrayRecord:
