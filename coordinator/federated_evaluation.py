@@ -7,6 +7,11 @@ assuming scores spread evenly on the logit scale within it. The ROC is then the 
 those points and the AUC its trapezoid area, which counts a positive and a negative in the same
 bin as half a correct ordering: exactly the Mann-Whitney statistic with ties (Hanley and McNeil,
 Radiology 1982) when the bins are not merged.
+
+A node's own AUC is the exact one it reports (``Histogram.auc``: the Mann-Whitney statistic over all
+its held-out members, an aggregate over ≥ k members like its Brier score), falling back to its
+histogram's when it reports none: at 60–110 held-out members a node's k-histogram has 3–5 bins and
+reads 0.03–0.07 low.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Histogram:
     positives: tuple[int, ...]
     negatives: tuple[int, ...]
     brier: float
+    auc: float | None = None  # the node's exact AUC over the same members, when it reports one
 
     @property
     def n(self) -> int:
@@ -111,7 +117,7 @@ def summarise(histograms: Sequence[Histogram]) -> EvaluationSummary:
     node_auc: dict[str, float] = {}
     for hist in histograms:
         if sum(hist.positives) and sum(hist.negatives):
-            node_auc[hist.partner_id] = _auc([hist])
+            node_auc[hist.partner_id] = hist.auc if hist.auc is not None else _auc([hist])
     return EvaluationSummary(
         auc=float(np.trapezoid(tpr, fpr)),
         pr_auc=_pr_auc(histograms),

@@ -35,6 +35,7 @@ _MECHANISMS = {
     "training_member_counts": "aggregate over at least 2k members (a node with fewer refuses to train)",
     "evaluation_histograms": "aggregate: score bins merged at the node until each holds at least k members",
     "brier_and_heldout_counts": "aggregate over at least k held-out members",
+    "node_auc": "aggregate: each node's exact ROC-AUC over its at least k held-out members",
     "label_rates": "aggregate: derived from the k-member histograms, never sent separately",
 }
 
@@ -172,7 +173,8 @@ def _metrics(outcome: JobOutcome) -> dict[str, Any]:
         "node_auc": {k: round(v, 4) for k, v in sorted(evaluation.node_auc.items())},
         "fairness_gaps": evaluation.fairness
         or {"not_reported": f"no demographic group holds k={outcome.job.k_min} held-out members at a node"},
-        "evaluation": "pooled held-out members of every node, from k-member score histograms",
+        "evaluation": "auc, pr_auc and the ROC curve: pooled held-out members of every node, from "
+        "k-member score histograms; node_auc: each node's exact AUC over its held-out members",
         "roc_curve": {
             "fpr": [round(x, 5) for x in evaluation.roc_fpr],
             "tpr": [round(x, 5) for x in evaluation.roc_tpr],

@@ -437,7 +437,15 @@ def _histogram(message: Message) -> Histogram:
         positives=tuple(int(x) for x in _as_list(metrics["hist-pos"])),
         negatives=tuple(int(x) for x in _as_list(metrics["hist-neg"])),
         brier=float(metrics["brier"]),
+        auc=_exact_node_auc(metrics.get("auc")),
     )
+
+
+def _exact_node_auc(value: object) -> float | None:
+    """A node's reported exact AUC, or None when it sent none or nothing sensible."""
+    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        return None
+    return float(value)
 
 
 def _group_histograms(message: Message) -> dict[tuple[str, str], Histogram]:

@@ -8,8 +8,8 @@ What leaves the node, and under which mechanism:
   ``models.feature_standardisation``), from which the coordinator pools the job's standardisation;
 * ``train``: the model weights after DP-SGD (member-level (ε, δ) from the node's own accountant),
   the training-member count (an aggregate over ≥ 2k members), and the accountant's figures;
-* ``evaluate``: score histograms with every bin over ≥ k members, and the mean Brier score and
-  held-out count (aggregates over ≥ k members).
+* ``evaluate``: score histograms with every bin over ≥ k members, and the mean Brier score, the
+  exact ROC-AUC and the held-out count (aggregates over ≥ k members).
 
 Error messages that could quote member data are replaced by their type name (``redact_errors``);
 the node's own typed errors are written to be safe and pass through.
@@ -31,6 +31,7 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from models.feature_standardisation import FeatureMoments
+from models.metrics import roc_auc
 from models.networks import make_model
 from participant_node.errors import NodeError
 from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
@@ -245,6 +246,8 @@ def _evaluate(
     }
     # Fairness: the same k-binned histogram per demographic group with at least k members; smaller
     # groups (and members who did not state the attribute) are never reported.
+    if 0 < labels.sum() < len(labels):  # the exact AUC over all (>= k) held-out members
+        metrics["auc"] = float(roc_auc(labels, scores))
     for attribute, values in data.heldout.groups.items():
         for group in sorted(set(values) - {"unknown"}):
             member = values == group

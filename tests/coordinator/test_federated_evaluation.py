@@ -67,3 +67,17 @@ def test_fairness_gaps_from_group_histograms_flag_a_group_the_model_ranks_worse(
     exact_gap = roc_auc_score(good_y, good_s) - roc_auc_score(poor_y, poor_s)
     assert gaps["auc_gap"] == pytest.approx(exact_gap, abs=0.03)
     assert gaps["warning"] is True and set(gaps["positive_rate_by_group"]) == {"25-34", "65+"}
+
+
+def test_a_nodes_own_auc_is_the_exact_one_it_reports_not_its_coarse_histograms() -> None:
+    rng = np.random.default_rng(5)
+    scores, labels = _node(rng, 70, 1.2)  # a small node: its k=20 histogram has 3 bins
+    exact = float(roc_auc_score(labels, scores))
+    binned = _histogram("small", scores, labels, k=20)
+    assert summarise([binned]).node_auc["small"] < exact - 0.01
+    reported = Histogram(
+        binned.partner_id, binned.edges, binned.positives, binned.negatives, binned.brier, exact
+    )
+    summary = summarise([reported])
+    assert summary.node_auc["small"] == exact
+    assert summary.auc == summarise([binned]).auc  # the pooled AUC stays the histograms' own

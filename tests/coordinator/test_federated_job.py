@@ -160,3 +160,7 @@ def test_the_job_trains_on_pooled_moments_and_publishes_weights_for_public_rows(
     model = make_model(JOB.model, heldout.X.shape[1])
     model.load_state_dict(run.outcome.arrays.to_torch_state_dict())
     assert roc_auc(heldout.y, predict_proba(model, heldout.X)) > 0.7
+    # Each node's AUC on the card is the exact one over its held-out members (not its 3-5 bins).
+    for node in nodes:
+        exact = roc_auc(node.heldout.y, predict_proba(model, node.heldout.X))
+        assert card["metrics"]["node_auc"][node.partner_id] == pytest.approx(exact, abs=1e-4)
