@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from coordinator.job_config import TASK_TUNING, JobConfig, TaskName, parse_job_config
+from coordinator.job_config import TASK_TUNING, JobConfig, ModelKind, TaskName, parse_job_config
 from coordinator.job_errors import JobConfigError
 from models.feature_standardisation import Standardisation
 from participant_node.training.errors import TrainingSpecError
@@ -69,8 +69,12 @@ def test_the_pooled_standardisation_reaches_the_node_exactly() -> None:
 
 def test_tuning_defaults_follow_the_task_and_the_scaling() -> None:
     standardised, public = JobConfig(task="propensity"), JobConfig(task="propensity", standardise=False)
-    assert standardised.learning_rate == TASK_TUNING[TaskName.PROPENSITY, True].learning_rate
-    assert public.learning_rate == TASK_TUNING[TaskName.PROPENSITY, False].learning_rate
+    assert (
+        standardised.learning_rate == TASK_TUNING[TaskName.PROPENSITY, ModelKind.LOGREG, True].learning_rate
+    )
+    assert public.learning_rate == TASK_TUNING[TaskName.PROPENSITY, ModelKind.LOGREG, False].learning_rate
+    mlp = JobConfig(task="propensity", model="mlp")
+    assert mlp.learning_rate == TASK_TUNING[TaskName.PROPENSITY, ModelKind.MLP, True].learning_rate == 4.0
     assert JobConfig(task="churn", learning_rate=0.7).learning_rate == 0.7
 
 
