@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from coordinator.job_errors import JobConfigError
 from models.feature_schema import FeatureSchema, default_feature_schema
-from models.feature_standardisation import Standardisation
+from models.feature_standardisation import Standardisation, optional_standardisation
 from models.task import ModelKind, Task
 from policies.purpose import Purpose, purpose_of_training_task
 
@@ -169,15 +169,7 @@ class JobConfig(BaseModel):
             raise ValueError("strategy fedprox needs proximal_mu > 0")
         if self.patience and not self.eval_every:
             raise ValueError("early stopping (patience > 0) needs eval_every > 0")
-        if (self.feature_mean is None) != (self.feature_scale is None):
-            raise ValueError("feature_mean and feature_scale come together")
-        if self.feature_mean is not None:
-            Standardisation(mean=self.feature_mean, scale=self.feature_scale or ())
-            if len(self.feature_mean) != self.schema.n_features:
-                raise ValueError(
-                    f"the standardisation has {len(self.feature_mean)} features, "
-                    f"the schema {self.schema.n_features}"
-                )
+        _ = self.standardisation  # optional_standardisation refuses a half, mis-sized or invalid one
         if self.secure_agg and self.min_nodes < 2:
             # SecAgg+ needs at least two nodes to mask against each other (coordinator.secure_server_app).
             raise ValueError("secure aggregation needs min_nodes >= 2")
@@ -195,9 +187,9 @@ class JobConfig(BaseModel):
     @property
     def standardisation(self) -> Standardisation | None:
         """The pooled standardisation every node applies, once the coordinator has set it."""
-        if self.feature_mean is None or self.feature_scale is None:
-            return None
-        return Standardisation(mean=self.feature_mean, scale=self.feature_scale)
+        return optional_standardisation(
+            self.feature_mean, self.feature_scale, n_features=self.schema.n_features
+        )
 
     def with_standardisation(self, standardisation: Standardisation) -> JobConfig:
         """This job with its pooled standardisation fixed (validated like any other field)."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FeatureMoments", "Standardisation", "first_linear_layer"]
+__all__ = ["FeatureMoments", "Standardisation", "first_linear_layer", "optional_standardisation"]
 
 # A feature constant across the pooled members (std below this on the [0, 1] scale) is centred but
 # not scaled up: dividing by a near-zero std would turn rounding noise into a huge input.
@@ -133,6 +133,26 @@ class Standardisation:
             layer.weight.div_(scale)
             layer.bias.sub_(layer.weight @ mean)
         return model
+
+
+def optional_standardisation(
+    mean: tuple[float, ...] | None, scale: tuple[float, ...] | None, *, n_features: int
+) -> Standardisation | None:
+    """The standardisation a job carries (None without one), checked against the schema's width.
+
+    Raises ``ValueError`` when only one of ``mean`` and ``scale`` is given, when they differ in
+    length or do not match ``n_features``, or when a value is not finite or a scale not positive.
+    """
+    if mean is None and scale is None:
+        return None
+    if mean is None or scale is None:
+        raise ValueError("a standardisation needs both its mean and its scale")
+    standardisation = Standardisation(mean=tuple(mean), scale=tuple(scale))
+    if standardisation.n_features != n_features:
+        raise ValueError(
+            f"the standardisation has {standardisation.n_features} features, the schema {n_features}"
+        )
+    return standardisation
 
 
 def first_linear_layer(model: nn.Module) -> nn.Linear:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.feature_schema import FeatureSchema, default_feature_schema
-from models.feature_standardisation import Standardisation
+from models.feature_standardisation import Standardisation, optional_standardisation
 from models.task import ModelKind, Task, task_defaults
 from participant_node.training.errors import TrainingSpecError
 from policies.purpose import Purpose, purpose_of_training_task
@@ -67,22 +67,15 @@ class TrainingSpec(BaseModel):
     def _purpose_matches_task(self) -> TrainingSpec:
         if self.purpose is not purpose_of_training_task(self.task.value):
             raise ValueError(f"purpose {self.purpose} does not match task {self.task}")
-        if (self.feature_mean is None) != (self.feature_scale is None):
-            raise ValueError("feature-mean and feature-scale come together")
-        if self.feature_mean is not None and len(self.feature_mean) != self.schema.n_features:
-            raise ValueError(
-                f"the standardisation has {len(self.feature_mean)} features, "
-                f"the schema {self.schema.n_features}"
-            )
-        _ = self.standardisation  # Standardisation refuses non-finite means and non-positive scales
+        _ = self.standardisation  # optional_standardisation refuses a half, mis-sized or invalid one
         return self
 
     @property
     def standardisation(self) -> Standardisation | None:
         """The affine map applied to every feature row before training and evaluation, if any."""
-        if self.feature_mean is None or self.feature_scale is None:
-            return None
-        return Standardisation(mean=self.feature_mean, scale=self.feature_scale)
+        return optional_standardisation(
+            self.feature_mean, self.feature_scale, n_features=self.schema.n_features
+        )
 
     @property
     def schema(self) -> FeatureSchema:
