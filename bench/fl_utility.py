@@ -111,14 +111,23 @@ def _median_of(repeats: int, run: Callable[[int], float]) -> float:
     return round(statistics.median(run(seed) for seed in range(repeats)), 4)
 
 
-def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+def _pooled_and_per_node(
+    nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int, *, noise_free: bool
+) -> tuple[float, dict[str, float]]:
+    """Held-out AUC of `_dp_model` trained on the pooled training members and on each store group."""
     pooled_train = TaskDataset.concatenate(d.train for d in nodes.values())
     heldout = TaskDataset.concatenate(d.heldout for d in nodes.values())
-    centralized_dp = _median_of(repeats, lambda s: _score(_dp_model(pooled_train, job, seed=s), heldout))
-    per_node = {
-        pid: _median_of(repeats, lambda s, d=d: _score(_dp_model(d.train, job, seed=s), heldout))
-        for pid, d in nodes.items()
-    }
+
+    def auc(train: TaskDataset) -> float:
+        return _median_of(
+            repeats, lambda s: _score(_dp_model(train, job, seed=s, noise_free=noise_free), heldout)
+        )
+
+    return auc(pooled_train), {pid: auc(d.train) for pid, d in nodes.items()}
+
+
+def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+    centralized_dp, per_node = _pooled_and_per_node(nodes, job, repeats, noise_free=False)
     return {
         "centralized_dp": centralized_dp,
         "single_node_dp": per_node,
@@ -132,17 +141,7 @@ def _recipe_without_noise(nodes: dict[str, LocalTaskData], job: JobConfig, repea
     The pooled figure bounds what federated DP-SGD with this recipe can reach at any ε; its distance
     to a store group alone at ε = 1 bounds what federation can add there.
     """
-    pooled_train = TaskDataset.concatenate(d.train for d in nodes.values())
-    heldout = TaskDataset.concatenate(d.heldout for d in nodes.values())
-    pooled = _median_of(
-        repeats, lambda s: _score(_dp_model(pooled_train, job, seed=s, noise_free=True), heldout)
-    )
-    per_node = {
-        pid: _median_of(
-            repeats, lambda s, d=d: _score(_dp_model(d.train, job, seed=s, noise_free=True), heldout)
-        )
-        for pid, d in nodes.items()
-    }
+    pooled, per_node = _pooled_and_per_node(nodes, job, repeats, noise_free=True)
     return {
         "pooled": pooled,
         "single_node": per_node,
