@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres_server import PostgresUnavailable, running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +18,23 @@ def cj_federation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cj") / "federation"
     build_complete_journey_federation(out, seed=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a real PostgreSQL server started for this test session (skips with the reason)."""
+    try:
+        with running_postgres() as url:
+            yield url
+    except PostgresUnavailable as err:
+        pytest.skip(f"PostgreSQL store tests skipped: {err}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One store contract, two backends: a SQLite file and a fresh database on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    from tests.postgres_server import fresh_database
+
+    return fresh_database(request.getfixturevalue("postgres_url"))
