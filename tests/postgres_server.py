@@ -65,7 +65,9 @@ def _runner() -> _Runner:
         return _Runner((runuser, "-u", _SERVER_USER, "--"), user.pw_uid, user.pw_gid)
     if os.geteuid() == user.pw_uid:
         return _Runner((), user.pw_uid, user.pw_gid)
-    raise PostgresUnavailable(f"PostgreSQL must run as '{_SERVER_USER}'; this process is neither root nor that user")
+    raise PostgresUnavailable(
+        f"PostgreSQL must run as '{_SERVER_USER}'; this process is neither root nor that user"
+    )
 
 
 def _free_loopback_port() -> int:
@@ -105,8 +107,9 @@ def running_postgres() -> Iterator[str]:
         if start.returncode != 0:
             raise PostgresUnavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}")
         _wait_until_ready(bin_dir, runner, port)
-        created = runner.run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", _SERVER_USER,
-                             _DATABASE)
+        created = runner.run(
+            str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", _SERVER_USER, _DATABASE
+        )
         if created.returncode != 0:
             raise PostgresUnavailable(f"createdb failed: {created.stderr.strip()[-300:]}")
         yield f"postgresql+psycopg://{_SERVER_USER}@127.0.0.1:{port}/{_DATABASE}"
