@@ -13,6 +13,7 @@ from loyalfed.cli import (
     consent_commands,
     data_commands,
     demo_commands,
+    pki_commands,
     policy_commands,
     psi_commands,
     training_commands,
@@ -35,6 +36,7 @@ for module in (
     policy_commands,
     consent_commands,
     audit_commands,
+    pki_commands,
 ):
     module.register(app)
 

@@ -18,7 +18,6 @@ The certificate reaches the application through the ASGI TLS extension
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,6 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from participant_node.matching.errors import MatchingRefused, RefusalRule
+from pki.certificate_request import PARTNER_ID, PARTNER_URI_PREFIX, partner_uri
 
 __all__ = [
     "PARTNER_URI_PREFIX",
@@ -38,10 +38,6 @@ __all__ = [
     "partner_from_certificate",
     "partner_uri",
 ]
-
-PARTNER_URI_PREFIX = "urn:loyalfed:partner:"
-# Partner ids as URN specific strings (RFC 8141 §2): no spaces, colons or percent signs.
-_PARTNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class PeerAuthentication(StrEnum):
@@ -78,13 +74,6 @@ class AuthenticatedPeer:
     method: str
 
 
-def partner_uri(partner: str) -> str:
-    """The SAN URI that names ``partner`` in its node certificate."""
-    if not _PARTNER_ID.match(partner):
-        raise ValueError(f"partner id {partner!r} must match {_PARTNER_ID.pattern}")
-    return PARTNER_URI_PREFIX + partner
-
-
 def partner_from_certificate(certificate: bytes | str) -> str:
     """The partner id in a certificate's ``urn:loyalfed:partner:`` SAN URI (PEM or DER).
 
@@ -102,7 +91,7 @@ def partner_from_certificate(certificate: bytes | str) -> str:
         raise PeerIdentityRefused("client certificate could not be parsed") from err
     uris = names.get_values_for_type(x509.UniformResourceIdentifier) if names else []
     partners = [u[len(PARTNER_URI_PREFIX) :] for u in uris if u.startswith(PARTNER_URI_PREFIX)]
-    if len(partners) != 1 or not _PARTNER_ID.match(partners[0]):
+    if len(partners) != 1 or not PARTNER_ID.match(partners[0]):
         raise PeerIdentityRefused(
             f"client certificate must name exactly one partner as a SAN URI {PARTNER_URI_PREFIX}<id> "
             f"(found {len(partners)})"
