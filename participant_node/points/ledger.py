@@ -1,0 +1,322 @@
+"""A node's double-entry points ledger on SQLAlchemy: immutable transfers, balances derived from them.
+
+Accounts: one per member (``member:<id>``, never below zero), one clearing account per partner
+(``clearing:<partner>``: points owed to or by that partner), one issuance account (points the
+programme created), one fee account, one expiry account. Transfers are insert-only rows; a
+correction is a new transfer, never an edit. Each account's balance row is the sum of its
+transfers, updated in the transaction that inserts them (as TigerBeetle keeps balances on its
+accounts), and ``verify`` recomputes every balance from the transfers and checks the invariants.
+
+``transaction()`` opens one database transaction in which ``LedgerTx.apply`` runs the state
+machine of ``ledger_rules`` and the caller may write its own rows (the protocol's outbox, the audit
+events): all of it commits, or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from participant_node.points.errors import PointsError
+from participant_node.points.ledger_rules import (
+    AccountFlags,
+    Balance,
+    LedgerState,
+    Outcome,
+    PendingRecord,
+    Result,
+    Transfer,
+    TransferKind,
+    UsageLimit,
+    apply,
+    expire_pending,
+)
+from participant_node.points.store_schema import TABLES, make_engine
+
+__all__ = ["AccountKind", "Ledger", "LedgerCheck", "LedgerTx", "account_id", "now_us", "pending_filter"]
+
+_T = TABLES
+_CHUNK = 400  # ids per IN (...) list: below SQLite's default host-parameter limit
+
+
+class AccountKind:
+    MEMBER = "member"
+    CLEARING = "clearing"
+    ISSUANCE = "issuance"
+    FEE = "fee"
+    EXPIRY = "expiry"
+
+
+def account_id(kind: str, name: str = "") -> str:
+    return f"{kind}:{name}" if name else kind
+
+
+def now_us(moment: datetime | None = None) -> int:
+    moment = moment or datetime.now(UTC)
+    return int(moment.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """``verify``'s findings: empty ``problems`` means every invariant holds."""
+
+    transfers: int
+    pending: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class LedgerTx:
+    """One open transaction on the ledger."""
+
+    def __init__(self, conn: Connection, now: int) -> None:
+        self.conn, self.now_us = conn, now
+        self._lock_rows = conn.dialect.name == "postgresql"
+
+    def apply(self, requests: Sequence[Transfer]) -> list[Outcome]:
+        """Run ``requests`` through the state machine and write what succeeded."""
+        state = self._load(requests)
+        outcomes = apply(requests, state)
+        self._write(state)
+        return outcomes
+
+    def expire_due(self, limit: int = 10_000) -> list[str]:
+        """Record the timeout of every pending transfer whose timeout has passed; returns their ids."""
+        t = _T["points_transfers"]
+        query = select(t.c.id).where(pending_filter(), t.c.expires_at_us <= self.now_us).limit(limit)
+        due = self.conn.execute(query).scalars().all()
+        if not due:
+            return []
+        state = self._load([Transfer(id=f"{i}:expire", kind=TransferKind.VOID, pending_id=i) for i in due])
+        for pending_id in due:
+            if state.pendings[pending_id].resolved is None:
+                expire_pending(state, pending_id)
+        self._write(state)
+        return list(due)
+
+    def _load(self, requests: Sequence[Transfer]) -> LedgerState:
+        ids = {r.id for r in requests}
+        known = {
+            row.id: (row.fields_hash, row.result)
+            for row in self._rows_in(_T["points_requests"], "id", ids)
+        }
+        pending_ids = {r.pending_id for r in requests if r.pending_id}
+        pendings = self._pendings(pending_ids)
+        accounts = {a for r in requests for a in (r.debit_account, r.credit_account) if a}
+        accounts |= {a for p in pendings.values() for a in (p.debit_account, p.credit_account)}
+        keys = {u.key for r in requests for u in r.limits} | {
+            u.key for p in pendings.values() for u in p.limits
+        }
+        return LedgerState(
+            balances=self._balances(accounts),
+            usage=self._usage(keys),
+            pendings=pendings,
+            known={k: (h, Result(r)) for k, (h, r) in known.items()},
+            now_us=self.now_us,
+        )
+
+    def _rows_in(self, table: Any, column: str, values: Iterable[str]) -> list[Any]:
+        values = sorted(values)
+        rows: list[Any] = []
+        for start in range(0, len(values), _CHUNK):
+            part = values[start : start + _CHUNK]
+            rows += self.conn.execute(select(table).where(table.c[column].in_(part))).all()
+        return rows
+
+    def _pendings(self, pending_ids: set[str]) -> dict[str, PendingRecord]:
+        t = _T["points_transfers"]
+        records = {
+            row.id: PendingRecord(
+                row.debit_account, row.credit_account, row.amount, row.expires_at_us,
+                _limits(row.limits), code=row.code, agreement_id=row.agreement_id, link_hash=row.link_hash,
+            )
+            for row in self._rows_in(t, "id", pending_ids)
+            if row.kind == TransferKind.PENDING
+        }  # fmt: skip
+        for row in self._rows_in(t, "pending_id", set(records)):
+            records[row.pending_id].resolved = TransferKind(row.kind)
+        return records
+
+    def _balances(self, accounts: set[str]) -> dict[str, Balance]:
+        b = _T["points_balances"]
+        found: dict[str, Balance] = {}
+        ordered = sorted(accounts)  # one lock order for every transaction: no deadlocks between them
+        for start in range(0, len(ordered), _CHUNK):
+            query = select(b).where(b.c.account.in_(ordered[start : start + _CHUNK])).order_by(b.c.account)
+            if self._lock_rows:
+                query = query.with_for_update()
+            for row in self.conn.execute(query):
+                found[row.account] = Balance(
+                    row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags
+                )
+        return found
+
+    def _usage(self, keys: set[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        u = _T["points_usage"]
+        insert = postgresql.insert(u) if self._lock_rows else sqlite.insert(u)
+        ordered = sorted(keys)
+        self.conn.execute(insert.on_conflict_do_nothing(), [{"key": k, "used": 0} for k in ordered])
+        found: dict[str, int] = {}
+        for start in range(0, len(ordered), _CHUNK):
+            query = select(u).where(u.c.key.in_(ordered[start : start + _CHUNK])).order_by(u.c.key)
+            if self._lock_rows:
+                query = query.with_for_update()
+            found |= {row.key: row.used for row in self.conn.execute(query)}
+        return found
+
+    def _write(self, state: LedgerState) -> None:
+        if state.rows:
+            self.conn.execute(_T["points_transfers"].insert(), state.rows)
+        if state.requests:
+            self.conn.execute(_T["points_requests"].insert(), state.requests)
+        touched_accounts = {k for table, k, _ in state._undo if table is state.balances}
+        touched_keys = {k for table, k, _ in state._undo if table is state.usage}
+        b, u = _T["points_balances"], _T["points_usage"]
+        if touched_accounts:
+            self.conn.execute(
+                b.update().where(b.c.account == bindparam("a")),
+                [_balance_params(a, state.balances[a]) for a in sorted(touched_accounts)],
+            )
+        if touched_keys:
+            self.conn.execute(
+                u.update().where(u.c.key == bindparam("k")),
+                [{"k": k, "used": state.usage[k]} for k in sorted(touched_keys)],
+            )
+        state._undo.clear()
+
+
+def _balance_params(account: str, balance: Balance) -> dict[str, Any]:
+    return {
+        "a": account,
+        "debits_pending": balance.debits_pending,
+        "debits_posted": balance.debits_posted,
+        "credits_pending": balance.credits_pending,
+        "credits_posted": balance.credits_posted,
+    }
+
+
+def _limits(raw: str | None) -> tuple[UsageLimit, ...]:
+    return tuple(UsageLimit(k, c, a) for k, c, a in json.loads(raw)) if raw else ()
+
+
+class Ledger:
+    """A node's points ledger. Thread-safe; SQLite writers are serialised in-process too."""
+
+    def __init__(
+        self, url: str, *, synchronous: str = "FULL", clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url, synchronous=synchronous)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def now_us(self) -> int:
+        return now_us(self._clock())
+
+    @contextmanager
+    def transaction(self) -> Iterator[LedgerTx]:
+        """One write transaction: everything done through the ``LedgerTx`` commits together."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield LedgerTx(conn, self.now_us())
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield LedgerTx(conn, self.now_us())
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(points_read_only=True) as conn, conn.begin():
+            yield conn
+
+    def open_accounts(self, accounts: Iterable[tuple[str, str, str | None, AccountFlags]]) -> int:
+        """Create ``(id, kind, partner, flags)`` accounts that do not exist yet; returns how many."""
+        rows = list(accounts)
+        a, b = _T["points_accounts"], _T["points_balances"]
+        with self.transaction() as tx:
+            existing = {r.id for r in tx._rows_in(a, "id", {r[0] for r in rows})}
+            new = [r for r in rows if r[0] not in existing]
+            if new:
+                tx.conn.execute(
+                    a.insert(),
+                    [{"id": i, "kind": k, "partner": p, "created_at_us": tx.now_us} for i, k, p, _ in new],
+                )
+                tx.conn.execute(
+                    b.insert(),
+                    [
+                        {"account": i, "flags": int(f), "debits_pending": 0, "debits_posted": 0,
+                         "credits_pending": 0, "credits_posted": 0}
+                        for i, _, _, f in new
+                    ],
+                )  # fmt: skip
+        return len(new)
+
+    def submit(self, requests: Sequence[Transfer]) -> list[Outcome]:
+        with self.transaction() as tx:
+            return tx.apply(requests)
+
+    def expire_due(self) -> list[str]:
+        with self.transaction() as tx:
+            return tx.expire_due()
+
+    def balance(self, account: str) -> Balance | None:
+        b = _T["points_balances"]
+        with self.reading() as conn:
+            row = conn.execute(select(b).where(b.c.account == account)).first()
+        if row is None:
+            return None
+        return Balance(row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags)
+
+    def history(self, account: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest transfers touching ``account``, newest first."""
+        t = _T["points_transfers"]
+        query = (
+            select(t)
+            .where(or_(t.c.debit_account == account, t.c.credit_account == account))
+            .order_by(t.c.seq.desc())
+            .limit(limit)
+        )
+        with self.reading() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def totals(self, kind: str) -> Balance:
+        """Sum of the balances of every account of ``kind`` (e.g. all members)."""
+        a, b = _T["points_accounts"], _T["points_balances"]
+        query = select(
+            func.coalesce(func.sum(b.c.debits_pending), 0),
+            func.coalesce(func.sum(b.c.debits_posted), 0),
+            func.coalesce(func.sum(b.c.credits_pending), 0),
+            func.coalesce(func.sum(b.c.credits_posted), 0),
+        ).select_from(b.join(a, a.c.id == b.c.account)).where(a.c.kind == kind)
+        with self.reading() as conn:
+            row = conn.execute(query).one()
+        return Balance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def verify(self) -> LedgerCheck:
+        """Recompute every balance from the transfers and check the ledger's invariants."""
+        from participant_node.points.ledger_audit import check_ledger
+
+        with self.reading() as conn:
+            return check_ledger(conn)
+
+
+def pending_filter() -> Any:
+    """SQL condition: a pending transfer that no post, void or expiry resolved."""
+    t = _T["points_transfers"]
+    r = t.alias("r")
+    return and_(t.c.kind == "pending", ~select(r.c.id).where(r.c.pending_id == t.c.id).exists())

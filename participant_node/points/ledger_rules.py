@@ -1,0 +1,357 @@
+"""The ledger's state machine, pure: which transfers succeed against a snapshot of balances.
+
+TigerBeetle's transfer semantics (docs.tigerbeetle.com, "Two-phase transfers", "Linked events",
+"Idempotency"), in miniature:
+
+- a transfer moves ``amount`` from its debit account to its credit account: its two legs sum to
+  zero by construction, and nothing is ever updated or deleted;
+- a pending transfer reserves; exactly one of post, void or timeout (expire) resolves it later;
+- the first outcome of a transfer id is final: a retry with the same fields returns it, a retry
+  with different fields is refused (``exists_with_different_fields``), a retry never changes it;
+- ``linked`` chains a transfer to the next one: the chain succeeds or fails as a whole;
+- balance rules and usage limits (caps) are checked at reservation, so posting cannot break them.
+
+``apply`` takes the requests and a ``LedgerState`` (balances, usage counters, pending transfers and
+known outcomes of the ids involved) and returns the outcomes and the rows to write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import IntFlag, StrEnum
+from typing import Any
+
+__all__ = [
+    "AccountFlags",
+    "Balance",
+    "LedgerState",
+    "Outcome",
+    "PendingRecord",
+    "Result",
+    "Transfer",
+    "TransferKind",
+    "UsageLimit",
+    "apply",
+]
+
+
+class AccountFlags(IntFlag):
+    NONE = 0
+    # A member cannot spend points they do not have, pending debits included.
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1
+
+
+class TransferKind(StrEnum):
+    SINGLE = "single"
+    PENDING = "pending"
+    POST = "post"
+    VOID = "void"
+    EXPIRE = "expire"
+
+
+class Result(StrEnum):
+    OK = "ok"
+    EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    SAME_ACCOUNT = "accounts_must_be_different"
+    AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
+    EXCEEDS_CREDITS = "exceeds_credits"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    PENDING_NOT_FOUND = "pending_transfer_not_found"
+    PENDING_ALREADY_POSTED = "pending_transfer_already_posted"
+    PENDING_ALREADY_VOIDED = "pending_transfer_already_voided"
+    PENDING_EXPIRED = "pending_transfer_expired"
+    LINKED_EVENT_FAILED = "linked_event_failed"
+    LINKED_CHAIN_OPEN = "linked_event_chain_open"
+
+
+@dataclass(frozen=True)
+class UsageLimit:
+    """A cap on a counter (``key``: e.g. a member's day) that this transfer uses ``amount`` of."""
+
+    key: str
+    cap: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One request. Post and void name ``pending_id`` and may leave accounts and amount empty."""
+
+    id: str
+    debit_account: str = ""
+    credit_account: str = ""
+    amount: int = 0
+    kind: TransferKind = TransferKind.SINGLE
+    pending_id: str | None = None
+    timeout_us: int | None = None  # pending only: microseconds after creation
+    code: str = "transfer"
+    agreement_id: str | None = None
+    link_hash: str | None = None
+    limits: tuple[UsageLimit, ...] = ()
+    linked: bool = False
+
+    def fields_hash(self) -> str:
+        """sha256 over every field: what "the same fields" means for idempotency."""
+        body = [
+            self.id, self.debit_account, self.credit_account, self.amount, str(self.kind),
+            self.pending_id, self.timeout_us, self.code, self.agreement_id, self.link_hash,
+            [[u.key, u.cap, u.amount] for u in self.limits], self.linked,
+        ]  # fmt: skip
+        return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class Balance:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    flags: int = 0
+
+    @property
+    def posted(self) -> int:
+        """Credits minus debits, posted only: a member's spendable points before reservations."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+@dataclass
+class PendingRecord:
+    debit_account: str
+    credit_account: str
+    amount: int
+    expires_at_us: int | None
+    limits: tuple[UsageLimit, ...]
+    resolved: TransferKind | None = None
+    code: str = "transfer"
+    agreement_id: str | None = None
+    link_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    result: Result
+    replay: bool = False  # the id was seen before: this is its first outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.result is Result.OK
+
+
+@dataclass
+class LedgerState:
+    """What ``apply`` needs to know, loaded (and locked) by the store for the ids involved."""
+
+    balances: dict[str, Balance]
+    usage: dict[str, int]
+    pendings: dict[str, PendingRecord]
+    known: dict[str, tuple[str, Result]]  # id -> (fields hash, first result)
+    now_us: int
+    rows: list[dict[str, Any]] = field(default_factory=list)  # transfer rows to insert
+    requests: list[dict[str, Any]] = field(default_factory=list)  # first outcomes to insert
+    _undo: list[tuple[dict[Any, Any], Any, Any]] = field(default_factory=list)
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._undo.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
+
+
+_MISSING = object()
+
+
+def apply(requests: Sequence[Transfer], state: LedgerState) -> list[Outcome]:
+    """Outcomes of ``requests`` in order; successful ones leave their rows in ``state.rows``."""
+    outcomes: list[Outcome] = []
+    start = 0
+    while start < len(requests):
+        end = start
+        while end < len(requests) - 1 and requests[end].linked:
+            end += 1
+        outcomes += _apply_chain(requests[start : end + 1], state)
+        start = end + 1
+    return outcomes
+
+
+def _apply_chain(chain: Sequence[Transfer], state: LedgerState) -> list[Outcome]:
+    marks = (len(state.rows), len(state.requests), len(state._undo))
+    outcomes: list[Outcome] = []
+    failed: Result | None = Result.LINKED_CHAIN_OPEN if chain[-1].linked else None
+    for transfer in chain:
+        if failed is not None:
+            break
+        outcome = _apply_one(transfer, state)
+        outcomes.append(outcome)
+        if not outcome.ok:
+            failed = outcome.result
+    if failed is None:
+        return outcomes
+    _rollback(state, *marks)
+    final = []
+    for index, transfer in enumerate(chain):
+        known = state.known.get(transfer.id)
+        if known is not None:
+            final.append(_replay(transfer, known))
+            continue
+        own = outcomes[index].result if index < len(outcomes) and not outcomes[index].ok else None
+        result = own or (failed if failed is Result.LINKED_CHAIN_OPEN else Result.LINKED_EVENT_FAILED)
+        _remember(state, transfer, result)
+        final.append(Outcome(transfer.id, result))
+    return final
+
+
+def _rollback(state: LedgerState, mark_rows: int, mark_requests: int, mark_undo: int) -> None:
+    del state.rows[mark_rows:]
+    del state.requests[mark_requests:]
+    while len(state._undo) > mark_undo:
+        table, key, old = state._undo.pop()
+        if old is _MISSING:
+            table.pop(key, None)
+        else:
+            table[key] = old
+
+
+def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
+    state._set(state.known, transfer.id, (transfer.fields_hash(), result))
+    state.requests.append(
+        {"id": transfer.id, "fields_hash": transfer.fields_hash(), "result": str(result), "at_us": state.now_us}
+    )
+
+
+def _replay(transfer: Transfer, known: tuple[str, Result]) -> Outcome:
+    digest, result = known
+    if digest != transfer.fields_hash():
+        return Outcome(transfer.id, Result.EXISTS_WITH_DIFFERENT_FIELDS, replay=True)
+    return Outcome(transfer.id, result, replay=True)
+
+
+def _apply_one(transfer: Transfer, state: LedgerState) -> Outcome:
+    known = state.known.get(transfer.id)
+    if known is not None:
+        return _replay(transfer, known)
+    if transfer.kind in (TransferKind.POST, TransferKind.VOID):
+        outcome = _resolve(transfer, state)
+        _remember(state, transfer, outcome.result)
+        return outcome
+    result = _check_new(transfer, state)
+    _remember(state, transfer, result)
+    if result is not Result.OK:
+        return Outcome(transfer.id, result)
+    _move(state, transfer.debit_account, transfer.credit_account, transfer.amount, transfer.kind)
+    for limit in transfer.limits:
+        state._set(state.usage, limit.key, state.usage.get(limit.key, 0) + limit.amount)
+    expires = state.now_us + transfer.timeout_us if transfer.timeout_us is not None else None
+    if transfer.kind is TransferKind.PENDING:
+        state._set(
+            state.pendings,
+            transfer.id,
+            PendingRecord(
+                transfer.debit_account, transfer.credit_account, transfer.amount, expires, transfer.limits,
+                code=transfer.code, agreement_id=transfer.agreement_id, link_hash=transfer.link_hash,
+            ),
+        )  # fmt: skip
+    state.rows.append(_row(transfer, transfer.kind, expires, state.now_us))
+    return Outcome(transfer.id, Result.OK)
+
+
+def _check_new(transfer: Transfer, state: LedgerState) -> Result:
+    if transfer.kind not in (TransferKind.SINGLE, TransferKind.PENDING):
+        return Result.PENDING_NOT_FOUND
+    if transfer.amount <= 0:
+        return Result.AMOUNT_MUST_BE_POSITIVE
+    if transfer.debit_account == transfer.credit_account:
+        return Result.SAME_ACCOUNT
+    debit = state.balances.get(transfer.debit_account)
+    if debit is None or transfer.credit_account not in state.balances:
+        return Result.ACCOUNT_NOT_FOUND
+    if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and transfer.amount > debit.available:
+        return Result.EXCEEDS_CREDITS
+    for limit in transfer.limits:
+        if state.usage.get(limit.key, 0) + limit.amount > limit.cap:
+            return Result.LIMIT_EXCEEDED
+    return Result.OK
+
+
+def _resolve(transfer: Transfer, state: LedgerState) -> Outcome:
+    pending_id = transfer.pending_id or ""
+    pending = state.pendings.get(pending_id)
+    if pending is None:
+        return Outcome(transfer.id, Result.PENDING_NOT_FOUND)
+    if pending.resolved is TransferKind.POST:
+        return Outcome(transfer.id, Result.PENDING_ALREADY_POSTED)
+    if pending.resolved is TransferKind.VOID:
+        return Outcome(transfer.id, Result.PENDING_ALREADY_VOIDED)
+    if pending.resolved is TransferKind.EXPIRE:
+        return Outcome(transfer.id, Result.PENDING_EXPIRED)
+    if pending.expires_at_us is not None and state.now_us >= pending.expires_at_us:
+        expire_pending(state, pending_id)  # the timeout happened first; it is recorded now
+        return Outcome(transfer.id, Result.PENDING_EXPIRED)
+    _finish(state, transfer.id, pending_id, pending, transfer.kind)
+    return Outcome(transfer.id, Result.OK)
+
+
+def expire_pending(state: LedgerState, pending_id: str) -> None:
+    """Record the timeout of an unresolved pending transfer (id ``<pending>:expire``)."""
+    pending = state.pendings[pending_id]
+    expire_id = f"{pending_id}:expire"
+    _finish(state, expire_id, pending_id, pending, TransferKind.EXPIRE)
+    state._set(state.known, expire_id, ("", Result.OK))
+    state.requests.append({"id": expire_id, "fields_hash": "", "result": "ok", "at_us": state.now_us})
+
+
+def _finish(state: LedgerState, id_: str, pending_id: str, pending: PendingRecord, kind: TransferKind) -> None:
+    _move(state, pending.debit_account, pending.credit_account, pending.amount, kind)
+    if kind is not TransferKind.POST:
+        for limit in pending.limits:
+            state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
+    state._set(state.pendings, pending_id, replace(pending, resolved=kind))
+    resolution = Transfer(
+        id=id_, debit_account=pending.debit_account, credit_account=pending.credit_account,
+        amount=pending.amount, kind=kind, pending_id=pending_id, code=pending.code,
+        agreement_id=pending.agreement_id, link_hash=pending.link_hash,
+    )  # fmt: skip
+    state.rows.append(_row(resolution, kind, None, state.now_us))
+
+
+def _move(state: LedgerState, debit_id: str, credit_id: str, amount: int, kind: TransferKind) -> None:
+    debit, credit = state.balances[debit_id], state.balances[credit_id]
+    new_debit, new_credit = replace(debit), replace(credit)
+    if kind is TransferKind.SINGLE:
+        new_debit.debits_posted += amount
+        new_credit.credits_posted += amount
+    elif kind is TransferKind.PENDING:
+        new_debit.debits_pending += amount
+        new_credit.credits_pending += amount
+    else:
+        new_debit.debits_pending -= amount
+        new_credit.credits_pending -= amount
+        if kind is TransferKind.POST:
+            new_debit.debits_posted += amount
+            new_credit.credits_posted += amount
+    state._set(state.balances, debit_id, new_debit)
+    state._set(state.balances, credit_id, new_credit)
+
+
+def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_us: int) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "kind": str(kind),
+        "debit_account": transfer.debit_account,
+        "credit_account": transfer.credit_account,
+        "amount": transfer.amount,
+        "pending_id": transfer.pending_id,
+        "expires_at_us": expires_at_us,
+        "at_us": now_us,
+        "code": transfer.code,
+        "agreement_id": transfer.agreement_id,
+        "link_hash": transfer.link_hash,
+        "limits": json.dumps([[u.key, u.cap, u.amount] for u in transfer.limits]) if transfer.limits else None,
+        "fields_hash": transfer.fields_hash(),
+    }
