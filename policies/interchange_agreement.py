@@ -271,7 +271,8 @@ class SignedAgreement(BaseModel):
                 _verifies(trusted, s, digest) for s in self.signatures if s.partner == partner
             ):
                 raise AgreementSignatureError(
-                    f"agreement {self.agreement.agreement_id} lacks a valid signature of {partner}'s data officer"
+                    f"agreement {self.agreement.agreement_id} lacks a valid signature "
+                    f"of {partner}'s data officer"
                 )
 
 

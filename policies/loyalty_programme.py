@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -77,7 +78,7 @@ class LoyaltyProgramme(BaseModel):
         if not self.tiers or self.tiers[0].min_spend != 0:
             raise ValueError("the first tier must start at a spend of 0 (every member has a tier)")
         spends = [t.min_spend for t in self.tiers]
-        if any(b <= a for a, b in zip(spends, spends[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(spends)):
             raise ValueError("tier thresholds must strictly increase")
         if len({t.name for t in self.tiers}) != len(self.tiers):
             raise ValueError("tier names must be unique")

@@ -65,7 +65,9 @@ def record_event(
 class AuditForwarder:
     """Drains the node's queued events into an audit log (local file or the audit service)."""
 
-    def __init__(self, engine: Engine, sink_factory: Callable[[], EventSink | None], *, batch: int = 2_000) -> None:
+    def __init__(
+        self, engine: Engine, sink_factory: Callable[[], EventSink | None], *, batch: int = 2_000
+    ) -> None:
         self._engine, self._sink_factory, self._batch = engine, sink_factory, batch
         self._lock = threading.Lock()
         self.forwarded = 0

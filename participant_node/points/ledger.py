@@ -18,14 +18,13 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from participant_node.points.errors import PointsError
+from participant_node.points.ledger_audit import LedgerCheck, check_ledger
 from participant_node.points.ledger_rules import (
     AccountFlags,
     Balance,
@@ -64,19 +63,6 @@ def now_us(moment: datetime | None = None) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-@dataclass(frozen=True)
-class LedgerCheck:
-    """``verify``'s findings: empty ``problems`` means every invariant holds."""
-
-    transfers: int
-    pending: int
-    problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 class LedgerTx:
     """One open transaction on the ledger."""
 
@@ -108,8 +94,7 @@ class LedgerTx:
     def _load(self, requests: Sequence[Transfer]) -> LedgerState:
         ids = {r.id for r in requests}
         known = {
-            row.id: (row.fields_hash, row.result)
-            for row in self._rows_in(_T["points_requests"], "id", ids)
+            row.id: (row.fields_hash, row.result) for row in self._rows_in(_T["points_requests"], "id", ids)
         }
         pending_ids = {r.pending_id for r in requests if r.pending_id}
         pendings = self._pendings(pending_ids)
@@ -280,7 +265,9 @@ class Ledger:
             row = conn.execute(select(b).where(b.c.account == account)).first()
         if row is None:
             return None
-        return Balance(row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags)
+        return Balance(
+            row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags
+        )
 
     def history(self, account: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The newest transfers touching ``account``, newest first."""
@@ -297,20 +284,22 @@ class Ledger:
     def totals(self, kind: str) -> Balance:
         """Sum of the balances of every account of ``kind`` (e.g. all members)."""
         a, b = _T["points_accounts"], _T["points_balances"]
-        query = select(
-            func.coalesce(func.sum(b.c.debits_pending), 0),
-            func.coalesce(func.sum(b.c.debits_posted), 0),
-            func.coalesce(func.sum(b.c.credits_pending), 0),
-            func.coalesce(func.sum(b.c.credits_posted), 0),
-        ).select_from(b.join(a, a.c.id == b.c.account)).where(a.c.kind == kind)
+        query = (
+            select(
+                func.coalesce(func.sum(b.c.debits_pending), 0),
+                func.coalesce(func.sum(b.c.debits_posted), 0),
+                func.coalesce(func.sum(b.c.credits_pending), 0),
+                func.coalesce(func.sum(b.c.credits_posted), 0),
+            )
+            .select_from(b.join(a, a.c.id == b.c.account))
+            .where(a.c.kind == kind)
+        )
         with self.reading() as conn:
             row = conn.execute(query).one()
         return Balance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     def verify(self) -> LedgerCheck:
         """Recompute every balance from the transfers and check the ledger's invariants."""
-        from participant_node.points.ledger_audit import check_ledger
-
         with self.reading() as conn:
             return check_ledger(conn)
 

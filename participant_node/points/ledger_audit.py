@@ -10,13 +10,27 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
 from participant_node.points.ledger_rules import AccountFlags
 from participant_node.points.store_schema import TABLES
 
-__all__ = ["check_ledger"]
+__all__ = ["LedgerCheck", "check_ledger"]
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """``verify``'s findings: empty ``problems`` means every invariant holds."""
+
+    transfers: int
+    pending: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def _recomputed(conn: Connection) -> tuple[dict[str, list[int]], int, int, list[str]]:
@@ -51,9 +65,7 @@ def _recomputed(conn: Connection) -> tuple[dict[str, list[int]], int, int, list[
     return sums, count, open_count, problems
 
 
-def check_ledger(conn: Connection) -> "LedgerCheck":  # noqa: UP037 - defined in ledger
-    from participant_node.points.ledger import LedgerCheck
-
+def check_ledger(conn: Connection) -> LedgerCheck:
     sums, count, open_count, problems = _recomputed(conn)
     b = TABLES["points_balances"]
     net = 0

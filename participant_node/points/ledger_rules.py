@@ -221,7 +221,12 @@ def _rollback(state: LedgerState, mark_rows: int, mark_requests: int, mark_undo:
 def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
     state._set(state.known, transfer.id, (transfer.fields_hash(), result))
     state.requests.append(
-        {"id": transfer.id, "fields_hash": transfer.fields_hash(), "result": str(result), "at_us": state.now_us}
+        {
+            "id": transfer.id,
+            "fields_hash": transfer.fields_hash(),
+            "result": str(result),
+            "at_us": state.now_us,
+        }
     )
 
 
@@ -306,7 +311,9 @@ def expire_pending(state: LedgerState, pending_id: str) -> None:
     state.requests.append({"id": expire_id, "fields_hash": "", "result": "ok", "at_us": state.now_us})
 
 
-def _finish(state: LedgerState, id_: str, pending_id: str, pending: PendingRecord, kind: TransferKind) -> None:
+def _finish(
+    state: LedgerState, id_: str, pending_id: str, pending: PendingRecord, kind: TransferKind
+) -> None:
     _move(state, pending.debit_account, pending.credit_account, pending.amount, kind)
     if kind is not TransferKind.POST:
         for limit in pending.limits:
@@ -352,6 +359,8 @@ def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_
         "code": transfer.code,
         "agreement_id": transfer.agreement_id,
         "link_hash": transfer.link_hash,
-        "limits": json.dumps([[u.key, u.cap, u.amount] for u in transfer.limits]) if transfer.limits else None,
+        "limits": json.dumps([[u.key, u.cap, u.amount] for u in transfer.limits])
+        if transfer.limits
+        else None,
         "fields_hash": transfer.fields_hash(),
     }

@@ -77,7 +77,9 @@ class LinkInitiator:
         """Step 1: a·H(x) in shuffled order."""
         return self._engine.hash_and_blind([self._items[i] for i in self._order], self._key, group=_GROUP)
 
-    def finish(self, double_own: bytes, peer_blinded: bytes) -> tuple[dict[int, str], list[tuple[int, bytes]]]:
+    def finish(
+        self, double_own: bytes, peer_blinded: bytes
+    ) -> tuple[dict[int, str], list[tuple[int, bytes]]]:
         """Step 3: ``{own item index: token}`` and the reveal for the responder ``[(position, D)]``."""
         own = split_elements(double_own, message="link_double", chunk=0)
         if len(own) != len(self._items):
@@ -114,7 +116,9 @@ class LinkResponder:
 
     def answer(self, initiator_blinded: bytes) -> tuple[bytes, bytes]:
         """Step 2: b·a·H(x) in the initiator's order, and b·H(y) for our items, shuffled."""
-        double = self._engine.blind(initiator_blinded, self._key, message="link_elements", chunk=0, group=_GROUP)
+        double = self._engine.blind(
+            initiator_blinded, self._key, message="link_elements", chunk=0, group=_GROUP
+        )
         self._answered = set(split_elements(double, message="link_elements", chunk=0))
         own = self._engine.hash_and_blind([self._items[i] for i in self._order], self._key, group=_GROUP)
         return double, own

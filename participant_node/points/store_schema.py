@@ -149,7 +149,18 @@ statements = Table(
 
 TABLES = {
     t.name: t
-    for t in (accounts, balances, transfers, requests, usage, links, interchange, outbox, audit_outbox, statements)
+    for t in (
+        accounts,
+        balances,
+        transfers,
+        requests,
+        usage,
+        links,
+        interchange,
+        outbox,
+        audit_outbox,
+        statements,
+    )
 }
 
 

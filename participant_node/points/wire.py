@@ -40,7 +40,9 @@ TRANSFER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _TRANSFER_ID = re.compile(TRANSFER_ID_PATTERN)
 # Machine-minted ids (a UUID, a hex token with a letter) may hold digit runs; the audit log's run-id
 # rule accepts the same shapes.
-_MINTED = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9]*[a-f])[0-9a-f]{8,64}")
+_MINTED = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9]*[a-f])[0-9a-f]{8,64}"
+)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 

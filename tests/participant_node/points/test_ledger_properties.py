@@ -39,7 +39,8 @@ def fresh_ledger() -> Ledger:
     ledger = Ledger("sqlite://", synchronous="NORMAL", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     ledger.open_accounts(
-        [(m, "member", None, flags) for m in MEMBERS] + [(o, "other", None, AccountFlags.NONE) for o in OTHERS]
+        [(m, "member", None, flags) for m in MEMBERS]
+        + [(o, "other", None, AccountFlags.NONE) for o in OTHERS]
     )
     ledger.submit([Transfer(f"seed-{m}", "issuance", m, 500) for m in MEMBERS])
     return ledger
@@ -81,7 +82,9 @@ def test_same_id_same_fields_same_outcome_different_fields_refused(
         for id_, (transfer, result) in first.items():
             again = ledger.submit([transfer])[0]
             assert (again.result, again.replay) == (result, True), id_
-            changed = Transfer(id_, kind=transfer.kind, amount=transfer.amount + 1, pending_id=transfer.pending_id)
+            changed = Transfer(
+                id_, kind=transfer.kind, amount=transfer.amount + 1, pending_id=transfer.pending_id
+            )
             assert ledger.submit([changed])[0].result is Result.EXISTS_WITH_DIFFERENT_FIELDS
         assert ledger.verify().transfers == before.transfers  # retries wrote nothing
     finally:
