@@ -21,6 +21,12 @@ class Role(StrEnum):
     DATA_OFFICER = "data_officer"
     AUDITOR = "auditor"
     NODE = "node"
+    # The federation's administrator: registers organisations and issues credentials, nothing more.
+    FEDERATION_ADMIN = "federation_admin"
+    # A partner's operator: runs the partner's node service; reads, never decides.
+    PARTNER_OPERATOR = "partner_operator"
+    # A credential minted for one job's ServerApp: reports that job's progress and model only.
+    JOB_RUN = "job_run"
 
 
 class Action(StrEnum):
@@ -73,6 +79,9 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         {Action.POLICY_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.RECORDS_GENERATE}
     ),
     Role.NODE: frozenset({Action.POLICY_READ, Action.JOB_PARTICIPATE}),
+    Role.FEDERATION_ADMIN: frozenset({Action.POLICY_READ}),
+    Role.PARTNER_OPERATOR: frozenset({Action.POLICY_READ}),
+    Role.JOB_RUN: frozenset(),
 }
 
 
@@ -88,7 +97,7 @@ class Actor:
     partner: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role in (Role.DATA_OFFICER, Role.NODE) and not self.partner:
+        if self.role in (Role.DATA_OFFICER, Role.NODE, Role.PARTNER_OPERATOR) and not self.partner:
             raise ValueError(f"role {self.role.value} acts for a partner: use {self.role.value}:PARTNER")
 
     @classmethod

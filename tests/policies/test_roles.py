@@ -21,12 +21,15 @@ ALLOWED: dict[Role, set[Action]] = {
     },
     Role.AUDITOR: {Action.POLICY_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.RECORDS_GENERATE},
     Role.NODE: {Action.POLICY_READ, Action.JOB_PARTICIPATE},
+    Role.FEDERATION_ADMIN: {Action.POLICY_READ},
+    Role.PARTNER_OPERATOR: {Action.POLICY_READ},
+    Role.JOB_RUN: set(),
 }
 OWN = "freshmart-north"
 
 
 def _actor(role: Role) -> Actor:
-    return Actor(role, OWN if role in (Role.DATA_OFFICER, Role.NODE) else None)
+    return Actor(role, OWN if role in (Role.DATA_OFFICER, Role.NODE, Role.PARTNER_OPERATOR) else None)
 
 
 @pytest.mark.parametrize("role", list(Role))
