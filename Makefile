@@ -36,7 +36,7 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy psi policies audit models
+	$(VENV)/bin/mypy psi policies audit models protocol
 
 bench: $(DEV_STAMP)
 	$(PY) bench/baselines.py

@@ -1,0 +1,58 @@
+"""The model card is written and read through one module, typed and versioned."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from protocol import ModelCard, ModelCardError, read_model_card, write_model_card
+from protocol.model_card import CardDpSgd, CardFeatureSchema, CardNode
+
+
+def _card() -> ModelCard:
+    node = CardNode(
+        partner_id="freshmart-north", members_used=500, members_excluded_by_consent=3, epsilon=0.99,
+        delta=1e-5, noise_multiplier=1.1, sample_rate=0.5, steps=40, consent_snapshot_hash="c" * 64,
+    )  # fmt: skip
+    return ModelCard(
+        job_id="job-1", task="churn", purpose="analytics.churn_model", model="logreg", strategy="fedavg",
+        proximal_mu=0.0, secure_aggregation=False, policy_id="churn-2026", policy_version=1,
+        policy_hash="ab" * 32, rounds=8, rounds_planned=8, stopped_early=False, local_steps_per_round=5,
+        dp_sgd=CardDpSgd(expected_batch_size=256, learning_rate=1.0, max_grad_norm=0.3),
+        server_momentum=0.5, published_model="mean of the last 4 global models", target_epsilon=1.0,
+        delta=1e-5, accountant="RDP", epsilon_worst_case_member=0.99,
+        epsilon_composition_across_nodes="max over nodes", k_min=20, as_of=date(2017, 9, 1),
+        horizon_days=90, feature_schema=CardFeatureSchema(fingerprint="f" * 16, features=["recency"]),
+        nodes=[node], mechanisms={"model_updates": "DP-SGD"}, data_fingerprints={"freshmart-north": "d"},
+        lineage_id="job-1", created_at=datetime(2026, 12, 6, tzinfo=UTC), heldout_members=100,
+        weights_sha256="e" * 64,
+    )  # fmt: skip
+
+
+def test_a_card_round_trips_with_its_policy(tmp_path: Path) -> None:
+    card = _card()
+    write_model_card(tmp_path, card)
+    read = read_model_card(tmp_path)
+    assert read == card
+    assert (read.policy_id, read.policy_hash, read.card_version) == ("churn-2026", "ab" * 32, 2)
+    assert read.node("freshmart-north").epsilon == 0.99
+    with pytest.raises(KeyError):
+        read.node("nobody")
+
+
+def test_a_bad_card_names_the_file_and_field(tmp_path: Path) -> None:
+    with pytest.raises(ModelCardError, match="no model card"):
+        read_model_card(tmp_path)
+    raw = json.loads(_card().model_dump_json())
+    (tmp_path / "model_card.json").write_text(json.dumps({**raw, "card_version": 1}))
+    with pytest.raises(ModelCardError, match="card_version 1 is not supported"):
+        read_model_card(tmp_path)
+    (tmp_path / "model_card.json").write_text(json.dumps({**raw, "rounds": "many"}))
+    with pytest.raises(ModelCardError, match=r"model_card.json: rounds"):
+        read_model_card(tmp_path)
+    (tmp_path / "model_card.json").write_text("{not json")
+    with pytest.raises(ModelCardError, match="not JSON"):
+        read_model_card(tmp_path)
