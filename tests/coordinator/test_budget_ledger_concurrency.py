@@ -10,7 +10,6 @@ from __future__ import annotations
 import multiprocessing
 import random
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,28 +21,6 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PROCESSES = 20
 CAP = 10.0
 JOB_EPSILON = 1.5  # 6 jobs fit in 10 (9.0); a 7th would reach 10.5
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'budget.sqlite'}"
-    try:
-        url: Any = request.getfixturevalue("postgres_url")
-    except pytest.FixtureLookupError:
-        pytest.skip("no postgres_url fixture in this checkout (tests/postgres_server.py)")
-    return _fresh_database(str(url))
-
-
-def _fresh_database(url: str) -> str:
-    """Empty the ledger tables of the shared test server so each test starts from nothing."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS budget_charges, budget_caps"))
-    engine.dispose()
-    return url
 
 
 def _reserver(url: str, index: int, barrier: Any, results: Any) -> None:
@@ -69,7 +46,8 @@ def _reserver(url: str, index: int, barrier: Any, results: Any) -> None:
         ledger.close()
 
 
-def test_twenty_concurrent_reservations_never_overspend(ledger_url: str) -> None:
+def test_twenty_concurrent_reservations_never_overspend(database_url: str) -> None:
+    ledger_url = database_url
     BudgetLedger(ledger_url, default_cap=CAP).close()  # tables exist before the race starts
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(PROCESSES), context.Queue()
