@@ -7,8 +7,10 @@ so using the client *is* monitoring the log.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,21 +27,37 @@ __all__ = ["AuditClient"]
 
 
 class AuditClient:
-    """Append and query over HTTP; ``public_key`` pins the log's Ed25519 key."""
+    """Append and query over HTTP(S); ``public_key`` pins the log's Ed25519 key.
+
+    ``state_file`` keeps the newest tree head across restarts (see :mod:`audit.tree_head_monitor`);
+    ``verify`` is httpx's TLS verification (a CA bundle path or an ``ssl.SSLContext``, which may
+    also carry this party's client certificate for mTLS).
+    """
 
     def __init__(
-        self, base_url: str, token: str, public_key: Ed25519PublicKey, *, timeout: float = 10.0
+        self,
+        base_url: str,
+        token: str,
+        public_key: Ed25519PublicKey,
+        *,
+        state_file: Path | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        timeout: float = 10.0,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        self._proofs = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
-        self.monitor = TreeHeadMonitor(public_key, self._proofs)
+        self.monitor = TreeHeadMonitor.for_service(
+            base_url, token, public_key, state_file=state_file, verify=verify, timeout=timeout
+        )
         self._http = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, event_hooks={"response": [self.monitor]}
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            verify=verify,
+            event_hooks={"response": [self.monitor]},
         )
 
     def close(self) -> None:
         self._http.close()
-        self._proofs.close()
+        self.monitor.close()
 
     def __enter__(self) -> AuditClient:
         return self

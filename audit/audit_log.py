@@ -32,6 +32,7 @@ from audit.errors import AuditError, LogIntegrityError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import (
     consistency_proof,
+    frontier_positions,
     inclusion_proof,
     node_hash,
     range_hash,
@@ -153,7 +154,7 @@ class AuditLog:
                 f"{self.path}: {size} entries but the latest signed tree head covers {head}; "
                 "run `loyalfed audit verify` — refusing to append to a damaged log"
             )
-        return size, [self._subtree(level, index) for level, index in _frontier_positions(size)]
+        return size, [self._subtree(level, index) for level, index in frontier_positions(size)]
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -356,13 +357,3 @@ def _push_leaf(frontier: list[bytes], size: int, leaf: bytes, node_rows: list[tu
         position >>= 1
         node_rows.append((level, position - 1, parent))
     return size
-
-
-def _frontier_positions(size: int) -> list[tuple[int, int]]:
-    """(level, index) of the complete subtrees on the right edge of a tree of ``size``, largest first."""
-    positions, start = [], 0
-    for level in range(size.bit_length() - 1, -1, -1):
-        if size >> level & 1:
-            positions.append((level, start >> level))
-            start += 1 << level
-    return positions

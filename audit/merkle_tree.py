@@ -17,7 +17,9 @@ __all__ = [
     "EMPTY_ROOT",
     "LeafList",
     "SubtreeSource",
+    "TreeLevels",
     "consistency_proof",
+    "frontier_positions",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
@@ -58,6 +60,48 @@ class LeafList:
     def subtree(self, level: int, index: int) -> bytes:
         start = index << level
         return _perfect_from_leaves(self.leaves[start : start + (1 << level)])
+
+
+@dataclass(frozen=True)
+class TreeLevels:
+    """A :class:`SubtreeSource` holding every complete subtree, level by level (``levels[0]`` are
+    the leaf hashes, ``levels[k][i]`` covers leaves ``[i * 2**k, (i + 1) * 2**k)``)."""
+
+    levels: Sequence[Sequence[bytes]]
+
+    @classmethod
+    def from_leaves(cls, leaves: Sequence[bytes]) -> TreeLevels:
+        """Hash every complete subtree above ``leaves`` (RFC 9162 §2.1.1 interior nodes)."""
+        levels = [list(leaves)]
+        while len(levels[-1]) >= 2:
+            below = levels[-1]
+            levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+        return cls(levels)
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0]) if self.levels else 0
+
+    def subtree(self, level: int, index: int) -> bytes:
+        return self.levels[level][index]
+
+    def root(self, size: int) -> bytes:
+        """MTH of the first ``size`` leaves (``size`` at most :attr:`size`)."""
+        return root_from_frontier([self.subtree(level, i) for level, i in frontier_positions(size)])
+
+
+def frontier_positions(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the complete subtrees on the right edge of a tree of ``size``, largest first.
+
+    MTH splits at the largest power of two (RFC 9162 §2.1.1), so a tree of ``size`` leaves is the
+    right fold of one complete subtree per set bit of ``size``.
+    """
+    positions, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            positions.append((level, start >> level))
+            start += 1 << level
+    return positions
 
 
 def _perfect_from_leaves(leaves: Sequence[bytes]) -> bytes:

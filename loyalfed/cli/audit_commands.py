@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +20,9 @@ from audit.lineage_event import EventType, LineageEvent
 from audit.lineage_graph import build_lineage_graph
 from audit.log_verification import verify_log
 from audit.openlineage_export import forward_openlineage, write_openlineage
+from audit.saved_tree_head import load_saved_head, read_saved_head
 from audit.tree_head import public_key_from_hex
+from participant_node.data.federation import load_federation
 
 audit = typer.Typer(help="Tamper-evident audit log", no_args_is_help=True)
 
@@ -57,16 +60,47 @@ def _entries(path: Path) -> list[tuple[int, LineageEvent]]:
     return [(seq, LineageEvent.from_canonical(body)) for seq, body in rows]
 
 
+PublicKeyOption = Annotated[
+    str | None, typer.Option("--public-key", help="Pin the log's Ed25519 public key (64 hex digits).")
+]
+FederationOption = Annotated[
+    Path | None,
+    typer.Option("--federation", help="Federation folder whose federation.toml [audit] pins the log's key."),
+]
+
+
+def trusted_key(public_key: str | None, federation: Path | None) -> Ed25519PublicKey | None:
+    """The pinned key: ``--public-key``, else the federation's ``[audit] public_key``; never a file
+    beside the log (whoever rewrites the log can replace that too)."""
+    if public_key:
+        return public_key_from_hex(public_key.strip().lower())
+    if federation is not None:
+        settings = load_federation(federation).audit
+        if settings is None or settings.public_key is None:
+            raise AuditError(f"{federation}/federation.toml has no [audit] public_key to pin the log's key")
+        return public_key_from_hex(settings.public_key)
+    return None
+
+
 @audit.command()
 def verify(
     db: DbOption = None,
     json_output: JsonOption = False,
-    public_key: Annotated[str | None, typer.Option(help="Pin the log's Ed25519 public key (hex).")] = None,
+    public_key: PublicKeyOption = None,
+    federation: FederationOption = None,
+    since_head: Annotated[
+        Path | None,
+        typer.Option("--since-head", help="A head saved by `audit head --json`: the log must extend it."),
+    ] = None,
 ) -> None:
-    """Verify the whole log: every leaf, subtree and signed tree head; names the first bad entry."""
+    """Verify the whole log against a pinned key; names the first bad entry.
+
+    With --since-head, also prove that the log extends the saved head (RFC 9162 consistency):
+    fails on a log truncated to an earlier head, an older copy, a rewritten history or a swapped key.
+    """
     path = _db(db)
-    key = public_key_from_hex(public_key) if public_key else None
-    report = verify_log(path, public_key=key)
+    saved = load_saved_head(since_head) if since_head is not None else None
+    report = verify_log(path, public_key=trusted_key(public_key, federation), since=saved)
     if json_output:
         typer.echo(json.dumps(report.as_dict()))
         if not report.ok:
@@ -76,9 +110,10 @@ def verify(
         extra = len(report.problems) - 1
         more = f" (+{extra} more problem{'s' * (extra > 1)})" if extra else ""
         raise LogIntegrityError(f"audit log {path} FAILED verification: {report.first_problem}{more}")
+    since = f"; extends the saved head at size {report.since_size}" if report.since_size is not None else ""
     typer.echo(
         f"✓ {path}: {report.tree_size} entries, {report.tree_heads} signed tree heads verified"
-        f" against the {report.trust_anchor}; root {report.root_hash}"
+        f" against the {report.trust_anchor}{since}; root {report.root_hash}"
     )
 
 
@@ -159,21 +194,14 @@ def report(db: DbOption = None, json_output: JsonOption = False) -> None:
 
 
 @audit.command()
-def head(db: DbOption = None) -> None:
-    """Print the latest signed tree head and the log's public key (JSON)."""
-    conn = connect(_db(db), read_only=True)
-    try:
-        row = conn.execute(
-            "SELECT tree_size, previous_size, timestamp_ms, root_hash, log_id, signature FROM tree_heads"
-            " ORDER BY tree_size DESC LIMIT 1"
-        ).fetchone()
-        key = conn.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()
-    finally:
-        conn.close()
-    if row is None or key is None:
-        raise AuditError("the audit log has no signed tree head yet")
-    names = ("tree_size", "previous_size", "timestamp_ms", "root_hash", "log_id", "signature")
-    typer.echo(json.dumps({"tree_head": dict(zip(names, row, strict=True)), "public_key": key[0]}))
+def head(db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Print the latest signed tree head, the log's key and its frontier (JSON, for --since-head).
+
+    Save it (`loyalfed audit head --json > head.json`) and later run
+    `loyalfed audit verify --since-head head.json`.
+    """
+    saved = read_saved_head(_db(db))
+    typer.echo(json.dumps(saved.model_dump(mode="json")))
 
 
 @audit.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audit.audit_settings import AuditSettings
 from participant_node.data.contract import FileKind
 from participant_node.data.errors import DataContractError
 from participant_node.data.table_reader import find_file
@@ -48,6 +49,7 @@ class Partner:
 class Federation:
     path: Path
     partners: tuple[Partner, ...]
+    audit: AuditSettings | None = None  # the [audit] table: the log's pinned key, service URL
 
     @property
     def partner_ids(self) -> tuple[str, ...]:
@@ -73,6 +75,7 @@ class _FederationFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     partners: list[_PartnerEntry] = Field(min_length=1)
+    audit: AuditSettings | None = None
 
 
 def is_partner_folder(path: Path) -> bool:
@@ -92,7 +95,14 @@ def load_federation(path: Path | str) -> Federation:
             raise DataContractError(
                 f"partner '{partner.partner_id}' has no folder {partner.path.name}/", file=FEDERATION_FILE
             )
-    return Federation(folder, tuple(partners))
+    return Federation(folder, tuple(partners), _audit_settings(manifest))
+
+
+def _audit_settings(manifest: Path) -> AuditSettings | None:
+    """The ``[audit]`` table (already validated with the partners by ``_from_manifest``)."""
+    if not manifest.is_file():
+        return None
+    return _FederationFile.model_validate(tomllib.loads(manifest.read_text(encoding="utf-8"))).audit
 
 
 def _from_manifest(manifest: Path) -> list[Partner]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from audit.audit_log import AuditLog, leaf_input
+from audit.audit_log import AuditLog, default_key_path, leaf_input
 from audit.errors import AuditError
 from audit.lineage_event import LineageEvent
 from audit.log_verification import verify_log
 from audit.merkle_tree import LeafList, leaf_hash, range_hash, verify_consistency, verify_inclusion
-from audit.tree_head import TreeHeadSigner, verify_tree_head
+from audit.tree_head import TreeHeadSigner, load_or_create_signing_key, verify_tree_head
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -132,9 +132,9 @@ def test_killed_writer_loses_no_acknowledged_event(tmp_path: Path) -> None:
             acked = int(writer.stdout.readline())
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        report = verify_log(path)
+        report = verify_log(path, public_key=load_or_create_signing_key(default_key_path(path)).public_key())
         assert report.ok, (attempt, [str(p) for p in report.problems])
         assert report.tree_size >= acked > 0
     with AuditLog.open(path) as log:  # and the writer can carry on after the crash
         log.append(LineageEvent(event_type="job.finished", time=T0, actor="coordinator", role="coordinator"))
-    assert verify_log(path).ok
+    assert verify_log(path, public_key=load_or_create_signing_key(default_key_path(path)).public_key()).ok

@@ -188,3 +188,43 @@ def test_audit_client_appends_proves_and_monitors(service, signer: TreeHeadSigne
         assert node.monitor.latest is not None and node.monitor.latest.tree_size == 16
         with pytest.raises(AuditError, match="HTTP 403"):
             node.append([flow()[0]])  # the analyst's event, not this node's
+
+
+def test_monitor_state_survives_a_restart_and_catches_a_restored_backup(
+    service, tmp_path: Path, signer: TreeHeadSigner, flow: Callable
+) -> None:
+    """A node keeps its newest head in a file: a log rolled back while it was down is caught."""
+    from audit.audit_client import AuditClient
+
+    server, log = service
+    state = tmp_path / "node" / "audit_tree_head.json"
+    backup = AuditLog.open(tmp_path / "backup.sqlite", signer=signer)
+    backup.append_batch(flow())  # the same 13 entries the service holds now
+    log.append_batch(flow(job="job-2"))
+    with AuditClient(server.url, TOKENS["careplus"], signer.public_key, state_file=state) as node:
+        node.tree_head()
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert SignedTreeHead.model_validate_json(state.read_bytes()).tree_size == 26
+    server.server.config.app.state.log = backup  # restored from the backup while the node was down
+    with AuditClient(server.url, TOKENS["careplus"], signer.public_key, state_file=state) as node:
+        assert node.monitor.latest is not None and node.monitor.latest.tree_size == 26
+        with pytest.raises(HistoryRewrittenError, match="cannot prove size 13 -> 26"):
+            node.tree_head()
+    backup.close()
+
+
+def test_monitor_over_a_local_log(tmp_path: Path, signer: TreeHeadSigner, flow: Callable) -> None:
+    """Without a service the log itself is the ConsistencyProver."""
+    with AuditLog.open(tmp_path / "local.sqlite", signer=signer) as local:
+        monitor = TreeHeadMonitor(signer.public_key, local, state_file=tmp_path / "head.json")
+        local.append_batch(flow())
+        monitor.observe(local.tree_head())
+        local.append_batch(flow(job="job-2"))
+        monitor.observe(local.tree_head())
+        monitor.observe(local.tree_head(13))  # an older head that is a prefix: fine
+        assert monitor.checks == 3 and monitor.latest is not None and monitor.latest.tree_size == 26
+    with AuditLog.open(tmp_path / "other.sqlite", signer=signer) as other:
+        other.append_batch(flow(job="job-x"))
+        restarted = TreeHeadMonitor(signer.public_key, other, state_file=tmp_path / "head.json")
+        with pytest.raises(HistoryRewrittenError):
+            restarted.observe(other.tree_head())

@@ -129,7 +129,8 @@ def test_cli_report_and_export(db: Path, tmp_path: Path) -> None:
 
 def test_cli_default_db_comes_from_the_data_dir(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOYALFED_DATA_DIR", str(db.parent))
-    result = CliRunner().invoke(app, ["audit", "verify", "--json"])
+    key = AuditLog.open(db).public_key_hex
+    result = CliRunner().invoke(app, ["audit", "verify", "--json", "--public-key", key])
     assert result.exit_code == 0 and json.loads(result.stdout)["tree_size"] == 14
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 
 from audit.log_verification import verify_log
+from audit.tree_head import load_or_create_signing_key
 from loyalfed.demo.pipeline import DemoContext, run_demo
 from loyalfed.demo.stages.audit_log import LINEAGE_FIGURE, OPENLINEAGE_FILE, OpenAuditLog, VerifyAuditLog
 
@@ -65,7 +67,7 @@ def test_demo_stages_log_verify_and_draw(tmp_path: Path) -> None:
     console = Console(file=io.StringIO(), width=120)
     stages = [RegisterNodes(), OpenAuditLog(), TrainOneModel(), VerifyAuditLog()]
     result = run_demo(stages, out_dir=tmp_path, seed=3, console=console)
-    report = verify_log(tmp_path / "audit.sqlite")
+    report = verify_log(tmp_path / "audit.sqlite", public_key=_key(tmp_path))
     assert report.ok and report.tree_size == 8  # 2 replayed + 6 accepted; 1 refused
     markdown = result.report_markdown.read_text()
     assert "whole-log verification | passed" in markdown.replace("  ", " ")
@@ -77,5 +79,10 @@ def test_demo_stages_log_verify_and_draw(tmp_path: Path) -> None:
 
     # A second run into the same folder extends the same append-only log and proves consistency.
     result = run_demo(stages, out_dir=tmp_path, seed=3, console=console)
-    assert verify_log(tmp_path / "audit.sqlite").tree_size == 16
+    assert verify_log(tmp_path / "audit.sqlite", public_key=_key(tmp_path)).tree_size == 16
     assert "consistency 8 → 16 | verified" in result.report_markdown.read_text().replace("  ", " ")
+
+
+def _key(folder: Path) -> Ed25519PublicKey:
+    """The demo's log key, as its operator would pin it."""
+    return load_or_create_signing_key(folder / "audit.key").public_key()

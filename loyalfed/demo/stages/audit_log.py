@@ -89,7 +89,7 @@ class VerifyAuditLog:
 
     def run(self, ctx: DemoContext) -> None:
         log: AuditLog = ctx.artefacts[_LOG]
-        report = verify_log(log.path)
+        report = verify_log(log.path, public_key=log.public_key)  # the writer's own key, held in memory
         rows = [
             ["whole-log verification", "passed" if report.ok else f"FAILED: {report.first_problem}"],
             ["entries", f"{report.tree_size:,} ({report.tree_size - ctx.artefacts[_START]:,} from this run)"],
