@@ -12,6 +12,7 @@ loyalfed pki sign careplus.csr --ca ca/ --role node --partner careplus --out car
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(pki, name="pki")
 
 
-def _report(summary: dict[str, object], as_json: bool, lines: list[str]) -> None:
+def _report(summary: Mapping[str, object], as_json: bool, lines: list[str]) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -88,7 +88,11 @@ def run(
         )
         for (side, frame), path in zip(frames.items(), (a, b), strict=True)
     }
-    values = _values(frames["b"], b, value_column, prepared["b"].rows) if psi_mode == PsiMode.SUM else None
+    values = (
+        _values(frames["b"], b, value_column, prepared["b"].rows)
+        if psi_mode == PsiMode.SUM and value_column
+        else None
+    )
     started = time.perf_counter()
     with Console(stderr=True).status(f"PSI ({psi_mode}) over the wire format", spinner="dots") as status:
         if as_json:
@@ -159,7 +163,7 @@ def bench(
         return
     table = Table(title="PSI benchmark (wall seconds, one process per party)")
     for column in ("size", "implementation", "wall s", "cpu s", "B/elt →B", "B/elt →A", "peak MB", "correct"):
-        table.addid_column_values(column, justify="right")
+        table.add_column(column, justify="right")
     for row in report["results"]:
         for name in ("loyalfed", "openmined"):
             if name in row:

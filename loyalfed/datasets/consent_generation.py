@@ -38,7 +38,7 @@ def generate_consents(
 ) -> pd.DataFrame:
     """One row per granted (member, purpose), in the order of ``member_ids`` then purpose."""
     joined = joined_at.astype("datetime64[s]")
-    end_s = np.datetime64(end, "s")
+    end_s = end.astype("datetime64[s]")
     members, purposes, granted_parts, withdrawn_parts = [], [], [], []
     for order, rate in enumerate(CONSENT_RATES.values()):
         chosen = np.flatnonzero(rng.random(len(member_ids)) < rate)

@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import httpx
@@ -97,7 +98,7 @@ class MatchingClient:
     def _fetch(self, params: SessionParams, kind: MessageKind, chunks: int) -> list[Frame]:
         url = f"/psi/v1/sessions/{params.session_id}/frames/{int(kind)}/"
         return [
-            Frame.decode(self._call(lambda c=c: self.http.get(url + str(c))).content) for c in range(chunks)
+            Frame.decode(self._call(partial(self.http.get, url + str(c))).content) for c in range(chunks)
         ]
 
     def _put(self, params: SessionParams, frame: Frame) -> list[Frame]:

@@ -53,3 +53,9 @@ def test_psi_bench_small_is_correct_against_sets_and_openmined() -> None:
     assert row["loyalfed"]["correct_vs_plain_sets"] and row["openmined"]["correct_vs_plain_sets"]
     assert row["agree_with_openmined"] and row["loyalfed"]["matches"] == 150
     assert row["loyalfed"]["bytes_per_element_to_responder"] < 33
+
+
+def test_psi_bench_prints_its_table(tmp_path: Path) -> None:
+    result = RUNNER.invoke(app, ["bench", "--size", "200", "--no-openmined"])
+    assert result.exit_code == 0, result.output
+    assert "PSI benchmark" in result.stdout and "loyalfed" in result.stdout

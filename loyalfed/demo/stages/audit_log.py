@@ -163,10 +163,10 @@ def draw_lineage(graphs: list[LineageGraph], out: Any) -> None:
     for ax, graph in zip(axes[:, 0], graphs, strict=True):
         g = nx.DiGraph()
         for node_id, node in graph.nodes.items():
-            g.add_node(node_id, layer=_LAYER[NodeKind(node["kind"])])
+            g.add_node(node_id, layer=_LAYER[NodeKind(str(node["kind"]))])
         g.add_edges_from((s, t) for s, t, _ in graph.edges)
         pos = nx.multipartite_layout(g, subset_key="layer")
-        kinds = [NodeKind(graph.nodes[n]["kind"]) for n in g.nodes]
+        kinds = [NodeKind(str(graph.nodes[n]["kind"])) for n in g.nodes]
         nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, edge_color="#999999", arrowsize=10)
         nx.draw_networkx_nodes(g, pos, ax=ax, node_color=[_COLOUR[k] for k in kinds], node_size=260)
         labels = {n: _label(graph.nodes[n]) for n in g.nodes}

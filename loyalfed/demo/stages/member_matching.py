@@ -82,7 +82,8 @@ class MemberMatching:
         data: dict[str, PartnerData] = ctx.artefacts["partner_data"]
         stores = [p.partner_id for p in federation.partners if p.kind == PartnerKind.STORE_GROUP]
         brands = [p.partner_id for p in federation.partners if p.kind == PartnerKind.BRAND]
-        secret, records = _demo_secret(ctx.seed), []
+        secret = _demo_secret(ctx.seed)
+        records: list[MatchingRunRecord] = []
         # FreshMart opens the sessions (one certificate for its pooled store groups); each brand
         # answers at the loopback address, which its certificate therefore names.
         pki = issue_node_certificates(
