@@ -1,0 +1,28 @@
+"""Errors of the node service; every message is safe to show an operator or send to the coordinator."""
+
+from __future__ import annotations
+
+from participant_node.errors import NodeError
+
+__all__ = ["CoordinatorUnavailableError", "JobRefusedError", "NodeSetupError", "ServiceError"]
+
+
+class ServiceError(NodeError):
+    """Base class of the node service's errors."""
+
+
+class NodeSetupError(ServiceError):
+    """The node cannot start: a missing certificate, an unreadable key file, a bad setting."""
+
+
+class CoordinatorUnavailableError(ServiceError):
+    """The coordinator did not answer, or refused the node's credential or request."""
+
+
+class JobRefusedError(ServiceError):
+    """The node refuses a job step; ``reason`` names the rule, never member data."""
+
+    def __init__(self, partner_id: str, reason: str) -> None:
+        super().__init__(f"refused by node {partner_id}: {reason}")
+        self.partner_id = partner_id
+        self.reason = reason

@@ -1,0 +1,98 @@
+"""The node's mTLS API for other nodes: the PSI responder (``/psi/v1``), points when present, health.
+
+Served with ``matching.tls_scope.node_server_config`` (client certificates required and handed to
+the app), so every route knows which partner is calling from its verified certificate.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+
+from audit import EventType
+from participant_node.data import PartnerData
+from participant_node.matching.config import MatchingConfig
+from participant_node.matching.member_set import MatchingSet, matching_set_from_frames
+from participant_node.matching.probing_guard import ProbingGuard
+from participant_node.matching.run_record import MatchingRunRecord
+from participant_node.matching.service import MatchingService, create_matching_app
+from participant_node.service.node_audit import NodeAudit
+from policies.purpose import Purpose
+
+__all__ = ["create_node_api"]
+
+
+def _matching_service(
+    partner_id: str,
+    data: Callable[[], PartnerData],
+    secret: bytes,
+    state: Path,
+    audit: NodeAudit,
+    region: str,
+) -> MatchingService:
+    config = MatchingConfig(partner_id=partner_id, default_region=region)
+
+    def consented_set(purpose: Purpose, peer: str) -> MatchingSet:
+        partner = data()
+        return matching_set_from_frames(
+            partner.path,
+            partner.members,
+            partner.consents,
+            purpose=purpose,
+            recipient=peer,
+            at=datetime.now(UTC).replace(tzinfo=None),
+            id_column=config.id_column,
+            secret=secret,
+            default_region=region,
+        )
+
+    def on_run(record: MatchingRunRecord) -> None:
+        fields = record.lineage_fields()
+        audit.safe_record(
+            EventType.PSI_RUN,
+            purpose=fields["purpose"],
+            consent_snapshot_hash=fields["consent_snapshot_hash"],
+            details=fields["details"],
+        )
+
+    guard = ProbingGuard(state / "psi_guard.sqlite", config)
+    return MatchingService(config, set_provider=consented_set, guard=guard, on_run=on_run)
+
+
+def create_node_api(
+    *,
+    partner_id: str,
+    data: Callable[[], PartnerData],
+    matching_secret: bytes,
+    state: Path,
+    audit: NodeAudit,
+    region: str,
+    version: str,
+) -> FastAPI:
+    """The node's API: PSI sessions, the points interchange router if installed, and health."""
+    service = _matching_service(partner_id, data, matching_secret, state, audit, region)
+    app = create_matching_app(service)
+    app.title = f"loyalfed node {partner_id}"
+
+    @app.get("/node/v1/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "partner_id": partner_id, "version": version}
+
+    points = _points_router()
+    if points is not None:
+        app.include_router(points)
+    return app
+
+
+def _points_router() -> APIRouter | None:
+    # The points interchange service (participant_node.points.api) mounts here when present.
+    try:
+        module = importlib.import_module("participant_node.points.api")
+    except ModuleNotFoundError:
+        return None
+    router = getattr(module, "router", None)
+    return router if isinstance(router, APIRouter) else None

@@ -1,0 +1,64 @@
+"""The node's supervisor keeps a real Flower SuperNode running and stops its whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor, node_config_arg
+from pki import create_federation_ca, create_supernode_key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_node_config_is_flowers_key_value_syntax() -> None:
+    config = {"partner-id": "freshmart-north", "local-url": "http://127.0.0.1:8801"}
+    assert node_config_arg(config) == 'partner-id="freshmart-north" local-url="http://127.0.0.1:8801"'
+    with pytest.raises(ValueError, match="may not contain quotes"):
+        node_config_arg({"partner-id": 'x" other="y'})
+
+
+def test_a_supernode_that_dies_is_restarted_and_stop_ends_it(tmp_path: Path) -> None:
+    keys = create_supernode_key(tmp_path / "keys")
+    create_federation_ca(tmp_path / "ca")  # no SuperLink answers: the SuperNode keeps retrying
+    launch = SuperNodeLaunch(
+        superlink_address=f"127.0.0.1:{_free_port()}",
+        root_certificate=tmp_path / "ca" / "ca.crt",
+        auth_private_key=keys.private_key,
+        node_config={"partner-id": "freshmart-north"},
+        runtime_port=_free_port(),
+        log_file=tmp_path / "supernode.log",
+    )
+    supervisor = SuperNodeSupervisor(launch)
+    supervisor.start()
+    try:
+        first = supervisor.pid
+        assert first is not None and supervisor.running
+        os.kill(first, signal.SIGKILL)  # a crash
+        assert _wait(lambda: supervisor.restarts == 1 and supervisor.running, timeout=30)
+        assert supervisor.pid != first and supervisor.last_exit_code == -signal.SIGKILL
+    finally:
+        supervisor.stop()
+    assert not supervisor.running
+    second = supervisor.pid
+    assert second is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(second, 0)  # the whole group is gone
