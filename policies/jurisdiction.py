@@ -8,19 +8,22 @@ GDPR. Where a rule applies under both, the stricter value wins (``strictest``).
 
 from __future__ import annotations
 
-import calendar
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from policies.consent_record import LawfulBasis
+from policies.time_limit import LimitUnit, TimeLimit
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
+    "LEGAL_ERASURE_LIMITS",
     "Jurisdiction",
     "allowed_lawful_bases",
     "erasure_deadline",
     "guardian_consent_age",
     "jurisdiction_of_region",
+    "legal_erasure_limit",
+    "legal_erasure_source",
 ]
 
 
@@ -89,26 +92,38 @@ def guardian_consent_age(jurisdictions: frozenset[Jurisdiction] | set[Jurisdicti
 def erasure_deadline(
     received_at: datetime, jurisdictions: frozenset[Jurisdiction] | set[Jurisdiction]
 ) -> datetime:
-    """Deadline to complete an erasure request received at ``received_at``.
+    """Legal deadline to complete an erasure request received at ``received_at``.
 
     GDPR Art. 12(3): act on a data-subject request "without undue delay and in any event within one
     month of receipt". PIPL Art. 47 requires deletion "in a timely manner" (及时) without a number;
     the national standard GB/T 35273-2020 §8.7 c) sets a response limit of 30 days. The stricter
     (earlier) of the applicable limits is returned, so a request received on 31 January under both
-    laws is due on 28/29 February (one calendar month), not on 2 March (30 days).
+    laws is due on 28/29 February (one calendar month), not on 2 March (30 days). Shorter limits
+    (a sector rule, the programme's own promise) are applied by `policies.retention.ErasureRules`.
     """
+    return min(legal_erasure_limit(j).due(received_at) for j in _at_least_one(jurisdictions))
+
+
+def legal_erasure_limit(jurisdiction: Jurisdiction) -> TimeLimit:
+    """The longest time the law of ``jurisdiction`` allows for an erasure request (see above)."""
+    return LEGAL_ERASURE_LIMITS[jurisdiction][0]
+
+
+def legal_erasure_source(jurisdiction: Jurisdiction) -> str:
+    """The provision that sets ``legal_erasure_limit(jurisdiction)``, as a short token."""
+    return LEGAL_ERASURE_LIMITS[jurisdiction][1]
+
+
+def _at_least_one(
+    jurisdictions: frozenset[Jurisdiction] | set[Jurisdiction],
+) -> frozenset[Jurisdiction] | set[Jurisdiction]:
     if not jurisdictions:
         raise ValueError("at least one jurisdiction is needed to compute an erasure deadline")
-    limits = []
-    if Jurisdiction.EU in jurisdictions:
-        limits.append(_add_one_month(received_at))
-    if Jurisdiction.CN in jurisdictions:
-        limits.append(received_at + timedelta(days=30))
-    return min(limits)
+    return jurisdictions
 
 
-def _add_one_month(moment: datetime) -> datetime:
-    # "One month" per Regulation 1182/71 Art. 3(2)(c): same day next month, or its last day.
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
+# GDPR Art. 12(3): one month; PIPL Art. 47 read with GB/T 35273-2020 §8.7 c): 30 days.
+LEGAL_ERASURE_LIMITS: dict[Jurisdiction, tuple[TimeLimit, str]] = {
+    Jurisdiction.EU: (TimeLimit(1, LimitUnit.MONTHS), "gdpr.art12.3"),
+    Jurisdiction.CN: (TimeLimit(30, LimitUnit.DAYS), "pipl.art47.gbt35273"),
+}

@@ -3,6 +3,7 @@
 Every command takes the partner folder; the store is ``<partner>/.loyalfed/consent.sqlite``. The
 acting identity is ``--as data_officer:PARTNER`` (or ``LOYALFED_ACTOR``); it defaults to the data
 officer of the partner folder's own name, the operator of that node. Output never leaves the node.
+An erasure request appends an identifier-free event with its deadlines to the audit log.
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from rich.console import Console
 from rich.table import Table
 
 from participant_node.consent import ConsentStore
-from participant_node.consent.subject_rights import erase_member, export_member, import_consents
+from participant_node.consent.subject_rights import (
+    ErasureReceipt,
+    erase_member,
+    export_member,
+    import_consents,
+    withdraw_consents,
+)
 from policies.jurisdiction import Jurisdiction
 from policies.purpose import Purpose, parse_purpose
+from policies.retention import ErasureRules, load_erasure_rules
 from policies.roles import Action, Actor, authorize
+
+# A node's own erasure rules (per-jurisdiction limits, the programme's promise), if it has any.
+ERASURE_RULES_FILE = Path(".loyalfed") / "erasure_rules.toml"
 
 consent = typer.Typer(help="Member consents at a node", no_args_is_help=True)
 
@@ -35,9 +46,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(consent, name="consent")
 
 
-def _authorize(partner_dir: Path, actor: str | None, action: Action) -> None:
+def _authorize(partner_dir: Path, actor: str | None, action: Action) -> Actor:
     acting = Actor.parse(actor) if actor else Actor.parse(f"data_officer:{partner_dir.name}")
     authorize(acting, action, partner=partner_dir.name)
+    return acting
 
 
 def _now() -> datetime:
@@ -98,11 +110,7 @@ def withdraw(
     _authorize(partner_dir, actor, Action.CONSENT_WITHDRAW)
     ids = _member_ids(member, members_file)
     purposes = [parse_purpose(p) for p in purpose] or list(Purpose)
-    store = ConsentStore.at_partner(partner_dir)
-    try:
-        added = store.withdraw(ids, purposes, at=_moment(at))
-    finally:
-        store.close()
+    added = withdraw_consents(partner_dir, ids, purposes, at=_moment(at))
     payload = {
         "partner": partner_dir.name,
         "members": len(ids),
@@ -139,23 +147,96 @@ def erase(
     jurisdiction: list[Jurisdiction] = typer.Option(
         [Jurisdiction.CN], "--jurisdiction", help="Law(s) the node is under; the stricter deadline applies."
     ),
+    rules: Path | None = typer.Option(
+        None,
+        "--rules",
+        exists=True,
+        dir_okay=False,
+        help="Erasure rules TOML (default: PARTNER/.loyalfed/erasure_rules.toml if present).",
+    ),
+    promise: str | None = typer.Option(
+        None, "--promise", help="The programme's own promise, e.g. '7 working days' (overrides --rules')."
+    ),
+    audit_log: Path | None = typer.Option(
+        None, "--audit-log", help="Audit log to append the request to (default: LOYALFED_DATA_DIR's)."
+    ),
     actor: str | None = _ACTOR,
     as_json: bool = _JSON,
 ) -> None:
     """Erase a member at this node; keep an identifier-free tombstone with the deadline."""
-    _authorize(partner_dir, actor, Action.CONSENT_ERASE)
+    acting = _authorize(partner_dir, actor, Action.CONSENT_ERASE)
+    erasure_rules = _erasure_rules(partner_dir, rules, promise)
     receipt = erase_member(
-        partner_dir, member, received_at=_moment(received_at), jurisdictions=frozenset(jurisdiction)
+        partner_dir,
+        member,
+        received_at=_moment(received_at),
+        jurisdictions=frozenset(jurisdiction),
+        rules=erasure_rules,
     )
+    _audit_erasure(audit_log, partner_dir.name, acting, receipt)
     payload = {
         "partner": partner_dir.name,
         "request_id": receipt.request_id,
         "deadline": receipt.deadline,
+        "deadline_rule": receipt.deadline_rule,
+        "legal_deadline": receipt.legal_deadline,
+        "legal_rule": receipt.legal_rule,
         "completed_at": receipt.completed_at,
         "on_time": receipt.on_time,
         "rows_deleted": receipt.rows_deleted,
     }
-    _emit(payload, as_json, f"erased: request {receipt.request_id}, rows deleted {receipt.rows_deleted}")
+    _emit(
+        payload,
+        as_json,
+        f"erased: request {receipt.request_id}, due {receipt.deadline:%Y-%m-%d %H:%M} "
+        f"({receipt.deadline_rule}), rows deleted {receipt.rows_deleted}",
+    )
+
+
+def _erasure_rules(partner_dir: Path, rules: Path | None, promise: str | None) -> ErasureRules:
+    default = partner_dir / ERASURE_RULES_FILE
+    path = rules or (default if default.is_file() else None)
+    loaded = load_erasure_rules(path) if path is not None else ErasureRules()
+    if promise is None:
+        return loaded
+    try:
+        return ErasureRules.model_validate({**loaded.model_dump(), "programme_promise": promise})
+    except ValueError as err:
+        raise typer.BadParameter(str(err).splitlines()[-1], param_hint="--promise") from None
+
+
+def _audit_erasure(audit_log: Path | None, partner: str, actor: Actor, receipt: ErasureReceipt) -> None:
+    """Append the request (dates, the rule that set the deadline, row counts; no identifier)."""
+    from audit import AuditLog
+    from audit.lineage_event import EventType, LineageEvent
+    from loyalfed.cli.audit_commands import default_db_path
+
+    def epoch(moment: datetime | None) -> int:
+        assert moment is not None
+        return int(moment.replace(tzinfo=UTC).timestamp())
+
+    details: dict[str, int | str] = {
+        "received_at_epoch_s": epoch(receipt.received_at),
+        "deadline_epoch_s": epoch(receipt.deadline),
+        "deadline_rule": receipt.deadline_rule,
+        "legal_deadline_epoch_s": epoch(receipt.legal_deadline),
+        "legal_rule": receipt.legal_rule,
+        "completed_at_epoch_s": epoch(receipt.completed_at),
+        "on_time": int(receipt.on_time),
+        **{f"rows_deleted.{name}": count for name, count in sorted(receipt.rows_deleted.items())},
+    }
+    event = LineageEvent(
+        event_type=EventType.CONSENT_ERASED,
+        time=datetime.now(UTC),
+        actor=str(actor),
+        role=actor.role.value,
+        partner=partner,
+        details=details,  # type: ignore[arg-type]
+    )
+    path = audit_log or default_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AuditLog.open(path) as log:
+        log.append(event)
 
 
 @consent.command("erasures")

@@ -268,7 +268,9 @@ def cache_match(
         "seconds": round(time.perf_counter() - started, 3),
     }
     if out is not None:
+        from loyalfed.cli.csv_output import write_csv
+
         ids = id_column_values(frame, set_file, "member_id")
-        out.write_text("member_id\n" + "".join(f"{ids[prepared.rows[i]]}\n" for i in found))
+        write_csv(out, ["member_id"], ([ids[prepared.rows[i]]] for i in found))
         report["matches_written_to"] = str(out)
     print_report(report, as_json)

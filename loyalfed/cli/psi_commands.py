@@ -135,8 +135,10 @@ def _run_report(result: Any, prepared: dict[str, Any], seconds: float) -> dict[s
 
 
 def _write_matches(out: Path, frame: Any, path: Path, rows: list[int]) -> None:
+    from loyalfed.cli.csv_output import write_csv
+
     ids = id_column_values(frame, path, "member_id")
-    out.write_text("member_id\n" + "".join(f"{ids[r]}\n" for r in rows))
+    write_csv(out, ["member_id"], ([ids[r]] for r in rows))
 
 
 @psi.command("bench")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -36,8 +36,10 @@ def default_ledger_path(federation: Path) -> Path:
 
 
 def _open_ledger(ledger: Path | None, federation: Path) -> BudgetLedger:
+    from participant_node.private_state import private_directory, private_file
+
     path = ledger or default_ledger_path(federation)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(private_directory(path.parent) / path.name)  # coordinator state: 0700 folder, 0600 file
     return BudgetLedger(f"sqlite:///{path}")
 
 
@@ -247,9 +249,11 @@ def score(
         score_partner(path, model, as_of=moment, now=now)
         for _, path, _ in select_partners(load_federation(federation), chosen)
     ]
+    from loyalfed.cli.csv_output import write_csv
+
     table = pd.concat(frames, ignore_index=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, columns=["member_id", "partner_id", "score"])
+    columns = ["member_id", "partner_id", "score"]
+    write_csv(out, columns, table[columns].itertuples(index=False, name=None))
     Console(stderr=True).print(f"[green]✓[/green] {len(table):,} scores from {len(frames)} nodes in {out}")
 
 
@@ -263,6 +267,13 @@ def set_cap(
     ledger: Path | None = typer.Option(None, "--ledger", help="Budget ledger SQLite file."),
 ) -> None:
     """Set a partner dataset's yearly privacy-budget cap (as its data officer)."""
+    from participant_node.data import load_federation
+
+    known = load_federation(federation).partner_ids
+    if partner not in known:
+        raise typer.BadParameter(
+            f"unknown partner {partner!r}; the federation has {', '.join(known)}", param_hint="--partner"
+        )
     book = _open_ledger(ledger, federation)
     try:
         book.set_cap(partner, epsilon, year=year or datetime.now(UTC).year, set_by=officer)
@@ -284,7 +295,7 @@ def show(
     the_year = year or datetime.now(UTC).year
     book = _open_ledger(ledger, federation)
     try:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "partner_id": p.partner_id,
                 "cap": book.cap(p.partner_id, year=the_year),

@@ -1,11 +1,17 @@
 """The node's consent store: an append-only SQLite history of consents, withdrawals and erasures.
 
 It lives at ``<partner_dir>/.loyalfed/consent.sqlite`` (``store_path``), next to the partner's data
-and never shipped anywhere. Nothing is overwritten: a withdrawal is a new record (GDPR Art. 7(1)
-asks the controller to demonstrate consent, so the grant must survive its withdrawal). Erasure is
-the one deletion: the member's records go, and a tombstone without identifiers stays (a keyed tag
-that only this node can recompute, the request's dates and row counts) so the member stays
-excluded and the deadline can be shown to be met (GDPR Art. 17 and 12(3), PIPL Art. 47).
+and never shipped anywhere; the folder is created 0700 and the file 0600. Nothing is overwritten:
+a withdrawal is a new record (GDPR Art. 7(1) asks the controller to demonstrate consent, so the
+grant must survive its withdrawal). Erasure is the one deletion: the member's records go, and a
+tombstone without identifiers stays (a keyed tag that only this node can recompute, the request's
+dates and row counts) so the member stays excluded and the deadline can be shown to be met
+(GDPR Art. 17 and 12(3), PIPL Art. 47).
+
+The tag key is kept out of the database, in its own 0600 file beside it (``member_tag.key``): a
+copy of ``consent.sqlite`` alone (a backup, a stolen file) holds 64-bit keyed tags and no key, so
+it cannot be used to test a guessed member id against the tombstones. A store whose tombstones
+outlive their key fails closed: erased members could no longer be recognised.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from participant_node.consent.errors import ConsentStoreError
+from participant_node.private_state import private_directory, private_file, write_private_file
 from policies.consent_record import ConsentAction, ConsentRecord
 from policies.jurisdiction import Jurisdiction, erasure_deadline
 from policies.purpose import Purpose
@@ -31,6 +38,7 @@ from policies.purpose import Purpose
 __all__ = ["STORE_RELATIVE_PATH", "ConsentStore", "ErasureRequest", "store_path"]
 
 STORE_RELATIVE_PATH = Path(".loyalfed") / "consent.sqlite"
+TAG_KEY_FILE = "member_tag.key"
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 _metadata = sa.MetaData()
@@ -113,6 +121,8 @@ class ConsentStore:
         Clock used for ``recorded_at`` stamps (injectable for tests).
     key_rng
         Source of the node's tag key, drawn once when the store is created.
+    key_path
+        The tag key file (default: ``member_tag.key`` beside ``path``), 0600, never in the database.
     """
 
     def __init__(
@@ -121,9 +131,12 @@ class ConsentStore:
         *,
         now: Callable[[], datetime] = _utcnow,
         key_rng: secrets.SystemRandom | None = None,
+        key_path: Path | None = None,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)
+        private_file(path)  # SQLite gives its journal the database file's mode
         self.path = path
+        self.key_path = key_path or path.parent / TAG_KEY_FILE
         self._now = now
         self._engine = sa.create_engine(f"sqlite:///{path}")
         sa.event.listen(self._engine, "connect", _secure_delete)
@@ -144,12 +157,42 @@ class ConsentStore:
         self._engine.dispose()
 
     def _tag_key(self, rng: secrets.SystemRandom) -> str:
+        legacy = self._pop_legacy_key()
+        if self.key_path.is_file():
+            return self._read_key()
+        if legacy is None:
+            if self._has_tombstones():
+                raise ConsentStoreError(
+                    f"{self.key_path}: member tag key missing while {self.path.name} holds erasure "
+                    "tombstones; restore the key file from the node's backup (erased members could "
+                    "not be recognised without it)"
+                )
+            legacy = "".join(rng.choice(_KEY_ALPHABET) for _ in range(16))  # ~95 bits
+        write_private_file(self.key_path, legacy.encode("ascii"))
+        return legacy
+
+    def _pop_legacy_key(self) -> str | None:
+        """Move a key that older stores kept in the database out of it (secure_delete zeroes it)."""
         with self._engine.begin() as conn:
             key = conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "tag_key")).scalar()
-            if key is None:
-                key = "".join(rng.choice(_KEY_ALPHABET) for _ in range(16))  # ~95 bits
-                conn.execute(_meta.insert().values(key="tag_key", value=key))
-        return str(key)
+            if key is not None:
+                if not self.key_path.is_file():
+                    write_private_file(self.key_path, str(key).encode("ascii"))
+                conn.execute(_meta.delete().where(_meta.c.key == "tag_key"))
+        if key is not None:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("VACUUM"))  # rewrite the file: no copy of the key in free pages
+        return None if key is None else str(key)
+
+    def _read_key(self) -> str:
+        key = self.key_path.read_text(encoding="ascii").strip()
+        if len(key) != 16 or any(c not in _KEY_ALPHABET for c in key):
+            raise ConsentStoreError(f"{self.key_path}: not a member tag key (16 letters or digits)")
+        return key
+
+    def _has_tombstones(self) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(_erasures)).scalar_one() > 0
 
     def append(self, records: Iterable[ConsentRecord], *, source: str) -> int:
         """Append records (grants or withdrawals) to the history; returns how many were added."""
@@ -213,6 +256,11 @@ class ConsentStore:
         with self._engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def member_ids(self) -> set[str]:
+        """Every member id the store holds records on (grants or withdrawals)."""
+        with self._engine.connect() as conn:
+            return set(conn.execute(sa.select(_records.c.member_id).distinct()).scalars())
+
     def _frame(self, query: sa.Select, dates: tuple[str, ...]) -> pd.DataFrame:
         with self._engine.connect() as conn:
             frame = pd.read_sql(query, conn)
@@ -226,16 +274,18 @@ class ConsentStore:
         return frame
 
     def open_erasure(
-        self, member_tag: int, *, received_at: datetime, jurisdictions: frozenset[Jurisdiction]
+        self,
+        member_tag: int,
+        *,
+        received_at: datetime,
+        jurisdictions: frozenset[Jurisdiction],
+        deadline: datetime | None = None,
     ) -> ErasureRequest:
-        """Record an erasure request; its deadline is the stricter of the applicable laws."""
-        request = ErasureRequest(
-            f"erasure-{uuid.uuid4().hex[:12]}",
-            received_at,
-            erasure_deadline(received_at, jurisdictions),
-            None,
-            {},
-        )
+        """Record an erasure request due at ``deadline`` (default: the stricter of the laws)."""
+        due = deadline or erasure_deadline(received_at, jurisdictions)
+        if due > erasure_deadline(received_at, jurisdictions):
+            raise ConsentStoreError("an erasure deadline may be shorter than the law's, never longer")
+        request = ErasureRequest(f"erasure-{uuid.uuid4().hex[:12]}", received_at, due, None, {})
         with self._engine.begin() as conn:
             conn.execute(
                 _erasures.insert().values(

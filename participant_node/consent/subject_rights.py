@@ -1,20 +1,24 @@
 """Data-subject rights at the node: access and portability, erasure with deadlines, import.
 
-Only the node holds member-level data, so these requests are served here (issue 5 item 5):
+Only the node holds member-level data, so these requests are served here:
 
 * access / portability: everything the node holds on one member as JSON (PIPL Art. 45,
   GDPR Art. 15 and 20) — the rows of every contract file and the consent history;
 * erasure: the member's rows are deleted from every contract file and from the consent store; a
   tombstone with a keyed tag, dates and row counts (no identifier) stays so the member is excluded
   from every later step and the deadline can be shown to be met (PIPL Art. 47, GDPR Art. 17, 12(3));
+* withdrawal of consent, as easy as granting it (GDPR Art. 7(3), PIPL Art. 15);
 * import of consent records into the store's append-only history (GDPR Art. 7(1) evidence).
+
+A request naming a member the node does not hold is refused (nothing is recorded), so a typo is
+never reported as a success. Refusals never quote the id: messages may be logged or forwarded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +33,12 @@ from pydantic import ValidationError
 from participant_node.consent.errors import SubjectRequestError
 from participant_node.consent.store import ConsentStore, ErasureRequest
 from participant_node.data.contract import FileKind
-from participant_node.data.table_reader import find_file, read_table
+from participant_node.data.table_reader import find_file, read_member_ids, read_table
 from policies.consent_filter import member_tags
 from policies.consent_record import ConsentRecord
 from policies.jurisdiction import Jurisdiction
+from policies.purpose import Purpose
+from policies.retention import ErasureRules
 
 __all__ = [
     "EXPORT_FORMAT_VERSION",
@@ -41,6 +47,7 @@ __all__ = [
     "export_member",
     "import_consents",
     "overdue_erasures",
+    "withdraw_consents",
 ]
 
 EXPORT_FORMAT_VERSION = 1
@@ -60,6 +67,9 @@ class ErasureReceipt:
     deadline: datetime
     completed_at: datetime | None
     rows_deleted: dict[str, int]
+    deadline_rule: str = ""
+    legal_deadline: datetime | None = None
+    legal_rule: str = ""
 
     @property
     def on_time(self) -> bool:
@@ -98,19 +108,26 @@ def erase_member(
     *,
     received_at: datetime,
     jurisdictions: frozenset[Jurisdiction] = frozenset({Jurisdiction.CN}),
+    rules: ErasureRules | None = None,
     store: ConsentStore | None = None,
 ) -> ErasureReceipt:
     """Erase ``member_id`` at the node and keep an identifier-free tombstone with its deadline.
 
-    The tombstone is written first, so the member is excluded from every later step even if the
-    file rewrite is interrupted; the request is closed when every file was rewritten.
+    The deadline is the earliest of the law's limits and the node's own ``rules`` (per
+    jurisdiction, per programme). The tombstone is written first, so the member is excluded from
+    every later step even if the file rewrite is interrupted; the request is closed when every
+    file was rewritten. A member the node does not hold, or already erased, is refused.
     """
     partner_dir = Path(partner_dir)
+    deadline = (rules or ErasureRules()).deadline(received_at, jurisdictions)
     own_store = store is None
     store = store or ConsentStore.at_partner(partner_dir)
     try:
         tag = int(member_tags(pd.Series([member_id]), store.tag_key)[0])
-        request = store.open_erasure(tag, received_at=received_at, jurisdictions=jurisdictions)
+        _require_erasable(partner_dir, member_id, tag, store)
+        request = store.open_erasure(
+            tag, received_at=received_at, jurisdictions=jurisdictions, deadline=deadline.due
+        )
         deleted = {kind.value: _delete_rows(partner_dir, kind, member_id) for kind in FileKind}
         store.complete_erasure(request.request_id, member_id, rows_deleted=deleted)
         done = next(r for r in store.erasure_requests() if r.request_id == request.request_id)
@@ -118,8 +135,60 @@ def erase_member(
         if own_store:
             store.close()
     return ErasureReceipt(
-        done.request_id, done.received_at, done.deadline, done.completed_at, done.rows_deleted
+        done.request_id,
+        done.received_at,
+        done.deadline,
+        done.completed_at,
+        done.rows_deleted,
+        deadline_rule=deadline.rule,
+        legal_deadline=deadline.legal_due,
+        legal_rule=deadline.legal_rule,
     )
+
+
+def _require_erasable(partner_dir: Path, member_id: str, tag: int, store: ConsentStore) -> None:
+    if tag in set(store.erased_tags().tolist()):
+        raise SubjectRequestError(
+            f"partner {partner_dir.name}: the requested member was already erased "
+            "(see `loyalfed consent erasures`); nothing more to erase"
+        )
+    if member_id in store.member_ids():
+        return
+    if not any(member_id in _file_member_ids(partner_dir, kind) for kind in FileKind):
+        raise SubjectRequestError(
+            f"partner {partner_dir.name}: no member with the given id (not in any data file nor "
+            "in the consent store); nothing erased — check the id"
+        )
+
+
+def withdraw_consents(
+    partner_dir: Path,
+    member_ids: Sequence[str],
+    purposes: Iterable[Purpose],
+    *,
+    at: datetime,
+    store: ConsentStore | None = None,
+) -> int:
+    """Record each member's withdrawal of each purpose; refuse the whole request if an id is unknown.
+
+    Known members are those of the members file and of the consent store's history.
+    """
+    partner_dir = Path(partner_dir)
+    own_store = store is None
+    store = store or ConsentStore.at_partner(partner_dir)
+    try:
+        known = _file_member_ids(partner_dir, FileKind.MEMBERS) | store.member_ids()
+        unknown = [number for number, member in enumerate(member_ids, start=1) if member not in known]
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10])) + (" …" if len(unknown) > 10 else "")
+            raise SubjectRequestError(
+                f"partner {partner_dir.name}: {len(unknown)} of {len(member_ids)} member id(s) are not "
+                f"members of this node (id number {shown} in the order given); nothing recorded"
+            )
+        return store.withdraw(member_ids, purposes, at=at)
+    finally:
+        if own_store:
+            store.close()
 
 
 def overdue_erasures(partner_dir: Path, *, now: datetime) -> list[ErasureRequest]:
@@ -164,6 +233,11 @@ def import_consents(partner_dir: Path, path: Path, *, store: ConsentStore | None
 
 def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or bool(pd.isna(value))
+
+
+def _file_member_ids(partner_dir: Path, kind: FileKind) -> set[str]:
+    path = find_file(partner_dir, kind)
+    return set() if path is None else set(read_member_ids(path))
 
 
 def _member_rows(partner_dir: Path, kind: FileKind, member_id: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -142,3 +143,25 @@ def _read_parquet(path: Path) -> RawTable:
     frame = table.to_pandas()
     frame.columns = [str(c).strip() for c in frame.columns]
     return RawTable(path, frame, row_label="row", first_row=1)
+
+
+def read_member_ids(path: Path) -> list[str]:
+    """The trimmed, non-empty ``member_id`` values of a contract file (only that column is read)."""
+    column = "member_id"
+    try:
+        if path.suffix == ".parquet":
+            if column not in pq.ParquetFile(path).schema_arrow.names:
+                return []
+            ids = pq.read_table(path, columns=[column]).column(column)
+        else:
+            options = pa_csv.ConvertOptions(
+                column_types={column: pa.string()}, include_columns=[column], include_missing_columns=True
+            )
+            ids = pa_csv.read_csv(path, convert_options=options).column(column)
+    except (pa.ArrowException, OSError):
+        frame = read_table(path).frame  # names the file, row and column of what is wrong
+        if column not in frame.columns:
+            return []
+        ids = pa.chunked_array([pa.array(frame[column].astype("string"), type=pa.string())])
+    trimmed = pc.utf8_trim_whitespace(pc.cast(ids, pa.string()))
+    return [v for v in trimmed.to_pylist() if v]

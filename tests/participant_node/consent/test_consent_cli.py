@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from loyalfed.cli.app import app
@@ -14,6 +15,11 @@ from participant_node.data import load_partner
 from policies.roles import AuthorizationError
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _audit_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOYALFED_DATA_DIR", str(tmp_path / "state"))  # erasures append audit events
 
 
 def _run(*args: str) -> Any:

@@ -17,10 +17,12 @@ from participant_node.consent.subject_rights import (
     export_member,
     import_consents,
     overdue_erasures,
+    withdraw_consents,
 )
 from participant_node.data import load_partner
 from policies.jurisdiction import Jurisdiction
 from policies.purpose import Purpose
+from policies.retention import ErasureRules
 
 AT = datetime(2024, 6, 1)
 
@@ -164,3 +166,53 @@ def test_consent_withdraw_then_selection_excludes_on_complete_journey(cj_federat
     assert after.excluded == before.excluded + 5
     assert after.snapshot_hash != before.snapshot_hash
     assert isinstance(after.member_ids, pd.Index)
+
+
+def test_erasing_an_unknown_member_is_refused_and_records_nothing(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.glob("*.csv")}
+    with pytest.raises(SubjectRequestError, match="no member with the given id") as refused:
+        erase_member(folder, "TYPO", received_at=AT)
+    assert "TYPO" not in str(refused.value)
+    assert {p.name: p.read_bytes() for p in folder.glob("*.csv")} == before
+    store = ConsentStore.at_partner(folder)
+    assert store.erasure_requests() == []
+    store.close()
+
+
+def test_erasing_twice_is_refused(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    erase_member(folder, "m2", received_at=AT)
+    with pytest.raises(SubjectRequestError, match="already erased"):
+        erase_member(folder, "m2", received_at=AT)
+
+
+def test_withdrawing_an_unknown_member_is_refused_and_records_nothing(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    with pytest.raises(SubjectRequestError, match=r"1 of 3 member id\(s\).*id number 2 ") as refused:
+        withdraw_consents(folder, ["m1", "TYPO", "m3"], [Purpose.CHURN_MODEL], at=AT)
+    assert "TYPO" not in str(refused.value)
+    store = ConsentStore.at_partner(folder)
+    assert store.withdrawals().empty
+    assert withdraw_consents(folder, ["m1", "m3"], [Purpose.CHURN_MODEL], at=AT, store=store) == 2
+    store.close()
+
+
+def test_programme_promise_in_working_days_sets_the_deadline(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    friday = datetime(2024, 5, 31, 10, 0)
+    rules = ErasureRules(programme_promise="7 working days")
+    receipt = erase_member(folder, "m1", received_at=friday, rules=rules)
+    assert receipt.deadline == datetime(2024, 6, 11, 10, 0)  # Mon 3 .. Tue 11 June: 7 working days
+    assert receipt.deadline_rule == "programme.promise"
+    assert (receipt.legal_deadline, receipt.legal_rule) == (
+        datetime(2024, 6, 30, 10, 0),
+        "pipl.art47.gbt35273",
+    )
+
+
+def test_a_promise_longer_than_the_law_does_not_extend_the_deadline(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    rules = ErasureRules(programme_promise="60 days", jurisdiction_limits={Jurisdiction.EU: "45 days"})
+    receipt = erase_member(folder, "m1", received_at=AT, jurisdictions=frozenset(Jurisdiction), rules=rules)
+    assert (receipt.deadline, receipt.deadline_rule) == (datetime(2024, 7, 1), "gdpr.art12.3")
