@@ -48,5 +48,6 @@ def test_the_node_appends_its_events_and_keeps_the_newest_signed_head(tmp_path: 
     with pytest.raises(EventRejectedError):  # member identifiers never enter the log
         audit.record(EventType.JOB_ROUND, details={"member": "+8613800000001"})
     assert audit.safe_record(EventType.JOB_ROUND, details={"member": "+8613800000001"}) is False
+    key = audit.local_public_key
     audit.close()
-    assert verify_log(tmp_path / "audit.sqlite").ok
+    assert verify_log(tmp_path / "audit.sqlite", public_key=key).ok
