@@ -73,6 +73,8 @@ class SuperNodeSupervisor:
     def __init__(self, launch: SuperNodeLaunch, *, env: Mapping[str, str] | None = None) -> None:
         self.launch = launch
         self._env = dict(env if env is not None else os.environ)
+        # The SuperNode starts Flower's ClientApp and SuperExec programs by name: find them beside it.
+        self._env["PATH"] = os.pathsep.join([str(launch.executable.parent), self._env.get("PATH", "")])
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()

@@ -54,7 +54,8 @@ class CoordinatorClient:
         if response.status_code >= 400:
             message = _error_message(response)
             raise CoordinatorUnavailableError(
-                f"coordinator {method} {path}: HTTP {response.status_code} {message}"
+                f"coordinator {method} {path}: HTTP {response.status_code} {message}",
+                status=response.status_code,
             )
         return response.json() if response.content else None
 

@@ -16,7 +16,11 @@ class NodeSetupError(ServiceError):
 
 
 class CoordinatorUnavailableError(ServiceError):
-    """The coordinator did not answer, or refused the node's credential or request."""
+    """The coordinator did not answer (``status`` None), or refused the node's request (its HTTP status)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JobRefusedError(ServiceError):
