@@ -110,7 +110,7 @@ export async function logStatus() {
     h("section", { class: "panel" }, h("h2", {}, t("log.export")),
       h("button", { type: "button", onclick: () => download("/audit/openlineage", "openlineage.json") }, t("log.exportOpenLineage"))),
     h("section", { class: "panel" }, h("h2", {}, t("log.anomalies")), table("log.anomaliesCaption", [
-      { label: "log.anomalyKind", key: "kind" }, { label: "log.anomalyDetail", key: "detail" }], anomalies)),
+      { label: "log.anomalyKind", key: "kind" }, { label: "log.anomalyDetail", key: "message" }], anomalies)),
     h("section", { class: "panel" }, h("h2", {}, t("log.erasures")), table("log.erasuresCaption", [
       { label: "log.erasedAt", render: (e) => formatDate(e.event_time) }, { label: "lineage.partner", key: "partner" },
       { label: "log.deadline", render: (e) => formatDate(e.deadline) }, { label: "log.completed", render: (e) => formatDate(e.completed_at) }], erasures)));
