@@ -39,6 +39,8 @@ class NodeKeys:
     """Paths of the node's key material inside its state folder."""
 
     state: Path
+    # A TLS key the operator made with ``loyalfed pki request`` instead of the node's own.
+    external_tls_key: Path | None = None
 
     @property
     def supernode_key(self) -> Path:
@@ -50,7 +52,7 @@ class NodeKeys:
 
     @property
     def tls_key(self) -> Path:
-        return self.state / "tls" / "node.key"
+        return self.external_tls_key or self.state / "tls" / "node.key"
 
     @property
     def tls_request(self) -> Path:
@@ -87,13 +89,20 @@ class NodeKeys:
         return self.local_secret.read_text(encoding="ascii").strip()
 
 
-def ensure_node_keys(state: Path, *, partner: str, hosts: Sequence[str]) -> NodeKeys:
-    """Create whatever key material is missing under ``state``; existing keys are kept as they are."""
-    keys = NodeKeys(state)
+def ensure_node_keys(
+    state: Path, *, partner: str, hosts: Sequence[str], tls_key: Path | None = None
+) -> NodeKeys:
+    """Create whatever key material is missing under ``state``; existing keys are kept as they are.
+
+    With ``tls_key`` (made by the operator with ``loyalfed pki request``) the node makes no TLS key.
+    """
+    keys = NodeKeys(state, tls_key)
     for folder in (state, state / "keys", state / "tls"):
         private_folder(folder)
     if not keys.supernode_key.exists():
         create_supernode_key(state / "keys", stem="supernode")
+    if tls_key is not None and not tls_key.is_file():
+        raise NodeSetupError(f"{tls_key}: no such TLS key file")
     if not keys.tls_key.exists():
         create_key_and_request(state / "tls", CertificateRole.NODE, partner=partner, hosts=hosts, stem="node")
     for secret in (keys.local_secret, keys.matching_secret):

@@ -28,6 +28,9 @@ class NodeSettings(BaseSettings):
         The node's bearer token for the coordinator (role ``node`` of this partner's organisation).
     yearly_epsilon_cap
         The node's own yearly ε cap per dataset, enforced whatever the coordinator's ledger says.
+    tls_key, public_host
+        An operator-made TLS key (else the node makes its own), and the host name other nodes use
+        when the API listens on a wildcard address.
     """
 
     model_config = SettingsConfigDict(env_prefix="LOYALFED_NODE_", frozen=True, extra="forbid")
@@ -42,6 +45,8 @@ class NodeSettings(BaseSettings):
     token: SecretStr | None = None
     coordinator_ca: Path | None = None
     tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    public_host: str | None = None
     federation_ca: Path | None = None
     region: str = "CN"
     yearly_epsilon_cap: float = Field(default=10.0, gt=0.0)
@@ -60,6 +65,11 @@ class NodeSettings(BaseSettings):
     def partner(self) -> str:
         """The partner id: as configured, else the partner folder's name."""
         return self.partner_id or self.partner_dir.name
+
+    @property
+    def advertised_host(self) -> str:
+        """The host other nodes reach this node's API at (its certificate names it)."""
+        return self.public_host or self.host
 
     @property
     def state(self) -> Path:

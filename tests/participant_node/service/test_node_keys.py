@@ -74,3 +74,23 @@ def test_a_certificate_for_another_key_is_refused(tmp_path: Path) -> None:
     keys.federation_ca.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(NodeSetupError, match="was not issued for this node's key"):
         check_certificate(keys)
+
+
+def test_an_operator_made_tls_key_is_used_instead_of_a_new_one(tmp_path: Path) -> None:
+    from pki import create_key_and_request
+
+    made = create_key_and_request(tmp_path / "keys", CertificateRole.NODE, partner="freshmart-north")
+    keys = ensure_node_keys(tmp_path / "state", partner="freshmart-north", hosts=[], tls_key=made.private_key)
+    assert keys.tls_key == made.private_key and not (tmp_path / "state" / "tls" / "node.key").exists()
+    ca = create_federation_ca(tmp_path / "ca", now=NOW)
+    keys.tls_certificate.write_bytes(
+        sign_request(
+            ca, made.request.read_bytes(), role=CertificateRole.NODE, partner="freshmart-north", now=NOW
+        )
+    )
+    keys.federation_ca.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    check_certificate(keys)
+    with pytest.raises(NodeSetupError, match="no such TLS key file"):
+        ensure_node_keys(
+            tmp_path / "other", partner="freshmart-north", hosts=[], tls_key=tmp_path / "none.key"
+        )
