@@ -22,7 +22,7 @@ import hashlib
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from audit.errors import AuditError, LogIntegrityError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import (
+    EMPTY_ROOT,
     consistency_proof,
     frontier_positions,
     inclusion_proof,
@@ -40,7 +41,7 @@ from audit.merkle_tree import (
 )
 from audit.tree_head import SignedTreeHead, TreeHeadSigner, load_or_create_signing_key
 
-__all__ = ["FORMAT_VERSION", "AuditLog", "LogEntry", "default_key_path", "leaf_input"]
+__all__ = ["FORMAT_VERSION", "MAX_TREE_SIZE", "AuditLog", "LogEntry", "default_key_path", "leaf_input"]
 
 # /2: tree heads sign previous_size (loyalfed-sth/2). Logs of another format are refused, not mixed.
 FORMAT_VERSION = "loyalfed-audit/2"
@@ -59,6 +60,8 @@ CREATE INDEX IF NOT EXISTS entries_job ON entries (json_extract(body, '$.job_id'
 """
 
 LogEntry = tuple[int, LineageEvent]
+# Positions are SQLite INTEGERs (signed 64-bit) and tree heads sign sizes as u64: the largest size.
+MAX_TREE_SIZE = 2**63 - 1
 
 
 _SEQ = struct.Struct(">Q")
@@ -114,6 +117,10 @@ class AuditLog:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('public_key', ?)", (signer.public_key_hex,))
+            if conn.execute("SELECT count(*) FROM tree_heads").fetchone()[0] == 0:
+                # RFC 9162 §2.1.1: the empty tree has a root too. Signing it at creation means every
+                # reader, from the first one on, gets a signed head to hold the log to.
+                _insert_head(conn, signer.sign(0, EMPTY_ROOT))
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != FORMAT_VERSION:
             conn.close()
@@ -219,17 +226,7 @@ class AuditLog:
         conn = self._conn
         conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", entry_rows)
         conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", node_rows)
-        conn.execute(
-            "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                head.tree_size,
-                head.previous_size,
-                head.timestamp_ms,
-                head.root_hash,
-                head.log_id,
-                head.signature,
-            ),
-        )
+        _insert_head(conn, head)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -277,6 +274,8 @@ class AuditLog:
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         new_size = self._size if new_size is None else new_size
         self._check_size(new_size)
+        if not 0 <= old_size <= new_size:
+            raise AuditError(f"no consistency proof from size {old_size} to the smaller size {new_size}")
         return consistency_proof(self, old_size, new_size)
 
     def _check_size(self, tree_size: int) -> None:
@@ -300,8 +299,9 @@ class AuditLog:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 10_000,
+        visible: Callable[[LineageEvent], bool] | None = None,
     ) -> list[LogEntry]:
-        """Events matching every given filter, in log order (at most ``limit``)."""
+        """Events matching every given filter and ``visible``, in log order (at most ``limit``)."""
         clauses, params = ["1 = 1"], []
         for path, value in (("$.job_id", job_id), ("$.model_id", model_id)):
             if value is not None:
@@ -313,7 +313,7 @@ class AuditLog:
         found: list[LogEntry] = []
         for seq, body in rows:
             event = LineageEvent.from_canonical(body)
-            if _matches(event, partner, since, until):
+            if _matches(event, partner, since, until) and (visible is None or visible(event)):
                 found.append((seq, event))
                 if len(found) >= limit:
                     break
@@ -332,6 +332,13 @@ class AuditLog:
             for seq, body in rows:
                 yield seq, LineageEvent.from_canonical(body)
             after = rows[-1][0]
+
+
+def _insert_head(conn: sqlite3.Connection, head: SignedTreeHead) -> None:
+    conn.execute(
+        "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
+        (head.tree_size, head.previous_size, head.timestamp_ms, head.root_hash, head.log_id, head.signature),
+    )
 
 
 def _matches(

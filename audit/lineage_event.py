@@ -159,8 +159,9 @@ class LineageEvent(BaseModel):
     outputs: tuple[ArtefactRef, ...] = ()
     partners: tuple[Name, ...] = ()
     categories: tuple[Key, ...] = ()
-    epsilon: Annotated[float, Field(ge=0.0)] | None = None
-    delta: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    # Finite only: JSON has no NaN or Infinity, and the canonical bytes must round-trip.
+    epsilon: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    delta: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] | None = None
     # Strict numbers: a lax int would happily turn the string "+8613…" into a count.
     details: dict[Key, StrictInt | StrictFloat | Token] = Field(default_factory=dict)
 
@@ -176,7 +177,10 @@ class LineageEvent(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("time must be timezone-aware (UTC)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is outside the range of UTC datetimes") from None
 
     @field_validator("role", mode="before")
     @classmethod

@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +24,9 @@ from audit.openlineage_export import forward_openlineage, write_openlineage
 from audit.saved_tree_head import load_saved_head, read_saved_head
 from audit.tree_head import public_key_from_hex
 from participant_node.data.federation import load_federation
+
+if TYPE_CHECKING:
+    from audit.audit_service import ServiceConfig
 
 audit = typer.Typer(help="Tamper-evident audit log", no_args_is_help=True)
 
@@ -204,21 +208,44 @@ def head(db: DbOption = None, json_output: JsonOption = False) -> None:
     typer.echo(json.dumps(saved.model_dump(mode="json")))
 
 
+def _service_config(clients: Path) -> ServiceConfig:
+    from audit.audit_service import ServiceConfig  # FastAPI loads only for `serve`
+
+    try:
+        return ServiceConfig.model_validate({"clients": json.loads(clients.read_text(encoding="utf-8"))})
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise AuditError(f"{clients}: not a list of client grants ({type(err).__name__})") from None
+
+
 @audit.command()
 def serve(
     clients: Annotated[
-        Path, typer.Option(help="JSON list of client grants: client_id, token_sha256, actor, may_append.")
+        Path,
+        typer.Option(
+            help="JSON list of client grants: client_id, token_sha256, actor, role (partner, coordinator,"
+            " auditor), partner (for role partner), may_append."
+        ),
     ],
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8470,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Server certificate (PEM) from the federation CA.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="Serve plain HTTP (loopback experiments only).")
+    ] = False,
 ) -> None:
-    """Run the audit service (authenticated append, queries, lineage, proofs, signed tree heads)."""
+    """Run the audit service over HTTPS (authenticated append, scoped reads, proofs, signed heads)."""
     import uvicorn
 
     from audit.audit_log import AuditLog
-    from audit.audit_service import ServiceConfig, create_app
+    from audit.audit_service import create_app
 
-    config = ServiceConfig.model_validate({"clients": json.loads(clients.read_text())})
+    if (tls_cert is None or tls_key is None) and not insecure_http:
+        raise AuditError("the audit service serves HTTPS: pass --tls-cert and --tls-key (or --insecure-http)")
+    config = _service_config(clients)
+    tls = {} if insecure_http else {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
     with AuditLog.open(db or default_db_path()) as log:
-        uvicorn.run(create_app(log, config), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(log, config), host=host, port=port, log_level="info", **tls)  # type: ignore[arg-type]

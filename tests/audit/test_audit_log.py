@@ -80,7 +80,7 @@ def test_two_writers_on_one_file_are_serialised(
         assert second.append_batch(flow()[:2]) == [13, 14]  # picks up the other writer's entries
         assert first.append(flow()[0]) == 15
     report = verify_log(path, public_key=signer.public_key)
-    assert report.ok and report.tree_size == 16 and report.tree_heads == 3
+    assert report.ok and report.tree_size == 16 and report.tree_heads == 4  # 3 batches + the empty head
 
 
 def test_wrong_key_is_refused(tmp_path: Path, signer: TreeHeadSigner, flow: Callable) -> None:

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from audit.audit_log import AuditLog
-from audit.audit_service import ClientGrant, ServiceConfig, create_app, token_digest
+from audit.audit_service import ClientGrant, ClientRole, ServiceConfig, create_app, token_digest
 from audit.errors import AuditError
 from audit.lineage_event import LineageEvent
 from audit.merkle_tree import verify_inclusion
@@ -27,15 +27,23 @@ CONFIG = ServiceConfig(
             client_id="coordinator",
             token_sha256=token_digest(TOKENS["coordinator"]),
             actor="coordinator",
+            role=ClientRole.COORDINATOR,
             may_append=True,
         ),
         ClientGrant(
             client_id="careplus",
             token_sha256=token_digest(TOKENS["careplus"]),
             actor="node-careplus",
+            role=ClientRole.PARTNER,
+            partner="careplus",
             may_append=True,
         ),
-        ClientGrant(client_id="auditor", token_sha256=token_digest(TOKENS["auditor"]), actor="auditor"),
+        ClientGrant(
+            client_id="auditor",
+            token_sha256=token_digest(TOKENS["auditor"]),
+            actor="auditor",
+            role=ClientRole.AUDITOR,
+        ),
     )
 )
 
@@ -43,11 +51,12 @@ CONFIG = ServiceConfig(
 class LoopbackServer:
     """uvicorn serving an app on a free loopback port, in a thread."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **config) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        scheme = "https" if "ssl_certfile" in config else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> LoopbackServer:
@@ -184,7 +193,8 @@ def test_audit_client_appends_proves_and_monitors(service, signer: TreeHeadSigne
         assert all(node.prove_included(seq, event) for seq, event in zip(seqs, mine, strict=True))
         assert not node.prove_included(seqs[0], mine[1])
         assert [e for _, e in node.events(job_id="job-9")] == mine
-        assert node.lineage("model-1")["model_id"] == "model-1"
+        with pytest.raises(AuditError, match="HTTP 400"):  # scoped: the model's publication names no partner
+            node.lineage("model-1")
         assert node.monitor.latest is not None and node.monitor.latest.tree_size == 16
         with pytest.raises(AuditError, match="HTTP 403"):
             node.append([flow()[0]])  # the analyst's event, not this node's
