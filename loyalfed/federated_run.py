@@ -18,11 +18,23 @@ from coordinator.job_config import JobConfig
 from coordinator.job_errors import JobFailedError
 from coordinator.secure_server_app import make_secure_server_app
 from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
-from participant_node.data import Federation, PartnerKind, load_federation
+from participant_node.data import (
+    DataContractError,
+    Federation,
+    PartnerKind,
+    load_federation,
+    validate_partner,
+)
 from participant_node.training.client_app import make_client_app
 from participant_node.training.secure_client_app import make_secure_client_app
 
-__all__ = ["FederatedRun", "run_federated_job", "run_federated_jobs", "select_partners"]
+__all__ = [
+    "FederatedRun",
+    "require_readable_data",
+    "run_federated_job",
+    "run_federated_jobs",
+    "select_partners",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,19 @@ def select_partners(
     if not chosen:
         raise ValueError(f"{federation.path}: no partner to train with")
     return [(p.partner_id, p.path, p.kind) for p in chosen]
+
+
+def require_readable_data(partners: Sequence[tuple[str, Path, PartnerKind]]) -> None:
+    """Every partner's files are readable, checked before any budget is reserved or engine started.
+
+    A partner whose data cannot be read would otherwise fail inside its node, mid-run, after the
+    ε of the job was reserved. Unusable rows are not fatal (each node counts and skips them).
+    """
+    for partner_id, path, _ in partners:
+        try:
+            validate_partner(path)
+        except DataContractError as err:
+            raise JobFailedError(f"partner {partner_id}: its data cannot be read: {err}") from err
 
 
 def run_federated_job(
@@ -86,6 +111,7 @@ def run_federated_jobs(
 ) -> list[FederatedRun]:
     """Train ``jobs`` one after the other in one simulation (one engine start-up) over the same partners."""
     partners = select_partners(load_federation(federation_dir), partner_ids)
+    require_readable_data(partners)
     ids = tuple(p[0] for p in partners)
     for job in jobs:
         if len(partners) < job.min_nodes:

@@ -90,7 +90,11 @@ def validate(
     folder: Path = typer.Argument(..., help="A partner folder or a federation folder."),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
-    """Check files against the data contract; exit 1 if rows are unusable, 2 if a file cannot be read."""
+    """Check files against the data contract; exit 1 if rows are unusable, 2 if a file cannot be read.
+
+    Usable but implausible rows (future dates, outsized amounts, refunds beyond purchases) are
+    reported as warnings and do not change the exit code.
+    """
     from participant_node.data import DataContractError, is_partner_folder, load_federation
 
     try:
@@ -117,10 +121,10 @@ def validate(
 
 
 def _validate_partner(path: Path) -> dict[str, Any]:
-    from participant_node.data import DataContractError, load_partner
+    from participant_node.data import DataContractError, validate_partner
 
     try:
-        report = load_partner(path).report
+        report = validate_partner(path)  # chunk by chunk: memory for one chunk, not the files
     except DataContractError as err:
         return {
             "partner": path.name,
@@ -149,18 +153,31 @@ def _print_partner(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     for file in result["files"]:
         for problem in file["problems"]:
-            label = next(k for k in problem if k in ("lines", "rows"))
-            shown = problem[label]
-            noun = label if problem["count"] > 1 else label[:-1]
-            more = f" (+{problem['count'] - len(shown)} more)" if problem["count"] > len(shown) else ""
             console.print(
-                f"  [red]✗[/red] {problem['file']}, {noun} {', '.join(map(str, shown))}{more}, "
-                f"column '{problem['column']}': {problem['reason']} — {problem['count']:,} row(s) unusable",
+                f"  [red]✗[/red] {_located(problem)} — {problem['count']:,} row(s) unusable",
                 highlight=False,
                 soft_wrap=True,
             )
+        for warning in file["warnings"]:
+            console.print(
+                f"  [yellow]![/yellow] {_located(warning)} — {warning['count']:,} row(s)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for column, why in file["skipped_columns"].items():
+            console.print(f"  [yellow]![/yellow] {file['file']}, column '{column}': {why}", highlight=False)
         if file["ignored_columns"]:
             console.print(f"  note: {file['file']}: ignored columns {', '.join(file['ignored_columns'])}")
+
+
+def _located(problem: dict[str, Any]) -> str:
+    """'file, lines 2, 5 (+3 more), column 'c': reason' from a problem's or warning's JSON form."""
+    label = next(k for k in problem if k in ("lines", "rows"))
+    shown = problem[label]
+    noun = label if problem["count"] > 1 else label[:-1]
+    more = f" (+{problem['count'] - len(shown)} more)" if problem["count"] > len(shown) else ""
+    where = f"{problem['file']}, {noun} {', '.join(map(str, shown))}{more}"
+    return f"{where}, column '{problem['column']}': {problem['reason']}"
 
 
 def _progress(*, disabled: bool) -> Progress:

@@ -9,7 +9,12 @@ from participant_node.data.federation import (
     is_partner_folder,
     load_federation,
 )
-from participant_node.data.partner_data import PartnerData, fingerprint_partner, load_partner
+from participant_node.data.partner_data import (
+    PartnerData,
+    fingerprint_partner,
+    load_partner,
+    validate_partner,
+)
 from participant_node.data.validation_report import FileReport, PartnerReport, Problem
 
 __all__ = [
@@ -30,4 +35,5 @@ __all__ = [
     "is_partner_folder",
     "load_federation",
     "load_partner",
+    "validate_partner",
 ]

@@ -2,17 +2,26 @@
 
 Only the required columns may be assumed; optional columns that a file lacks are added as
 empty columns when the file is loaded, so code downstream can rely on every name below.
+
+Timestamps must fall in [1900-01-01, 2200-01-01): years such as 0001 or 9999 are export
+placeholders for "unknown", not moments, and the frames hold nanosecond timestamps (pandas'
+datetime64[ns] ends in 2262). Amounts are decimals in the partner's own currency; a negative
+amount is a refund or reversal. What is usable but implausible (future dates, outsized amounts,
+refunds beyond purchases) is reported as a warning: see `participant_node.data.plausibility`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
     "CONTRACT",
     "IDENTIFIER_COLUMNS",
     "SUPPORTED_SUFFIXES",
+    "TIMESTAMP_MAX",
+    "TIMESTAMP_MIN",
     "ColumnSpec",
     "ColumnType",
     "FileKind",
@@ -34,18 +43,25 @@ class ColumnType(StrEnum):
 
     STRING = "string"  # pandas "str"
     TIMESTAMP = "timestamp"  # ISO 8601, loaded as tz-naive UTC datetime64[ns]
-    AMOUNT = "amount"  # decimal >= 0, float64
+    AMOUNT = "amount"  # finite decimal in the partner's currency (negative: a refund), float64
     DECIMAL = "decimal"  # any finite decimal, float64
     INTEGER = "integer"  # nullable Int64
     BOOLEAN = "boolean"  # true/false/1/0/yes/no, nullable boolean
     PURPOSE = "purpose"  # a `policies.purpose.Purpose` value, loaded as "str"
 
 
+TIMESTAMP_MIN = datetime(1900, 1, 1)
+TIMESTAMP_MAX = datetime(2200, 1, 1)  # exclusive
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
+    """One column. ``past``: an event that has happened, so a date in the future is suspicious."""
+
     name: str
     type: ColumnType
     required: bool = False
+    past: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ CONTRACT: dict[FileKind, FileSpec] = {
             ColumnSpec("member_id", _S, required=True),
             ColumnSpec("phone", _S),
             ColumnSpec("email", _S),
-            ColumnSpec("joined_at", _T, required=True),
+            ColumnSpec("joined_at", _T, required=True, past=True),
             ColumnSpec("tier", _S),
             ColumnSpec("points_balance", ColumnType.INTEGER),
             ColumnSpec("age_band", _S),
@@ -92,7 +108,7 @@ CONTRACT: dict[FileKind, FileSpec] = {
         FileKind.TRANSACTIONS,
         (
             ColumnSpec("member_id", _S, required=True),
-            ColumnSpec("timestamp", _T, required=True),
+            ColumnSpec("timestamp", _T, required=True, past=True),
             ColumnSpec("amount", _A, required=True),
             ColumnSpec("quantity", ColumnType.DECIMAL),
             ColumnSpec("store_id", _S),
@@ -106,7 +122,7 @@ CONTRACT: dict[FileKind, FileSpec] = {
         (
             ColumnSpec("member_id", _S, required=True),
             ColumnSpec("purpose", ColumnType.PURPOSE, required=True),
-            ColumnSpec("granted_at", _T, required=True),
+            ColumnSpec("granted_at", _T, required=True, past=True),
             ColumnSpec("expires_at", _T),
             ColumnSpec("withdrawn_at", _T),
             ColumnSpec("lawful_basis", _S),
@@ -122,7 +138,7 @@ CONTRACT: dict[FileKind, FileSpec] = {
             ColumnSpec("start_date", _T, required=True),
             ColumnSpec("end_date", _T, required=True),
             ColumnSpec("campaign_type", _S),
-            ColumnSpec("redeemed_at", _T),
+            ColumnSpec("redeemed_at", _T, past=True),
         ),
         required_file=False,
     ),

@@ -1,4 +1,5 @@
-"""What loading a partner folder found: rows read, rows usable, and every reason a row was unusable."""
+"""What loading a partner folder found: rows read, rows usable, every reason a row was unusable,
+and the warnings about rows that are usable but implausible (`participant_node.data.plausibility`)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class FileReport:
     rows_usable: int
     problems: tuple[Problem, ...] = ()
     ignored_columns: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    skipped_columns: dict[str, str] = field(default_factory=dict)  # contract column -> why skipped
 
     @property
     def rows_unusable(self) -> int:
@@ -70,7 +73,9 @@ class FileReport:
             "rows_usable": self.rows_usable,
             "rows_unusable": self.rows_unusable,
             "problems": [p.to_dict() for p in self.problems],
+            "warnings": [w.to_dict() for w in self.warnings],
             "ignored_columns": list(self.ignored_columns),
+            "skipped_columns": dict(self.skipped_columns),
         }
 
 
@@ -94,10 +99,15 @@ class PartnerReport:
     def problems(self) -> list[Problem]:
         return [p for f in self.files.values() for p in f.problems]
 
+    @property
+    def warnings(self) -> list[Problem]:
+        return [w for f in self.files.values() for w in f.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "partner": self.partner,
             "ok": self.ok,
             "rows_unusable": self.rows_unusable,
+            "warnings": sum(w.count for w in self.warnings),
             "files": [f.to_dict() for f in self.files.values()],
         }

@@ -64,11 +64,14 @@ def test_unparsable_timestamp(tmp_path: Path) -> None:
     assert "1 row(s) unusable" in out
 
 
-def test_negative_amount(tmp_path: Path) -> None:
+def test_refund_beyond_the_members_purchases_is_a_warning(tmp_path: Path) -> None:
     broken = replace_line(TRANSACTIONS, 2, "M-001,2017-01-02T10:00:00,-12.50,1,S1,GROCERY,0.5")
     code, out = validate(write_partner(tmp_path / "p", transactions_csv=broken))
-    assert code == 1
-    assert "transactions.csv, line 2, column 'amount': negative amount (first: '-12.50')" in out
+    assert code == 0  # usable rows: a warning does not change the exit code
+    assert (
+        "transactions.csv, line 2, column 'amount': refunds exceed the member's purchases in this file "
+        "(1 member(s)) — 1 row(s)"
+    ) in out
 
 
 def test_non_numeric_amount(tmp_path: Path) -> None:
@@ -148,7 +151,7 @@ def test_malformed_csv_line(tmp_path: Path) -> None:
 
 def test_federation_json_report_counts_every_unusable_row(tmp_path: Path) -> None:
     write_partner(tmp_path / "fed" / "good")
-    broken = replace_line(TRANSACTIONS, 2, "M-001,yesterday,-1,1,S1,GROCERY,0.5")
+    broken = replace_line(TRANSACTIONS, 2, "M-001,yesterday,one,1,S1,GROCERY,0.5")
     write_partner(tmp_path / "fed" / "bad", transactions_csv=broken)
     result = runner.invoke(app, ["data", "validate", str(tmp_path / "fed"), "--json"])
     report = json.loads(result.stdout)

@@ -1,0 +1,129 @@
+"""Rows that are usable but implausible: reported as warnings with counts, never dropped.
+
+The rules assume no currency, because partners report amounts in their own (CNY, JPY, EUR…):
+
+* **Dated in the future**: an event column (``ColumnSpec.past``: a purchase, a join, a grant, a
+  redemption) later than the moment of validation plus one day. The day of slack covers exports
+  in local time from zones up to UTC+14 read as UTC.
+* **Outsized amount**: ``|amount|`` more than 10,000 times the file's median non-zero
+  ``|amount|`` (a basket ten thousand times the typical one, whatever the unit), once the file
+  has at least 20 non-zero amounts; and, at any size, ``|amount|`` of 2^53 / 1000 (about
+  9.0e12) or more, beyond which a float64 no longer holds an amount exactly to the thousandth
+  of its unit (ISO 4217 minor units have at most three decimals).
+* **Refunds beyond purchases**: a negative amount is a refund or reversal, which is normal; the
+  negative rows of a member whose refunds in the file add up to more than their purchases are
+  not explained by refunds and are reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from participant_node.data.contract import FileKind, FileSpec
+from participant_node.data.validation_report import Problem
+
+__all__ = ["FUTURE_SLACK", "OUTSIZED_FACTOR", "PlausibilityCheck"]
+
+FUTURE_SLACK = timedelta(days=1)
+OUTSIZED_FACTOR = 10_000.0
+_MIN_AMOUNTS_FOR_MEDIAN = 20
+_LOG_EXACT_LIMIT = math.log10(2.0**53 / 1000.0)
+_EXAMPLES = 5
+
+
+@dataclass
+class _Count:
+    count: int = 0
+    rows: list[int] = field(default_factory=list)
+
+    def add(self, indices: np.ndarray) -> None:
+        self.count += len(indices)
+        self.rows += [int(i) for i in indices[: _EXAMPLES - len(self.rows)]]
+
+
+@dataclass
+class PlausibilityCheck:
+    """Warnings of one file, observed chunk by chunk (memory: 4 bytes per transaction row)."""
+
+    spec: FileSpec
+    now: datetime
+    future: dict[str, _Count] = field(default_factory=dict)
+    _log_amounts: list[np.ndarray] = field(default_factory=list)
+    _purchases: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+    _refunds: list[pd.DataFrame] = field(default_factory=list)
+
+    def observe(self, frame: pd.DataFrame, usable: np.ndarray, start: int) -> None:
+        """Take in one typed chunk whose first row is row ``start`` (0-based) of the file."""
+        limit = np.datetime64(self.now + FUTURE_SLACK, "ns")
+        for column in (c for c in self.spec.columns if c.past):
+            later = (frame[column.name].to_numpy(dtype="M8[ns]") > limit) & usable
+            if later.any():
+                self.future.setdefault(column.name, _Count()).add(np.flatnonzero(later) + start)
+        if self.spec.kind is FileKind.TRANSACTIONS:
+            self._observe_amounts(frame, usable, start)
+
+    def _observe_amounts(self, frame: pd.DataFrame, usable: np.ndarray, start: int) -> None:
+        amount = np.where(usable, frame["amount"].to_numpy(dtype="float64", na_value=np.nan), np.nan)
+        with np.errstate(divide="ignore"):
+            self._log_amounts.append(np.log10(np.abs(amount)).astype("float32"))
+        ids = frame["member_id"]
+        positive = amount > 0
+        if positive.any():
+            sums = pd.Series(amount[positive]).groupby(ids[positive].to_numpy()).sum()
+            self._purchases = self._purchases.add(sums, fill_value=0.0)
+        negative = amount < 0
+        if negative.any():
+            rows = np.flatnonzero(negative)
+            self._refunds.append(
+                pd.DataFrame({"member": ids.to_numpy()[rows], "amount": amount[rows], "row": rows + start})
+            )
+
+    def warnings(self, *, file: str, row_label: str, first_row: int) -> list[Problem]:
+        """The warnings found, with row numbers as a person counts them in the file."""
+
+        def problem(column: str, reason: str, count: _Count) -> Problem:
+            rows = tuple(r + first_row for r in count.rows)
+            return Problem(file, column, reason, count.count, rows, row_label)
+
+        found = [
+            problem(name, f"dated in the future (after {self.now:%Y-%m-%d %H:%M} UTC + 1 day)", count)
+            for name, count in self.future.items()
+        ]
+        if self.spec.kind is FileKind.TRANSACTIONS:
+            outsized, ceiling = self._outsized()
+            if outsized.count:
+                found.append(
+                    problem("amount", f"implausibly large amount (|amount| > {ceiling:.4g})", outsized)
+                )
+            beyond, members = self._refunds_beyond_purchases()
+            if beyond.count:
+                reason = f"refunds exceed the member's purchases in this file ({members} member(s))"
+                found.append(problem("amount", reason, beyond))
+        return found
+
+    def _outsized(self) -> tuple[_Count, float]:
+        logs = np.concatenate(self._log_amounts) if self._log_amounts else np.empty(0, dtype="float32")
+        nonzero = logs[np.isfinite(logs)]
+        limit = _LOG_EXACT_LIMIT
+        if len(nonzero) >= _MIN_AMOUNTS_FOR_MEDIAN:
+            limit = min(limit, float(np.median(nonzero)) + math.log10(OUTSIZED_FACTOR))
+        count = _Count()
+        count.add(np.flatnonzero(np.isfinite(logs) & (logs > limit)))
+        return count, 10.0**limit
+
+    def _refunds_beyond_purchases(self) -> tuple[_Count, int]:
+        count = _Count()
+        if not self._refunds:
+            return count, 0
+        refunds = pd.concat(self._refunds, ignore_index=True)
+        refunded = refunds.groupby("member")["amount"].sum()
+        bought = self._purchases.reindex(refunded.index, fill_value=0.0)
+        beyond = refunded.index[-refunded > bought + 1e-9]
+        rows = refunds.loc[refunds["member"].isin(beyond), "row"].to_numpy()
+        count.add(np.sort(rows))
+        return count, len(beyond)
