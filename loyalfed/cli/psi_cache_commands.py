@@ -25,8 +25,8 @@ from loyalfed.cli.psi_files import (
     identifier_kind,
     missing_file,
     print_report,
-    read_table,
 )
+from loyalfed.cli.psi_member_tables import gated_member_table, moment_of_use
 
 __all__ = ["cache"]
 
@@ -43,7 +43,10 @@ cache = typer.Typer(
 )
 
 _KEY_KIND, _STATE_KIND = "loyalfed-psi-cached-set-epoch-key", "loyalfed-psi-cached-set-session"
-_SET = typer.Option(..., "--set", help="Member file (.csv or .parquet).")
+_SET = typer.Option(..., "--set", help="Partner folder (or its members file).")
+_RECIPIENT = typer.Option(..., "--recipient", help="The other party's partner id (consent scope).")
+_PURPOSE = typer.Option("marketing.cross_brand_matching", "--purpose", help="Consent purpose matched for.")
+_AT = typer.Option(None, "--at", help="Moment of use for consent checks (ISO; default now).")
 _ID = typer.Option("phone", "--id-column", help="Identifier column: phone or email.")
 _REGION = typer.Option("US", "--default-region", help="Region for national phones.")
 _SECRET = typer.Option(None, "--secret-file", help=f"Federation matching secret (or {SECRET_ENV}).")
@@ -52,10 +55,17 @@ _STATE = typer.Option(..., "--state", help="This session's state file (secret, s
 _JSON = typer.Option(False, "--json", help="Print only JSON to stdout.")
 
 
-def _prepared(path: Path, id_column: str, secret_file: Path | None, region: str) -> tuple[Any, Any]:
+def _prepared(
+    path: Path, id_column: str, secret_file: Path | None, region: str, gate: tuple[str, str, str | None]
+) -> tuple[Any, Any]:
+    """The identifiers of the members the node gate admits (``gate``: purpose, recipient, --at)."""
     from psi.identifiers import prepare_identifiers
 
-    frame = read_table(path)
+    purpose, recipient, at = gate
+    table = gated_member_table(
+        path, purpose=purpose, recipient=recipient, at=moment_of_use(at), columns=(id_column,)
+    )
+    frame = table.frame
     values = id_column_values(frame, path, id_column)
     kind, secret = identifier_kind(id_column), federation_secret(secret_file)
     return frame, prepare_identifiers(values, kind, secret=secret, default_region=region)
@@ -118,6 +128,9 @@ def _write(path: Path, data: bytes) -> None:
 def cache_build(
     set_file: Path = _SET,
     id_column: str = _ID,
+    recipient: str = _RECIPIENT,
+    purpose: str = _PURPOSE,
+    at: str | None = _AT,
     epoch: str = typer.Option(..., "--epoch", help="Epoch label, e.g. 2026-W47 (a new key per build)."),
     out: Path = typer.Option(..., "--out", help="Tags file to publish to partners."),
     key_out: Path = typer.Option(..., "--key-out", help="Epoch key file (secret, stays with the holder)."),
@@ -129,7 +142,7 @@ def cache_build(
     from psi.cached_set import KEY_REUSE_TRADE_OFF, CachedSetHolder
     from psi.group_engine import GroupEngine
 
-    _frame, prepared = _prepared(set_file, id_column, secret_file, default_region)
+    _frame, prepared = _prepared(set_file, id_column, secret_file, default_region, (purpose, recipient, at))
     started, size = time.perf_counter(), len(prepared.items)
     with _spinner(f"encrypting {size:,} members for epoch {epoch}", as_json), GroupEngine() as engine:
         holder, tags = CachedSetHolder.encrypt(
@@ -158,6 +171,9 @@ def cache_build(
 def cache_query(
     set_file: Path = _SET,
     id_column: str = _ID,
+    recipient: str = _RECIPIENT,
+    purpose: str = _PURPOSE,
+    at: str | None = _AT,
     tags_file: Path = _TAGS,
     out: Path = typer.Option(..., "--out", help="Query file to send to the holder."),
     state: Path = _STATE,
@@ -170,7 +186,7 @@ def cache_query(
     from psi.group_engine import GroupEngine
 
     tags = _read_message(tags_file, EpochTags.decode)
-    _frame, prepared = _prepared(set_file, id_column, secret_file, default_region)
+    _frame, prepared = _prepared(set_file, id_column, secret_file, default_region, (purpose, recipient, at))
     started = time.perf_counter()
     with _spinner(f"blinding {len(prepared.items):,} members", as_json), GroupEngine() as engine:
         matcher = CachedSetMatcher(prepared.items, tags, engine=engine)
@@ -233,6 +249,9 @@ def cache_answer(
 def cache_match(
     set_file: Path = _SET,
     id_column: str = _ID,
+    recipient: str = _RECIPIENT,
+    purpose: str = _PURPOSE,
+    at: str | None = _AT,
     tags_file: Path = _TAGS,
     state: Path = _STATE,
     answer_file: Path = typer.Option(..., "--answer", help="The holder's answer file."),
@@ -249,7 +268,7 @@ def cache_match(
     session = _read_secret_json(state, _STATE_KIND)
     tags = _read_message(tags_file, EpochTags.decode)
     answer = _read_message(answer_file, CachedSetMessage.decode, "answer")
-    frame, prepared = _prepared(set_file, id_column, secret_file, default_region)
+    frame, prepared = _prepared(set_file, id_column, secret_file, default_region, (purpose, recipient, at))
     if session.get("items") != items_fingerprint(prepared.items) or session.get("epoch") != tags.epoch:
         raise ValueError(f"{set_file}: not the member set (or epoch) this session's query was built from")
     started = time.perf_counter()

@@ -18,9 +18,9 @@ from loyalfed.cli.psi_files import (
     id_column_values,
     identifier_kind,
     print_report,
-    read_table,
     run_secret,
 )
+from loyalfed.cli.psi_member_tables import gated_member_table, moment_of_use, partner_folder
 from psi.wire import DEFAULT_GROUP, PsiGroup, PsiMode
 
 
@@ -59,8 +59,12 @@ def _values(frame: Any, path: Path, column: str, rows: list[int]) -> list[int]:
 
 @psi.command("run")
 def run(
-    a: Path = typer.Option(..., "--a", help="Initiator's member file (.csv or .parquet)."),
-    b: Path = typer.Option(..., "--b", help="Responder's member file (.csv or .parquet)."),
+    a: Path = typer.Option(..., "--a", help="Initiator's partner folder (or its members file)."),
+    b: Path = typer.Option(..., "--b", help="Responder's partner folder (or its members file)."),
+    purpose: str = typer.Option(
+        "marketing.cross_brand_matching", "--purpose", help="Consent purpose the matching is for."
+    ),
+    at: str | None = typer.Option(None, "--at", help="Moment of use for consent checks (ISO; default now)."),
     id_column: str = typer.Option("phone", "--id-column", help="Identifier column: phone or email."),
     mode: PsiMode = typer.Option(PsiMode.INTERSECTION, "--mode", help="What is learned."),
     value_column: str | None = typer.Option(None, "--value-column", help="Sum mode: B's value column."),
@@ -72,7 +76,11 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Intersection: write A's matched member_ids here."),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
-    """Run both parties locally over the real wire format and report what each side learns."""
+    """Run both parties locally over the real wire format and report what each side learns.
+
+    Each side matches only its members the node gate admits: consent to ``--purpose`` covering the
+    other partner, not withdrawn or erased, active inside the retention window.
+    """
     from psi.identifiers import prepare_identifiers
     from psi.local_run import run_local
     from psi.wire import Reveal
@@ -81,7 +89,18 @@ def run(
     if psi_mode == PsiMode.SUM and not value_column:
         raise ValueError("--mode sum needs --value-column (a whole-number column of B, e.g. points)")
     secret = run_secret(secret_file)
-    frames = {"a": read_table(a), "b": read_table(b)}
+    moment, ids = moment_of_use(at), {"a": partner_folder(a).name, "b": partner_folder(b).name}
+    tables = {
+        side: gated_member_table(
+            path,
+            purpose=purpose,
+            recipient=ids["b" if side == "a" else "a"],
+            at=moment,
+            columns=(id_column, value_column) if side == "b" and value_column else (id_column,),
+        )
+        for side, path in (("a", a), ("b", b))
+    }
+    frames = {side: table.frame for side, table in tables.items()}
     prepared = {
         side: prepare_identifiers(
             id_column_values(frame, path, id_column), kind, secret=secret, default_region=default_region
@@ -107,6 +126,7 @@ def run(
             group=group.suite,
         )
     report = _run_report(result, prepared, time.perf_counter() - started)
+    report["consent"] = {side: table.report() for side, table in tables.items()}
     if out is not None and result.initiator.matched_indices is not None:
         _write_matches(out, frames["a"], a, [prepared["a"].rows[i] for i in result.initiator.matched_indices])
         report["matches_written_to"] = str(out)

@@ -12,7 +12,13 @@ from participant_node.matching.client import MatchingClient
 from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
 from participant_node.matching.errors import MatchingError, MatchingRefused, RefusalRule, SessionGone
 from participant_node.matching.federation_pki import FederationCertificates, issue_node_certificates
-from participant_node.matching.member_set import MatchingSet, build_matching_set, matching_set_from_frames
+from participant_node.matching.member_set import (
+    MatchingSet,
+    build_matching_set,
+    consented_member_frame,
+    gated_matching_set,
+    matching_set_from_frames,
+)
 from participant_node.matching.peer_identity import PeerAuthentication, PeerIdentityRefused
 from participant_node.matching.probing_guard import ProbingGuard
 from participant_node.matching.run_record import MatchingRunRecord
@@ -37,7 +43,9 @@ __all__ = [
     "RefusalRule",
     "SessionGone",
     "build_matching_set",
+    "consented_member_frame",
     "create_matching_app",
+    "gated_matching_set",
     "issue_node_certificates",
     "matching_set_from_frames",
     "node_server_config",

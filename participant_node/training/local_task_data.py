@@ -1,33 +1,54 @@
 """What a node trains and evaluates on: its consented members' features, split train / held-out.
 
-Consent is applied first, on the raw frames: rows of members without valid consent for the job's
-purpose at the moment of use are dropped before feature building ever sees them. The selection is
-recomputed for every round (a withdrawal takes effect at the next step, PIPL Art. 15, GDPR
-Art. 7(3)); the loaded files and the built features are cached by the data fingerprint and the
-consent snapshot hash, so an unchanged selection costs no rebuild.
+The node gate (``participant_node.consent.node_gate``) is applied first, on the raw frames: only
+members with valid consent for the job's purpose at the moment of use, only rows inside the
+retention window, only the columns feature building and labelling read (``TRAINING_READS``), and
+the demographic columns of fairness evaluation only for members with the separate sensitive-data
+consent. The selection is recomputed for every round (a withdrawal takes effect at the next step,
+PIPL Art. 15, GDPR Art. 7(3)); the loaded files and the built features are cached by the data
+fingerprint, the consent snapshot hash and the policy, so an unchanged selection costs no rebuild.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from models.feature_schema import FeatureSchema
-from models.task_dataset import TaskDataset, build_task_dataset, heldout_mask
-from participant_node.consent import ConsentSelection, consented_members
+from models.task_dataset import FAIRNESS_COLUMNS, TaskDataset, build_task_dataset, heldout_mask
+from participant_node.consent import GatedData, MemberDataUse, admit
+from participant_node.consent.node_gate import apply_selection, select_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.training.errors import TrainingError
 from participant_node.training.training_spec import TrainingSpec
+from policies.policy import DataUsePolicy
 
-__all__ = ["ConsentSelector", "LocalTaskData", "consent_selection", "load_local_task_data"]
+__all__ = ["FEATURE_READS", "TRAINING_READS", "LocalTaskData", "load_local_task_data", "training_use"]
 
-# (partner data, purpose, moment of use) -> the members that may be used.
-ConsentSelector = Callable[[PartnerData, TrainingSpec, datetime], ConsentSelection]
+# The columns feature building reads (models.features; optional ones only when present).
+FEATURE_READS: Mapping[str, tuple[str, ...]] = {
+    "members": ("member_id", "joined_at"),
+    "transactions": (
+        "member_id",
+        "timestamp",
+        "amount",
+        "quantity",
+        "basket_id",
+        "discount",
+        "store_id",
+        "category",
+    ),
+    "campaigns": ("member_id", "campaign_id", "start_date", "end_date", "redeemed_at"),
+}
+# Training also labels (models.labels reads the same transactions and campaigns columns).
+TRAINING_READS = FEATURE_READS
+# Fairness evaluation only: demographic group columns (models.task_dataset.FAIRNESS_COLUMNS).
+_FAIRNESS_READS: Mapping[str, tuple[str, ...]] = {"members": ("member_id", *FAIRNESS_COLUMNS)}
 
 
 @dataclass(frozen=True)
@@ -46,10 +67,22 @@ class LocalTaskData:
         return len(self.train) + len(self.heldout)
 
 
-def consent_selection(partner: PartnerData, spec: TrainingSpec, at: datetime) -> ConsentSelection:
-    """Members with valid consent for the job's purpose at ``at`` (the partner's own use of its data),
-    honouring the withdrawals and erasures recorded in the node's consent store."""
-    return consented_members(partner.path, partner.members, partner.consents, purpose=spec.purpose, at=at)
+def training_use(
+    spec: TrainingSpec, at: datetime, *, policy: DataUsePolicy | None = None, node_region: str | None = None
+) -> MemberDataUse:
+    """The node gate's view of a training job: the node's own use of its data for the job's purpose.
+
+    Retention is measured at the end of the period the job reads (its labelling window), never
+    later than the moment of use: a job over history sees the window that ended then.
+    """
+    return MemberDataUse(
+        purpose=spec.purpose,
+        at=at,
+        reads=TRAINING_READS,
+        policy=policy,
+        node_region=node_region,
+        retention_as_of=min(spec.as_of + timedelta(days=spec.horizon_days), at),
+    )
 
 
 _CACHE_SIZE = 8
@@ -64,14 +97,18 @@ def load_local_task_data(
     *,
     at: datetime,
     schema: FeatureSchema | None = None,
-    select: ConsentSelector = consent_selection,
+    policy: DataUsePolicy | None = None,
+    node_region: str | None = None,
 ) -> LocalTaskData:
-    """Load, consent-filter, featurise and split a partner's data for ``spec`` at moment ``at``.
+    """Load, gate, featurise and split a partner's data for ``spec`` at moment ``at``.
 
-    When the job carries a standardisation (``spec.standardisation``), both splits come back
-    standardised with it; without one they are on the schema's public [0, 1] scale.
+    ``policy`` is the approved policy the job runs under when the node holds it (its retention,
+    columns and cross-border rules then apply too). When the job carries a standardisation
+    (``spec.standardisation``), both splits come back standardised with it; without one they are
+    on the schema's public [0, 1] scale.
     """
-    data = _load_publicly_scaled(partner_dir, spec, at=at, schema=schema, select=select)
+    use = training_use(spec, at, policy=policy, node_region=node_region)
+    data = _load_publicly_scaled(partner_dir, spec, use, schema or spec.schema)
     standardisation = spec.standardisation
     if standardisation is None:
         return data
@@ -83,14 +120,8 @@ def load_local_task_data(
 
 
 def _load_publicly_scaled(
-    partner_dir: Path,
-    spec: TrainingSpec,
-    *,
-    at: datetime,
-    schema: FeatureSchema | None,
-    select: ConsentSelector,
+    partner_dir: Path, spec: TrainingSpec, use: MemberDataUse, schema: FeatureSchema
 ) -> LocalTaskData:
-    schema = schema or spec.schema
     fingerprint = fingerprint_partner(partner_dir)
     with _lock:
         partner = _partner_cache.get((partner_dir, fingerprint))
@@ -98,11 +129,13 @@ def _load_publicly_scaled(
         partner = load_partner(partner_dir)
         with _lock:
             _remember(_partner_cache, (partner_dir, fingerprint), partner)
-    selection = select(partner, spec, at)
+    selection, crosses = select_members(partner, use)
     key = (
         partner_dir,
         fingerprint,
         selection.snapshot_hash,
+        use.policy.content_hash() if use.policy is not None else None,
+        use.retention_as_of,
         spec.task,
         spec.as_of,
         spec.horizon_days,
@@ -112,10 +145,18 @@ def _load_publicly_scaled(
         cached = _dataset_cache.get(key)
     if cached is not None:
         return cached
-    data = _build(partner, selection, spec, schema, fingerprint)
+    gated = apply_selection(partner, use, selection, crosses)
+    data = _build(partner, gated, _fairness_groups(partner, use), spec, schema, fingerprint)
     with _lock:
         _remember(_dataset_cache, key, data)
     return data
+
+
+def _fairness_groups(partner: PartnerData, use: MemberDataUse) -> pd.DataFrame:
+    """Demographic columns for fairness evaluation, of members with the sensitive-data consent only
+    (PIPL Art. 29 / GDPR Art. 9) and only those the policy lists as sensitive columns."""
+    fairness = replace(use, reads=_FAIRNESS_READS, fairness=True)
+    return admit(partner, fairness).members
 
 
 def _remember(cache: dict, key: object, value: object) -> None:
@@ -128,21 +169,20 @@ def _remember(cache: dict, key: object, value: object) -> None:
 
 def _build(
     partner: PartnerData,
-    selection: ConsentSelection,
+    gated: GatedData,
+    groups: pd.DataFrame,
     spec: TrainingSpec,
     schema: FeatureSchema,
     fingerprint: str,
 ) -> LocalTaskData:
-    keep = selection.member_ids
-    members = partner.members[partner.members["member_id"].isin(keep)]
-    transactions = partner.transactions[partner.transactions["member_id"].isin(keep)]
-    campaigns = partner.campaigns
-    if campaigns is not None:
-        campaigns = campaigns[campaigns["member_id"].isin(keep)]
+    members = gated.members
+    demographic = [c for c in groups.columns if c != "member_id"]
+    if demographic:
+        members = members.merge(groups, on="member_id", how="left")
     dataset = build_task_dataset(
         members,
-        transactions,
-        campaigns,
+        gated.transactions,
+        gated.campaigns,
         task=spec.task,
         as_of=spec.as_of,
         horizon_days=spec.horizon_days,
@@ -157,8 +197,8 @@ def _build(
     return LocalTaskData(
         partner_id=partner.path.name,
         data_fingerprint=fingerprint,
-        consent_snapshot_hash=selection.snapshot_hash,
-        members_excluded_by_consent=selection.excluded,
+        consent_snapshot_hash=gated.selection.snapshot_hash,
+        members_excluded_by_consent=gated.selection.excluded,
         train=dataset.subset(~held),
         heldout=dataset.subset(held),
     )

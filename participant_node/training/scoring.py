@@ -1,8 +1,10 @@
 """Score a partner's members with a published federated model, locally at the node.
 
-The scores stay with the partner that computed them (they are per-member outputs). Only members
-with valid consent for the model's purpose at the moment of scoring are scored; features are built
-at ``as_of`` with the schema the model was trained with, checked by its fingerprint.
+The scores stay with the partner that computed them (they are per-member outputs). The member
+data passes the node gate first (``participant_node.consent.node_gate``): only members with valid
+consent for the model's purpose at the moment of scoring, only rows inside the retention window
+ending at ``as_of``, only the columns feature building reads. Features are built at ``as_of`` with
+the schema the model was trained with, checked by its fingerprint.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import torch
 from models.feature_schema import FeatureSchema, default_feature_schema
 from models.features import build_features
 from models.networks import make_model
-from participant_node.consent import consented_members
+from participant_node.consent import MemberDataUse, admit
 from participant_node.data import load_partner
 from participant_node.training.errors import TrainingError
+from participant_node.training.local_task_data import FEATURE_READS
 from policies.purpose import Purpose
 
 __all__ = ["PublishedModel", "read_model", "score_partner"]
@@ -71,17 +74,15 @@ def score_partner(
     published = read_model(model_dir)
     partner = load_partner(partner_dir)
     moment = now or datetime.now(UTC).replace(tzinfo=None)
-    selection = consented_members(
-        partner_dir, partner.members, partner.consents, purpose=Purpose(published.card["purpose"]), at=moment
+    use = MemberDataUse(
+        purpose=Purpose(published.card["purpose"]),
+        at=moment,
+        reads=FEATURE_READS,
+        retention_as_of=min(as_of, moment),
     )
-    keep = selection.member_ids
-    members = partner.members[partner.members["member_id"].isin(keep)]
-    transactions = partner.transactions[partner.transactions["member_id"].isin(keep)]
-    campaigns = partner.campaigns
-    if campaigns is not None:
-        campaigns = campaigns[campaigns["member_id"].isin(keep)]
+    gated = admit(partner, use)
     features = build_features(
-        members, transactions, as_of=as_of, schema=published.schema, campaigns=campaigns
+        gated.members, gated.transactions, as_of=as_of, schema=published.schema, campaigns=gated.campaigns
     )
     with torch.no_grad():
         scores = torch.sigmoid(published.network(torch.from_numpy(features.to_numpy()))).numpy()

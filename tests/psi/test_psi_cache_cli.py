@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from psi_partner_folders import AT, write_matching_partner
 from typer.testing import CliRunner
 
 from loyalfed.cli.psi_commands import psi as app
@@ -15,14 +16,16 @@ RUNNER = CliRunner()
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    holder, partner, secret = tmp_path / "holder.csv", tmp_path / "partner.csv", tmp_path / "secret"
-    holder.write_text("member_id,phone\n" + "".join(f"h{i},+1 415 555 {i:04d}\n" for i in range(300)))
-    # The partner writes national formats; 250..299 are shared, plus one bad and one duplicate row.
-    partner.write_text(
-        "member_id,phone\n"
-        + "".join(f"p{i},(415) 555-{i:04d}\n" for i in range(250, 370))
-        + "p-bad,not a phone\np-dup,415 555 0251\n"
+    holder = write_matching_partner(
+        tmp_path / "holder", [(f"h{i}", f"+1 415 555 {i:04d}", "") for i in range(300)]
     )
+    # The partner writes national formats; 250..299 are shared, plus one bad and one duplicate row.
+    partner = write_matching_partner(
+        tmp_path / "partner",
+        [(f"p{i}", f"(415) 555-{i:04d}", "") for i in range(250, 370)]
+        + [("p-bad", "not a phone", ""), ("p-dup", "415 555 0251", "")],
+    )
+    secret = tmp_path / "secret"
     secret.write_text("federation-matching-secret-0001\n")
     return {"holder": holder, "partner": partner, "secret": secret, "dir": tmp_path}
 
@@ -42,13 +45,15 @@ def _steps(files: dict[str, Path]) -> dict[str, Path]:
 def test_holder_and_partner_match_through_files(files: dict[str, Path]) -> None:
     p, secret = _steps(files), files["secret"]
     built = _invoke(
-        "build", "--set", files["holder"], "--epoch", "2026-W47", "--out", p["tags.bin"],
+        "build", "--set", files["holder"], "--recipient", "partner", "--at", AT,
+        "--epoch", "2026-W47", "--out", p["tags.bin"],
         "--key-out", p["epoch.key"], "--secret-file", secret,
     )  # fmt: skip
     assert built["set_size"] == 300 and built["tags_bytes"] == 300 * 12
     assert "joined or left" in built["key_reuse"]["trade_off"] and built["key_reuse"]["epoch"] == "2026-W47"
     queried = _invoke(
-        "query", "--set", files["partner"], "--tags", p["tags.bin"], "--out", p["query.bin"],
+        "query", "--set", files["partner"], "--recipient", "holder", "--at", AT,
+        "--tags", p["tags.bin"], "--out", p["query.bin"],
         "--state", p["session.json"], "--secret-file", secret,
     )  # fmt: skip
     assert queried["set_size"] == 120 and queried["unusable_rows"] == {
@@ -60,7 +65,8 @@ def test_holder_and_partner_match_through_files(files: dict[str, Path]) -> None:
     assert answered["answered_elements"] == 120 and "key_reuse" in answered
     out = files["dir"] / "matches.csv"
     matched = _invoke(
-        "match", "--set", files["partner"], "--tags", p["tags.bin"], "--state", p["session.json"],
+        "match", "--set", files["partner"], "--recipient", "holder", "--at", AT,
+        "--tags", p["tags.bin"], "--state", p["session.json"],
         "--answer", p["answer.bin"], "--out", out, "--secret-file", secret,
     )  # fmt: skip
     assert matched["cardinality"] == 50 and matched["holder_set_size"] == 300
@@ -74,11 +80,13 @@ def test_holder_and_partner_match_through_files(files: dict[str, Path]) -> None:
 def test_steps_refuse_missing_secrets_and_foreign_files(files: dict[str, Path], monkeypatch) -> None:
     monkeypatch.delenv("LOYALFED_PSI_SECRET", raising=False)
     p, secret = _steps(files), files["secret"]
-    args = ["cache", "build", "--set", str(files["holder"]), "--epoch", "e", "--out", str(p["tags.bin"])]
+    args = ["cache", "build", "--set", str(files["holder"]), "--recipient", "partner", "--at", AT]
+    args += ["--epoch", "e", "--out", str(p["tags.bin"])]
     result = RUNNER.invoke(app, [*args, "--key-out", str(p["epoch.key"])])
     assert isinstance(result.exception, ValueError) and "federation matching secret" in str(result.exception)
     RUNNER.invoke(app, [*args, "--key-out", str(p["epoch.key"]), "--secret-file", str(secret)])
     query = ["--tags", str(p["tags.bin"]), "--state", str(p["session.json"]), "--secret-file", str(secret)]
+    query += ["--recipient", "holder", "--at", AT]
     RUNNER.invoke(
         app, ["cache", "query", "--set", str(files["partner"]), "--out", str(p["query.bin"]), *query]
     )

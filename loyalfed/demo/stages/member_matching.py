@@ -49,8 +49,8 @@ from participant_node.matching import (
     NodeTls,
     ProbingGuard,
     create_matching_app,
+    gated_matching_set,
     issue_node_certificates,
-    matching_set_from_frames,
     node_server_config,
 )
 from policies.purpose import Purpose
@@ -101,10 +101,8 @@ class MemberMatching:
 def _consented(
     ctx_data: PartnerData, federation: Federation, partner: str, peer: str, secret: bytes
 ) -> MatchingSet:
-    return matching_set_from_frames(
-        federation.partner(partner).path,
-        ctx_data.members,
-        ctx_data.consents,
+    return gated_matching_set(
+        ctx_data,
         purpose=Purpose.CROSS_BRAND_MATCHING,
         recipient=peer,
         at=_AT,

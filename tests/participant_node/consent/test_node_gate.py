@@ -98,7 +98,8 @@ def test_cross_border_allowed_only_for_members_with_separate_consent(tmp_path: P
 
 def test_retention_purged_from_analytics_with_report(tmp_path: Path) -> None:
     gated = gate_partner_data(load_partner(_partner(tmp_path)), _policy(), at=AT, node_region="CN")
-    assert gated.retention_purged == {"transactions": 1}  # m1's 2020 purchase is older than 3 years
+    assert gated.retention_purged["transactions"] == 1  # m1's 2020 purchase is older than 3 years
+    assert gated.retention_purged["members"] == 0  # every member is active inside the window
     assert len(gated.transactions) == 2
 
 
