@@ -10,14 +10,14 @@ node's own use (link tokens, points interchange) and is never serialised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from participant_node.consent import GatedData, MemberDataUse, admit
-from participant_node.data import PartnerData, load_partner
+from participant_node.data import PartnerData, PartnerReport, is_partner_folder, load_partner
 from participant_node.matching.config import MATCHING_PURPOSES
 from participant_node.matching.errors import MatchingError
 from policies.policy import DataUsePolicy
@@ -151,13 +151,30 @@ def matching_set_from_frames(
     id_column: str,
     secret: bytes,
     default_region: str = "US",
+    transactions: pd.DataFrame | None = None,
 ) -> MatchingSet:
     """``gated_matching_set`` over given members and consents frames of the partner at ``partner_dir``.
 
-    The rest of the partner (its transactions, for the retention rule) is read from the folder;
-    a caller that holds the whole ``PartnerData`` calls ``gated_matching_set`` instead.
+    The retention rule needs the members' activity: ``transactions``, else the partner folder's
+    own; without either, a member counts as active only while it joined inside the window. A
+    caller that holds the whole ``PartnerData`` calls ``gated_matching_set`` instead.
     """
-    partner = replace(load_partner(partner_dir), members=members, consents=consents)
+    if transactions is None:
+        transactions = (
+            load_partner(partner_dir).transactions
+            if is_partner_folder(partner_dir)
+            else pd.DataFrame(
+                {"member_id": pd.Series(dtype="string"), "timestamp": pd.Series(dtype="M8[us]")}
+            )
+        )
+    partner = PartnerData(
+        path=partner_dir,
+        members=members,
+        transactions=transactions,
+        consents=consents,
+        campaigns=None,
+        report=PartnerReport(partner=partner_dir.name),
+    )
     return gated_matching_set(
         partner,
         purpose=purpose,

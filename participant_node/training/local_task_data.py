@@ -21,7 +21,7 @@ import pandas as pd
 
 from models.feature_schema import FeatureSchema
 from models.task_dataset import FAIRNESS_COLUMNS, TaskDataset, build_task_dataset, heldout_mask
-from participant_node.consent import GatedData, MemberDataUse, admit
+from participant_node.consent import GatedData, MemberDataUse
 from participant_node.consent.node_gate import apply_selection, select_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.training.errors import TrainingError
@@ -130,10 +130,13 @@ def _load_publicly_scaled(
         with _lock:
             _remember(_partner_cache, (partner_dir, fingerprint), partner)
     selection, crosses = select_members(partner, use)
+    fairness = replace(use, reads=_FAIRNESS_READS, fairness=True)
+    fair_selection, _ = select_members(partner, fairness)
     key = (
         partner_dir,
         fingerprint,
         selection.snapshot_hash,
+        fair_selection.snapshot_hash,
         use.policy.content_hash() if use.policy is not None else None,
         use.retention_as_of,
         spec.task,
@@ -146,17 +149,13 @@ def _load_publicly_scaled(
     if cached is not None:
         return cached
     gated = apply_selection(partner, use, selection, crosses)
-    data = _build(partner, gated, _fairness_groups(partner, use), spec, schema, fingerprint)
+    # Demographic columns for fairness evaluation only, of members with the separate sensitive-data
+    # consent (PIPL Art. 29 / GDPR Art. 9) and, under a policy, only its sensitive columns.
+    groups = apply_selection(partner, fairness, fair_selection, crosses).members
+    data = _build(partner, gated, groups, spec, schema, fingerprint)
     with _lock:
         _remember(_dataset_cache, key, data)
     return data
-
-
-def _fairness_groups(partner: PartnerData, use: MemberDataUse) -> pd.DataFrame:
-    """Demographic columns for fairness evaluation, of members with the sensitive-data consent only
-    (PIPL Art. 29 / GDPR Art. 9) and only those the policy lists as sensitive columns."""
-    fairness = replace(use, reads=_FAIRNESS_READS, fairness=True)
-    return admit(partner, fairness).members
 
 
 def _remember(cache: dict, key: object, value: object) -> None:

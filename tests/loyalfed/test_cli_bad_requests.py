@@ -158,14 +158,31 @@ def test_write_csv_quotes_and_escapes(tmp_path: Path) -> None:
     assert rows == [["member_id", "note"], ['\'=HYPERLINK("http://x")', "a,b"], ["m1", 'say "hi"']]
 
 
+def _matching_partner(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir()
+    ids = [next(csv.reader([row]))[0] for row in rows]
+    (folder / "members.csv").write_text(
+        "member_id,phone,joined_at\n" + "".join(f"{r},2024-01-01\n" for r in rows)
+    )
+    quoted = ['"' + i.replace('"', '""') + '"' for i in ids]
+    (folder / "transactions.csv").write_text(
+        "member_id,timestamp,amount\n" + "".join(f"{q},2024-05-01T10:00:00,1.00\n" for q in quoted)
+    )
+    (folder / "consents.csv").write_text(
+        "member_id,purpose,granted_at,scope\n"
+        + "".join(f"{q},marketing.cross_brand_matching,2024-01-01,federation\n" for q in quoted)
+    )
+    return folder
+
+
 def test_psi_run_out_escapes_formula_ids(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    a.write_text("member_id,phone\n\"=cmd|' /C calc'!A0\",+8613800000001\nm2,+8613800000002\n")
-    b.write_text("member_id,phone\nx1,+8613800000001\nx2,+8613800000009\n")
+    # PSI matches partner folders' consented members (the node gate); every member here consented.
+    a = _matching_partner(tmp_path / "a", ["\"=cmd|' /C calc'!A0\",+8613800000001", "m2,+8613800000002"])
+    b = _matching_partner(tmp_path / "b", ["x1,+8613800000001", "x2,+8613800000009"])
     out = tmp_path / "matches.csv"
-    args = ["psi", "run", "--a", str(a), "--b", str(b), "--out", str(out), "--json"]
+    args = ["psi", "run", "--a", str(a), "--b", str(b), "--at", "2024-06-01", "--out", str(out), "--json"]
     code, _, _ = run_cli([*args, "--default-region", "CN"], capsys, monkeypatch)
     assert code == 0
     assert list(csv.reader(out.open(encoding="utf-8"))) == [["member_id"], ["'=cmd|' /C calc'!A0"]]

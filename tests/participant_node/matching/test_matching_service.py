@@ -33,6 +33,7 @@ def _frames(first: int, count: int, *, consent_every: int = 1) -> tuple:
         {
             "member_id": [f"m{first}-{i}" for i in ids],  # member ids differ between partners
             "phone": [f"+1 415 555 {i:04d}" for i in ids],
+            "joined_at": pd.to_datetime(["2024-01-01"] * len(ids)),
             "points_balance": [float(i % 50) for i in ids],
         }
     )
