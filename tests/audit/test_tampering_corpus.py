@@ -342,7 +342,7 @@ def template(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, SavedTreeHead, list[list[LineageEvent]]]:
     """Built once: a log of 4 batches (52 entries), a copy taken at 26, a head saved at 39."""
-    from conftest import flow_events
+    from tests.audit.conftest import flow_events
 
     folder = tmp_path_factory.mktemp("corpus")
     path = folder / "audit.sqlite"
