@@ -7,8 +7,9 @@
 (b) its own privacy accountant: the job's ε target plus what other jobs spent on this dataset in
     the same calendar year stays within the node's yearly cap (basic composition across jobs,
     Dwork and Roth §3.5, an upper bound of the RDP figure);
-(c) the consent gate (``participant_node.consent.node_gate``): at least k members with valid consent
-    to the policy's purpose remain after retention and the cross-border rule.
+(c) the consent gate (``participant_node.consent.node_gate.select_members``, the node gate's rules
+    on consent, recipient scope, withdrawal and erasure, and borders): at least k members with valid
+    consent to the policy's purpose. The job engine's data loading then passes the whole gate.
 
 The coordinator checks too, for early refusal; the node never relies on its word. A failed check
 raises ``JobRefusedError`` with a reason that names the rule and never member data.
@@ -24,12 +25,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from participant_node.consent.node_gate import GatedData, gate_partner_data
+from participant_node.consent.node_gate import GateRefusedError, MemberDataUse, select_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.errors import NodeError
 from participant_node.service.errors import JobRefusedError
 from participant_node.training.privacy_accountant import NodePrivacyAccountant
 from policies.approval import ApprovalDecision
+from policies.consent_filter import ConsentSelection
 from policies.errors import PolicyError
 from policies.policy import DataUsePolicy
 from policies.purpose import Purpose
@@ -66,7 +68,7 @@ class Admission:
 
     policy: DataUsePolicy
     decision: DecisionStatement
-    gated: GatedData
+    selection: ConsentSelection
     data_fingerprint: str
 
 
@@ -121,8 +123,8 @@ class JobGate:
         policy = self._policy(claims)
         decision = self._officer_decision(claims, policy)
         self._check_budget(claims)
-        fingerprint, gated = self._consented(policy, claims.k_min)
-        return Admission(policy=policy, decision=decision, gated=gated, data_fingerprint=fingerprint)
+        fingerprint, selection = self._consented(policy, claims.k_min)
+        return Admission(policy=policy, decision=decision, selection=selection, data_fingerprint=fingerprint)
 
     def refuse(self, reason: str) -> JobRefusedError:
         return JobRefusedError(self.partner_id, reason)
@@ -194,22 +196,23 @@ class JobGate:
                 f"the job's ε={claims.epsilon:g} does not fit"
             )
 
-    def _consented(self, policy: DataUsePolicy, k_min: int) -> tuple[str, GatedData]:
+    def _consented(self, policy: DataUsePolicy, k_min: int) -> tuple[str, ConsentSelection]:
         fingerprint = fingerprint_partner(self.partner_dir)
         if self._data is None or self._data[0] != fingerprint:
             self._data = (fingerprint, load_partner(self.partner_dir))
         at = self._now().astimezone(UTC).replace(tzinfo=None)
+        use = MemberDataUse(purpose=policy.purpose, at=at, policy=policy, node_region=self.region)
         try:
-            gated = gate_partner_data(self._data[1], policy, at=at, node_region=self.region)
-        except NodeError as err:
+            selection, _crosses = select_members(self._data[1], use)
+        except GateRefusedError as err:
             raise self.refuse(f"consent gate: {err}") from err
         k = max(k_min, policy.min_aggregation_k)
-        count = len(gated.selection.member_ids)
+        count = len(selection.member_ids)
         if count < k:
             raise self.refuse(
                 f"consent gate: {count} members consented to {policy.purpose.value}; k={k} needed"
             )
-        return fingerprint, gated
+        return fingerprint, selection
 
 
 def _jobs_in_year(accountant: NodePrivacyAccountant, dataset: str, year: int) -> set[str]:

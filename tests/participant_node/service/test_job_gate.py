@@ -95,7 +95,7 @@ def test_a_job_its_officer_signed_is_admitted_with_the_consented_members(tmp_pat
     admission = node.gate.admit(_claims(node.policy, _sign(node.officer, node.policy)))
     assert admission.decision.decision is ApprovalDecision.APPROVED
     assert admission.policy.content_hash() == node.policy.content_hash()
-    assert len(admission.gated.selection.member_ids) == 30  # the 10 without consent are left out
+    assert len(admission.selection.member_ids) == 30  # the 10 without consent are left out
     assert node.served == [("churn-2024", 1)]
     node.gate.admit(_claims(node.policy, _sign(node.officer, node.policy)))  # a newer approval, same hash
     assert node.served == [("churn-2024", 1)]  # the verified document is cached by its hash
