@@ -60,6 +60,16 @@ class EventType(StrEnum):
     MODEL_PUBLISHED = "model.published"
     POINTS_SETTLED = "points.settled"
     DSR_HANDLED = "dsr.handled"
+    # The coordinator service's control-plane changes.
+    ORGANISATION_REGISTERED = "organisation.registered"
+    CREDENTIAL_ISSUED = "credential.issued"
+    OFFICER_KEY_REGISTERED = "officer_key.registered"
+    DATASET_REGISTERED = "dataset.registered"
+    JOB_SUBMITTED = "job.submitted"
+    JOB_QUEUED = "job.queued"
+    JOB_STOPPED = "job.stopped"
+    JOB_FAILED = "job.failed"
+    BUDGET_SET = "budget.set"
 
 
 class Role(StrEnum):

@@ -61,8 +61,17 @@ STATEMENT_VERSION = 1
 STATEMENT_KIND = "loyalfed.policy_decision"
 NONCE_BYTES = 16
 _KEYS = frozenset(
-    {"v", "kind", "policy_id", "policy_version", "policy_hash", "partner_id", "decision", "signed_at",
-     "nonce"}
+    {
+        "v",
+        "kind",
+        "policy_id",
+        "policy_version",
+        "policy_hash",
+        "partner_id",
+        "decision",
+        "signed_at",
+        "nonce",
+    }
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _NONCE_HEX = re.compile(rf"^[0-9a-f]{{{2 * NONCE_BYTES}}}$")

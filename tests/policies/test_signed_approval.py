@@ -38,11 +38,23 @@ def _key(seed: int = 1) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
 
 
-def _sign(key: Ed25519PrivateKey, *, decision: ApprovalDecision = ApprovalDecision.APPROVED,
-          now: datetime = NOW, nonce: int = 7, partner: str = "careplus") -> SignedDecision:
+def _sign(
+    key: Ed25519PrivateKey,
+    *,
+    decision: ApprovalDecision = ApprovalDecision.APPROVED,
+    now: datetime = NOW,
+    nonce: int = 7,
+    partner: str = "careplus",
+) -> SignedDecision:
     return sign_decision(
-        key, policy_id="churn-2026", policy_version=2, policy_hash=HASH, partner_id=partner,
-        decision=decision, now=now, random_bytes=lambda n: bytes([nonce]) * n,
+        key,
+        policy_id="churn-2026",
+        policy_version=2,
+        policy_hash=HASH,
+        partner_id=partner,
+        decision=decision,
+        now=now,
+        random_bytes=lambda n: bytes([nonce]) * n,
     )
 
 

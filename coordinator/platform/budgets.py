@@ -1,0 +1,97 @@
+"""Privacy budgets: each partner's yearly ε cap, set by its data officer, and every job's reservation.
+
+A job reserves its ε on every involved partner before it is queued; the reservation is refused
+when the year's reservations plus the job would exceed the cap. Basic (additive) composition across
+jobs is conservative (Dwork and Roth, "The Algorithmic Foundations of Differential Privacy",
+Thm. 3.16); each node's own accountant composes more tightly and is the binding check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audit import EventType
+from coordinator.platform.audit_trail import AuditTrail
+from coordinator.platform.errors import InvalidRequestError
+from coordinator.platform.organisations import get_organisation
+from coordinator.platform.principals import Principal
+from coordinator.store.tables import BudgetCapRow, BudgetChargeRow
+
+__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "budget_shortfalls", "list_budgets", "reserve", "set_cap"]
+
+# A partner's cap until its data officer sets one: a conservative yearly allowance.
+DEFAULT_YEARLY_CAP = 10.0
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    partner_id: str
+    year: int
+    epsilon_cap: float
+    epsilon_reserved: float
+
+    @property
+    def epsilon_remaining(self) -> float:
+        return max(0.0, self.epsilon_cap - self.epsilon_reserved)
+
+
+def set_cap(
+    session: Session, trail: AuditTrail, *, actor: Principal, partner_id: str, year: int, epsilon_cap: float
+) -> BudgetCapRow:
+    if not 0 < epsilon_cap <= 100 or not 2000 <= year <= 2200:
+        raise InvalidRequestError("epsilon_cap must be in (0, 100] and year a calendar year")
+    get_organisation(session, partner_id)
+    row = session.get(BudgetCapRow, (partner_id, year)) or BudgetCapRow(partner_id=partner_id, year=year)
+    row.epsilon_cap, row.set_by, row.set_at = epsilon_cap, actor.id, trail.clock()
+    session.add(row)
+    trail.commit(
+        session, EventType.BUDGET_SET, actor, partner=partner_id, epsilon=epsilon_cap, details={"year": year}
+    )
+    return row
+
+
+def _view(session: Session, partner_id: str, year: int) -> BudgetView:
+    cap = session.get(BudgetCapRow, (partner_id, year))
+    reserved = session.scalar(
+        select(func.coalesce(func.sum(BudgetChargeRow.epsilon), 0.0)).where(
+            BudgetChargeRow.partner_id == partner_id, BudgetChargeRow.year == year
+        )
+    )
+    return BudgetView(
+        partner_id, year, cap.epsilon_cap if cap else DEFAULT_YEARLY_CAP, float(reserved or 0.0)
+    )
+
+
+def list_budgets(session: Session, *, year: int, partner: str | None = None) -> list[BudgetView]:
+    partners = {partner} if partner else set(session.scalars(select(BudgetCapRow.partner_id)))
+    partners |= set() if partner else set(session.scalars(select(BudgetChargeRow.partner_id)))
+    return [_view(session, p, year) for p in sorted(partners)]
+
+
+def budget_shortfalls(session: Session, partners: Iterable[str], *, epsilon: float, year: int) -> list[str]:
+    """One phrase per partner whose cap the job's ε would exceed (empty: the job fits)."""
+    phrases = []
+    for partner in sorted(partners):
+        view = _view(session, partner, year)
+        if view.epsilon_reserved + epsilon > view.epsilon_cap + 1e-12:
+            phrases.append(
+                f"partner {partner}'s {year} budget has ε {view.epsilon_remaining:.3g} left, "
+                f"the job needs {epsilon:.3g}"
+            )
+    return phrases
+
+
+def reserve(
+    session: Session, *, job_id: str, partners: Iterable[str], epsilon: float, year: int, trail: AuditTrail
+) -> None:
+    """Add the job's reservation on every partner (not committed: the caller commits with its transition)."""
+    for partner in partners:
+        session.add(
+            BudgetChargeRow(
+                job_id=job_id, partner_id=partner, year=year, epsilon=epsilon, charged_at=trail.clock()
+            )
+        )

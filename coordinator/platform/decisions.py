@@ -1,0 +1,155 @@
+"""Data officers' signed decisions on policy versions, and whether a policy hash is approved.
+
+The coordinator verifies each signature against the officer keys registered for the signer's
+organisation (early refusal) and stores the statement exactly as signed; nodes fetch the statements
+and verify them with keys they were configured with locally. Replays are refused: a nonce is
+accepted once, and a decision older than the newest stored one for (policy hash, partner) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit import EventType
+from coordinator.platform.audit_trail import AuditTrail
+from coordinator.platform.errors import ConflictError, InvalidRequestError
+from coordinator.platform.organisations import officer_keys
+from coordinator.platform.policy_registry import get_version, policy_of
+from coordinator.platform.principals import Principal
+from coordinator.store.tables import DecisionRow, PolicyVersionRow
+from policies.approval import (
+    Approval,
+    ApprovalDecision,
+    ApprovalStatus,
+    approval_blockers,
+    approval_status,
+)
+from policies.signed_approval import (
+    DecisionStatement,
+    SignatureRejectedError,
+    SignedDecision,
+    public_key_from_b64,
+)
+
+__all__ = ["approval_of", "decisions_for", "record_decision", "signed_decisions_for_hash"]
+
+
+def _verify(
+    session: Session, row: PolicyVersionRow, actor: Principal, signed: SignedDecision
+) -> DecisionStatement:
+    keys = [public_key_from_b64(key) for key in officer_keys(session, actor.organisation)]
+    statement = signed.verify_for(keys, policy_hash=row.policy_hash, partner_id=actor.organisation)
+    if statement.policy_id != row.policy_id or statement.policy_version != row.version:
+        raise SignatureRejectedError()
+    return statement
+
+
+def _refuse_replay(session: Session, statement: DecisionStatement) -> None:
+    if session.scalar(select(DecisionRow.id).where(DecisionRow.nonce == statement.nonce)) is not None:
+        raise ConflictError("this signed decision was already recorded (replayed nonce)")
+    newest = session.scalar(
+        select(DecisionRow.signed_at)
+        .where(
+            DecisionRow.policy_hash == statement.policy_hash, DecisionRow.partner_id == statement.partner_id
+        )
+        .order_by(DecisionRow.signed_at.desc())
+        .limit(1)
+    )
+    if newest is not None and statement.signed_at < newest:
+        raise ConflictError("a newer decision of this partner on this policy version is recorded")
+
+
+def record_decision(
+    session: Session,
+    trail: AuditTrail,
+    *,
+    actor: Principal,
+    policy_id: str,
+    version: int,
+    signed: SignedDecision,
+) -> DecisionRow:
+    """Verify and store one officer's signed decision on ``policy_id`` version ``version``."""
+    row = get_version(session, policy_id, version)
+    policy = policy_of(row)
+    statement = _verify(session, row, actor, signed)
+    if statement.partner_id not in policy.partners:
+        raise InvalidRequestError(f"partner {statement.partner_id} is not involved in policy {policy_id}")
+    blockers = approval_blockers(policy) if statement.decision is ApprovalDecision.APPROVED else []
+    if blockers:
+        raise InvalidRequestError(f"policy {policy_id} cannot be approved: {'; '.join(blockers)}")
+    _refuse_replay(session, statement)
+    decision = DecisionRow(
+        policy_id=row.policy_id,
+        policy_version=row.version,
+        policy_hash=row.policy_hash,
+        partner_id=statement.partner_id,
+        decision=statement.decision.value,
+        statement=signed.statement,
+        signature=signed.signature,
+        nonce=statement.nonce,
+        signed_at=statement.signed_at,
+        recorded_by=actor.id,
+        recorded_at=trail.clock(),
+    )
+    session.add(decision)
+    event = (
+        EventType.POLICY_APPROVED
+        if statement.decision is ApprovalDecision.APPROVED
+        else EventType.POLICY_REJECTED
+    )
+    trail.commit(
+        session,
+        event,
+        actor,
+        partner=statement.partner_id,
+        policy_hash=row.policy_hash,
+        purpose=policy.purpose.value,
+        details={"version": row.version},
+    )
+    return decision
+
+
+def decisions_for(session: Session, policy_id: str, version: int) -> list[DecisionRow]:
+    row = get_version(session, policy_id, version)
+    query = select(DecisionRow).where(DecisionRow.policy_hash == row.policy_hash)
+    return list(session.scalars(query.order_by(DecisionRow.signed_at, DecisionRow.id)))
+
+
+def signed_decisions_for_hash(session: Session, policy_hash: str) -> list[SignedDecision]:
+    query = select(DecisionRow).where(DecisionRow.policy_hash == policy_hash).order_by(DecisionRow.signed_at)
+    return [SignedDecision(row.statement, row.signature) for row in session.scalars(query)]
+
+
+def _verified(session: Session, rows: Iterable[DecisionRow]) -> list[Approval]:
+    """Re-verify every stored statement: an edited row (decision flipped in the database) is ignored."""
+    approvals = []
+    for row in rows:
+        keys = [public_key_from_b64(key) for key in officer_keys(session, row.partner_id)]
+        try:
+            statement = SignedDecision(row.statement, row.signature).verify_for(
+                keys, policy_hash=row.policy_hash, partner_id=row.partner_id
+            )
+        except SignatureRejectedError:
+            continue
+        approvals.append(
+            Approval(
+                policy_id=statement.policy_id,
+                policy_hash=statement.policy_hash,
+                partner=statement.partner_id,
+                decision=statement.decision,
+                actor=row.recorded_by,
+                decided_at=statement.signed_at,
+            )
+        )
+    return approvals
+
+
+def approval_of(session: Session, row: PolicyVersionRow, *, now: datetime | None = None) -> ApprovalStatus:
+    """Each involved partner's verified latest decision on this version's hash."""
+    policy = policy_of(row)
+    rows = session.scalars(select(DecisionRow).where(DecisionRow.policy_hash == row.policy_hash))
+    return approval_status(row.policy_id, row.policy_hash, policy.partners, _verified(session, rows))

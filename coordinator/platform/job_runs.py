@@ -1,0 +1,117 @@
+"""A job's run on the deployment engine, as the control plane records it: start, fail, stop.
+
+``begin_run`` mints the job-run credential (role ``job_run``, bound to this job only) that the
+ServerApp uses to report progress, and moves the job to ``running``; the token is handed to the
+run's configuration and never stored (its digest is).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coordinator.platform.audit_trail import AuditTrail
+from coordinator.platform.decisions import signed_decisions_for_hash
+from coordinator.platform.errors import ConflictError
+from coordinator.platform.jobs import JobState, append_log, get_job, transition
+from coordinator.platform.policy_registry import get_version, policy_of
+from coordinator.platform.principals import ADMIN_ORGANISATION, create_principal
+from coordinator.store.tables import JobRow, PrincipalRow
+from policies.roles import Role
+
+__all__ = [
+    "RunConfigKey",
+    "begin_run",
+    "finish_run",
+    "job_spec_for_run",
+    "jobs_in",
+    "note",
+    "run_config",
+    "run_partners",
+]
+
+
+class RunConfigKey:
+    """Flower ``run_config`` keys of a deployment run (the job engine's ``protocol.RunConfigKey``)."""
+
+    JOB_SPEC = "job-spec"
+    EXPECTED_NODES = "expected-nodes"
+    COORDINATOR_URL = "coordinator-url"
+    JOB_TOKEN = "job-token"
+    COORDINATOR_CA = "coordinator-ca"
+
+
+def jobs_in(session: Session, *states: JobState) -> list[JobRow]:
+    query = select(JobRow).where(JobRow.state.in_([s.value for s in states])).order_by(JobRow.submitted_at)
+    return list(session.scalars(query))
+
+
+def run_partners(session: Session, job: JobRow) -> tuple[str, ...]:
+    return policy_of(get_version(session, job.policy_id, job.policy_version)).partners
+
+
+def job_spec_for_run(session: Session, job: JobRow) -> dict[str, Any]:
+    """The job spec the ServerApp and every node receive: the submitted spec, the job id, the policy
+    hash and every signed decision on it (nodes verify their own officer's signature themselves)."""
+    decisions = [d.to_dict() for d in signed_decisions_for_hash(session, job.policy_hash)]
+    return dict(job.spec) | {
+        "job_id": job.id,
+        "policy_id": job.policy_id,
+        "policy_version": job.policy_version,
+        "policy_hash": job.policy_hash,
+        "signed_decisions": decisions,
+    }
+
+
+def begin_run(session: Session, trail: AuditTrail, *, job_id: str) -> str:
+    """Mint the job-run token and mark the job running; returns the token (shown once)."""
+    job = get_job(session, job_id)
+    if job.state != JobState.QUEUED.value:
+        raise ConflictError(f"job {job_id} is {job.state}; only a queued job starts")
+    _principal, token = create_principal(
+        session,
+        name="job run",
+        role=Role.JOB_RUN,
+        organisation=ADMIN_ORGANISATION,
+        now=trail.clock(),
+        job_id=job_id,
+    )
+    transition(session, trail, job, JobState.RUNNING, reason="Flower run starting")
+    return token
+
+
+def finish_run(session: Session, trail: AuditTrail, *, job_id: str, state: JobState, reason: str) -> None:
+    """End a run from the coordinator's side (stop, launch failure) and revoke its credential."""
+    job = get_job(session, job_id)
+    if JobState(job.state) not in (JobState.QUEUED, JobState.RUNNING):
+        return
+    for row in session.scalars(select(PrincipalRow).where(PrincipalRow.job_id == job_id)):
+        row.revoked_at = trail.clock()
+    transition(session, trail, job, state, reason=reason)
+
+
+def run_config(
+    spec: dict[str, Any], *, expected_nodes: int, coordinator_url: str, token: str, ca: str
+) -> str:
+    """The run's configuration as a TOML document for ``flwr run --run-config FILE.toml``.
+
+    A file, not ``key=value`` pairs: Flower's pair syntax cannot carry a quoted JSON value. Each
+    string is written by ``json.dumps`` (ASCII, escapes ``\\ \\" \\n \\uXXXX``), which is
+    also a valid TOML basic string (TOML 1.0 §String).
+    """
+    values: dict[str, Any] = {
+        RunConfigKey.JOB_SPEC: json.dumps(spec, sort_keys=True),
+        RunConfigKey.EXPECTED_NODES: expected_nodes,
+        RunConfigKey.COORDINATOR_URL: coordinator_url,
+        RunConfigKey.JOB_TOKEN: token,
+        RunConfigKey.COORDINATOR_CA: ca,
+    }
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+
+def note(session: Session, trail: AuditTrail, job: JobRow, message: str) -> None:
+    append_log(session, job.id, message, trail=trail)
+    session.commit()

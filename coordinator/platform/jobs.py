@@ -1,0 +1,218 @@
+"""Jobs: submission, the state machine, the start gate (signed approvals, budgets), logs and stop.
+
+States (``submitted → awaiting_approval → queued → running → finished | failed | stopped``) change
+only through ``transition``, which checks the edge, stamps the time, writes a log line and commits
+with the lineage event of the new state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit import EventType
+from coordinator.platform.audit_trail import AuditTrail
+from coordinator.platform.budgets import budget_shortfalls, reserve
+from coordinator.platform.decisions import approval_of
+from coordinator.platform.errors import ConflictError, NotFoundError
+from coordinator.platform.job_body import parse_job_body
+from coordinator.platform.policy_registry import get_version, policy_of
+from coordinator.platform.principals import Principal
+from coordinator.store.tables import JobLogRow, JobRefusalRow, JobRoundRow, JobRow
+
+__all__ = [
+    "TERMINAL",
+    "JobDetail",
+    "JobState",
+    "append_log",
+    "check_gate",
+    "get_job",
+    "job_detail",
+    "list_jobs",
+    "read_logs",
+    "request_stop",
+    "submit_job",
+    "transition",
+]
+
+
+class JobState(StrEnum):
+    SUBMITTED = "submitted"
+    AWAITING_APPROVAL = "awaiting_approval"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+TERMINAL = frozenset({JobState.FINISHED, JobState.FAILED, JobState.STOPPED})
+_EDGES: dict[JobState, frozenset[JobState]] = {
+    JobState.SUBMITTED: frozenset(
+        {JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.FAILED, JobState.STOPPED}
+    ),
+    JobState.AWAITING_APPROVAL: frozenset({JobState.QUEUED, JobState.FAILED, JobState.STOPPED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.STOPPED}),
+    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.FAILED, JobState.STOPPED}),
+}
+_EVENT = {
+    JobState.AWAITING_APPROVAL: EventType.JOB_SUBMITTED,
+    JobState.QUEUED: EventType.JOB_QUEUED,
+    JobState.RUNNING: EventType.JOB_STARTED,
+    JobState.FINISHED: EventType.JOB_FINISHED,
+    JobState.FAILED: EventType.JOB_FAILED,
+    JobState.STOPPED: EventType.JOB_STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    job: JobRow
+    rounds: list[JobRoundRow]
+    refusals: list[JobRefusalRow]
+
+
+def get_job(session: Session, job_id: str) -> JobRow:
+    row = session.get(JobRow, job_id)
+    if row is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return row
+
+
+def append_log(
+    session: Session, job_id: str, message: str, *, trail: AuditTrail, level: str = "info"
+) -> None:
+    """Add a log line (not committed: it belongs to the caller's change)."""
+    session.add(JobLogRow(job_id=job_id, time=trail.clock(), level=level, message=message[:2000]))
+
+
+def transition(
+    session: Session,
+    trail: AuditTrail,
+    job: JobRow,
+    to: JobState,
+    *,
+    actor: Principal | None = None,
+    reason: str | None = None,
+) -> JobRow:
+    current = JobState(job.state)
+    if to not in _EDGES.get(current, frozenset()):
+        raise ConflictError(f"job {job.id} is {current.value}; it cannot become {to.value}")
+    job.state = to.value
+    now = trail.clock()
+    if to is JobState.RUNNING:
+        job.started_at = now
+    if to in TERMINAL:
+        job.finished_at = now
+    if reason is not None:
+        job.reason = reason[:2000]
+    append_log(session, job.id, f"state {to.value}" + (f": {reason}" if reason else ""), trail=trail)
+    trail.commit(
+        session,
+        _EVENT.get(to, EventType.JOB_SUBMITTED),
+        actor,
+        job_id=job.id,
+        policy_hash=job.policy_hash,
+        details={"state": to.value},
+    )
+    return job
+
+
+def submit_job(session: Session, trail: AuditTrail, *, actor: Principal, body: Any) -> JobRow:
+    """Record a job in ``submitted`` and run the start gate once."""
+    spec = parse_job_body(body)
+    version = get_version(session, spec.policy_id, spec.policy_version)
+    job = JobRow(
+        id=f"job-{uuid.uuid4().hex[:16]}",
+        state=JobState.SUBMITTED.value,
+        task=spec.task,
+        spec=spec.model_dump(mode="json"),
+        policy_id=version.policy_id,
+        policy_version=version.version,
+        policy_hash=version.policy_hash,
+        submitted_by=actor.id,
+        submitted_at=trail.clock(),
+        stop_requested=False,
+    )
+    session.add(job)
+    session.flush()  # the job row first: its log lines and reservations refer to it
+    append_log(
+        session,
+        job.id,
+        f"submitted by {actor.name} on policy {version.policy_id} v{version.version}",
+        trail=trail,
+    )
+    return check_gate(session, trail, job, actor=actor)
+
+
+def check_gate(session: Session, trail: AuditTrail, job: JobRow, *, actor: Principal | None = None) -> JobRow:
+    """Move a submitted/awaiting job on: wait for approvals, fail on a rejection or budget, else queue."""
+    version = get_version(session, job.policy_id, job.policy_version)
+    status = approval_of(session, version)
+    rejected = [p for p in status.missing() if "rejected" in p]
+    if rejected:
+        return transition(session, trail, job, JobState.FAILED, actor=actor, reason="; ".join(rejected))
+    if not status.approved:
+        if job.state == JobState.SUBMITTED.value:
+            return transition(
+                session,
+                trail,
+                job,
+                JobState.AWAITING_APPROVAL,
+                actor=actor,
+                reason="; ".join(status.missing()),
+            )
+        return job
+    spec = parse_job_body(job.spec)
+    year = trail.clock().year
+    partners = policy_of(version).partners
+    shortfalls = budget_shortfalls(session, partners, epsilon=spec.epsilon, year=year)
+    if shortfalls:
+        return transition(session, trail, job, JobState.FAILED, actor=actor, reason="; ".join(shortfalls))
+    reserve(session, job_id=job.id, partners=partners, epsilon=spec.epsilon, year=year, trail=trail)
+    return transition(session, trail, job, JobState.QUEUED, actor=actor, reason="approved by every partner")
+
+
+def list_jobs(session: Session, *, state: str | None = None, task: str | None = None) -> list[JobRow]:
+    query = select(JobRow).order_by(JobRow.submitted_at.desc())
+    if state:
+        query = query.where(JobRow.state == state)
+    if task:
+        query = query.where(JobRow.task == task)
+    return list(session.scalars(query))
+
+
+def job_detail(session: Session, job_id: str) -> JobDetail:
+    job = get_job(session, job_id)
+    rounds = session.scalars(
+        select(JobRoundRow).where(JobRoundRow.job_id == job_id).order_by(JobRoundRow.round)
+    )
+    refusals = session.scalars(
+        select(JobRefusalRow).where(JobRefusalRow.job_id == job_id).order_by(JobRefusalRow.id)
+    )
+    return JobDetail(job, list(rounds), list(refusals))
+
+
+def read_logs(session: Session, job_id: str, *, after: int = 0, limit: int = 1000) -> list[JobLogRow]:
+    get_job(session, job_id)
+    query = select(JobLogRow).where(JobLogRow.job_id == job_id, JobLogRow.seq > after)
+    return list(session.scalars(query.order_by(JobLogRow.seq).limit(limit)))
+
+
+def request_stop(session: Session, trail: AuditTrail, *, actor: Principal, job_id: str) -> JobRow:
+    """Stop a job: at once if it has not started, else flag it for the runner to stop its Flower run."""
+    job = get_job(session, job_id)
+    state = JobState(job.state)
+    if state in TERMINAL:
+        raise ConflictError(f"job {job_id} is already {state.value}")
+    if state is JobState.RUNNING:
+        job.stop_requested = True
+        append_log(session, job.id, f"stop requested by {actor.name}", trail=trail)
+        session.commit()
+        return job
+    return transition(session, trail, job, JobState.STOPPED, actor=actor, reason=f"stopped by {actor.name}")
