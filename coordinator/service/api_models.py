@@ -1,0 +1,251 @@
+"""Request and reply models of the coordinator API (``XCreate`` in, ``XPublic`` out).
+
+Split from the table models of ``coordinator.store.tables``: a reply never exposes a column by
+accident (token digests, artefact bytes). Requests are strict (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coordinator.platform.organisations import OrganisationKind
+from policies.roles import Role
+
+_IN = ConfigDict(extra="forbid", frozen=True)
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+    superlink: Literal["running", "stopped"]
+    version: str
+
+
+class MePublic(BaseModel):
+    name: str
+    role: Role
+    organisation: str
+
+
+class OrganisationCreate(BaseModel):
+    model_config = _IN
+    id: Id
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrganisationKind
+    region: str = Field(pattern=r"^[A-Z]{2}$")
+
+
+class OrganisationPublic(BaseModel):
+    id: str
+    name: str
+    kind: OrganisationKind
+    region: str
+
+
+class TokenCreate(BaseModel):
+    model_config = _IN
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    organisation: str = Field(min_length=1, max_length=64)
+
+
+class TokenIssued(BaseModel):
+    token: str
+    name: str
+    role: Role
+    organisation: str
+
+
+class OfficerKeyCreate(BaseModel):
+    model_config = _IN
+    public_key_b64: str = Field(min_length=40, max_length=64)
+
+
+class OfficerKeyPublic(BaseModel):
+    public_key_b64: str
+    organisation: str
+    registered_at: datetime
+
+
+class NodeRegister(BaseModel):
+    model_config = _IN
+    partner_id: Id
+    version: str = Field(min_length=1, max_length=64)
+    api_url: str = Field(min_length=1, max_length=500)
+    tls_certificate_pem: str = Field(min_length=1, max_length=20_000)
+    supernode_public_key_pem: str = Field(min_length=1, max_length=5_000)
+
+
+class NodeRegistered(BaseModel):
+    superlink_address: str
+    superlink_root_certificate_pem: str
+
+
+class HeartbeatCreate(BaseModel):
+    model_config = _IN
+    version: str = Field(min_length=1, max_length=64)
+    audit_tree_head: dict[str, Any] | None = None
+
+
+class NodePublic(BaseModel):
+    partner_id: str
+    version: str
+    api_url: str
+    online: bool
+    last_heartbeat: datetime | None
+    registered_at: datetime
+
+
+class TableSummary(BaseModel):
+    model_config = _IN
+    columns: list[Annotated[str, Field(max_length=128)]] = Field(max_length=500)
+    rows_rounded: int = Field(ge=0)
+
+
+class DatasetCreate(BaseModel):
+    model_config = _IN
+    partner_id: Id
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    tables: dict[Annotated[str, Field(max_length=64)], TableSummary] = Field(max_length=50)
+
+
+class DatasetPublic(BaseModel):
+    partner_id: str
+    name: str
+    tables: dict[str, TableSummary]
+    registered_at: datetime
+
+
+class PolicyCreate(BaseModel):
+    model_config = _IN
+    document: dict[str, Any]
+
+
+class PolicyVersionPublic(BaseModel):
+    policy_id: str
+    version: int
+    hash: str
+    drafted_at: datetime
+    partners: list[str]
+    approvals: dict[str, str]
+    document: dict[str, Any] | None = None
+
+
+class FieldChangePublic(BaseModel):
+    path: str
+    before: Any
+    after: Any
+
+
+class PolicyDiffPublic(BaseModel):
+    policy_id: str
+    from_version: int
+    to_version: int
+    changes: list[FieldChangePublic]
+
+
+class DecisionCreate(BaseModel):
+    model_config = _IN
+    statement: str = Field(max_length=2_000)
+    signature: str = Field(max_length=200)
+
+
+class DecisionPublic(BaseModel):
+    partner_id: str
+    decision: str
+    signed_at: datetime
+    statement: str
+    signature: str
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    state: str
+
+
+class RoundPublic(BaseModel):
+    round: int
+    nodes_answered: int
+    epsilon_spent: float
+    metrics: dict[str, float]
+
+
+class RefusalPublic(BaseModel):
+    partner_id: str
+    reason: str
+
+
+class JobPublic(BaseModel):
+    job_id: str
+    state: str
+    task: str
+    policy_id: str
+    policy_version: int
+    policy_hash: str
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    reason: str | None
+    model_id: str | None
+    spec: dict[str, Any] | None = None
+    rounds: list[RoundPublic] = []
+    refusals: list[RefusalPublic] = []
+
+
+class LogLinePublic(BaseModel):
+    seq: int
+    time: datetime
+    level: str
+    message: str
+
+
+class ProgressCreate(BaseModel):
+    model_config = _IN
+    round: int = Field(ge=0, le=100_000)
+    nodes_answered: int = Field(ge=0, le=10_000)
+    epsilon_spent: float = Field(ge=0)
+    metrics: dict[Annotated[str, Field(max_length=64)], float] = Field(default_factory=dict, max_length=200)
+
+
+class EventCreate(BaseModel):
+    model_config = _IN
+    kind: Literal["refusal", "log", "outcome"]
+    partner_id: Id | None = None
+    reason: str | None = Field(default=None, max_length=1_000)
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str | None = Field(default=None, max_length=2_000)
+    state: Literal["finished", "failed"] | None = None
+
+
+class BudgetSet(BaseModel):
+    model_config = _IN
+    epsilon_cap: float = Field(gt=0, le=100)
+
+
+class BudgetPublic(BaseModel):
+    partner_id: str
+    year: int
+    epsilon_cap: float
+    epsilon_reserved: float
+    epsilon_remaining: float
+
+
+class ModelCreate(BaseModel):
+    model_config = _IN
+    job_id: str = Field(max_length=64)
+    card: dict[str, Any]
+    weights_b64: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class ModelPublic(BaseModel):
+    model_id: str
+    job_id: str
+    task: str
+    artefact_sha256: str
+    artefact_size: int
+    published_at: datetime
+    card: dict[str, Any] | None = None

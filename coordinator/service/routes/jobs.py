@@ -1,0 +1,136 @@
+"""Jobs: submission, status, logs, stop; and what a job's ServerApp reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+
+from coordinator.platform import job_reports, jobs
+from coordinator.platform.errors import InvalidRequestError
+from coordinator.platform.permissions import ApiAction, authorize
+from coordinator.service.api_models import (
+    EventCreate,
+    JobCreated,
+    JobPublic,
+    LogLinePublic,
+    ProgressCreate,
+    RefusalPublic,
+    RoundPublic,
+)
+from coordinator.service.dependencies import CurrentPrincipal, SessionDep, TrailDep
+from coordinator.store.tables import JobRow
+
+router = APIRouter(tags=["jobs"])
+
+
+def _public(job: JobRow, detail: jobs.JobDetail | None = None) -> JobPublic:
+    public = JobPublic(
+        job_id=job.id,
+        state=job.state,
+        task=job.task,
+        policy_id=job.policy_id,
+        policy_version=job.policy_version,
+        policy_hash=job.policy_hash,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        reason=job.reason,
+        model_id=job.model_id,
+    )
+    if detail is None:
+        return public
+    return public.model_copy(
+        update={
+            "spec": job.spec,
+            "rounds": [RoundPublic.model_validate(r, from_attributes=True) for r in detail.rounds],
+            "refusals": [RefusalPublic.model_validate(r, from_attributes=True) for r in detail.refusals],
+        }
+    )
+
+
+@router.post("/jobs", response_model=JobCreated, status_code=status.HTTP_201_CREATED)
+def submit(
+    body: Annotated[dict[str, Any], Body()], principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> JobCreated:
+    authorize(principal, ApiAction.JOB_SUBMIT)
+    job = jobs.submit_job(session, trail, actor=principal, body=body)
+    return JobCreated(job_id=job.id, state=job.state)
+
+
+@router.get("/jobs", response_model=list[JobPublic])
+def list_jobs(
+    principal: CurrentPrincipal, session: SessionDep, state: str | None = None, task: str | None = None
+) -> list[JobPublic]:
+    authorize(principal, ApiAction.JOB_READ)
+    return [_public(job) for job in jobs.list_jobs(session, state=state, task=task)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+def show(job_id: str, principal: CurrentPrincipal, session: SessionDep) -> JobPublic:
+    authorize(principal, ApiAction.JOB_READ)
+    detail = jobs.job_detail(session, job_id)
+    return _public(detail.job, detail)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=list[LogLinePublic])
+def logs(
+    job_id: str, principal: CurrentPrincipal, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0
+) -> list[LogLinePublic]:
+    authorize(principal, ApiAction.JOB_READ)
+    return [
+        LogLinePublic.model_validate(r, from_attributes=True)
+        for r in jobs.read_logs(session, job_id, after=after)
+    ]
+
+
+@router.post("/jobs/{job_id}/stop", response_model=JobCreated)
+def stop(job_id: str, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep) -> JobCreated:
+    authorize(principal, ApiAction.JOB_STOP)
+    job = jobs.request_stop(session, trail, actor=principal, job_id=job_id)
+    return JobCreated(job_id=job.id, state=job.state)
+
+
+@router.post("/jobs/{job_id}/progress", status_code=status.HTTP_204_NO_CONTENT)
+def progress(
+    job_id: str, body: ProgressCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> None:
+    authorize(principal, ApiAction.JOB_REPORT, job_id=job_id)
+    job_reports.record_progress(
+        session,
+        trail,
+        actor=principal,
+        job_id=job_id,
+        round_number=body.round,
+        nodes_answered=body.nodes_answered,
+        epsilon_spent=body.epsilon_spent,
+        metrics=body.metrics,
+    )
+
+
+@router.post("/jobs/{job_id}/events", status_code=status.HTTP_204_NO_CONTENT)
+def event(
+    job_id: str, body: EventCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> None:
+    authorize(principal, ApiAction.JOB_REPORT, job_id=job_id)
+    if body.kind == "refusal":
+        if body.partner_id is None or not body.reason:
+            raise InvalidRequestError("a refusal names partner_id and reason")
+        job_reports.record_refusal(
+            session, trail, actor=principal, job_id=job_id, partner_id=body.partner_id, reason=body.reason
+        )
+    elif body.kind == "log":
+        job_reports.record_log(
+            session, trail=trail, job_id=job_id, level=body.level, message=body.message or ""
+        )
+    else:
+        if body.state is None:
+            raise InvalidRequestError("an outcome names state: finished or failed")
+        job_reports.record_outcome(
+            session,
+            trail,
+            actor=principal,
+            job_id=job_id,
+            finished=body.state == "finished",
+            reason=body.reason,
+        )

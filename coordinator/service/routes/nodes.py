@@ -1,0 +1,92 @@
+"""Partner nodes and their dataset summaries."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from coordinator.platform import datasets, nodes
+from coordinator.platform.permissions import ApiAction, authorize
+from coordinator.service.api_models import (
+    DatasetCreate,
+    DatasetPublic,
+    HeartbeatCreate,
+    NodePublic,
+    NodeRegister,
+    NodeRegistered,
+)
+from coordinator.service.dependencies import CurrentPrincipal, SessionDep, StateDep, TrailDep
+
+router = APIRouter(tags=["nodes"])
+
+
+@router.post("/nodes/register", response_model=NodeRegistered)
+def register_node(
+    body: NodeRegister, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep, state: StateDep
+) -> NodeRegistered:
+    authorize(principal, ApiAction.NODE_REGISTER, organisation=body.partner_id)
+    nodes.register_node(
+        session,
+        trail,
+        state.superlink,
+        actor=principal,
+        partner_id=body.partner_id,
+        version=body.version,
+        api_url=body.api_url,
+        tls_certificate_pem=body.tls_certificate_pem,
+        supernode_public_key_pem=body.supernode_public_key_pem,
+    )
+    registrar = state.superlink
+    assert registrar is not None  # register_node refuses without a SuperLink
+    return NodeRegistered(
+        superlink_address=registrar.address, superlink_root_certificate_pem=registrar.root_certificate_pem
+    )
+
+
+@router.post("/nodes/{partner_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(
+    partner_id: str, body: HeartbeatCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> None:
+    authorize(principal, ApiAction.NODE_HEARTBEAT, organisation=partner_id)
+    nodes.heartbeat(
+        session,
+        partner_id=partner_id,
+        version=body.version,
+        audit_tree_head=body.audit_tree_head,
+        now=trail.clock(),
+    )
+
+
+@router.get("/nodes", response_model=list[NodePublic])
+def list_nodes(principal: CurrentPrincipal, session: SessionDep, trail: TrailDep) -> list[NodePublic]:
+    authorize(principal, ApiAction.NODE_READ)
+    return [
+        NodePublic.model_validate(s, from_attributes=True)
+        for s in nodes.list_nodes(session, now=trail.clock())
+    ]
+
+
+@router.post("/datasets", response_model=DatasetPublic, status_code=201)
+def register_dataset(
+    body: DatasetCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> DatasetPublic:
+    authorize(principal, ApiAction.DATASET_REGISTER, organisation=body.partner_id)
+    row = datasets.register_dataset(
+        session,
+        trail,
+        actor=principal,
+        partner_id=body.partner_id,
+        name=body.name,
+        tables={name: table.model_dump() for name, table in body.tables.items()},
+    )
+    return DatasetPublic.model_validate(row, from_attributes=True)
+
+
+@router.get("/datasets", response_model=list[DatasetPublic])
+def list_datasets(
+    principal: CurrentPrincipal, session: SessionDep, partner: str | None = None
+) -> list[DatasetPublic]:
+    authorize(principal, ApiAction.DATASET_READ)
+    return [
+        DatasetPublic.model_validate(r, from_attributes=True)
+        for r in datasets.list_datasets(session, partner=partner)
+    ]

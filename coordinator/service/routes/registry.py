@@ -1,0 +1,117 @@
+"""Budgets and the model registry."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import APIRouter, Response
+
+from coordinator.platform import budgets, model_registry
+from coordinator.platform.errors import InvalidRequestError
+from coordinator.platform.permissions import ApiAction, authorize
+from coordinator.service.api_models import BudgetPublic, BudgetSet, ModelCreate, ModelPublic
+from coordinator.service.dependencies import CurrentPrincipal, SessionDep, TrailDep
+from coordinator.store.tables import ModelRow
+
+router = APIRouter()
+
+
+def _budget(view: budgets.BudgetView) -> BudgetPublic:
+    return BudgetPublic(
+        partner_id=view.partner_id,
+        year=view.year,
+        epsilon_cap=view.epsilon_cap,
+        epsilon_reserved=view.epsilon_reserved,
+        epsilon_remaining=view.epsilon_remaining,
+    )
+
+
+@router.get("/budgets", response_model=list[BudgetPublic], tags=["budgets"])
+def list_budgets(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    trail: TrailDep,
+    partner: str | None = None,
+    year: int | None = None,
+) -> list[BudgetPublic]:
+    authorize(principal, ApiAction.BUDGET_READ)
+    views = budgets.list_budgets(session, year=year or trail.clock().year, partner=partner)
+    return [_budget(v) for v in views]
+
+
+@router.put("/budgets/{partner_id}/{year}", response_model=BudgetPublic, tags=["budgets"])
+def set_budget(
+    partner_id: str,
+    year: int,
+    body: BudgetSet,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    trail: TrailDep,
+) -> BudgetPublic:
+    authorize(principal, ApiAction.BUDGET_SET, organisation=partner_id)
+    budgets.set_cap(
+        session, trail, actor=principal, partner_id=partner_id, year=year, epsilon_cap=body.epsilon_cap
+    )
+    return _budget(budgets.list_budgets(session, year=year, partner=partner_id)[0])
+
+
+def _model(row: ModelRow, *, card: bool = False) -> ModelPublic:
+    return ModelPublic(
+        model_id=row.id,
+        job_id=row.job_id,
+        task=row.task,
+        artefact_sha256=row.artefact_sha256,
+        artefact_size=row.artefact_size,
+        published_at=row.published_at,
+        card=row.card if card else None,
+    )
+
+
+@router.post("/models", response_model=ModelPublic, status_code=201, tags=["models"])
+def publish(
+    body: ModelCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> ModelPublic:
+    authorize(principal, ApiAction.MODEL_PUBLISH, job_id=body.job_id)
+    try:
+        weights = base64.b64decode(body.weights_b64, validate=True)
+    except binascii.Error as err:
+        raise InvalidRequestError("weights_b64 is not base64") from err
+    row = model_registry.publish_model(
+        session,
+        trail,
+        actor=principal,
+        job_id=body.job_id,
+        card=body.card,
+        weights=weights,
+        sha256=body.sha256,
+    )
+    return _model(row, card=True)
+
+
+@router.get("/models", response_model=list[ModelPublic], tags=["models"])
+def list_models(
+    principal: CurrentPrincipal, session: SessionDep, task: str | None = None
+) -> list[ModelPublic]:
+    authorize(principal, ApiAction.MODEL_READ)
+    return [_model(r) for r in model_registry.list_models(session, task=task)]
+
+
+@router.get("/models/{model_id}", response_model=ModelPublic, tags=["models"])
+def show_model(model_id: str, principal: CurrentPrincipal, session: SessionDep) -> ModelPublic:
+    authorize(principal, ApiAction.MODEL_READ)
+    return _model(model_registry.get_model(session, model_id), card=True)
+
+
+@router.get("/models/{model_id}/download", tags=["models"], response_class=Response)
+def download(model_id: str, principal: CurrentPrincipal, session: SessionDep) -> Response:
+    authorize(principal, ApiAction.MODEL_DOWNLOAD)
+    row = model_registry.get_model(session, model_id)
+    return Response(
+        row.artefact,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{row.id}.pt"',
+            "X-Artefact-SHA256": row.artefact_sha256,
+        },
+    )

@@ -1,0 +1,72 @@
+"""Run the coordinator service: uvicorn (HTTPS when given a certificate) around ``create_app``,
+with the supervised SuperLink and the job runner as the app's background parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from coordinator.flower_runs import FlowerRuns
+from coordinator.job_runner import JobRunner, RunLauncher
+from coordinator.service.app import Background, create_app
+from coordinator.service.dependencies import ServiceState
+from coordinator.service.settings import CoordinatorSettings
+from coordinator.superlink_certificates import ensure_superlink_certificates
+from coordinator.superlink_supervisor import SuperLinkSupervisor, free_port
+
+__all__ = ["default_flower_app", "serve"]
+
+
+def default_flower_app() -> Path | None:
+    """The loyalfed Flower app shipped beside the packages (``deploy/flower_app``), if present."""
+    candidate = Path(__file__).resolve().parents[2] / "deploy" / "flower_app"
+    return candidate if (candidate / "pyproject.toml").is_file() else None
+
+
+def background_parts(settings: CoordinatorSettings, state: ServiceState, *, port: int) -> list[Background]:
+    """The SuperLink supervisor (when enabled) and the job runner, wired to ``state``."""
+    parts: list[Background] = []
+    launcher: RunLauncher | None = None
+    if settings.superlink:
+        folder = settings.superlink_certs or settings.state_dir / "superlink-tls"
+        certificates = ensure_superlink_certificates(folder, [settings.host, "localhost"])
+        supervisor = SuperLinkSupervisor(
+            state_dir=settings.state_dir,
+            certificates=certificates,
+            host=settings.host,
+            port=settings.superlink_port,
+        )
+        state.superlink = supervisor
+        parts.append(supervisor)
+        app_dir = settings.flower_app or default_flower_app()
+        if app_dir is not None:
+            launcher = FlowerRuns(supervisor, app_dir=app_dir, runs_dir=settings.state_dir / "runs")
+    parts.append(
+        JobRunner(
+            state.sessions,
+            state.trail,
+            launcher,
+            coordinator_url=settings.base_url(port),
+            coordinator_ca=settings.tls_ca,
+        )
+    )
+    return parts
+
+
+def serve(settings: CoordinatorSettings) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM); the lifespan stops the SuperLink and the runner."""
+    port = settings.port or free_port(settings.host)
+    app = create_app(settings, background=lambda state: background_parts(settings, state, port=port))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # A client holding a keep-alive TLS connection open must not keep the service (and its
+        # SuperLink) running after SIGTERM: in-flight requests get this long, then shutdown proceeds.
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+    )
