@@ -11,6 +11,7 @@ from rich.console import Console
 from loyalfed.cli import (
     audit_commands,
     consent_commands,
+    coordinator_commands,
     data_commands,
     demo_commands,
     pki_commands,
@@ -37,6 +38,7 @@ for module in (
     consent_commands,
     audit_commands,
     pki_commands,
+    coordinator_commands,
 ):
     module.register(app)
 

@@ -1,0 +1,169 @@
+"""`loyalfed coordinator serve` as a real process: HTTPS on loopback, a real supervised SuperLink.
+
+The API answers health without credentials and refuses reads without them; a node's SuperNode key
+is admitted to the SuperLink by Flower's own CLI; a killed SuperLink is restarted; stopping the
+service stops the SuperLink with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from coordinator.superlink_supervisor import free_port
+from pki.certificate_authority import create_federation_ca, sign_request
+from pki.certificate_request import CertificateRole, build_request
+from pki.key_files import write_private_key
+from pki.supernode_key import create_supernode_key
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Served:
+    url: str
+    ca: Path
+    state: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url + "/api/v1", verify=str(self.ca), headers=headers, timeout=30)
+
+
+def _api_certificate(folder: Path) -> tuple[Path, Path, Path]:
+    ca = create_federation_ca(folder / "ca")
+    key, request = build_request(CertificateRole.COORDINATOR, hosts=["127.0.0.1", "localhost"])
+    (folder / "api.pem").write_bytes(
+        sign_request(ca, request.public_bytes(serialization.Encoding.PEM), role=CertificateRole.COORDINATOR)
+    )
+    write_private_key(
+        folder / "api.key",
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    return folder / "ca" / "ca.crt", folder / "api.pem", folder / "api.key"
+
+
+def _superlink_pids(state: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "flower-superlink" in command and str(state) in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _wait(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    ca, cert, key = _api_certificate(tmp_path / "api-tls")
+    state, port = tmp_path / "state", free_port()
+    command = [
+        str(BIN / "loyalfed"),
+        "coordinator",
+        "serve",
+        "--state",
+        str(state),
+        "--port",
+        str(port),
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--tls-ca",
+        str(ca),
+    ]
+    log = (tmp_path / "coordinator.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    served = Served(f"https://127.0.0.1:{port}", ca, state, process)
+    try:
+        _wait(lambda: served.client().get("/health").status_code == 200, 90, "the API")
+        yield served
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        for pid in _superlink_pids(state):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_serve_https_health_openapi_auth_supernode_registration_restart_and_stop(
+    served: Served, tmp_path: Path
+) -> None:
+    anonymous = served.client()
+    assert anonymous.get("/health").json()["status"] == "ok"
+    assert (
+        "/api/v1/nodes/register"
+        in httpx.get(served.url + "/openapi.json", verify=str(served.ca)).json()["paths"]
+    )
+    assert anonymous.get("/jobs").status_code == 401
+    with pytest.raises(httpx.ConnectError):  # HTTPS only, and only with the CA that signed it
+        httpx.get(served.url + "/api/v1/health", verify=True, timeout=10)
+
+    _wait(lambda: anonymous.get("/health").json()["superlink"] == "running", 90, "the SuperLink")
+    admin = served.client((served.state / "admin.token").read_text().strip())
+    organisation = {"id": "careplus", "name": "CarePlus", "kind": "brand", "region": "CN"}
+    assert admin.post("/organisations", json=organisation).status_code == 201
+    node_token = admin.post(
+        "/tokens", json={"name": "careplus node", "role": "node", "organisation": "careplus"}
+    )
+    node = served.client(node_token.json()["token"])
+    supernode = create_supernode_key(tmp_path / "careplus-keys")
+    node_ca = create_federation_ca(tmp_path / "node-ca")
+    _key, request = build_request(CertificateRole.NODE, partner="careplus")
+    certificate = sign_request(
+        node_ca,
+        request.public_bytes(serialization.Encoding.PEM),
+        role=CertificateRole.NODE,
+        partner="careplus",
+    ).decode()
+    body = {
+        "partner_id": "careplus",
+        "version": "0.1.0",
+        "api_url": "https://127.0.0.1:8800",
+        "tls_certificate_pem": certificate,
+        "supernode_public_key_pem": supernode.public_key.read_text(),
+    }
+    registered = node.post("/nodes/register", json=body)
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["superlink_address"].startswith("127.0.0.1:")
+    assert "BEGIN CERTIFICATE" in registered.json()["superlink_root_certificate_pem"]
+    # Registering the same key again is idempotent (the node restarts and registers anew).
+    assert node.post("/nodes/register", json=body).status_code == 200
+
+    (first,) = _superlink_pids(served.state)
+    os.kill(first, signal.SIGKILL)
+    _wait(lambda: _superlink_pids(served.state) not in ([], [first]), 30, "a new SuperLink process")
+    _wait(lambda: anonymous.get("/health").json()["superlink"] == "running", 90, "the restarted SuperLink")
+
+    served.process.send_signal(signal.SIGTERM)
+    served.process.wait(timeout=30)
+    _wait(lambda: not _superlink_pids(served.state), 15, "the SuperLink to stop with the service")
