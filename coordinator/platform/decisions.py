@@ -71,6 +71,7 @@ def record_decision(
     policy_id: str,
     version: int,
     signed: SignedDecision,
+    reason: str = "",
 ) -> DecisionRow:
     """Verify and store one officer's signed decision on ``policy_id`` version ``version``."""
     row = get_version(session, policy_id, version)
@@ -78,6 +79,8 @@ def record_decision(
     statement = _verify(session, row, actor, signed)
     if statement.partner_id not in policy.partners:
         raise InvalidRequestError(f"partner {statement.partner_id} is not involved in policy {policy_id}")
+    if statement.decision is ApprovalDecision.REJECTED and not reason.strip():
+        raise InvalidRequestError("a rejection needs a reason")
     blockers = approval_blockers(policy) if statement.decision is ApprovalDecision.APPROVED else []
     if blockers:
         raise InvalidRequestError(f"policy {policy_id} cannot be approved: {'; '.join(blockers)}")
@@ -91,6 +94,7 @@ def record_decision(
         statement=signed.statement,
         signature=signed.signature,
         nonce=statement.nonce,
+        reason=reason.strip(),
         signed_at=statement.signed_at,
         recorded_by=actor.id,
         recorded_at=trail.clock(),
@@ -143,6 +147,7 @@ def _verified(session: Session, rows: Iterable[DecisionRow]) -> list[Approval]:
                 decision=statement.decision,
                 actor=row.recorded_by,
                 decided_at=statement.signed_at,
+                reason=row.reason,
             )
         )
     return approvals

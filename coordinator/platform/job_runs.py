@@ -21,9 +21,9 @@ from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import ADMIN_ORGANISATION, create_principal
 from coordinator.store.tables import JobRow, PrincipalRow
 from policies.roles import Role
+from protocol import JobSpec, RunConfigKey, SignedDecisionRecord
 
 __all__ = [
-    "RunConfigKey",
     "begin_run",
     "finish_run",
     "job_spec_for_run",
@@ -32,16 +32,6 @@ __all__ = [
     "run_config",
     "run_partners",
 ]
-
-
-class RunConfigKey:
-    """Flower ``run_config`` keys of a deployment run (the job engine's ``protocol.RunConfigKey``)."""
-
-    JOB_SPEC = "job-spec"
-    EXPECTED_NODES = "expected-nodes"
-    COORDINATOR_URL = "coordinator-url"
-    JOB_TOKEN = "job-token"
-    COORDINATOR_CA = "coordinator-ca"
 
 
 def jobs_in(session: Session, *states: JobState) -> list[JobRow]:
@@ -53,17 +43,22 @@ def run_partners(session: Session, job: JobRow) -> tuple[str, ...]:
     return policy_of(get_version(session, job.policy_id, job.policy_version)).partners
 
 
-def job_spec_for_run(session: Session, job: JobRow) -> dict[str, Any]:
+def job_spec_for_run(session: Session, job: JobRow) -> JobSpec:
     """The job spec the ServerApp and every node receive: the submitted spec, the job id, the policy
     hash and every signed decision on it (nodes verify their own officer's signature themselves)."""
-    decisions = [d.to_dict() for d in signed_decisions_for_hash(session, job.policy_hash)]
-    return dict(job.spec) | {
-        "job_id": job.id,
-        "policy_id": job.policy_id,
-        "policy_version": job.policy_version,
-        "policy_hash": job.policy_hash,
-        "signed_decisions": decisions,
-    }
+    decisions = [
+        SignedDecisionRecord(**d.to_dict()) for d in signed_decisions_for_hash(session, job.policy_hash)
+    ]
+    return JobSpec.model_validate(
+        dict(job.spec)
+        | {
+            "job_id": job.id,
+            "policy_id": job.policy_id,
+            "policy_version": job.policy_version,
+            "policy_hash": job.policy_hash,
+            "signed_decisions": decisions,
+        }
+    )
 
 
 def begin_run(session: Session, trail: AuditTrail, *, job_id: str) -> str:
@@ -93,9 +88,7 @@ def finish_run(session: Session, trail: AuditTrail, *, job_id: str, state: JobSt
     transition(session, trail, job, state, reason=reason)
 
 
-def run_config(
-    spec: dict[str, Any], *, expected_nodes: int, coordinator_url: str, token: str, ca: str
-) -> str:
+def run_config(spec: JobSpec, *, expected_nodes: int, coordinator_url: str, token: str, ca: str) -> str:
     """The run's configuration as a TOML document for ``flwr run --run-config FILE.toml``.
 
     A file, not ``key=value`` pairs: Flower's pair syntax cannot carry a quoted JSON value. Each
@@ -103,7 +96,7 @@ def run_config(
     also a valid TOML basic string (TOML 1.0 §String).
     """
     values: dict[str, Any] = {
-        RunConfigKey.JOB_SPEC: json.dumps(spec, sort_keys=True),
+        RunConfigKey.JOB_SPEC: spec.to_wire(),
         RunConfigKey.EXPECTED_NODES: expected_nodes,
         RunConfigKey.COORDINATOR_URL: coordinator_url,
         RunConfigKey.JOB_TOKEN: token,

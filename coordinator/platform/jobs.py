@@ -20,7 +20,7 @@ from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.budgets import budget_shortfalls, reserve
 from coordinator.platform.decisions import approval_of
 from coordinator.platform.errors import ConflictError, NotFoundError
-from coordinator.platform.job_body import parse_job_body
+from coordinator.platform.job_body import JobSpec, check_against_policy, parse_job_body
 from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import JobLogRow, JobRefusalRow, JobRoundRow, JobRow
@@ -126,11 +126,15 @@ def transition(
 def submit_job(session: Session, trail: AuditTrail, *, actor: Principal, body: Any) -> JobRow:
     """Record a job in ``submitted`` and run the start gate once."""
     spec = parse_job_body(body)
+    assert spec.policy_id is not None  # parse_job_body refuses a job without one
     version = get_version(session, spec.policy_id, spec.policy_version)
+    check_against_policy(spec, policy_of(version), version.policy_hash)
+    job_id = f"job-{uuid.uuid4().hex[:16]}"
+    spec = spec.model_copy(update={"job_id": job_id, "policy_version": version.version})
     job = JobRow(
-        id=f"job-{uuid.uuid4().hex[:16]}",
+        id=job_id,
         state=JobState.SUBMITTED.value,
-        task=spec.task,
+        task=spec.task.value,
         spec=spec.model_dump(mode="json"),
         policy_id=version.policy_id,
         policy_version=version.version,
@@ -168,7 +172,7 @@ def check_gate(session: Session, trail: AuditTrail, job: JobRow, *, actor: Princ
                 reason="; ".join(status.missing()),
             )
         return job
-    spec = parse_job_body(job.spec)
+    spec = JobSpec.model_validate(job.spec)
     year = trail.clock().year
     partners = policy_of(version).partners
     shortfalls = budget_shortfalls(session, partners, epsilon=spec.epsilon, year=year)

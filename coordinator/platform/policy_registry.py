@@ -22,7 +22,15 @@ from coordinator.store.tables import PolicyVersionRow
 from policies.errors import PolicyError
 from policies.policy import DataUsePolicy, parse_policy
 
-__all__ = ["FieldChange", "diff_versions", "draft_policy", "get_version", "latest_versions", "policy_of"]
+__all__ = [
+    "FieldChange",
+    "diff_versions",
+    "draft_policy",
+    "get_version",
+    "latest_versions",
+    "policy_of",
+    "versions",
+]
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ class PolicyVersionPublic(BaseModel):
     partners: list[str]
     approvals: dict[str, str]
     document: dict[str, Any] | None = None
+    versions: list[PolicyVersionPublic] | None = None
 
 
 class FieldChangePublic(BaseModel):
@@ -151,6 +152,7 @@ class DecisionCreate(BaseModel):
     model_config = _IN
     statement: str = Field(max_length=2_000)
     signature: str = Field(max_length=200)
+    reason: str = Field(default="", max_length=500)
 
 
 class DecisionPublic(BaseModel):
@@ -159,6 +161,7 @@ class DecisionPublic(BaseModel):
     signed_at: datetime
     statement: str
     signature: str
+    reason: str
 
 
 class JobCreated(BaseModel):

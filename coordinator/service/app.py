@@ -14,6 +14,7 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
+from coordinator.console import mount_console
 from coordinator.platform.audit_trail import AuditTrail, Clock, utc_now
 from coordinator.platform.principals import ensure_admin_token
 from coordinator.service.dependencies import ServiceState
@@ -87,4 +88,5 @@ def create_app(
     install_error_table(app)
     for module in (identity, nodes, policies, jobs, registry):
         app.include_router(module.router, prefix=API_PREFIX)
+    mount_console(app)  # last: the API routes keep precedence over the static pages at "/"
     return app

@@ -156,6 +156,8 @@ class DecisionRow(Base):
     statement: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
     nonce: Mapped[str] = mapped_column(String(32), unique=True)
+    # Outside the signature: the officer's words, shown to the analyst (PIPL/GDPR: say why).
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     recorded_by: Mapped[str] = mapped_column(_ID)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)

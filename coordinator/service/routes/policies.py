@@ -62,7 +62,9 @@ def list_policies(
 @router.get("/policies/{policy_id}", response_model=PolicyVersionPublic)
 def show_policy(policy_id: str, principal: CurrentPrincipal, session: SessionDep) -> PolicyVersionPublic:
     authorize(principal, ApiAction.POLICY_READ)
-    return _public(session, policy_registry.get_version(session, policy_id), document=True)
+    latest = _public(session, policy_registry.get_version(session, policy_id), document=True)
+    every = [_public(session, row) for row in policy_registry.versions(session, policy_id)]
+    return latest.model_copy(update={"versions": every})
 
 
 @router.get("/policies/{policy_id}/versions/{version}", response_model=PolicyVersionPublic)
@@ -105,7 +107,13 @@ def record_decision(
     authorize(principal, ApiAction.DECISION_RECORD, organisation=principal.organisation)
     signed = SignedDecision(statement=body.statement, signature=body.signature)
     row = decisions.record_decision(
-        session, trail, actor=principal, policy_id=policy_id, version=version, signed=signed
+        session,
+        trail,
+        actor=principal,
+        policy_id=policy_id,
+        version=version,
+        signed=signed,
+        reason=body.reason,
     )
     return DecisionPublic.model_validate(row, from_attributes=True)
 

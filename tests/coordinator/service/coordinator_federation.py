@@ -80,6 +80,8 @@ class Federation:
         self, partner: str, version: dict[str, Any], decision: ApprovalDecision, **kwargs: Any
     ) -> httpx.Response:
         body = self.sign(partner, version, decision, **kwargs)
+        if decision is ApprovalDecision.REJECTED:
+            body["reason"] = "the notice does not cover cross-brand modelling"
         path = f"/policies/{version['policy_id']}/versions/{version['version']}/decisions"
         return self.call(f"officer-{partner}", "POST", path, json=body)
 

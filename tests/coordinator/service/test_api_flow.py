@@ -109,6 +109,36 @@ def test_a_rejection_fails_the_job_with_the_partner_named(federation: Federation
     assert federation.call("analyst", "GET", f"/jobs/{job_id}").json()["state"] == "awaiting_approval"
 
 
+def test_a_job_outside_its_policy_or_naming_coordinator_fields_is_refused(federation: Federation) -> None:
+    version = _draft(federation)
+    refusals = {
+        "epsilon above the policy": job_body(epsilon=5.0),
+        "other purpose": {**job_body(), "task": "propensity"},
+        "stale hash": {**job_body(), "policy_hash": "0" * 64},
+        "job id chosen": {**job_body(), "job_id": "job-mine"},
+        "no policy": {k: v for k, v in job_body().items() if k != "policy_id"},
+    }
+    for case, body in refusals.items():
+        reply = federation.call("analyst", "POST", "/jobs", json=body)
+        assert reply.status_code == 422, case
+    accepted = federation.call(
+        "analyst", "POST", "/jobs", json={**job_body(), "policy_hash": version["hash"]}
+    )
+    assert accepted.status_code == 201
+    spec = federation.call("analyst", "GET", f"/jobs/{accepted.json()['job_id']}").json()["spec"]
+    assert spec["job_id"] == accepted.json()["job_id"] and spec["spec_version"] == 1
+
+
+def test_a_rejection_needs_a_reason(federation: Federation) -> None:
+    version = _draft(federation)
+    body = federation.sign("freshmart-north", version, ApprovalDecision.REJECTED)
+    path = f"/policies/churn-2026/versions/{version['version']}/decisions"
+    reply = federation.call("officer-freshmart-north", "POST", path, json=body)
+    assert reply.status_code == 422 and "reason" in reply.json()["error"]["message"]
+    shown = federation.call("auditor", "GET", "/policies/churn-2026").json()
+    assert [v["version"] for v in shown["versions"]] == [1] and shown["document"]["policy_id"] == "churn-2026"
+
+
 def test_error_bodies_never_echo_the_request(federation: Federation) -> None:
     secret = "+8613800138000"
     replies = [

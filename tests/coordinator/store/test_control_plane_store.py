@@ -67,7 +67,7 @@ def test_migrations_create_every_table_and_record_head(database_url: str) -> Non
     tables = set(sa.inspect(engine).get_table_names())
     assert {"organisations", "principals", "policy_versions", "decisions", "jobs", "models"} <= tables
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     engine.dispose()
 
 
@@ -171,14 +171,16 @@ def test_job_gate_budget_run_and_model_round_trip(store: tuple) -> None:
     with sessions() as session:
         for partner in PARTNERS:
             _decide(session, trail, world, partner, ApprovalDecision.APPROVED)
-        job = jobs.submit_job(session, trail, actor=world["analyst"], body=job_body(epsilon=4.0))
+        job = jobs.submit_job(session, trail, actor=world["analyst"], body=job_body(epsilon=2.5))
         assert job.state == "queued" and job.submitted_at.tzinfo is not None
         spec = job_spec_for_run(session, job)
-        assert spec["job_id"] == job.id and len(spec["signed_decisions"]) == 2
+        assert (
+            spec.job_id == job.id and len(spec.signed_decisions) == 2 and spec.policy_hash == job.policy_hash
+        )
         views = budgets.list_budgets(session, year=trail.clock().year)
         assert [(v.partner_id, v.epsilon_reserved, v.epsilon_remaining) for v in views] == [
-            ("freshmart-north", 4.0, 6.0),
-            ("freshmart-south", 4.0, 6.0),
+            ("freshmart-north", 2.5, 7.5),
+            ("freshmart-south", 2.5, 7.5),
         ]
         token = begin_run(session, trail, job_id=job.id)
         runner = authenticate(session, token)
