@@ -150,6 +150,12 @@ def _behaviour(v: _Visits, n_members: int, schema: FeatureSchema) -> dict[str, n
         "basket_items": np.zeros(n_members),
         "overdue_ratio": _ratio_to_unit(overdue),
         "tier": _tier(spend_per_year, schema.tier_thresholds),
+        # The plain RFM core (Hughes 1994) in raw units: counts and totals, not rates, so a member
+        # with one or two purchases gets exact values instead of a rate annualised over a few days.
+        "visit_count": n_visits,
+        "spend_total": spend,
+        "recency_log": recency,
+        "history_log": oldest,
     }
     if v.quantity is not None:
         raw["basket_items"] = np.bincount(v.member, weights=v.quantity, minlength=n_members) * per_visit

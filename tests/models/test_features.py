@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from models import build_features, default_feature_schema
-from models.feature_schema import CNY_PER_USD_2017, FeatureSchema, FeatureSpec, Transform
+from models.feature_schema import FeatureSchema, FeatureSpec, Transform, plain_rfm_schema
 from models.frame_contract import MissingColumnError
 
 AS_OF = pd.Timestamp("2017-09-01")
@@ -43,19 +43,21 @@ def test_rfm_known_answers_with_required_columns_only() -> None:
     assert list(X.columns) == list(SCHEMA.names)
     assert X.dtypes.unique().tolist() == [np.float32]
     m1 = X.loc["m1"]
-    assert m1["recency_days"] == pytest.approx(10 / 365, rel=1e-5)
-    assert _raw(SCHEMA, "visits_per_year", m1["visits_per_year"]) == pytest.approx(2 / 100 * 365, rel=1e-4)
-    assert _raw(SCHEMA, "spend_per_year", m1["spend_per_year"]) == pytest.approx(100 / 100 * 365, rel=1e-4)
-    assert _raw(SCHEMA, "basket_value", m1["basket_value"]) == pytest.approx(50.0, rel=1e-4)
-    assert m1["history_days"] == pytest.approx(100 / 365, rel=1e-5)
-    assert m1["tenure_days"] == pytest.approx(365 / 3650, rel=1e-5)
+    window = SCHEMA.window_days
+    assert m1["recency_days"] == pytest.approx(10 / window, rel=1e-5)
+    assert _raw(SCHEMA, "recency_log", m1["recency_log"]) == pytest.approx(10.0, rel=1e-4)
+    assert m1["history_days"] == pytest.approx(100 / window, rel=1e-5)
+    assert _raw(SCHEMA, "history_log", m1["history_log"]) == pytest.approx(100.0, rel=1e-4)
+    assert _raw(SCHEMA, "visit_count", m1["visit_count"]) == pytest.approx(2.0, rel=1e-4)
+    assert _raw(SCHEMA, "spend_total", m1["spend_total"]) == pytest.approx(100.0, rel=1e-4)
+    assert _raw(SCHEMA, "tenure_days", m1["tenure_days"]) == pytest.approx(365.0, rel=1e-4)
     # Optional columns absent: their features are exactly 0.
     for name in ("basket_items", "discount_share", "stores_visited", "campaigns_received"):
         assert m1[name] == 0.0
     assert (X.filter(like="category_share_") == 0).all().all()
     # m2 never bought: recency at its bound, nothing else.
     assert X.loc["m2", "recency_days"] == 1.0
-    assert X.loc["m2", "visits_per_year"] == 0.0
+    assert X.loc["m2", "visit_count"] == 0.0
 
 
 def test_transactions_on_or_after_as_of_are_ignored() -> None:
@@ -69,16 +71,39 @@ def test_transactions_on_or_after_as_of_are_ignored() -> None:
     pd.testing.assert_frame_equal(before, after)
 
 
-@pytest.mark.parametrize(
-    ("cny", "tier"), [(2_999.0, 0), (3_000.0, 1), (9_999.0, 1), (10_000.0, 2), (30_000.0, 3), (90_000.0, 3)]
-)
-def test_tier_thresholds_scaled_to_usd(cny: float, tier: int) -> None:
-    # 365 days of history and one visit a day at the same amount => annual spend = total spend.
-    days = pd.date_range("2016-09-01", periods=365, freq="D")
-    amount = round(cny / CNY_PER_USD_2017, 2) / 365
-    tx = pd.DataFrame({"member_id": "m1", "timestamp": days, "amount": amount})
+@pytest.mark.parametrize("rate", [1.0, 6.76, 110.0, 16_000.0])
+def test_a_change_of_currency_only_shifts_the_money_columns(rate: float) -> None:
+    # Log columns with bounds no retailer reaches: amounts times a rate move spend by log(rate) (log1p
+    # is log up to 1 / amount, a few per cent of a cent for these amounts) and
+    # leave every other column as it was, so the pooled standardisation removes the currency.
+    tx = _tx([("m1", "2017-05-24", 60.0), ("m1", "2017-08-22", 40.0), ("m2", "2017-08-30", 300.0)])
+    usd = build_features(_members("m1", "m2"), tx, as_of=AS_OF, schema=SCHEMA)
+    other = build_features(
+        _members("m1", "m2"), tx.assign(amount=tx["amount"] * rate), as_of=AS_OF, schema=SCHEMA
+    )
+    spend = SCHEMA.spec("spend_total")
+    span = np.log1p(spend.high) - np.log1p(spend.low)
+    shift = other["spend_total"] - usd["spend_total"]
+    assert shift.to_numpy() == pytest.approx(np.log(rate) / span, abs=2e-3)
+    pd.testing.assert_frame_equal(usd.drop(columns="spend_total"), other.drop(columns="spend_total"))
+
+
+def test_one_purchase_member_gets_exact_rfm_values() -> None:
+    X = build_features(_members("m1"), _tx([("m1", "2017-08-22", 40.0)]), as_of=AS_OF, schema=SCHEMA)
+    assert _raw(SCHEMA, "visit_count", X.loc["m1", "visit_count"]) == pytest.approx(1.0, rel=1e-4)
+    assert _raw(SCHEMA, "recency_log", X.loc["m1", "recency_log"]) == pytest.approx(10.0, rel=1e-4)
+    assert _raw(SCHEMA, "history_log", X.loc["m1", "history_log"]) == pytest.approx(10.0, rel=1e-4)
+
+
+def test_history_beyond_one_year_is_kept() -> None:
+    tx = _tx([("m1", "2014-09-01", 10.0), ("m1", "2017-08-01", 10.0)])
     X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA)
-    assert X.loc["m1", "tier"] == pytest.approx(tier / 3)
+    days = (AS_OF - pd.Timestamp("2014-09-01")).days
+    assert X.loc["m1", "history_days"] == pytest.approx(days / SCHEMA.window_days, rel=1e-5)
+
+
+def test_plain_rfm_schema_has_the_four_classic_columns() -> None:
+    assert plain_rfm_schema().names == ("recency_days", "history_days", "visit_count", "spend_total")
 
 
 def test_category_mix_sends_unseen_categories_to_other() -> None:
@@ -108,7 +133,7 @@ def test_optional_columns_baskets_stores_discounts_and_coupons() -> None:
     )
     X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA, campaigns=campaigns)
     m1 = X.loc["m1"]
-    assert _raw(SCHEMA, "basket_value", m1["basket_value"]) == pytest.approx(20.0, rel=1e-4)  # 2 visits
+    assert _raw(SCHEMA, "visit_count", m1["visit_count"]) == pytest.approx(2.0, rel=1e-4)  # 2 baskets
     assert _raw(SCHEMA, "basket_items", m1["basket_items"]) == pytest.approx(3.0, rel=1e-4)
     assert _raw(SCHEMA, "stores_visited", m1["stores_visited"]) == pytest.approx(2.0, rel=1e-4)
     assert m1["discount_share"] == pytest.approx(10 / 50)
