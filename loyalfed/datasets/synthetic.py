@@ -78,6 +78,10 @@ class SynthConfig(BaseModel):
     cross_enrolled_share: float = Field(default=0.2, ge=0.0, le=1.0)
     second_partner_basket_share: float = Field(default=0.3, ge=0.0, le=1.0)
     stores_per_partner: int = Field(default=20, ge=1, le=10_000)
+    # Members who join during the period (joined_at = their first day), and the share of those who
+    # stop within two months (synthetic_behaviour): 0 keeps every member active from the start.
+    newcomer_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    newcomer_early_lapse: float = Field(default=0.0, ge=0.0, le=1.0)
 
     def partner_ids(self) -> list[str]:
         return [f"synth-{p + 1:02d}" for p in range(self.partners)]
@@ -157,7 +161,14 @@ def _chunk_tables(
     index = np.arange(low, high, dtype=np.int64)
     home = rng.integers(0, config.partners, len(index))
     second = _second_partner(home, config, rng)
-    behaviour = draw_members(len(index), config.days, calibration, rng)
+    behaviour = draw_members(
+        len(index),
+        config.days,
+        calibration,
+        rng,
+        newcomer_share=config.newcomer_share,
+        newcomer_early_lapse=config.newcomer_early_lapse,
+    )
     baskets = draw_baskets(behaviour, config.days, calibration, rng)
     moved = (second[baskets.member] >= 0) & (
         rng.random(len(baskets.member)) < config.second_partner_basket_share
@@ -170,6 +181,10 @@ def _chunk_tables(
         enrolled = np.flatnonzero((home == p) | (second == p))
         selected = np.flatnonzero(basket_partner == p)
         frames = _partner_frames(p, enrolled, index, contacts, baskets, selected, config, calibration, rng)
+        if behaviour.first_us is not None:  # a newcomer joins on its first day of activity
+            joined = frames["members"]["joined_at"].to_numpy(dtype="datetime64[us]")
+            first = start + behaviour.first_us[enrolled] * _US
+            frames["members"]["joined_at"] = np.where(behaviour.first_us[enrolled] > 0, first, joined)
         home_members = np.flatnonzero(home == p)
         frames["campaigns"] = _campaigns(
             p, home_members, behaviour, frames["_ids"], start, config, calibration, rng
@@ -309,7 +324,11 @@ def _campaigns(
         if len(member)
         else affinity
     )
-    redeems = (rng.random(len(member)) < np.minimum(chance, 0.95)) & (behaviour.active_us[member] > start_us)
+    redeems = (
+        (rng.random(len(member)) < np.minimum(chance, 0.95))
+        & (behaviour.active_us[member] > start_us)
+        & (behaviour.start_us[member] < start_us + _CAMPAIGN_DAYS * _US_PER_DAY)
+    )
     window = _CAMPAIGN_DAYS * _US_PER_DAY
     redeemed_us = start_us + (
         rng.random(len(member)) * np.minimum(window, behaviour.active_us[member] - start_us)

@@ -3,6 +3,9 @@
 Model (every parameter from `loyalfed.datasets.calibration`):
 
 - yearly basket rate: inverse-CDF interpolation of the Complete Journey quantiles;
+- newcomers (``newcomer_share``) join at a uniform time inside the period instead of before it, and
+  a share of them (``newcomer_early_lapse``) stop within ``EARLY_LAPSE_DAYS`` of joining: the
+  one-and-done buyers every loyalty programme has, whose one or two purchases tell little;
 - lapsing members stop shopping at a uniform time before the last 8 weeks, the others shop over
   the whole period; their share is set so that the share *observed* without a basket in the last
   8 weeks matches the calibration (`explicit_lapser_share`);
@@ -25,13 +28,19 @@ from loyalfed.datasets.calibration import LAPSE_WINDOW_DAYS, Calibration
 __all__ = ["Baskets", "MemberBehaviour", "draw_baskets", "draw_members"]
 
 _US_PER_DAY = 86_400 * 1_000_000
+EARLY_LAPSE_DAYS = 60
 
 
 @dataclass(frozen=True)
 class MemberBehaviour:
     rate: np.ndarray  # baskets per year
-    active_us: np.ndarray  # length of the active period, microseconds from the start
+    active_us: np.ndarray  # end of the active period, microseconds from the start
     log_spend_mean: np.ndarray
+    first_us: np.ndarray | None = None  # start of the active period (None: the period's start)
+
+    @property
+    def start_us(self) -> np.ndarray:
+        return np.zeros_like(self.active_us) if self.first_us is None else self.first_us
 
 
 @dataclass(frozen=True)
@@ -44,9 +53,15 @@ class Baskets:
 
 
 def draw_members(
-    count: int, days: int, calibration: Calibration, rng: np.random.Generator
+    count: int,
+    days: int,
+    calibration: Calibration,
+    rng: np.random.Generator,
+    *,
+    newcomer_share: float = 0.0,
+    newcomer_early_lapse: float = 0.0,
 ) -> MemberBehaviour:
-    """Basket rate, active span and mean log spend of ``count`` members."""
+    """Basket rate, active span and mean log spend of ``count`` members (newcomers: module docstring)."""
     levels = np.linspace(0.0, 1.0, len(calibration.baskets_per_member_quantiles))
     rate = np.interp(rng.random(count), levels, calibration.baskets_per_member_quantiles)
     period_us = days * _US_PER_DAY
@@ -55,7 +70,14 @@ def draw_members(
     stop = (rng.uniform(0.1, 1.0, count) * latest_stop).astype(np.int64)
     active_us = np.where(lapsing, stop, period_us)
     spend = rng.normal(calibration.log_spend_mean, calibration.log_spend_between_sd, count)
-    return MemberBehaviour(rate=rate, active_us=active_us, log_spend_mean=spend)
+    if newcomer_share <= 0.0:  # no extra draws: federations without newcomers stay as they were
+        return MemberBehaviour(rate=rate, active_us=active_us, log_spend_mean=spend)
+    newcomer = rng.random(count) < newcomer_share
+    first = np.where(newcomer, (rng.random(count) * period_us).astype(np.int64), 0)
+    early = newcomer & (rng.random(count) < newcomer_early_lapse)
+    early_stop = first + (rng.uniform(0.0, 1.0, count) * EARLY_LAPSE_DAYS * _US_PER_DAY).astype(np.int64)
+    active_us = np.where(early, np.minimum(early_stop, period_us), np.maximum(active_us, first + 1))
+    return MemberBehaviour(rate=rate, active_us=active_us, log_spend_mean=spend, first_us=first)
 
 
 @functools.cache
@@ -79,10 +101,13 @@ def draw_baskets(
     members: MemberBehaviour, days: int, calibration: Calibration, rng: np.random.Generator
 ) -> Baskets:
     """Every basket of the chunk's members, grouped by member, in time order within a member."""
-    expected = members.rate * members.active_us / (days * _US_PER_DAY)
+    span_us = members.active_us - members.start_us
+    expected = members.rate * span_us / (days * _US_PER_DAY)
     counts = np.maximum(rng.poisson(expected), 1)
     member = np.repeat(np.arange(len(counts)), counts)
-    offset = _renewal_times(counts, members.active_us, calibration.gap_shape, rng)
+    offset = _renewal_times(counts, span_us, calibration.gap_shape, rng)
+    if members.first_us is not None:
+        offset = offset + members.first_us[member]
     # float32 draws are ample for cents on amounts below 10^5 and about a third faster.
     noise = rng.standard_normal(len(member), dtype=np.float32) * np.float32(calibration.log_spend_within_sd)
     log_spend = members.log_spend_mean[member].astype(np.float32) + noise
