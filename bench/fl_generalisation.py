@@ -1,0 +1,275 @@
+"""Does the churn recipe transfer? Federations of very different shapes, side by side.
+
+For each synthetic federation shape (`loyalfed.datasets.synthetic_shapes`: 10^3 to 10^5 members per
+node, churn base rates, purchase frequencies, history lengths, one-off buyers, other currencies)
+and for Complete Journey, on the SAME consented held-out members (``models.heldout_mask``):
+
+* ``plain_rfm_logreg``: the floor -- a logistic regression on the four classic RFM columns
+  (``models.feature_schema.plain_rfm_schema``) trained centrally, non-privately (L-BFGS);
+* ``centralized_non_private``: the same on the project's features (``default_feature_schema``),
+  standardised with the pooled training members' moments;
+* ``federated_dp``: the real job path on Flower's simulation engine at each ε (every node's consent
+  gate, pooled standardisation, Opacus DP-SGD, FedAvg), its DP-SGD schedule chosen by
+  ``models.dp_schedule.dp_sgd_schedule`` from what the coordinator may know (rounded member counts
+  per node, ε, δ, the task); the median exact held-out AUC of ``--repeats`` runs with fresh noise,
+  every run listed;
+* the card's AUC beside the exact AUC: ``card_auc_k_histograms`` is what the job path publishes
+  today (k-member histograms per node), ``card_auc_fine_secure_sum`` is the pooled AUC of the fine
+  score histograms summed across nodes (``models.score_histogram_metrics``: what secure aggregation
+  hands the coordinator), both on the same members as the exact AUC;
+* ``membership_inference``: the loss-threshold attack (``models.membership_inference``) against
+  one ε = 3 federated model and against the non-private model, training members versus held-out.
+
+``targets`` checks the issue's: federated ε = 3 at or above the plain-RFM floor and within 0.01 of
+centralized non-private on shapes with at least 10^4 members per node (0.02 below that); card AUC
+within 0.01 of exact; attack AUC at most 0.55 at ε = 3.
+
+    python bench/fl_generalisation.py [--quick] [--shapes NAME ...] [--no-complete-journey]
+                                      [--epsilons 1 3 8] [--repeats 3] [--out bench/results]
+
+``--quick`` runs two small shapes, one repeat: minutes on two shared cores, for iteration.
+Prints one JSON line per shape as it finishes, then the whole result; writes
+``fl_generalisation.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from coordinator.job_config import JobConfig, TaskName
+from loyalfed.datasets.complete_journey import build_complete_journey_federation
+from loyalfed.datasets.synthetic import generate_synthetic_federation
+from loyalfed.datasets.synthetic_shapes import SHAPES, FederationShape
+from loyalfed.federated_run import run_federated_jobs, select_partners
+from models import TaskDataset, make_model, predict_proba, train_centralized
+from models.dp_schedule import dp_sgd_schedule, rounded_member_count
+from models.feature_schema import FeatureSchema, plain_rfm_schema
+from models.feature_standardisation import FeatureMoments
+from models.membership_inference import loss_attack
+from models.metrics import roc_auc
+from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal
+from participant_node.data import load_federation
+from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
+from participant_node.training.training_spec import parse_training_spec
+
+QUICK_SHAPES = ["cj-like-1k", "short-history-jpy-1k"]
+DEFAULT_SHAPES = [name for name in SHAPES if name != "cj-like-100k"]
+_COMPLETE_JOURNEY = "complete-journey"
+
+
+def _node_data(
+    federation: Path, job: JobConfig, schema: FeatureSchema | None = None
+) -> dict[str, LocalTaskData]:
+    spec = parse_training_spec(job.node_config())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    partners = select_partners(load_federation(federation), None)
+    return {pid: load_local_task_data(path, spec, at=now, schema=schema) for pid, path, _ in partners}
+
+
+def _pooled(nodes: dict[str, LocalTaskData]) -> tuple[TaskDataset, TaskDataset]:
+    train = TaskDataset.concatenate(d.train for d in nodes.values())
+    return train, TaskDataset.concatenate(d.heldout for d in nodes.values())
+
+
+def _centralized_logreg(nodes: dict[str, LocalTaskData]) -> tuple[float, Any, TaskDataset, TaskDataset]:
+    """Held-out AUC of L-BFGS logistic regression on standardised pooled features, and the model."""
+    train, heldout = _pooled(nodes)
+    standardisation = FeatureMoments.of(train.X).standardisation()
+    pooled = TaskDataset.concatenate([train, heldout])
+    pooled = replace(pooled, X=standardisation.apply(pooled.X))
+    model, metrics = train_centralized(pooled, kind="logreg")
+    standardisation.fold_into(model)
+    return round(metrics["auc"], 4), model, train, heldout
+
+
+def _jobs(
+    base: JobConfig, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int
+) -> list[JobConfig]:
+    counts = [rounded_member_count(len(d.train)) for d in nodes.values()]
+    token = uuid.uuid4().hex[:8]  # fresh job ids: a node refuses to re-run a job it already spent on
+    jobs = []
+    for eps in epsilons:
+        schedule = dp_sgd_schedule(counts, epsilon=eps, delta=base.delta, task=base.task)
+        for repeat in range(repeats):
+            jobs.append(
+                base.model_copy(
+                    update={
+                        "epsilon": eps,
+                        "job_id": f"gen-{base.task.value}-eps{eps:g}-{token}-r{repeat}",
+                        **schedule.job_fields(),
+                    }
+                )
+            )
+    return jobs
+
+
+def _card_aucs(model: Any, nodes: dict[str, LocalTaskData]) -> float:
+    """Pooled AUC from each node's fine histogram, summed as secure aggregation would sum them."""
+    parts = [ScoreHistogramTotal.of(d.heldout.y, predict_proba(model, d.heldout.X)) for d in nodes.values()]
+    return FederatedScoreMetrics.of(ScoreHistogramTotal.summed(parts)).auc
+
+
+def _federated(
+    federation: Path, jobs: list[JobConfig], nodes: dict[str, LocalTaskData]
+) -> tuple[dict[str, Any], dict[float, Any]]:
+    _, heldout = _pooled(nodes)
+    runs = run_federated_jobs(federation, jobs)
+    by_eps: dict[float, list[dict[str, float]]] = {}
+    first_model: dict[float, Any] = {}
+    for run in runs:
+        job, outcome = run.outcome.job, run.outcome
+        assert outcome.arrays is not None and outcome.evaluation is not None
+        model = make_model(job.model, heldout.X.shape[1])
+        model.load_state_dict(outcome.arrays.to_torch_state_dict())
+        exact = roc_auc(heldout.y, predict_proba(model, heldout.X))
+        by_eps.setdefault(job.epsilon, []).append(
+            {
+                "auc": round(exact, 4),
+                "card_auc_k_histograms": round(outcome.evaluation.auc, 4),
+                "card_auc_fine_secure_sum": round(_card_aucs(model, nodes), 4),
+                "max_node_epsilon": round(max(n.epsilon for n in outcome.nodes.values()), 4),
+            }
+        )
+        first_model.setdefault(job.epsilon, model)
+    out: dict[str, Any] = {}
+    for eps, cells in sorted(by_eps.items()):
+        job = next(j for j in jobs if j.epsilon == eps)
+        out[f"{eps:g}"] = {
+            "auc": round(statistics.median(c["auc"] for c in cells), 4),
+            "auc_runs": [c["auc"] for c in cells],
+            "card_auc_k_histograms": round(statistics.median(c["card_auc_k_histograms"] for c in cells), 4),
+            "card_auc_fine_secure_sum": round(
+                statistics.median(c["card_auc_fine_secure_sum"] for c in cells), 4
+            ),
+            "card_minus_exact_max_abs": round(
+                max(abs(c["card_auc_fine_secure_sum"] - c["auc"]) for c in cells), 4
+            ),
+            "k_histogram_card_minus_exact_max_abs": round(
+                max(abs(c["card_auc_k_histograms"] - c["auc"]) for c in cells), 4
+            ),
+            "max_node_epsilon": max(c["max_node_epsilon"] for c in cells),
+            "schedule": {
+                "batch_size": job.batch_size,
+                "learning_rate": job.learning_rate,
+                "max_grad_norm": job.max_grad_norm,
+                "rounds": job.rounds,
+                "local_steps": job.local_steps,
+            },
+        }
+    return out, first_model
+
+
+def _attack(model: Any, train: TaskDataset, heldout: TaskDataset) -> dict[str, Any]:
+    return loss_attack(model, (train.X, train.y), (heldout.X, heldout.y)).to_dict()
+
+
+def run_shape(
+    name: str, federation: Path, base: JobConfig, epsilons: list[float], repeats: int
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    nodes = _node_data(federation, base)
+    rfm_auc, _, _, _ = _centralized_logreg(_node_data(federation, base, plain_rfm_schema()))
+    central_auc, central_model, train, heldout = _centralized_logreg(nodes)
+    federated, models_by_eps = _federated(federation, _jobs(base, nodes, epsilons, repeats), nodes)
+    attack: dict[str, Any] = {"non_private_logreg": _attack(central_model, train, heldout)}
+    if 3.0 in models_by_eps:
+        attack["federated_eps3"] = _attack(models_by_eps[3.0], train, heldout)
+    sizes = [len(d.train) + len(d.heldout) for d in nodes.values()]
+    result = {
+        "shape": name,
+        "members_per_node": sizes,
+        "train_members": len(train),
+        "heldout_members": len(heldout),
+        "heldout_base_rate": round(float(heldout.y.mean()), 4),
+        "plain_rfm_logreg": rfm_auc,
+        "centralized_non_private": central_auc,
+        "federated_dp": federated,
+        "membership_inference": attack,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    result["targets"] = _targets(result, min(sizes))
+    return result
+
+
+def _targets(result: dict[str, Any], smallest_node: int) -> dict[str, Any]:
+    eps3 = result["federated_dp"].get("3")
+    if eps3 is None:
+        return {}
+    tolerance = 0.01 if smallest_node >= 10_000 else 0.02
+    checks: dict[str, Any] = {
+        "eps3_at_or_above_plain_rfm": eps3["auc"] >= result["plain_rfm_logreg"] - 1e-9,
+        f"eps3_within_{tolerance}_of_centralized_non_private": eps3["auc"]
+        >= result["centralized_non_private"] - tolerance - 1e-9,
+        "card_within_0.01_of_exact_every_run": all(
+            cell["card_minus_exact_max_abs"] <= 0.01 for cell in result["federated_dp"].values()
+        ),
+    }
+    attack = result["membership_inference"].get("federated_eps3")
+    if attack is not None:
+        checks["attack_auc_at_most_0.55_at_eps3"] = attack["attack_auc"] <= 0.55
+    return checks
+
+
+def _shape_federation(shape: FederationShape, root: Path) -> tuple[Path, JobConfig]:
+    out = root / shape.name
+    generate_synthetic_federation(out, shape.synth_config(seed=7), calibration=shape.calibration())
+    base = JobConfig(task=TaskName.CHURN, as_of=shape.as_of.date(), horizon_days=shape.horizon_days)
+    return out, base
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES))
+    parser.add_argument("--quick", action="store_true", help="two small shapes, one repeat")
+    parser.add_argument("--no-complete-journey", action="store_true")
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
+    repeats = 1 if args.quick else args.repeats
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = [(name, lambda n=name: _shape_federation(SHAPES[n], Path(tmp))) for name in shapes]
+        if not (args.no_complete_journey or args.quick):
+            plan.append(
+                (
+                    _COMPLETE_JOURNEY,
+                    lambda: (
+                        build_complete_journey_federation(Path(tmp) / "cj", seed=7),
+                        JobConfig(task=TaskName.CHURN),
+                    ),
+                )
+            )
+        for name, build in plan:
+            federation, base = build()
+            results[name] = run_shape(name, federation, base, args.epsilons, repeats)
+            print(json.dumps({name: results[name]}), flush=True)
+    summary = {
+        "benchmark": "churn recipe across federation shapes: plain-RFM floor, centralized, federated DP",
+        "epsilons": args.epsilons,
+        "repeats": repeats,
+        "shapes": results,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "note": "2-core machine shared with other workloads; every DP run draws fresh noise",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fl_generalisation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The DP-SGD schedule of a federated job, chosen by a rule from what the coordinator may know.
+
+The coordinator may know the task, the network, (ε, δ) and each node's member count ROUNDED to two
+significant figures (a node's schema summary carries rounded row counts, DESIGN.md). Nothing here
+looks at member data, so choosing the schedule costs no privacy budget and needs no accounting.
+
+The rule, and why
+-----------------
+Each node runs T = rounds × local_steps DP-SGD steps with Poisson rate q = B / n, per-example
+clipping at C and Gaussian noise σC on the summed clipped gradient (Abadi et al., CCS 2016); σ is
+calibrated by the node so the whole job spends exactly (ε, δ). In the central-limit view of
+subsampled Gaussian DP-SGD (Dong, Roth & Su, "Gaussian Differential Privacy", JRSS-B 84(1), 2022,
+§5; Bu et al., "Deep Learning with Gaussian Differential Privacy", HDSR 2020) the job is μ-GDP with
+
+    μ = q · sqrt(T · (exp(1 / σ²) − 1)),
+
+and μ is fixed by (ε, δ). The noise on the averaged gradient of one step is σC / B:
+
+1. **Batch.** For σ ≳ 1, exp(1/σ²) − 1 ≈ 1/σ², so σ ∝ q and σC/B = σC/(qn) no longer depends on
+   B: a larger batch buys nothing but compute. For σ < 1 the exponential makes σ fall faster than
+   q and the noise per averaged gradient grows. So the efficient batch is the one at σ = 1:
+   q₁ = μ / sqrt(T (e − 1)), B = q₁ n. It is floored at 256 (the Complete Journey tuning: at a few
+   hundred members a node runs near-full batches, q ≈ 1/2, and σ > 1) and capped at 16,384 members
+   a step (compute) and at the node's own count. B is set from the SMALLEST node, so every node
+   runs at σ ≥ 1 and none pays the inefficient regime.
+2. **Clipping.** With σ ≥ 1 the noise on the final averaged model is, relative to a clipped
+   gradient, about ν = σ / (B · sqrt(K)) per step for K nodes. A tight clip (C = 0.3 on
+   standardised features, where ‖x‖ ≈ 1 and a logistic gradient is |p − y| ‖x‖) normalises almost
+   every member's gradient: it keeps the noise small in absolute terms but moves the fixed point
+   away from the maximum-likelihood fit -- worth it when noise dominates, a pure loss when it does
+   not. The rule clips tightly (C = 0.3) while ν·sqrt(d) > 0.02 -- the noise norm is then still a
+   noticeable share of a clipped gradient -- and loosely (C = 1, which clips only large residuals
+   on large feature vectors) below it.
+3. **Step size.** The step lr · C is what moves the weights when gradients are clipped; it is
+   kept at the task's value (0.3 for churn, 2.4 for propensity: Complete Journey, bench/fl_utility.py)
+   so a looser clip takes the same step and T = 40 steps still reach the fit.
+
+Rounds and local steps stay 8 × 5: the server-side momentum and averaging of the last rounds were
+chosen for them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.task import ModelKind, Task
+
+__all__ = ["DpSgdSchedule", "dp_sgd_schedule", "gdp_mu", "rounded_member_count"]
+
+ROUNDS, LOCAL_STEPS = 8, 5
+MIN_BATCH, MAX_BATCH = 256, 16_384
+TIGHT_CLIP, LOOSE_CLIP = 0.3, 1.0
+NOISE_SHARE_FOR_LOOSE_CLIP = 0.02
+# lr · C per task and network (Complete Journey tuning on standardised features, bench/fl_utility.py).
+_STEP = {
+    (Task.CHURN, ModelKind.LOGREG): 0.3,
+    (Task.PROPENSITY, ModelKind.LOGREG): 2.4,
+    (Task.CHURN, ModelKind.MLP): 1.2,
+    (Task.PROPENSITY, ModelKind.MLP): 1.2,
+}
+
+
+@dataclass(frozen=True)
+class DpSgdSchedule:
+    """Batch size, learning rate, clipping norm, rounds and local steps of a job."""
+
+    batch_size: int
+    learning_rate: float
+    max_grad_norm: float
+    rounds: int
+    local_steps: int
+    noise_multiplier_estimate: float  # σ at the smallest node (GDP approximation)
+
+    def job_fields(self) -> dict[str, int | float]:
+        """The job's fields this schedule sets (names as in the coordinator's job configuration)."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "max_grad_norm": self.max_grad_norm,
+            "rounds": self.rounds,
+            "local_steps": self.local_steps,
+        }
+
+
+def rounded_member_count(n: int) -> int:
+    """``n`` rounded to two significant figures: what a node discloses about its size."""
+    if n < 0:
+        raise ValueError(f"a member count cannot be negative, got {n}")
+    if n == 0:
+        return 0
+    digits = math.floor(math.log10(n)) - 1
+    return int(round(n, -digits)) if digits > 0 else n
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _gdp_delta(mu: float, epsilon: float) -> float:
+    """δ(ε) of μ-GDP (Dong, Roth & Su 2022, Cor. 2.13)."""
+    return _phi(-epsilon / mu + mu / 2) - math.exp(epsilon) * _phi(-epsilon / mu - mu / 2)
+
+
+def gdp_mu(*, epsilon: float, delta: float) -> float:
+    """The largest μ such that μ-GDP implies (ε, δ)-DP (bisection; δ(ε) grows with μ)."""
+    if epsilon <= 0 or not 0 < delta < 1:
+        raise ValueError(f"need epsilon > 0 and delta in (0, 1), got {epsilon}, {delta}")
+    low, high = 1e-6, 1.0
+    while _gdp_delta(high, epsilon) < delta:
+        high *= 2.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _gdp_delta(middle, epsilon) < delta else (low, middle)
+    return low
+
+
+def _sigma(mu: float, sample_rate: float, steps: int) -> float:
+    """σ with μ = q sqrt(T (exp(1/σ²) − 1)) (CLT view of subsampled Gaussian DP-SGD)."""
+    return 1.0 / math.sqrt(math.log1p(mu**2 / (sample_rate**2 * steps)))
+
+
+def dp_sgd_schedule(
+    member_counts: Sequence[int],
+    *,
+    epsilon: float,
+    delta: float,
+    task: Task | str,
+    model: ModelKind | str = ModelKind.LOGREG,
+    n_features: int = 18,
+) -> DpSgdSchedule:
+    """The schedule of the module docstring for nodes of ``member_counts`` training members (rounded).
+
+    Raises ``ValueError`` without a node, with a node under 2 members, or for an invalid (ε, δ).
+    """
+    if not member_counts or min(member_counts) < 2:
+        raise ValueError(f"need at least one node of at least 2 members, got {list(member_counts)}")
+    task, model = Task(task), ModelKind(model)
+    steps = ROUNDS * LOCAL_STEPS
+    smallest = min(member_counts)
+    mu = gdp_mu(epsilon=epsilon, delta=delta)
+    efficient_rate = mu / math.sqrt(steps * (math.e - 1.0))
+    batch = min(max(MIN_BATCH, round(efficient_rate * smallest)), MAX_BATCH, smallest)
+    sigma = _sigma(mu, batch / smallest, steps)
+    noise_share = sigma / (batch * math.sqrt(len(member_counts))) * math.sqrt(n_features)
+    clip = LOOSE_CLIP if noise_share < NOISE_SHARE_FOR_LOOSE_CLIP else TIGHT_CLIP
+    return DpSgdSchedule(
+        batch_size=int(batch),
+        learning_rate=round(_STEP[task, model] / clip, 6),
+        max_grad_norm=clip,
+        rounds=ROUNDS,
+        local_steps=LOCAL_STEPS,
+        noise_multiplier_estimate=round(sigma, 4),
+    )

@@ -1,0 +1,52 @@
+"""The DP-SGD schedule rule: its GDP maths against known values, and how it moves with its inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from models.dp_schedule import (
+    MAX_BATCH,
+    MIN_BATCH,
+    dp_sgd_schedule,
+    gdp_mu,
+    rounded_member_count,
+)
+
+
+def test_gdp_mu_known_values() -> None:
+    # Dong, Roth & Su (2022): 1-GDP is (epsilon, delta)-DP with delta(1) = Phi(-1/2) - e Phi(-3/2) ~ 0.1269.
+    assert gdp_mu(epsilon=1.0, delta=0.12693) == pytest.approx(1.0, abs=1e-3)
+    assert gdp_mu(epsilon=3.0, delta=1e-5) < gdp_mu(epsilon=8.0, delta=1e-5)
+
+
+def test_batch_is_the_one_at_sigma_one_within_its_bounds() -> None:
+    small = dp_sgd_schedule([400, 420, 380], epsilon=3.0, delta=1e-5, task="churn")
+    assert (
+        small.batch_size == MIN_BATCH and small.max_grad_norm == 0.3 and small.noise_multiplier_estimate > 1
+    )
+    large = dp_sgd_schedule([80_000] * 3, epsilon=3.0, delta=1e-5, task="churn")
+    assert MIN_BATCH < large.batch_size < MAX_BATCH
+    assert large.noise_multiplier_estimate == pytest.approx(1.0, abs=0.01)
+    assert large.max_grad_norm == 1.0  # noise negligible: a loose clip keeps the likelihood's fit
+    for schedule in (small, large):  # the step lr * C stays the task's
+        assert schedule.learning_rate * schedule.max_grad_norm == pytest.approx(0.3)
+    assert dp_sgd_schedule([10**7] * 3, epsilon=8.0, delta=1e-5, task="churn").batch_size == MAX_BATCH
+    assert dp_sgd_schedule([300, 100_000], epsilon=3.0, delta=1e-5, task="churn").batch_size <= 300
+
+
+def test_rounded_counts_and_bad_inputs() -> None:
+    assert [rounded_member_count(n) for n in (0, 7, 99, 412, 7_834, 123_456)] == [
+        0,
+        7,
+        99,
+        410,
+        7_800,
+        120_000,
+    ]
+    with pytest.raises(ValueError, match="at least 2"):
+        dp_sgd_schedule([], epsilon=3.0, delta=1e-5, task="churn")
+    with pytest.raises(ValueError, match="epsilon"):
+        dp_sgd_schedule([1_000], epsilon=0.0, delta=1e-5, task="churn")
+    assert math.isfinite(dp_sgd_schedule([2], epsilon=1.0, delta=1e-5, task="propensity").learning_rate)
