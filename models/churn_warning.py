@@ -20,12 +20,24 @@ not of any member. The bands are computed at a node for its own members and neve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import StrEnum
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["LAPSED_DAYS", "WARNING_DAYS", "WarningBand", "WarningPolicy", "warning_bands"]
+from models.frame_contract import NS_PER_DAY, as_timestamp, require_columns, to_ns
+
+__all__ = [
+    "LAPSED_DAYS",
+    "WARNING_DAYS",
+    "WarningBand",
+    "WarningPolicy",
+    "days_since_last_purchase",
+    "warning_bands",
+]
 
 WARNING_DAYS = 30  # the programme's rule: 30 days without a purchase -> warning
 LAPSED_DAYS = 90  # the programme's rule: 90 days without a purchase -> lapsed
@@ -86,3 +98,20 @@ def warning_bands(
     ]
     choices = [WarningBand.LAPSED.value, WarningBand.AT_RISK.value, WarningBand.WATCH.value]
     return np.select(conditions, choices, default=WarningBand.LOW.value).astype(object)
+
+
+def days_since_last_purchase(
+    member_ids: Sequence[str] | np.ndarray,
+    transactions: pd.DataFrame,
+    *,
+    as_of: datetime | date | str | pd.Timestamp,
+) -> np.ndarray:
+    """Days from each member's last purchase strictly before ``as_of`` to ``as_of`` (inf: none)."""
+    require_columns(transactions, ("member_id", "timestamp"), frame_name="transactions")
+    end = as_timestamp(as_of).as_unit("ns").value
+    ts = to_ns(transactions["timestamp"])
+    before = ts < end
+    last = pd.Series(ts[before]).groupby(transactions["member_id"].astype(str).to_numpy()[before]).max()
+    index = pd.Index([str(m) for m in member_ids])
+    latest = last.reindex(index).to_numpy(dtype=np.float64)
+    return np.where(np.isnan(latest), np.inf, (end - latest) / NS_PER_DAY)

@@ -230,31 +230,38 @@ def score(
     model: Path = typer.Option(..., "--model", help="Model folder written by `loyalfed train`."),
     federation: Path = typer.Option(..., "--federation", help="Federation folder."),
     as_of: str = typer.Option(..., "--as-of", help="Feature date YYYY-MM-DD."),
-    out: Path = typer.Option(..., "--out", help="CSV to write: member_id,partner_id,score."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder: one CSV per partner (<partner_id>.csv), each holding only its members."
+    ),
     partners: str | None = typer.Option(
         None, "--partners", help="Comma-separated partner ids (default: store groups)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON (files and band counts)."),
 ) -> None:
-    """Score every consenting member, locally at each partner node, with a published model."""
-    import pandas as pd
-
+    """Score every consenting member at its own node: a churn warning list per partner, never pooled."""
+    from loyalfed.cli.csv_output import write_csv
     from loyalfed.federated_run import select_partners
     from participant_node.data import load_federation
-    from participant_node.training.scoring import score_partner
+    from participant_node.training.churn_warning_list import warning_list
 
     chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
     moment = datetime.combine(date.fromisoformat(as_of), datetime.min.time())
     now = datetime.now(UTC).replace(tzinfo=None)
-    frames = [
-        score_partner(path, model, as_of=moment, now=now)
-        for _, path, _ in select_partners(load_federation(federation), chosen)
-    ]
-    from loyalfed.cli.csv_output import write_csv
-
-    table = pd.concat(frames, ignore_index=True)
-    columns = ["member_id", "partner_id", "score"]
-    write_csv(out, columns, table[columns].itertuples(index=False, name=None))
-    Console(stderr=True).print(f"[green]✓[/green] {len(table):,} scores from {len(frames)} nodes in {out}")
+    summary: dict[str, dict[str, object]] = {}
+    # Each partner's members go to that partner's own file only: per-member scores are the node's.
+    for partner_id, path, _ in select_partners(load_federation(federation), chosen):
+        table = warning_list(path, model, as_of=moment, now=now)
+        target = out / f"{partner_id}.csv"
+        write_csv(target, list(table.columns), table.itertuples(index=False, name=None))
+        bands = table["band"].value_counts().to_dict() if "band" in table else {}
+        summary[partner_id] = {"file": str(target), "members": len(table), "bands": bands}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for partner_id, entry in summary.items():
+        Console(stderr=True).print(
+            f"[green]✓[/green] {partner_id}: {entry['members']:,} members in {entry['file']} {entry['bands']}"
+        )
 
 
 @budget.command("set-cap")

@@ -101,7 +101,7 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
         "node_auc",
     }
 
-    scores_file = tmp_path / "scores.csv"
+    scores_dir = tmp_path / "scores"
     scored = _run(
         "score",
         "--model",
@@ -111,15 +111,26 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
         "--as-of",
         "2017-09-01",
         "--out",
-        str(scores_file),
+        str(scores_dir),
+        "--json",
     )
     assert scored.returncode == 0, scored.stderr[-2000:]
-    with scores_file.open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["member_id", "partner_id", "score"]
-    assert {r["partner_id"] for r in rows} == {f"freshmart-{s}" for s in ("north", "south", "east", "west")}
-    assert all(0.0 < float(r["score"]) < 1.0 for r in rows)
-    assert len({r["member_id"] for r in rows}) == len(rows) > 1500
+    summary = json.loads(scored.stdout)
+    groups = {f"freshmart-{s}" for s in ("north", "south", "east", "west")}
+    assert set(summary) == groups and {p.stem for p in scores_dir.glob("*.csv")} == groups  # no pooled file
+    seen: set[str] = set()
+    for partner_id in groups:
+        with (scores_dir / f"{partner_id}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert list(rows[0]) == ["member_id", "score", "days_since_last_purchase", "band"]
+        assert all(0.0 < float(r["score"]) < 1.0 for r in rows)
+        assert {r["band"] for r in rows} <= {"low", "watch", "at_risk", "lapsed"}
+        assert all(r["band"] == "lapsed" for r in rows if not r["days_since_last_purchase"])
+        assert sum(summary[partner_id]["bands"].values()) == len(rows) == summary[partner_id]["members"]
+        ids = {r["member_id"] for r in rows}
+        assert not ids & seen  # one partner's members in its own file only
+        seen |= ids
+    assert len(seen) > 1500
 
 
 def test_budget_commands_set_and_show_caps(federation: Path, tmp_path: Path) -> None:

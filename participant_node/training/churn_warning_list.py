@@ -1,0 +1,50 @@
+"""A partner's own churn warning list: its members' scores and bands, computed and kept at its node.
+
+The scores and bands are per-member outputs, so they never leave the node that computed them and
+are never pooled with another partner's (DESIGN.md: per-member scores never leave a node). Each
+member gets the published model's score and a band from `models.churn_warning`: the programme's
+day rules (30 days without a purchase: warning; 90: lapsed) combined with score cuts derived from
+the held-out base rate on the model card. A propensity model has no bands: its list carries scores.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from models.churn_warning import WarningPolicy, days_since_last_purchase, warning_bands
+from models.task import Task
+from participant_node.data import load_partner
+from participant_node.training.errors import TrainingError
+from participant_node.training.scoring import read_model, score_partner
+
+__all__ = ["WARNING_LIST_COLUMNS", "warning_list"]
+
+WARNING_LIST_COLUMNS = ("member_id", "score", "days_since_last_purchase", "band")
+
+
+def warning_list(
+    partner_dir: Path, model_dir: Path, *, as_of: datetime, now: datetime | None = None
+) -> pd.DataFrame:
+    """One row per consenting member of this partner: ``WARNING_LIST_COLUMNS`` (score only for
+    a propensity model), ordered from the most to the least urgent band, then by score."""
+    card = read_model(model_dir).card
+    scores = score_partner(partner_dir, model_dir, as_of=as_of, now=now)[["member_id", "score"]]
+    if Task(card["task"]) is not Task.CHURN:
+        return scores.sort_values("score", ascending=False, ignore_index=True)
+    base_rate = card.get("metrics", {}).get("base_rate")
+    if not isinstance(base_rate, int | float) or not 0.0 < base_rate < 1.0:
+        raise TrainingError(f"{model_dir}: the model card has no held-out base rate to set the warning bands")
+    days = days_since_last_purchase(scores["member_id"], load_partner(partner_dir).transactions, as_of=as_of)
+    bands = warning_bands(scores["score"].to_numpy(), days, WarningPolicy.from_base_rate(float(base_rate)))
+    table = scores.assign(days_since_last_purchase=days.round(1), band=bands)
+    table["days_since_last_purchase"] = table["days_since_last_purchase"].where(
+        table["days_since_last_purchase"] != float("inf")
+    )
+    order = {"lapsed": 0, "at_risk": 1, "watch": 2, "low": 3}
+    table = table.assign(_rank=table["band"].map(order)).sort_values(
+        ["_rank", "score"], ascending=[True, False]
+    )
+    return table.drop(columns="_rank").reset_index(drop=True)[list(WARNING_LIST_COLUMNS)]
