@@ -17,6 +17,8 @@ and for Complete Journey, on the SAME consented held-out members (``models.heldo
   today (k-member histograms per node), ``card_auc_fine_secure_sum`` is the pooled AUC of the fine
   score histograms summed across nodes (``models.score_histogram_metrics``: what secure aggregation
   hands the coordinator), both on the same members as the exact AUC;
+* ``fairness_eps3``: AUC and positive-rate gaps between demographic groups of the ε = 3 model,
+  from group histograms summed across nodes, groups under k named as too small;
 * ``membership_inference``: the loss-threshold attack (``models.membership_inference``) against
   one ε = 3 federated model and against the non-private model, training members versus held-out.
 
@@ -57,7 +59,7 @@ from models.feature_schema import FeatureSchema, plain_rfm_schema
 from models.feature_standardisation import FeatureMoments
 from models.membership_inference import loss_attack
 from models.metrics import roc_auc
-from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal
+from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal, group_fairness
 from participant_node.data import load_federation
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from participant_node.training.training_spec import parse_training_spec
@@ -93,23 +95,18 @@ def _centralized_logreg(nodes: dict[str, LocalTaskData]) -> tuple[float, Any, Ta
 
 
 def _jobs(
-    base: JobConfig, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int
+    base: JobConfig, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int, *, rule: bool
 ) -> list[JobConfig]:
+    """``repeats`` jobs per ε, scheduled by the rule (or with the job's fixed defaults)."""
     counts = [rounded_member_count(len(d.train)) for d in nodes.values()]
     token = uuid.uuid4().hex[:8]  # fresh job ids: a node refuses to re-run a job it already spent on
     jobs = []
     for eps in epsilons:
         schedule = dp_sgd_schedule(counts, epsilon=eps, delta=base.delta, task=base.task)
+        fields = schedule.job_fields() if rule else {}
         for repeat in range(repeats):
-            jobs.append(
-                base.model_copy(
-                    update={
-                        "epsilon": eps,
-                        "job_id": f"gen-{base.task.value}-eps{eps:g}-{token}-r{repeat}",
-                        **schedule.job_fields(),
-                    }
-                )
-            )
+            job_id = f"gen-{base.task.value}-{'rule' if rule else 'fixed'}-eps{eps:g}-{token}-r{repeat}"
+            jobs.append(base.model_copy(update={"epsilon": eps, "job_id": job_id, **fields}))
     return jobs
 
 
@@ -169,21 +166,58 @@ def _federated(
     return out, first_model
 
 
+def _fairness(model: Any, nodes: dict[str, LocalTaskData]) -> dict[str, Any]:
+    """Group gaps from per-group fine histograms summed across nodes (what secure aggregation sums)."""
+    overall: list[ScoreHistogramTotal] = []
+    by_group: dict[str, dict[str, list[ScoreHistogramTotal]]] = {}
+    for data in nodes.values():
+        scores = predict_proba(model, data.heldout.X)
+        overall.append(ScoreHistogramTotal.of(data.heldout.y, scores))
+        for attribute, labels in data.heldout.groups.items():
+            for group in sorted(set(labels) - {"unknown"}):
+                member = labels == group
+                part = ScoreHistogramTotal.of(data.heldout.y[member], scores[member])
+                by_group.setdefault(attribute, {}).setdefault(group, []).append(part)
+    total = ScoreHistogramTotal.summed(overall)
+    return {
+        attribute: group_fairness(
+            total, {g: ScoreHistogramTotal.summed(parts) for g, parts in groups.items()}, attribute=attribute
+        ).to_dict()
+        for attribute, groups in sorted(by_group.items())
+    }
+
+
 def _attack(model: Any, train: TaskDataset, heldout: TaskDataset) -> dict[str, Any]:
     return loss_attack(model, (train.X, train.y), (heldout.X, heldout.y)).to_dict()
 
 
 def run_shape(
-    name: str, federation: Path, base: JobConfig, epsilons: list[float], repeats: int
+    name: str,
+    federation: Path,
+    base: JobConfig,
+    epsilons: list[float],
+    repeats: int,
+    *,
+    compare_fixed: bool = False,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     nodes = _node_data(federation, base)
     rfm_auc, _, _, _ = _centralized_logreg(_node_data(federation, base, plain_rfm_schema()))
     central_auc, central_model, train, heldout = _centralized_logreg(nodes)
-    federated, models_by_eps = _federated(federation, _jobs(base, nodes, epsilons, repeats), nodes)
+    jobs = _jobs(base, nodes, epsilons, repeats, rule=True)
+    fixed = _jobs(base, nodes, [3.0], repeats, rule=False) if compare_fixed else []
+    federated, models_by_eps = _federated(federation, jobs, nodes)
+    if fixed:
+        # The job's fixed defaults (tuned on Complete Journey) at ε = 3: what the rule changes.
+        fixed_result, _ = _federated(federation, fixed, nodes)
+        federated_fixed = fixed_result["3"]
+    else:
+        federated_fixed = None
     attack: dict[str, Any] = {"non_private_logreg": _attack(central_model, train, heldout)}
+    fairness: dict[str, Any] = {}
     if 3.0 in models_by_eps:
         attack["federated_eps3"] = _attack(models_by_eps[3.0], train, heldout)
+        fairness = _fairness(models_by_eps[3.0], nodes)
     sizes = [len(d.train) + len(d.heldout) for d in nodes.values()]
     result = {
         "shape": name,
@@ -194,7 +228,9 @@ def run_shape(
         "plain_rfm_logreg": rfm_auc,
         "centralized_non_private": central_auc,
         "federated_dp": federated,
+        "federated_dp_fixed_defaults_eps3": federated_fixed,
         "membership_inference": attack,
+        "fairness_eps3": fairness,
         "seconds": round(time.perf_counter() - started, 1),
     }
     result["targets"] = _targets(result, min(sizes))
@@ -234,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-complete-journey", action="store_true")
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--compare-fixed-defaults", action="store_true", help="also run ε = 3 with the job's fixed defaults"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
@@ -254,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         for name, build in plan:
             federation, base = build()
-            results[name] = run_shape(name, federation, base, args.epsilons, repeats)
+            results[name] = run_shape(
+                name, federation, base, args.epsilons, repeats, compare_fixed=args.compare_fixed_defaults
+            )
             print(json.dumps({name: results[name]}), flush=True)
     summary = {
         "benchmark": "churn recipe across federation shapes: plain-RFM floor, centralized, federated DP",
