@@ -31,9 +31,18 @@ and μ is fixed by (ε, δ). The noise on the averaged gradient of one step is �
    not. The rule clips tightly (C = 0.3) while ν·sqrt(d) > 0.02 -- the noise norm is then still a
    noticeable share of a clipped gradient -- and loosely (C = 1, which clips only large residuals
    on large feature vectors) below it.
-3. **Step size.** The step lr · C is what moves the weights when gradients are clipped; it is
-   kept at the task's value (0.3 for churn, 2.4 for propensity: Complete Journey, bench/fl_utility.py)
-   so a looser clip takes the same step and T = 40 steps still reach the fit.
+3. **Step size.** Under the tight clip almost every gradient is clipped, so lr · C is the step that
+   moves the weights; it keeps the task's value (0.3 for churn, 2.4 for propensity: Complete
+   Journey, bench/fl_utility.py), a deliberately short walk that regularises a noisy fit. Under the
+   loose clip gradients keep their size and the problem is plain logistic regression on
+   standardised features: every coordinate has variance 1/d (scale std·sqrt(d)), so the bulk of the
+   Hessian's eigenvalues are about p(1 - p)/d ≈ 0.01 and reaching the fit in T = 40 steps needs
+   lr · T · 0.01 of a few, lr ≈ 5 to 10; the largest eigenvalue (the intercept's, at most 1/4) and
+   the server's momentum of 0.5 (which doubles the effective step) cap it: lr = 5. Measured on
+   a synthetic federation of 17,000 training members with the loose clip at ε = 3 (centralised
+   DP-SGD, 40 steps): lr 0.3 -> 0.835, 3 -> 0.852, 10 -> 0.860, against 0.866 for the converged
+   non-private fit; with the tight clip 0.834 to 0.837. On Complete Journey (1,600 members, the
+   tight regime) the tight clip wins at every ε (ε = 8: 0.766 against 0.755 with lr 8, C = 1).
 
 Rounds and local steps stay 8 × 5: the server-side momentum and averaging of the last rounds were
 chosen for them.
@@ -52,6 +61,7 @@ __all__ = ["DpSgdSchedule", "dp_sgd_schedule", "gdp_mu", "rounded_member_count"]
 ROUNDS, LOCAL_STEPS = 8, 5
 MIN_BATCH, MAX_BATCH = 256, 16_384
 TIGHT_CLIP, LOOSE_CLIP = 0.3, 1.0
+_LOOSE_LR = {ModelKind.LOGREG: 5.0, ModelKind.MLP: 1.2}
 NOISE_SHARE_FOR_LOOSE_CLIP = 0.02
 # lr · C per task and network (Complete Journey tuning on standardised features, bench/fl_utility.py).
 _STEP = {
@@ -128,7 +138,7 @@ def dp_sgd_schedule(
     delta: float,
     task: Task | str,
     model: ModelKind | str = ModelKind.LOGREG,
-    n_features: int = 18,
+    n_features: int = 21,
 ) -> DpSgdSchedule:
     """The schedule of the module docstring for nodes of ``member_counts`` training members (rounded).
 
@@ -144,11 +154,11 @@ def dp_sgd_schedule(
     batch = min(max(MIN_BATCH, round(efficient_rate * smallest)), MAX_BATCH, smallest)
     sigma = _sigma(mu, batch / smallest, steps)
     noise_share = sigma / (batch * math.sqrt(len(member_counts))) * math.sqrt(n_features)
-    clip = LOOSE_CLIP if noise_share < NOISE_SHARE_FOR_LOOSE_CLIP else TIGHT_CLIP
+    loose = noise_share < NOISE_SHARE_FOR_LOOSE_CLIP
     return DpSgdSchedule(
         batch_size=int(batch),
-        learning_rate=round(_STEP[task, model] / clip, 6),
-        max_grad_norm=clip,
+        learning_rate=_LOOSE_LR[model] if loose else round(_STEP[task, model] / TIGHT_CLIP, 6),
+        max_grad_norm=LOOSE_CLIP if loose else TIGHT_CLIP,
         rounds=ROUNDS,
         local_steps=LOCAL_STEPS,
         noise_multiplier_estimate=round(sigma, 4),

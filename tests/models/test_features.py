@@ -81,11 +81,13 @@ def test_a_change_of_currency_only_shifts_the_money_columns(rate: float) -> None
     other = build_features(
         _members("m1", "m2"), tx.assign(amount=tx["amount"] * rate), as_of=AS_OF, schema=SCHEMA
     )
-    spend = SCHEMA.spec("spend_total")
-    span = np.log1p(spend.high) - np.log1p(spend.low)
-    shift = other["spend_total"] - usd["spend_total"]
-    assert shift.to_numpy() == pytest.approx(np.log(rate) / span, abs=2e-3)
-    pd.testing.assert_frame_equal(usd.drop(columns="spend_total"), other.drop(columns="spend_total"))
+    money = ["spend_total", "spend_per_year", "basket_value"]
+    for name in money:
+        spec = SCHEMA.spec(name)
+        shift = other[name] - usd[name]
+        span = np.log1p(spec.high) - np.log1p(spec.low)
+        assert shift.to_numpy() == pytest.approx(np.log(rate) / span, abs=2e-3), name
+    pd.testing.assert_frame_equal(usd.drop(columns=money), other.drop(columns=money))
 
 
 def test_one_purchase_member_gets_exact_rfm_values() -> None:
