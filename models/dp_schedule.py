@@ -44,8 +44,13 @@ and μ is fixed by (ε, δ). The noise on the averaged gradient of one step is �
    non-private fit; with the tight clip 0.834 to 0.837. On Complete Journey (1,600 members, the
    tight regime) the tight clip wins at every ε (ε = 8: 0.766 against 0.755 with lr 8, C = 1).
 
-Rounds and local steps stay 8 × 5: the server-side momentum and averaging of the last rounds were
-chosen for them.
+4. **Steps.** With σ ≥ 1, σ grows like q·sqrt(T), so σC/B -- and the noise-to-signal ratio of the
+   final model -- does not depend on T: in the loose regime more steps cost compute, not accuracy.
+   The loose regime therefore runs 20 local steps a round (T = 160) where the tight one keeps 5
+   (T = 40, the short walk being its regulariser). Same synthetic federation, ε = 3, lr 5, C = 1:
+   T = 40 -> 0.856, T = 160 -> 0.860 (0.866 converged, non-private).
+
+Rounds stay 8: the server-side momentum and the averaging of the last rounds were chosen for them.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from models.task import ModelKind, Task
 
 __all__ = ["DpSgdSchedule", "dp_sgd_schedule", "gdp_mu", "rounded_member_count"]
 
-ROUNDS, LOCAL_STEPS = 8, 5
+ROUNDS, LOCAL_STEPS, LOOSE_LOCAL_STEPS = 8, 5, 20
 MIN_BATCH, MAX_BATCH = 256, 16_384
 TIGHT_CLIP, LOOSE_CLIP = 0.3, 1.0
 _LOOSE_LR = {ModelKind.LOGREG: 5.0, ModelKind.MLP: 1.2}
@@ -147,19 +152,40 @@ def dp_sgd_schedule(
     if not member_counts or min(member_counts) < 2:
         raise ValueError(f"need at least one node of at least 2 members, got {list(member_counts)}")
     task, model = Task(task), ModelKind(model)
-    steps = ROUNDS * LOCAL_STEPS
-    smallest = min(member_counts)
     mu = gdp_mu(epsilon=epsilon, delta=delta)
-    efficient_rate = mu / math.sqrt(steps * (math.e - 1.0))
-    batch = min(max(MIN_BATCH, round(efficient_rate * smallest)), MAX_BATCH, smallest)
-    sigma = _sigma(mu, batch / smallest, steps)
-    noise_share = sigma / (batch * math.sqrt(len(member_counts))) * math.sqrt(n_features)
-    loose = noise_share < NOISE_SHARE_FOR_LOOSE_CLIP
+    tight = _plan(member_counts, mu, ROUNDS * LOCAL_STEPS, n_features)
+    if tight.noise_share < NOISE_SHARE_FOR_LOOSE_CLIP:  # judged at T = 40, the regime's yardstick
+        loose = _plan(member_counts, mu, ROUNDS * LOOSE_LOCAL_STEPS, n_features)
+        return DpSgdSchedule(
+            batch_size=loose.batch,
+            learning_rate=_LOOSE_LR[model],
+            max_grad_norm=LOOSE_CLIP,
+            rounds=ROUNDS,
+            local_steps=LOOSE_LOCAL_STEPS,
+            noise_multiplier_estimate=round(loose.sigma, 4),
+        )
     return DpSgdSchedule(
-        batch_size=int(batch),
-        learning_rate=_LOOSE_LR[model] if loose else round(_STEP[task, model] / TIGHT_CLIP, 6),
-        max_grad_norm=LOOSE_CLIP if loose else TIGHT_CLIP,
+        batch_size=tight.batch,
+        learning_rate=round(_STEP[task, model] / TIGHT_CLIP, 6),
+        max_grad_norm=TIGHT_CLIP,
         rounds=ROUNDS,
         local_steps=LOCAL_STEPS,
-        noise_multiplier_estimate=round(sigma, 4),
+        noise_multiplier_estimate=round(tight.sigma, 4),
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    batch: int
+    sigma: float
+    noise_share: float
+
+
+def _plan(member_counts: Sequence[int], mu: float, steps: int, n_features: int) -> _Plan:
+    """Batch at σ = 1 (within its bounds) and the noise share of the module docstring, for T steps."""
+    smallest = min(member_counts)
+    efficient_rate = mu / math.sqrt(steps * (math.e - 1.0))
+    batch = int(min(max(MIN_BATCH, round(efficient_rate * smallest)), MAX_BATCH, smallest))
+    sigma = _sigma(mu, batch / smallest, steps)
+    share = sigma / (batch * math.sqrt(len(member_counts))) * math.sqrt(n_features)
+    return _Plan(batch=batch, sigma=sigma, noise_share=share)
