@@ -193,7 +193,7 @@ def default_feature_schema(*, category_mix: bool = False) -> FeatureSchema:
         ("history_log", 0.0, window, Transform.LOG1P, "log of days since the first purchase"),
         ("visit_count", 0.0, _COUNT_BOUND, Transform.LOG1P, "purchases (visits) in the window"),
         ("spend_total", 0.0, _MONEY_BOUND, Transform.LOG1P, "spend in the window, any currency"),
-        ("visits_per_year", 0.0, _COUNT_BOUND, Transform.LOG1P, "visits annualised over the member's history"),
+        ("visits_per_year", 0.0, _COUNT_BOUND, Transform.LOG1P, "visits a year over the member's history"),
         ("spend_per_year", 0.0, _MONEY_BOUND, Transform.LOG1P, "spend annualised over the member's history"),
         ("basket_value", 0.0, _MONEY_BOUND, Transform.LOG1P, "mean spend per visit"),
         ("tenure_days", 0.0, 100 * 365.0, Transform.LOG1P, "days since joined_at"),
