@@ -59,6 +59,10 @@ class EventType(StrEnum):
     BUDGET_CHARGED = "budget.charged"
     MODEL_PUBLISHED = "model.published"
     POINTS_SETTLED = "points.settled"
+    POINTS_LINKED = "points.linked"
+    POINTS_RESERVED = "points.reserved"
+    POINTS_POSTED = "points.posted"
+    POINTS_VOIDED = "points.voided"
     DSR_HANDLED = "dsr.handled"
     # The coordinator service's control-plane changes.
     ORGANISATION_REGISTERED = "organisation.registered"
@@ -174,6 +178,9 @@ class LineageEvent(BaseModel):
     delta: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] | None = None
     # Strict numbers: a lax int would happily turn the string "+8613…" into a count.
     details: dict[Key, StrictInt | StrictFloat | Token] = Field(default_factory=dict)
+    # Points interchange: the transfer and a one-way hash of the member's pairwise link token.
+    transfer_id: RunId | None = None
+    link_token_hash: Digest | None = None
 
     @field_validator("schema_version")
     @classmethod

@@ -12,15 +12,19 @@ names its transfer, so a duplicate is recognisable).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Protocol
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import select
 
 from audit.lineage_event import EventType, LineageEvent, Role
+from participant_node.points.ledger import Ledger, LedgerTx
 from participant_node.points.store_schema import TABLES
+from participant_node.points.wire import check_transfer_id
 from policies.purpose import Purpose
 
 __all__ = ["AuditForwarder", "EventSink", "record_event"]
@@ -33,7 +37,7 @@ class EventSink(Protocol):
 
 
 def record_event(
-    conn: Connection,
+    tx: LedgerTx,
     event_type: EventType,
     *,
     partner: str,
@@ -44,31 +48,72 @@ def record_event(
     details: dict[str, int | float | str] | None = None,
     artefacts: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Validate a lineage event and queue it in the current transaction."""
-    fields: dict[str, Any] = {
-        "event_type": event_type,
-        "time": datetime.fromtimestamp(at_us / 1_000_000, UTC),
-        "actor": f"{partner} node",
-        "role": Role.NODE,
-        "partner": partner,
-        "partners": tuple(sorted({partner, peer})),
-        "purpose": Purpose.POINTS_INTERCHANGE.value,
-        "transfer_id": transfer_id,
-        "link_token_hash": link_hash,
-        "details": details or {},
-        "outputs": [{"name": name, "sha256": digest} for name, digest in artefacts],
-    }
-    event = LineageEvent.model_validate(fields)
-    conn.execute(_OUTBOX.insert(), [{"body": event.canonical_bytes().decode("utf-8")}])
+    """Validate a lineage event; it is stored with the transaction's other writes when it commits."""
+    when = datetime.fromtimestamp(at_us / 1_000_000, UTC)
+    if transfer_id is not None and not artefacts and _cheap_fields_ok(transfer_id, link_hash, details):
+        # A transfer's event differs from the validated template of its kind only in fields checked
+        # here by the same rules (transfer ids by ``check_transfer_id``, hashes as hex, counts as ints).
+        template = _template(event_type, partner, peer)
+        event = template.model_copy(
+            update={"time": when, "transfer_id": transfer_id, "link_token_hash": link_hash, "details": details or {}}
+        )
+    else:
+        event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
+    tx.events.append({"body": event.canonical_bytes().decode("utf-8")})
+
+
+def _validated(
+    event_type: EventType, partner: str, peer: str, when: datetime, transfer_id: str | None, link_hash: str | None,
+    details: dict[str, int | float | str] | None, artefacts: Sequence[tuple[str, str]],
+) -> LineageEvent:  # fmt: skip
+    return LineageEvent.model_validate(
+        {
+            "event_type": event_type,
+            "time": when,
+            "actor": f"{partner} node",
+            "role": Role.NODE,
+            "partner": partner,
+            "partners": tuple(sorted({partner, peer})),
+            "purpose": Purpose.POINTS_INTERCHANGE.value,
+            "transfer_id": transfer_id,
+            "link_token_hash": link_hash,
+            "details": details or {},
+            "outputs": [{"name": name, "sha256": digest} for name, digest in artefacts],
+        }
+    )
+
+
+@lru_cache(maxsize=256)
+def _template(event_type: EventType, partner: str, peer: str) -> LineageEvent:
+    return _validated(event_type, partner, peer, datetime.now(UTC), "template", None, {}, ())
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_TOKENS = frozenset({"source", "destination"})
+
+
+def _cheap_fields_ok(transfer_id: str, link_hash: str | None, details: dict[str, int | float | str] | None) -> bool:
+    try:
+        check_transfer_id(transfer_id)
+    except ValueError:
+        return False
+    if link_hash is not None and not _HEX64.match(link_hash):
+        return False
+    return all(
+        (type(v) is int or v in _TOKENS) and k in _DETAIL_KEYS for k, v in (details or {}).items()
+    )
+
+
+_DETAIL_KEYS = frozenset({"points", "fee", "credited", "side"})
 
 
 class AuditForwarder:
     """Drains the node's queued events into an audit log (local file or the audit service)."""
 
     def __init__(
-        self, engine: Engine, sink_factory: Callable[[], EventSink | None], *, batch: int = 2_000
+        self, ledger: Ledger, sink_factory: Callable[[], EventSink | None], *, batch: int = 2_000
     ) -> None:
-        self._engine, self._sink_factory, self._batch = engine, sink_factory, batch
+        self._ledger, self._sink_factory, self._batch = ledger, sink_factory, batch
         self._lock = threading.Lock()
         self.forwarded = 0
 
@@ -80,15 +125,15 @@ class AuditForwarder:
         moved = 0
         with self._lock:
             while True:
-                with self._engine.connect() as conn:
+                with self._ledger.reading() as conn:
                     rows = conn.execute(
                         select(_OUTBOX.c.seq, _OUTBOX.c.body).order_by(_OUTBOX.c.seq).limit(self._batch)
                     ).all()
                 if not rows:
                     break
                 sink.append_batch([LineageEvent.from_canonical(row.body.encode("utf-8")) for row in rows])
-                with self._engine.begin() as conn:
-                    conn.execute(_OUTBOX.delete().where(_OUTBOX.c.seq <= rows[-1].seq))
+                with self._ledger.transaction() as tx:
+                    tx.conn.execute(_OUTBOX.delete().where(_OUTBOX.c.seq <= rows[-1].seq))
                 moved += len(rows)
         self.forwarded += moved
         return moved

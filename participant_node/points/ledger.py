@@ -68,7 +68,13 @@ class LedgerTx:
 
     def __init__(self, conn: Connection, now: int) -> None:
         self.conn, self.now_us = conn, now
+        self.events: list[dict[str, Any]] = []  # audit events, written with the transaction (audit_trail)
         self._lock_rows = conn.dialect.name == "postgresql"
+
+    def flush_events(self) -> None:
+        if self.events:
+            self.conn.execute(_T["points_audit_outbox"].insert(), self.events)
+            self.events = []
 
     def apply(self, requests: Sequence[Transfer]) -> list[Outcome]:
         """Run ``requests`` through the state machine and write what succeeded."""
@@ -219,10 +225,14 @@ class Ledger:
         """One write transaction: everything done through the ``LedgerTx`` commits together."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
-                yield LedgerTx(conn, self.now_us())
+                tx = LedgerTx(conn, self.now_us())
+                yield tx
+                tx.flush_events()
             return
         with self._write_lock, self.engine.begin() as conn:
-            yield LedgerTx(conn, self.now_us())
+            tx = LedgerTx(conn, self.now_us())
+            yield tx
+            tx.flush_events()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntFlag, StrEnum
+from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -94,14 +95,16 @@ class Transfer:
     limits: tuple[UsageLimit, ...] = ()
     linked: bool = False
 
+    @cached_property
     def fields_hash(self) -> str:
         """sha256 over every field: what "the same fields" means for idempotency."""
-        body = [
-            self.id, self.debit_account, self.credit_account, self.amount, str(self.kind),
-            self.pending_id, self.timeout_us, self.code, self.agreement_id, self.link_hash,
-            [[u.key, u.cap, u.amount] for u in self.limits], self.linked,
-        ]  # fmt: skip
-        return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+        limits = ";".join(f"{u.key},{u.cap},{u.amount}" for u in self.limits)
+        body = (
+            f"{self.id}\x1f{self.debit_account}\x1f{self.credit_account}\x1f{self.amount}\x1f{self.kind}\x1f"
+            f"{self.pending_id}\x1f{self.timeout_us}\x1f{self.code}\x1f{self.agreement_id}\x1f{self.link_hash}"
+            f"\x1f{limits}\x1f{self.linked}"
+        )  # unit separators: no field of an id, account or key contains U+001F
+        return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass
@@ -111,6 +114,9 @@ class Balance:
     credits_pending: int = 0
     credits_posted: int = 0
     flags: int = 0
+
+    def copy(self) -> Balance:
+        return Balance(self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted, self.flags)
 
     @property
     def posted(self) -> int:
@@ -219,11 +225,11 @@ def _rollback(state: LedgerState, mark_rows: int, mark_requests: int, mark_undo:
 
 
 def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
-    state._set(state.known, transfer.id, (transfer.fields_hash(), result))
+    state._set(state.known, transfer.id, (transfer.fields_hash, result))
     state.requests.append(
         {
             "id": transfer.id,
-            "fields_hash": transfer.fields_hash(),
+            "fields_hash": transfer.fields_hash,
             "result": str(result),
             "at_us": state.now_us,
         }
@@ -232,7 +238,7 @@ def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
 
 def _replay(transfer: Transfer, known: tuple[str, Result]) -> Outcome:
     digest, result = known
-    if digest != transfer.fields_hash():
+    if digest != transfer.fields_hash:
         return Outcome(transfer.id, Result.EXISTS_WITH_DIFFERENT_FIELDS, replay=True)
     return Outcome(transfer.id, result, replay=True)
 
@@ -329,7 +335,7 @@ def _finish(
 
 def _move(state: LedgerState, debit_id: str, credit_id: str, amount: int, kind: TransferKind) -> None:
     debit, credit = state.balances[debit_id], state.balances[credit_id]
-    new_debit, new_credit = replace(debit), replace(credit)
+    new_debit, new_credit = debit.copy(), credit.copy()
     if kind is TransferKind.SINGLE:
         new_debit.debits_posted += amount
         new_credit.credits_posted += amount
@@ -362,5 +368,5 @@ def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_
         "limits": json.dumps([[u.key, u.cap, u.amount] for u in transfer.limits])
         if transfer.limits
         else None,
-        "fields_hash": transfer.fields_hash(),
+        "fields_hash": transfer.fields_hash,
     }

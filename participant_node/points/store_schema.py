@@ -105,10 +105,14 @@ links = Table(
 interchange = Table(
     "points_interchange",
     METADATA,
-    Column("transfer_id", String(200), primary_key=True),
+    # The source's own transfer id, or "<peer>/<transfer id>" for transfers a peer sends us.
+    Column("key", String(200), primary_key=True),
+    Column("transfer_id", String(64), nullable=False),
     Column("role", String(12), nullable=False),  # "source" | "destination"
     Column("peer", String(64), nullable=False),
     Column("agreement_id", String(64), nullable=False),
+    Column("member_account", String(200), nullable=False),
+    Column("link_token", String(64), nullable=False),
     Column("link_hash", String(64), nullable=False),
     Column("points", BigInteger, nullable=False),
     Column("credited", BigInteger, nullable=False),
@@ -118,18 +122,19 @@ interchange = Table(
     Column("reason", String(64)),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
-    Index("points_interchange_state", "state", "created_at_us"),
+    Column("decided_at_us", BigInteger),
+    Index("points_interchange_state", "state", "role", "updated_at_us"),
+    Index("points_interchange_decided", "agreement_id", "decided_at_us"),
 )
 outbox = Table(
     "points_outbox",
     METADATA,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("transfer_id", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
     Column("peer", String(64), nullable=False),
     Column("action", String(16), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
-    Column("sent_at_us", BigInteger),
-    Index("points_outbox_open", "sent_at_us", "seq"),
+    Index("points_outbox_key", "key"),
 )
 audit_outbox = Table(
     "points_audit_outbox",

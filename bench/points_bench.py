@@ -1,0 +1,126 @@
+"""Points interchange throughput between two nodes on loopback over mTLS; prints JSON.
+
+Two node processes (``participant_node.points.runner``), synthetic partners with linked members and
+accrued opening balances. A client submits conversions to the source node through its operator
+endpoint, from many threads at once:
+
+- ``single``: one transfer per request (each request waits for its own outcome);
+- ``batched``: ``--batch`` transfers per request;
+- ``faults``: single requests again, with the seeded fault plan dropping, duplicating and
+  reordering the nodes' messages to each other.
+
+A transfer counts as committed when the source posted it and the destination's ledger has posted
+the credit too (the clock stops when both nodes have nothing pending and nothing in their outbox).
+Each mode runs ``--runs`` times on fresh nodes; the medians are reported with every run.
+
+    python bench/points_bench.py [--transfers 3000] [--runs 3] [--threads 32] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loyalfed.points_cluster import PointsCluster  # noqa: E402
+from loyalfed.points_federation import prepare_synthetic_pair  # noqa: E402
+
+TARGETS = {"single": 500.0, "batched": 2_000.0}
+
+
+def _drained(cluster: PointsCluster, a: str, b: str) -> bool:
+    sa, sb = cluster.call(a, "GET", "/points/v1/status"), cluster.call(b, "GET", "/points/v1/status")
+    busy = sa.get("outbox", 0) + sb.get("outbox", 0) + sa.get("source_reserved", 0) + sb.get("destination_reserved", 0)
+    return busy == 0
+
+
+def _submit(cluster: PointsCluster, a: str, b: str, members: list[str], jobs: list[int], batch: int, mode: str) -> int:
+    posted = 0
+    client = cluster.client(a)
+    for start in range(0, len(jobs), batch):
+        part = jobs[start : start + batch]
+        items = [{"member_id": members[j % len(members)], "to": b, "points": 250, "transfer_id": uuid.uuid4().hex}
+                 for j in part]  # fmt: skip
+        if batch == 1:
+            response = client.post("/points/v1/transfers", json=items[0], timeout=120)
+            receipts = [response.json()]
+        else:
+            response = client.post("/points/v1/transfers/batch", json={"items": items}, timeout=120)
+            receipts = response.json()["receipts"]
+        posted += sum(r["state"] == "posted" for r in receipts)
+    return posted
+
+
+def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="points-bench-") as tmp:
+        root = Path(tmp)
+        pair = prepare_synthetic_pair(
+            root, members=2_000, shared=1_500, fault_seed=seed if mode == "faults" else None, audit=True
+        )
+        a, b = pair.agreement.partners
+        with PointsCluster(pair, log_dir=root / "logs") as cluster:
+            cluster.start(a)
+            cluster.start(b)
+            linked = cluster.call(a, "POST", "/points/v1/links", json={"peer": b})["linked"]
+            members = [f"FM-{i:07d}" for i in range(500, 2_000)]
+            size = batch if mode == "batched" else 1
+            shares = [list(range(t, transfers, threads)) for t in range(threads)]
+            results = [0] * threads
+
+            def work(k: int) -> None:
+                results[k] = _submit(cluster, a, b, members, shares[k], size, mode)
+
+            started = time.perf_counter()
+            workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            while not _drained(cluster, a, b):
+                time.sleep(0.01)
+            seconds = time.perf_counter() - started
+            status = cluster.call(b, "GET", "/points/v1/status")
+    committed = status.get("destination_posted", 0)
+    return {"mode": mode, "linked": linked, "submitted": transfers, "committed": committed,
+            "posted_at_source": sum(results), "seconds": round(seconds, 3),
+            "committed_per_s": round(committed / seconds, 1)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=3_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--modes", default="single,batched,faults")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"transfers_per_run": args.transfers, "threads": args.threads, "batch": args.batch,
+                              "fault_seed": args.seed, "runs": {}, "median_committed_per_s": {}}  # fmt: skip
+    for mode in args.modes.split(","):
+        runs = [
+            run_once(mode, transfers=args.transfers, threads=args.threads, batch=args.batch, seed=args.seed + r)
+            for r in range(args.runs)
+        ]
+        report["runs"][mode] = runs
+        report["median_committed_per_s"][mode] = statistics.median(r["committed_per_s"] for r in runs)
+        print(f"{mode}: {[r['committed_per_s'] for r in runs]}", file=sys.stderr)
+    report["targets_per_s"] = TARGETS
+    report["meets_targets"] = {
+        m: report["median_committed_per_s"].get(m, 0) >= t for m, t in TARGETS.items() if m in report["median_committed_per_s"]
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The node's points endpoints: a FastAPI ``APIRouter`` the node service mounts (``/points/v1``).
+
+Two audiences, both identified by the verified mTLS client certificate (``tls_scope`` puts it in the
+ASGI scope; ``peer_identity`` reads the partner it names):
+
+- peers (another partner's node): ``/points/v1/peer/…`` — reserve, resolve, decisions, link,
+  settlements. The peer is the certificate's partner, never a field of the body.
+- this node's own operator and member-facing front end (a client holding this partner's own
+  certificate): transfers, balances, history, linking, settlement, recovery.
+
+Errors map to a status and a public message (never raw exception text, never member data):
+refusals 403/409, unknown things 404, bad input 400/422, an unreachable peer 502.
+"""
+
+
+import ssl
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from participant_node.matching.peer_identity import PeerIdentityRefused, partner_from_certificate
+from participant_node.points.errors import LinkError, PeerError, PointsError
+from participant_node.points.service import PointsService
+from participant_node.points.source_side import TransferRequest
+from participant_node.points.wire import (
+    TRANSFER_ID_PATTERN,
+    DecisionReply,
+    DecisionRequest,
+    LinkAnswer,
+    LinkOpening,
+    LinkReveal,
+    LinkRevealReply,
+    ReserveReply,
+    ReserveRequest,
+    ResolveReply,
+    ResolveRequest,
+    SignedStatement,
+)
+from policies.errors import PolicyError
+
+__all__ = ["create_points_router"]
+
+T = TypeVar("T")
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class TransferIn(BaseModel):
+    model_config = _FROZEN
+    member_id: str = Field(min_length=1, max_length=128)
+    to: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    points: int = Field(gt=0, le=10**12)
+    transfer_id: str | None = Field(default=None, pattern=TRANSFER_ID_PATTERN)
+
+
+class TransferBatchIn(BaseModel):
+    model_config = _FROZEN
+    items: tuple[TransferIn, ...] = Field(min_length=1, max_length=5_000)
+
+
+class LinkIn(BaseModel):
+    model_config = _FROZEN
+    peer: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class SettleIn(BaseModel):
+    model_config = _FROZEN
+    peer: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    period_start: datetime
+    period_end: datetime
+
+
+def _certificate(request: Request) -> tuple[str | None, bytes | None]:
+    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+    chain = list(tls.get("client_cert_chain") or ())
+    if not chain:
+        return None, None
+    try:
+        return partner_from_certificate(chain[0]), ssl.PEM_cert_to_DER_cert(chain[0])
+    except PeerIdentityRefused:
+        return None, None
+
+
+def _public(call: Callable[[], T]) -> T | JSONResponse:
+    """Run a domain call; expected failures become a status and a public message."""
+    try:
+        return call()
+    except PeerError as err:
+        return JSONResponse({"error": str(err)}, status_code=502)
+    except LinkError as err:
+        return JSONResponse({"error": str(err)}, status_code=409)
+    except (PointsError, PolicyError) as err:
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+
+def create_points_router(service: PointsService) -> APIRouter:
+    """The points endpoints around ``service``."""
+    router = APIRouter(prefix="/points/v1", tags=["points"])
+
+    def peer(request: Request) -> tuple[str, bytes | None]:
+        partner, der = _certificate(request)
+        if partner is None or partner == service.partner:
+            raise HTTPException(403, "points peer endpoints answer partner nodes over mutual TLS only")
+        return partner, der
+
+    def operator(request: Request) -> None:
+        if _certificate(request)[0] != service.partner:
+            raise HTTPException(403, "this endpoint answers this node's own operator certificate only")
+
+    _register_peer_routes(router, service, Annotated[tuple[str, bytes | None], Depends(peer)])
+    _register_operator_routes(router, service, Depends(operator))
+    return router
+
+
+def _register_peer_routes(router: APIRouter, service: PointsService, Peer: Any) -> None:
+    @router.post("/peer/reserve", response_model=ReserveReply)
+    def reserve(body: ReserveRequest, peer: Peer) -> Any:
+        return _public(lambda: service.destination.reserve(peer[0], body))
+
+    @router.post("/peer/resolve", response_model=ResolveReply)
+    def resolve(body: ResolveRequest, peer: Peer) -> Any:
+        return _public(lambda: service.destination.resolve(peer[0], body))
+
+    @router.post("/peer/decisions", response_model=DecisionReply)
+    def decisions(body: DecisionRequest, peer: Peer) -> Any:
+        return _public(lambda: service.source.decisions(peer[0], body.transfer_ids))
+
+    @router.post("/peer/link", response_model=LinkAnswer)
+    def link_open(body: LinkOpening, peer: Peer) -> Any:
+        return _public(lambda: service.links.open(peer[0], body))
+
+    @router.post("/peer/link/{session_id}/reveal", response_model=LinkRevealReply)
+    def link_reveal(session_id: str, body: LinkReveal, peer: Peer) -> Any:
+        return _public(lambda: service.links.reveal(peer[0], session_id, body))
+
+    @router.post("/peer/settlements", response_model=SignedStatement)
+    def settlements(body: SignedStatement, peer: Peer) -> Any:
+        return _public(lambda: service.settlements.answer(peer[0], body, peer[1]))
+
+
+def _register_operator_routes(router: APIRouter, service: PointsService, operator: Any) -> None:
+    def requests_of(items: tuple[TransferIn, ...]) -> list[TransferRequest]:
+        return [
+            TransferRequest(i.transfer_id or uuid.uuid4().hex, i.member_id, i.to, i.points) for i in items
+        ]
+
+    @router.post("/transfers", dependencies=[operator])
+    def transfer(body: TransferIn) -> Any:
+        return _public(lambda: service.transfer(requests_of((body,)))[0].to_json())
+
+    @router.post("/transfers/batch", dependencies=[operator])
+    def transfer_batch(body: TransferBatchIn) -> Any:
+        return _public(lambda: {"receipts": [r.to_json() for r in service.transfer(requests_of(body.items))]})
+
+    @router.get("/members/{member_id}/balance", dependencies=[operator])
+    def balance(member_id: str) -> Any:
+        return _public(lambda: service.balance(member_id))
+
+    @router.get("/members/{member_id}/history", dependencies=[operator])
+    def history(member_id: str) -> Any:
+        return _public(lambda: {"transfers": service.history(member_id)})
+
+    @router.post("/links", dependencies=[operator])
+    def link(body: LinkIn) -> Any:
+        return _public(lambda: service.link(body.peer).to_json())
+
+    @router.post("/settlements", dependencies=[operator])
+    def settle(body: SettleIn) -> Any:
+        return _public(lambda: service.settle(body.peer, body.period_start, body.period_end))
+
+    @router.post("/recover", dependencies=[operator])
+    def recover() -> Any:
+        return _public(lambda: service.recover().to_json())
+
+    @router.get("/status", dependencies=[operator])
+    def status() -> Any:
+        return _public(service.status)
+
+    @router.get("/ledger/verify", dependencies=[operator])
+    def verify() -> Any:
+        def check() -> dict[str, Any]:
+            result = service.ledger.verify()
+            return {"ok": result.ok, "transfers": result.transfers, "pending": result.pending,
+                    "problems": list(result.problems)}  # fmt: skip
+
+        return _public(check)

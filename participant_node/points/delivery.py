@@ -1,0 +1,191 @@
+"""Moving the outbox to the peers, and the recovery pass that drives every transfer to an end.
+
+The outbox pump sends what the ledger transactions queued: reserve messages that were not
+answered in time (a request thread sends the first one itself), and the post and void decisions,
+coalesced per peer into one message per batch (many transfers' decisions share one request, as
+TigerBeetle batches its events). A row leaves the outbox only when the peer acknowledged it.
+
+The recovery pass (at start-up, periodically, and on ``loyalfed points recover``):
+1. as source, void every reservation whose timeout passed without the peer's answer (the
+   decision is ours: presumed abort) and queue the void for the peer;
+2. resend the whole outbox until it is empty or the peers stop answering;
+3. as destination, ask each source for its decision on reservations that stayed open, and post or
+   void them accordingly.
+After a pass with both nodes up, nothing is pending on either side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from participant_node.points.destination_side import DestinationSide
+from participant_node.points.errors import PeerError
+from participant_node.points.interchange_rows import OUTBOX, load_rows
+from participant_node.points.ledger import Ledger
+from participant_node.points.peer_client import PeerClient
+from participant_node.points.source_side import SourceSide, TransferReceipt
+from participant_node.points.wire import DecisionRequest, ResolveAction, ResolveRequest, TransferDecision
+
+__all__ = ["Delivery", "RecoveryReport"]
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    voided_expired: int
+    outbox_sent: int
+    outbox_left: int
+    resolved_in_doubt: int
+    in_doubt_left: int
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Delivery:
+    def __init__(
+        self,
+        ledger: Ledger,
+        source: SourceSide,
+        destination: DestinationSide,
+        peers: Mapping[str, PeerClient],
+        *,
+        batch: int = 2_000,
+        resend_after_s: float = 1.0,
+    ) -> None:
+        self.ledger, self.source, self.destination, self.peers = ledger, source, destination, peers
+        self.batch, self.resend_after_s = batch, resend_after_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _peer(self, peer: str) -> PeerClient:
+        client = self.peers.get(peer)
+        if client is None:
+            raise PeerError(f"no address configured for partner {peer}")
+        return client
+
+    def send_reserves(self, keys: list[str]) -> list[TransferReceipt]:
+        """Send the reserve messages for ``keys`` now and apply the answers; unanswered stay queued."""
+        for peer, message in self.source.reserve_messages(keys).items():
+            try:
+                reply = self._peer(peer).reserve(message)
+            except PeerError as err:
+                _LOG.info("reserve to %s deferred: %s", peer, err)
+                continue
+            self.source.apply_replies(peer, reply)
+        self._wake.set()
+        return self.source.receipts(keys)
+
+    def pump_once(self, *, include_fresh_reserves: bool = False) -> int:
+        """Send one batch per (peer, action) from the outbox; returns how many rows were acknowledged."""
+        cutoff = self.ledger.now_us() - (
+            0 if include_fresh_reserves else int(self.resend_after_s * 1_000_000)
+        )
+        with self.ledger.reading() as conn:
+            rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq).limit(self.batch)).all()
+        groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for row in rows:
+            if row.action == "reserve" and row.created_at_us > cutoff:
+                continue
+            groups.setdefault((row.peer, row.action), []).append((row.seq, row.key))
+        acknowledged = 0
+        for (peer, action), items in groups.items():
+            try:
+                acknowledged += self._deliver(peer, action, items)
+            except PeerError as err:
+                _LOG.info("%s to %s deferred: %s", action, peer, err)
+        return acknowledged
+
+    def _deliver(self, peer: str, action: str, items: list[tuple[int, str]]) -> int:
+        keys = [key for _, key in dict.fromkeys(items)]
+        if action == "reserve":
+            self.send_reserves(keys)
+            with self.ledger.transaction() as tx:
+                rows = load_rows(tx.conn, keys)
+                done = [k for k in keys if k not in rows or rows[k].state != "reserved"]
+                if done:
+                    tx.conn.execute(
+                        OUTBOX.delete().where(OUTBOX.c.key.in_(done), OUTBOX.c.action == "reserve")
+                    )
+            return len(done)
+        with self.ledger.reading() as conn:
+            rows = load_rows(conn, keys)
+        decisions = tuple(
+            TransferDecision(transfer_id=k, decided_at_us=rows[k].decided_at_us or 0)
+            for k in keys
+            if k in rows
+        )
+        if decisions:
+            self._peer(peer).resolve(ResolveRequest(action=ResolveAction(action), items=decisions))
+        with self.ledger.transaction() as tx:
+            tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_([seq for seq, _ in items])))
+        return len(items)
+
+    def resolve_in_doubt(self, *, older_than_s: float) -> tuple[int, int]:
+        """As destination: ask each source about reservations open longer than ``older_than_s``."""
+        resolved = left = 0
+        for peer, ids in self.destination.in_doubt(older_than_s=older_than_s).items():
+            for start in range(0, len(ids), self.batch):
+                part = tuple(ids[start : start + self.batch])
+                try:
+                    reply = self._peer(peer).decisions(DecisionRequest(transfer_ids=part))
+                except PeerError as err:
+                    _LOG.info("decisions from %s deferred: %s", peer, err)
+                    left += len(part)
+                    continue
+                done = self.destination.apply_decisions(peer, reply)
+                resolved, left = resolved + done, left + len(part) - done
+        return resolved, left
+
+    def recover(self, *, in_doubt_after_s: float = 0.0, rounds: int = 20) -> RecoveryReport:
+        """One full recovery pass (see the module docstring)."""
+        voided = self.source.void_expired()
+        sent = 0
+        for _ in range(rounds):
+            moved = self.pump_once(include_fresh_reserves=True)
+            sent += moved
+            if moved == 0:
+                break
+        resolved, left = self.resolve_in_doubt(older_than_s=in_doubt_after_s)
+        with self.ledger.reading() as conn:
+            remaining = len(conn.execute(select(OUTBOX.c.seq)).all())
+        return RecoveryReport(voided, sent, remaining, resolved, left)
+
+    def start(
+        self, *, interval_s: float = 0.02, recovery_every_s: float = 5.0, in_doubt_after_s: float = 10.0
+    ) -> None:
+        """Run the pump (and a periodic recovery pass) on a background thread."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            last_recovery = 0.0
+            while not self._stop.is_set():
+                self._wake.wait(interval_s)
+                self._wake.clear()
+                try:
+                    self.pump_once()
+                    now = self.ledger.now_us() / 1_000_000
+                    if now - last_recovery >= recovery_every_s:
+                        last_recovery = now
+                        self.source.void_expired()
+                        self.resolve_in_doubt(older_than_s=in_doubt_after_s)
+                except Exception:  # process boundary of the background thread: log, keep pumping
+                    _LOG.exception("points outbox pump failed; retrying")
+
+        self._thread = threading.Thread(target=loop, name="points-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

@@ -1,0 +1,267 @@
+"""The destination node's half of an interchange transfer: reserve the credit, then post or void it.
+
+B checks each reserve against its own copy of the signed agreement (same hash, in force, the peer
+is its party, the direction exists), the link token (known and active), the member's consent
+naming the source partner (PIPL Art. 23), the price (B recomputes the credit) and its own caps,
+then reserves a pending credit from the peer's clearing account. Every message is idempotent by
+the source's transfer id: a repeat with the same fields gets the first answer, with other fields
+``conflict``. A void for a transfer B never saw leaves a tombstone, so a reserve that arrives late
+(reordered behind its void) is refused. B never times out alone: open reservations are resolved by
+asking the source for its decision (``in_doubt`` then ``apply_decisions``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from audit.lineage_event import EventType
+from participant_node.points import link_store
+from participant_node.points.agreement_book import AgreementBook
+from participant_node.points.audit_trail import record_event
+from participant_node.points.interchange_rows import (
+    ROWS,
+    State,
+    caps,
+    clearing,
+    fields_hash,
+    inbound_key,
+    load_rows,
+    member_account,
+    set_state,
+)
+from participant_node.points.ledger import Ledger, LedgerTx
+from participant_node.points.ledger_rules import Transfer, TransferKind
+from participant_node.points.linking import link_hash
+from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.wire import (
+    DecisionReply,
+    InboundStatus,
+    ItemResult,
+    ReserveItem,
+    ReserveReply,
+    ReserveRequest,
+    ResolveAction,
+    ResolveReply,
+    ResolveRequest,
+)
+from policies.interchange_agreement import AgreementError, InterchangeAgreement
+
+__all__ = ["DestinationSide"]
+
+_ANSWER = {
+    State.RESERVED: InboundStatus.RESERVED,
+    State.POSTED: InboundStatus.RESERVED,
+    State.VOIDED: InboundStatus.VOIDED,
+    State.REFUSED: InboundStatus.REFUSED,
+}
+
+
+class DestinationSide:
+    def __init__(
+        self, partner: str, ledger: Ledger, book: AgreementBook, directory: MemberDirectory | None
+    ) -> None:
+        self.partner, self.ledger, self.book, self.directory = partner, ledger, book, directory
+
+    def _agreement(self, peer: str, request: ReserveRequest) -> InterchangeAgreement:
+        agreement = self.book.by_id(request.agreement_id)
+        if agreement.content_hash() != request.agreement_hash or agreement.epoch != request.epoch:
+            raise AgreementError(
+                "the peer's agreement is not the version this node signed", rule="agreement_mismatch"
+            )
+        if agreement.peer_of(self.partner) != peer:
+            raise AgreementError("the peer is not a party to this agreement", rule="not_a_party")
+        agreement.check_in_force(datetime.fromtimestamp(self.ledger.now_us() / 1_000_000, UTC))
+        return agreement
+
+    def reserve(self, peer: str, request: ReserveRequest) -> ReserveReply:
+        try:
+            agreement = self._agreement(peer, request)
+            agreement.terms_for(peer, self.partner)
+        except AgreementError as err:
+            return ReserveReply(results=tuple(_refused(i.transfer_id, err.rule) for i in request.items))
+        consented = self.directory.consented(peer) if self.directory is not None else None
+        with self.ledger.transaction() as tx:
+            members = link_store.member_of(tx.conn, [i.link_token for i in request.items], agreement.agreement_id,
+                                           agreement.epoch)  # fmt: skip
+            if consented is not None:
+                gone = {t: m for t, m in members.items() if m not in consented}
+                link_store.revoke_members(tx.conn, gone.values(), agreement.agreement_id, at_us=tx.now_us)
+                members = {t: m for t, m in members.items() if t not in gone}
+            keys = [inbound_key(peer, i.transfer_id) for i in request.items]
+            existing = load_rows(tx.conn, keys, lock=True)
+            results: dict[str, ItemResult] = {}
+            fresh: list[tuple[ReserveItem, str, str]] = []
+            for item, key in zip(request.items, keys, strict=True):
+                if key in results or any(key == k for _, k, _ in fresh):
+                    continue
+                answer = self._check(item, existing.get(key), members, agreement, peer)
+                if answer is not None:
+                    results[key] = answer
+                else:
+                    fresh.append((item, key, members[item.link_token]))
+            results |= self._reserve_fresh(tx, peer, agreement, fresh)
+        return ReserveReply(results=tuple(results[k] for k in dict.fromkeys(keys)))
+
+    def _check(
+        self, item: ReserveItem, row: Any, members: dict[str, str], agreement: InterchangeAgreement, peer: str
+    ) -> ItemResult | None:
+        if row is not None:
+            if row.fields_hash == "":  # tombstone: voided before this reserve arrived
+                return ItemResult(transfer_id=item.transfer_id, status=InboundStatus.VOIDED)
+            if row.fields_hash != _item_hash(item):
+                return ItemResult(transfer_id=item.transfer_id, status=InboundStatus.CONFLICT)
+            return ItemResult(
+                transfer_id=item.transfer_id, status=_ANSWER[State(row.state)], reason=row.reason
+            )
+        if item.link_token not in members:
+            return _refused(item.transfer_id, "unknown_link_token")
+        try:
+            quote = agreement.terms_for(peer, self.partner).quote(item.points)
+        except AgreementError as err:
+            return _refused(item.transfer_id, err.rule)
+        if quote.credited != item.credited:
+            return _refused(item.transfer_id, "rate_mismatch")
+        return None
+
+    def _reserve_fresh(
+        self,
+        tx: LedgerTx,
+        peer: str,
+        agreement: InterchangeAgreement,
+        fresh: list[tuple[ReserveItem, str, str]],
+    ) -> dict[str, ItemResult]:
+        terms = agreement.terms_for(peer, self.partner)
+        legs = [
+            Transfer(
+                f"{key}:credit", clearing(peer), member_account(member), item.credited, kind=TransferKind.PENDING,
+                code="interchange_in", agreement_id=agreement.agreement_id, link_hash=link_hash(item.link_token),
+                limits=caps(terms, agreement, item.link_token, item.points, tx.now_us),
+            )
+            for item, key, member in fresh
+        ]  # fmt: skip
+        results: dict[str, ItemResult] = {}
+        rows = []
+        for (item, key, member), outcome in zip(fresh, tx.apply(legs), strict=True):
+            state = State.RESERVED if outcome.ok else State.REFUSED
+            reason = None if outcome.ok else str(outcome.result)
+            rows.append(
+                _row(
+                    key, item, peer, agreement.agreement_id, member_account(member), state, reason, tx.now_us
+                )
+            )
+            results[key] = ItemResult(transfer_id=item.transfer_id, status=_ANSWER[state], reason=reason)
+            if outcome.ok:
+                self._event(
+                    tx, EventType.POINTS_RESERVED, peer, item.transfer_id, link_hash(item.link_token), item
+                )
+        if rows:
+            tx.conn.execute(ROWS.insert(), rows)
+        return results
+
+    def _event(
+        self, tx: LedgerTx, kind: EventType, peer: str, transfer_id: str, hashed: str, item: Any
+    ) -> None:
+        record_event(
+            tx, kind, partner=self.partner, peer=peer, at_us=tx.now_us, transfer_id=transfer_id,
+            link_hash=hashed, details={"points": item.points, "credited": item.credited, "side": "destination"},
+        )  # fmt: skip
+
+    def resolve(self, peer: str, request: ResolveRequest) -> ResolveReply:
+        """Apply the source's decisions (post or void) to our reservations."""
+        with self.ledger.transaction() as tx:
+            results = self._resolve(
+                tx, peer, request.action, {d.transfer_id: d.decided_at_us for d in request.items}
+            )
+        return ResolveReply(results=tuple(results))
+
+    def _resolve(
+        self, tx: LedgerTx, peer: str, action: ResolveAction, decided: dict[str, int]
+    ) -> list[ItemResult]:
+        keys = {inbound_key(peer, t): t for t in decided}
+        rows = load_rows(tx.conn, list(keys), lock=True)
+        kind = TransferKind.POST if action == ResolveAction.POST else TransferKind.VOID
+        target = State.POSTED if action == ResolveAction.POST else State.VOIDED
+        todo = [rows[k] for k in keys if k in rows and rows[k].state == State.RESERVED]
+        outcomes = tx.apply(
+            [Transfer(f"{r.key}:credit:{kind}", kind=kind, pending_id=f"{r.key}:credit") for r in todo]
+        )
+        done = [r for r, o in zip(todo, outcomes, strict=True) if o.ok]
+        by_time: dict[int, list[str]] = {}
+        for row in done:
+            by_time.setdefault(decided[keys[row.key]], []).append(row.key)
+        for at, group in by_time.items():
+            set_state(tx.conn, group, target, tx.now_us, decided_at_us=at)
+        event = EventType.POINTS_POSTED if target == State.POSTED else EventType.POINTS_VOIDED
+        for row in done:
+            self._event(tx, event, peer, keys[row.key], row.link_hash, row)
+        tombstones = [k for k in keys if k not in rows and action == ResolveAction.VOID]
+        if tombstones:
+            tx.conn.execute(ROWS.insert(), [_tombstone(k, keys[k], peer, tx.now_us) for k in tombstones])
+        fresh = load_rows(tx.conn, list(keys))
+        return [_resolution_answer(fresh.get(k), t, target) for k, t in keys.items()]
+
+    def in_doubt(self, *, older_than_s: float) -> dict[str, list[str]]:
+        """Reservations still open after ``older_than_s``: peer -> transfer ids to ask the source about."""
+        cutoff = self.ledger.now_us() - int(older_than_s * 1_000_000)
+        query = select(ROWS.c.peer, ROWS.c.transfer_id).where(
+            ROWS.c.role == "destination", ROWS.c.state == State.RESERVED, ROWS.c.updated_at_us <= cutoff
+        )
+        found: dict[str, list[str]] = {}
+        with self.ledger.reading() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.peer, []).append(row.transfer_id)
+        return found
+
+    def apply_decisions(self, peer: str, reply: DecisionReply) -> int:
+        """Post what the source posted; void what it voided, refused or never knew; leave the undecided."""
+        posts, voids = {}, {}
+        for item, at in zip(reply.decisions, reply.decided_at_us, strict=True):
+            if item.status == InboundStatus.POSTED:
+                posts[item.transfer_id] = at
+            elif item.status in (InboundStatus.VOIDED, InboundStatus.REFUSED, InboundStatus.UNKNOWN):
+                voids[item.transfer_id] = at
+        with self.ledger.transaction() as tx:
+            if posts:
+                self._resolve(tx, peer, ResolveAction.POST, posts)
+            if voids:
+                self._resolve(tx, peer, ResolveAction.VOID, voids)
+        return len(posts) + len(voids)
+
+
+def _item_hash(item: ReserveItem) -> str:
+    return fields_hash(item.link_token, item.points, item.credited)
+
+
+def _refused(transfer_id: str, rule: str) -> ItemResult:
+    return ItemResult(transfer_id=transfer_id, status=InboundStatus.REFUSED, reason=rule[:48])
+
+
+def _row(key: str, item: ReserveItem, peer: str, agreement_id: str, account: str, state: State,
+         reason: str | None, now: int) -> dict[str, Any]:  # fmt: skip
+    return {
+        "key": key, "transfer_id": item.transfer_id, "role": "destination", "peer": peer,
+        "agreement_id": agreement_id, "member_account": account, "link_token": item.link_token,
+        "link_hash": link_hash(item.link_token), "points": item.points, "credited": item.credited, "fee": 0,
+        "fields_hash": _item_hash(item), "state": str(state), "reason": reason, "created_at_us": now,
+        "updated_at_us": now, "decided_at_us": None,
+    }  # fmt: skip
+
+
+def _tombstone(key: str, transfer_id: str, peer: str, now: int) -> dict[str, Any]:
+    return {
+        "key": key, "transfer_id": transfer_id, "role": "destination", "peer": peer, "agreement_id": "",
+        "member_account": "", "link_token": "", "link_hash": "", "points": 0, "credited": 0, "fee": 0,
+        "fields_hash": "", "state": str(State.VOIDED), "reason": "voided_before_reserve", "created_at_us": now,
+        "updated_at_us": now, "decided_at_us": None,
+    }  # fmt: skip
+
+
+def _resolution_answer(row: Any, transfer_id: str, target: State) -> ItemResult:
+    if row is None:
+        return ItemResult(transfer_id=transfer_id, status=InboundStatus.UNKNOWN)
+    if row.state == target or (target == State.VOIDED and row.state == State.REFUSED):
+        return ItemResult(transfer_id=transfer_id, status=InboundStatus(target))
+    return ItemResult(transfer_id=transfer_id, status=InboundStatus.CONFLICT)

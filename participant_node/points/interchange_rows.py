@@ -1,0 +1,100 @@
+"""Shared vocabulary of the two sides of an interchange transfer: states, ledger ids, caps, rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from participant_node.points.ledger import AccountKind, account_id
+from participant_node.points.ledger_rules import UsageLimit
+from participant_node.points.store_schema import TABLES
+from policies.interchange_agreement import ConversionTerms, InterchangeAgreement
+
+__all__ = [
+    "FEE_ACCOUNT",
+    "ISSUANCE_ACCOUNT",
+    "State",
+    "caps",
+    "clearing",
+    "enqueue",
+    "fields_hash",
+    "inbound_key",
+    "load_rows",
+    "member_account",
+]
+
+ROWS = TABLES["points_interchange"]
+OUTBOX = TABLES["points_outbox"]
+FEE_ACCOUNT = account_id(AccountKind.FEE)
+ISSUANCE_ACCOUNT = account_id(AccountKind.ISSUANCE)
+_CHUNK = 400
+
+
+class State(StrEnum):
+    RESERVED = "reserved"
+    POSTED = "posted"
+    VOIDED = "voided"
+    REFUSED = "refused"
+
+
+def member_account(member_id: str) -> str:
+    return account_id(AccountKind.MEMBER, member_id)
+
+
+def clearing(peer: str) -> str:
+    return account_id(AccountKind.CLEARING, peer)
+
+
+def inbound_key(peer: str, transfer_id: str) -> str:
+    """Transfer ids are the source's: namespaced by peer at the destination ('/' is not in an id)."""
+    return f"{peer}/{transfer_id}"
+
+
+def fields_hash(*fields: object) -> str:
+    return hashlib.sha256(json.dumps([str(f) for f in fields]).encode()).hexdigest()
+
+
+def caps(
+    terms: ConversionTerms, agreement: InterchangeAgreement, who: str, points: int, at_us: int
+) -> tuple[UsageLimit, ...]:
+    """The per-member day and month caps and the partner's day cap, in source points (checked at reservation)."""
+    at = datetime.fromtimestamp(at_us / 1_000_000, UTC)
+    day, month = at.strftime("%Y%m%d"), at.strftime("%Y%m")
+    direction = f"{agreement.agreement_id}:{terms.source}>{terms.destination}"
+    return (
+        UsageLimit(f"{direction}:{who}:d{day}", terms.member_daily_cap, points),
+        UsageLimit(f"{direction}:{who}:m{month}", terms.member_monthly_cap, points),
+        UsageLimit(f"{direction}:d{day}", terms.partner_daily_cap, points),
+    )
+
+
+def load_rows(conn: Connection, keys: list[str], *, lock: bool = False) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for start in range(0, len(keys), _CHUNK):
+        query = select(ROWS).where(ROWS.c.key.in_(keys[start : start + _CHUNK]))
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found |= {row.key: row for row in conn.execute(query)}
+    return found
+
+
+def enqueue(conn: Connection, keys: list[str], peer: str, action: str, at_us: int) -> None:
+    if keys:
+        conn.execute(
+            OUTBOX.insert(),
+            [{"key": k, "peer": peer, "action": action, "created_at_us": at_us} for k in keys],
+        )
+
+
+def set_state(conn: Connection, keys: list[str], state: State, at_us: int, **values: Any) -> None:
+    for start in range(0, len(keys), _CHUNK):
+        conn.execute(
+            ROWS.update()
+            .where(ROWS.c.key.in_(keys[start : start + _CHUNK]))
+            .values(state=str(state), updated_at_us=at_us, **values)
+        )

@@ -1,0 +1,113 @@
+"""The node's client for a partner node's points endpoints, over HTTPS with mutual TLS (httpx).
+
+The answering node must hold the expected partner's certificate (the federation CA checked the
+chain; this checks the partner the certificate names, as ``matching.client`` does for PSI). Errors
+come back as ``PeerError`` with the status and the peer's public message, never its raw body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from participant_node.matching.peer_identity import PeerIdentityRefused, partner_from_certificate
+from participant_node.points.errors import PeerError
+from participant_node.points.wire import (
+    DecisionReply,
+    DecisionRequest,
+    LinkAnswer,
+    LinkOpening,
+    LinkReveal,
+    LinkRevealReply,
+    ReserveReply,
+    ReserveRequest,
+    ResolveReply,
+    ResolveRequest,
+    SignedStatement,
+)
+
+__all__ = ["PEER_PATHS", "PeerClient"]
+
+Reply = TypeVar("Reply", bound=BaseModel)
+
+# Link sessions blind every consented member and settlement scans a period: allow them longer.
+_SLOW_S = 300.0
+
+PEER_PATHS = {
+    "reserve": "/points/v1/peer/reserve",
+    "resolve": "/points/v1/peer/resolve",
+    "decisions": "/points/v1/peer/decisions",
+    "link_open": "/points/v1/peer/link",
+    "settle": "/points/v1/peer/settlements",
+}
+
+
+class PeerClient:
+    """Calls one partner node. ``http`` carries the base URL, timeouts and the client certificate."""
+
+    def __init__(self, http: httpx.Client, *, peer: str) -> None:
+        self.http, self.peer = http, peer
+
+    def _post(self, path: str, body: BaseModel, reply: type[Reply], *, timeout: float | None = None) -> Reply:
+        return self._exchange(path, body, reply, timeout=timeout)[0]
+
+    def _exchange(
+        self, path: str, body: BaseModel, reply: type[Reply], *, timeout: float | None = None
+    ) -> tuple[Reply, bytes | None]:
+        headers = {"content-type": "application/json"}
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        try:
+            response = self.http.post(path, content=body.model_dump_json(), headers=headers, **extra)
+        except httpx.HTTPError as err:  # transport errors and timeouts: the outbox retries
+            raise PeerError(f"{self.peer} unreachable ({type(err).__name__})") from err
+        certificate = _check_identity(response, self.peer)
+        if response.status_code >= 400:
+            raise PeerError(f"{self.peer} answered HTTP {response.status_code}: {_public_message(response)}")
+        try:
+            return reply.model_validate_json(response.content), certificate
+        except ValidationError as err:
+            raise PeerError(f"{self.peer} answered outside the protocol ({reply.__name__})") from err
+
+    def reserve(self, request: ReserveRequest) -> ReserveReply:
+        return self._post(PEER_PATHS["reserve"], request, ReserveReply)
+
+    def resolve(self, request: ResolveRequest) -> ResolveReply:
+        return self._post(PEER_PATHS["resolve"], request, ResolveReply)
+
+    def decisions(self, request: DecisionRequest) -> DecisionReply:
+        return self._post(PEER_PATHS["decisions"], request, DecisionReply)
+
+    def link_open(self, opening: LinkOpening) -> LinkAnswer:
+        return self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
+
+    def link_reveal(self, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
+        return self._post(f"{PEER_PATHS['link_open']}/{session_id}/reveal", reveal, LinkRevealReply, timeout=_SLOW_S)
+
+    def settle_with_certificate(self, statement: SignedStatement) -> tuple[SignedStatement, bytes | None]:
+        """Send our statement; the answer and the certificate (DER) of the node that signed it."""
+        return self._exchange(PEER_PATHS["settle"], statement, SignedStatement, timeout=_SLOW_S)
+
+
+def _check_identity(response: httpx.Response, peer: str) -> bytes | None:
+    """Raise unless the answering node's certificate names ``peer``; returns that certificate (DER)."""
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None  # plain HTTP: the server decides whether it accepts that (nodes refuse it by default)
+    der = ssl_object.getpeercert(True)
+    try:
+        named = partner_from_certificate(der) if der else None
+    except PeerIdentityRefused:
+        named = None
+    if named != peer:
+        raise PeerError(f"the node that answered is {named or 'not a named partner'}, expected {peer}")
+    return bytes(der)
+
+
+def _public_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", ""))[:200]
+    except ValueError:
+        return ""

@@ -1,0 +1,82 @@
+"""A standalone points node: the points router alone, served over mTLS (tests, benchmarks, small sites).
+
+``python -m participant_node.points.runner --settings node.json --port 8443`` builds the service,
+runs a recovery pass, starts the outbox pump and serves ``/points/v1`` with uvicorn, requiring a
+client certificate from the federation CA (``tls_scope.node_server_config``). The full node
+service mounts the same router next to its other endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from participant_node.matching.tls_scope import node_server_config
+from participant_node.points.api import create_points_router
+from participant_node.points.node_settings import load_settings
+from participant_node.points.service import PointsService
+
+__all__ = ["create_points_app", "main"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def create_points_app(service: PointsService, *, start: bool = True) -> FastAPI:
+    """A FastAPI app with the points router; the service starts with the app and closes with it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        if start:
+            service.start()
+        yield
+        service.close()
+
+    app = FastAPI(title=f"loyalfed points node {service.partner}", lifespan=lifespan)
+    app.include_router(create_points_router(service))
+
+    @app.get("/points/v1/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "partner": service.partner}
+
+    @app.middleware("http")
+    async def no_raw_errors(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # Process boundary: anything unexpected becomes a typed, content-free 500.
+        try:
+            return await call_next(request)
+        except Exception as err:
+            _LOG.exception("points request failed")
+            return JSONResponse({"error": "internal error", "type": type(err).__name__}, status_code=500)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a node's points endpoints over mTLS.")
+    parser.add_argument("--settings", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import uvicorn
+
+    settings = load_settings(args.settings)
+    service = PointsService(settings)
+    tls = service.pki.node_tls(settings.partner_id)
+    config = node_server_config(
+        create_points_app(service), tls=tls, host=args.host, port=args.port, log_level="warning",
+        timeout_graceful_shutdown=2, backlog=2048, limit_concurrency=4096,
+    )  # fmt: skip
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The source node's half of an interchange transfer: it reserves, decides, and tells the destination.
+
+A member asks node A to convert points to partner B. A checks the agreement, the member's link and
+consent, prices the transfer, and in one transaction reserves (pending debit of the points and the
+fee, linked, with the caps checked now and a timeout), records the transfer and queues a reserve
+message for B. A is the coordinator of this two-phase commit (presumed abort): when B answers
+"reserved", A posts its legs and queues "post"; when B refuses, or A's reservation timed out first,
+A voids and (if B may hold a reservation) queues "void". B never decides alone: it asks A
+(``decisions``) about reservations that stay open. Every message can be lost, repeated or
+reordered: each is idempotent by transfer id, and the outbox resends until acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from audit.lineage_event import EventType
+from participant_node.points import link_store
+from participant_node.points.agreement_book import AgreementBook
+from participant_node.points.audit_trail import record_event
+from participant_node.points.interchange_rows import (
+    FEE_ACCOUNT,
+    OUTBOX,
+    ROWS,
+    State,
+    caps,
+    clearing,
+    enqueue,
+    fields_hash,
+    load_rows,
+    member_account,
+    set_state,
+)
+from participant_node.points.ledger import Ledger, LedgerTx
+from participant_node.points.ledger_rules import Result, Transfer, TransferKind
+from participant_node.points.linking import link_hash
+from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.wire import (
+    DecisionReply,
+    InboundStatus,
+    ItemResult,
+    ReserveItem,
+    ReserveReply,
+    ReserveRequest,
+    check_transfer_id,
+)
+from policies.interchange_agreement import AgreementError
+
+__all__ = ["SourceSide", "TransferReceipt", "TransferRequest"]
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    transfer_id: str
+    member_id: str
+    peer: str
+    points: int
+
+
+@dataclass(frozen=True)
+class TransferReceipt:
+    """What the member is told: reserved (in flight), posted, voided or refused, and the amounts."""
+
+    transfer_id: str
+    peer: str
+    state: str
+    points: int = 0
+    fee: int = 0
+    credited: int = 0
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Priced:
+    request: TransferRequest
+    agreement_id: str
+    token: str
+    points: int
+    fee: int
+    credited: int
+    timeout_us: int
+    caps: tuple[Any, ...]
+
+
+def _legs(p: _Priced) -> list[Transfer]:
+    debit = Transfer(
+        f"{p.request.transfer_id}:debit", member_account(p.request.member_id), clearing(p.request.peer),
+        p.points, kind=TransferKind.PENDING, timeout_us=p.timeout_us, code="interchange_out",
+        agreement_id=p.agreement_id, link_hash=link_hash(p.token), limits=p.caps, linked=p.fee > 0,
+    )  # fmt: skip
+    if not p.fee:
+        return [debit]
+    fee = Transfer(
+        f"{p.request.transfer_id}:fee", member_account(p.request.member_id), FEE_ACCOUNT, p.fee,
+        kind=TransferKind.PENDING, timeout_us=p.timeout_us, code="interchange_fee", agreement_id=p.agreement_id,
+    )  # fmt: skip
+    return [debit, fee]
+
+
+def _resolution(row: Any, kind: TransferKind) -> list[Transfer]:
+    ids = [f"{row.key}:debit"] + ([f"{row.key}:fee"] if row.fee else [])
+    return [
+        Transfer(f"{i}:{kind}", kind=kind, pending_id=i, linked=n < len(ids) - 1) for n, i in enumerate(ids)
+    ]
+
+
+class _Links:
+    """The batch's members' links and consents, looked up once per batch."""
+
+    def __init__(self, tx: LedgerTx, directory: MemberDirectory | None, members: list[str]) -> None:
+        self._tx, self._directory, self._members = tx, directory, members
+        self._tokens: dict[tuple[str, int], dict[str, str]] = {}
+
+    def token(self, member_id: str, agreement_id: str, epoch: int) -> str | None:
+        key = (agreement_id, epoch)
+        if key not in self._tokens:
+            self._tokens[key] = link_store.tokens_of(self._tx.conn, self._members, agreement_id, epoch)
+        return self._tokens[key].get(member_id)
+
+    def consented(self, peer: str, member_id: str) -> bool:
+        return self._directory is None or member_id in self._directory.consented(peer)
+
+    def revoke(self, member_id: str, agreement_id: str) -> None:
+        link_store.revoke_members(self._tx.conn, [member_id], agreement_id, at_us=self._tx.now_us)
+
+
+class SourceSide:
+    def __init__(
+        self, partner: str, ledger: Ledger, book: AgreementBook, directory: MemberDirectory | None
+    ) -> None:
+        self.partner, self.ledger, self.book, self.directory = partner, ledger, book, directory
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.ledger.now_us() / 1_000_000, UTC)
+
+    def _price(self, request: TransferRequest, at: datetime, links: _Links) -> _Priced:
+        check_transfer_id(request.transfer_id)
+        agreement = self.book.for_peer(request.peer, at)
+        terms = agreement.terms_for(self.partner, request.peer)
+        quote = terms.quote(request.points)
+        token = links.token(request.member_id, agreement.agreement_id, agreement.epoch)
+        if token is None:
+            raise AgreementError(f"the member is not linked with {request.peer}", rule="not_linked")
+        if not links.consented(request.peer, request.member_id):
+            # Withdrawal or erasure unlinks (PIPL Art. 15, 47): the link goes, the transfer is refused.
+            links.revoke(request.member_id, agreement.agreement_id)
+            raise AgreementError("the member has no consent to interchange with this partner", rule="no_consent")
+        now = self.ledger.now_us()
+        limits = caps(terms, agreement, member_account(request.member_id), quote.points, now)
+        timeout_us = int(agreement.transfer_timeout_s * 1_000_000)
+        return _Priced(
+            request, agreement.agreement_id, token, quote.points, quote.fee, quote.credited, timeout_us, limits
+        )
+
+    def reserve(self, requests: Sequence[TransferRequest]) -> tuple[list[TransferReceipt], list[str]]:
+        """Reserve every request in one transaction; returns receipts and the keys to send to peers."""
+        at = self._now()
+        receipts: dict[str, TransferReceipt] = {}
+        to_send: list[str] = []
+        with self.ledger.transaction() as tx:
+            existing = load_rows(tx.conn, [r.transfer_id for r in requests], lock=True)
+            links = _Links(tx, self.directory, [r.member_id for r in requests])
+            priced: list[_Priced] = []
+            seen: set[str] = set()
+            for request in requests:
+                if request.transfer_id in seen:
+                    continue
+                seen.add(request.transfer_id)
+                receipt = self._existing(existing.get(request.transfer_id), request)
+                if receipt is not None:
+                    receipts[request.transfer_id] = receipt
+                    continue
+                try:
+                    priced.append(self._price(request, at, links))
+                except (AgreementError, ValueError) as err:
+                    rule = getattr(err, "rule", "invalid_request")
+                    receipts[request.transfer_id] = TransferReceipt(
+                        request.transfer_id, request.peer, State.REFUSED, request.points, reason=rule
+                    )
+            for p, receipt in zip(priced, self._reserve_priced(tx, priced), strict=True):
+                receipts[p.request.transfer_id] = receipt
+                if receipt.state == State.RESERVED:
+                    to_send.append(p.request.transfer_id)
+        return [receipts[r.transfer_id] for r in requests], to_send
+
+    def _existing(self, row: Any, request: TransferRequest) -> TransferReceipt | None:
+        if row is None:
+            return None
+        if row.fields_hash != fields_hash(request.member_id, request.peer, request.points):
+            return TransferReceipt(
+                request.transfer_id, request.peer, State.REFUSED, reason="transfer_id_reused"
+            )
+        return _receipt(row)
+
+    def _reserve_priced(self, tx: LedgerTx, priced: list[_Priced]) -> list[TransferReceipt]:
+        outcomes = iter(tx.apply([leg for p in priced for leg in _legs(p)]))
+        rows, receipts = [], []
+        for p in priced:
+            results = [next(outcomes) for _ in _legs(p)]
+            failed = next(
+                (o.result for o in results if not o.ok and o.result != Result.LINKED_EVENT_FAILED), None
+            )
+            state = State.RESERVED if all(o.ok for o in results) else State.REFUSED
+            rows.append(self._row(tx.now_us, p, state, None if failed is None else str(failed)))
+            receipts.append(
+                TransferReceipt(p.request.transfer_id, p.request.peer, state, p.points, p.fee, p.credited,
+                                None if failed is None else str(failed))
+            )  # fmt: skip
+            if state == State.RESERVED:
+                record_event(
+                    tx, EventType.POINTS_RESERVED, partner=self.partner, peer=p.request.peer,
+                    at_us=tx.now_us, transfer_id=p.request.transfer_id, link_hash=link_hash(p.token),
+                    details={"points": p.points, "fee": p.fee, "credited": p.credited, "side": "source"},
+                )  # fmt: skip
+        if rows:
+            tx.conn.execute(ROWS.insert(), rows)
+        for peer in {p.request.peer for p in priced}:
+            keys = [r["key"] for r in rows if r["peer"] == peer and r["state"] == State.RESERVED]
+            enqueue(tx.conn, keys, peer, "reserve", tx.now_us)
+        return receipts
+
+    def _row(self, now: int, p: _Priced, state: State, reason: str | None) -> dict[str, Any]:
+        r = p.request
+        return {
+            "key": r.transfer_id, "transfer_id": r.transfer_id, "role": "source", "peer": r.peer,
+            "agreement_id": p.agreement_id, "member_account": member_account(r.member_id), "link_token": p.token,
+            "link_hash": link_hash(p.token), "points": p.points, "credited": p.credited, "fee": p.fee,
+            "fields_hash": fields_hash(r.member_id, r.peer, r.points), "state": str(state), "reason": reason,
+            "created_at_us": now, "updated_at_us": now, "decided_at_us": None,
+        }  # fmt: skip
+
+    def reserve_messages(self, keys: Sequence[str]) -> dict[str, ReserveRequest]:
+        """The reserve message per peer for those ``keys`` still awaiting the peer's answer."""
+        with self.ledger.reading() as conn:
+            rows = [r for r in load_rows(conn, list(keys)).values() if r.state == State.RESERVED]
+        by_agreement: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            by_agreement.setdefault((row.peer, row.agreement_id), []).append(row)
+        messages: dict[str, ReserveRequest] = {}
+        for (peer, agreement_id), group in by_agreement.items():
+            agreement = self.book.by_id(agreement_id)
+            items = tuple(
+                ReserveItem(transfer_id=r.key, link_token=r.link_token, points=r.points, credited=r.credited)
+                for r in group
+            )
+            messages[peer] = ReserveRequest(
+                agreement_id=agreement_id,
+                agreement_hash=agreement.content_hash(),
+                epoch=agreement.epoch,
+                items=items,
+            )
+        return messages
+
+    def apply_replies(self, peer: str, reply: ReserveReply) -> list[TransferReceipt]:
+        """Decide every transfer the peer answered: post when it reserved, void otherwise."""
+        with self.ledger.transaction() as tx:
+            keys = [r.transfer_id for r in reply.results]
+            rows = load_rows(tx.conn, keys, lock=True)
+            answered = {
+                r.transfer_id: r for r in reply.results
+                if r.transfer_id in rows and rows[r.transfer_id].state == State.RESERVED
+                and rows[r.transfer_id].peer == peer
+            }  # fmt: skip
+            ok = (InboundStatus.RESERVED, InboundStatus.POSTED)
+            post = [rows[k] for k, r in answered.items() if r.status in ok]
+            void = [rows[k] for k, r in answered.items() if r.status not in ok]
+            reasons = {k: f"peer_{r.reason or r.status}" for k, r in answered.items()}
+            self._decide(tx, post, void, reasons, notify_void=False)
+            tx.conn.execute(
+                OUTBOX.delete().where(OUTBOX.c.key.in_(list(answered)), OUTBOX.c.action == "reserve")
+            )
+            final = load_rows(tx.conn, keys)
+        return [_receipt(final[k]) for k in keys if k in final]
+
+    def _decide(
+        self, tx: LedgerTx, post: list[Any], void: list[Any], reasons: dict[str, str], *, notify_void: bool
+    ) -> None:
+        outcomes = iter(tx.apply([leg for row in post for leg in _resolution(row, TransferKind.POST)]))
+        posted, late = [], []
+        for row in post:
+            results = [next(outcomes) for _ in _resolution(row, TransferKind.POST)]
+            (posted if all(o.ok for o in results) else late).append(row)
+        if late:  # our reservation timed out before the peer's answer: the decision is void
+            tx.expire_due()
+        tx.apply([leg for row in void for leg in _resolution(row, TransferKind.VOID)])
+        now = tx.now_us
+        set_state(tx.conn, [r.key for r in posted], State.POSTED, now, decided_at_us=now)
+        for row in posted:
+            self._event(tx, EventType.POINTS_POSTED, row)
+        voided = late + void
+        by_reason: dict[str, list[str]] = {}
+        for row in voided:
+            by_reason.setdefault(reasons.get(row.key, "timeout")[:64], []).append(row.key)
+            self._event(tx, EventType.POINTS_VOIDED, row)
+        for reason, group in by_reason.items():
+            set_state(tx.conn, group, State.VOIDED, now, decided_at_us=now, reason=reason)
+        for peer in {r.peer for r in posted + voided}:
+            enqueue(tx.conn, [r.key for r in posted if r.peer == peer], peer, "post", now)
+            notify = late + (void if notify_void else [])
+            enqueue(tx.conn, [r.key for r in notify if r.peer == peer], peer, "void", now)
+
+    def _event(self, tx: LedgerTx, event_type: EventType, row: Any) -> None:
+        record_event(
+            tx, event_type, partner=self.partner, peer=row.peer, at_us=tx.now_us, transfer_id=row.key,
+            link_hash=row.link_hash, details={"points": row.points, "credited": row.credited, "side": "source"},
+        )  # fmt: skip
+
+    def void_expired(self) -> int:
+        """Recovery: void every reservation whose timeout passed without the peer's answer."""
+        with self.ledger.transaction() as tx:
+            tx.expire_due()
+            query = select(ROWS).where(ROWS.c.role == "source", ROWS.c.state == State.RESERVED)
+            rows = list(tx.conn.execute(query))
+            expired = [r for r in rows if self._timed_out(r, tx.now_us)]
+            self._decide(tx, [], expired, {r.key: "timeout" for r in expired}, notify_void=True)
+            keys = [r.key for r in expired]
+            if keys:
+                tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.key.in_(keys), OUTBOX.c.action == "reserve"))
+        return len(expired)
+
+    def _timed_out(self, row: Any, now_us: int) -> bool:
+        agreement = self.book.by_id(row.agreement_id)
+        return now_us >= row.created_at_us + int(agreement.transfer_timeout_s * 1_000_000)
+
+    def decisions(self, peer: str, transfer_ids: Sequence[str]) -> DecisionReply:
+        """What this node decided for transfers it sent ``peer`` (asked by the peer's recovery)."""
+        with self.ledger.reading() as conn:
+            rows = load_rows(conn, list(transfer_ids))
+        results, times = [], []
+        for transfer_id in transfer_ids:
+            row = rows.get(transfer_id)
+            if row is None or row.peer != peer or row.role != "source":
+                results.append(ItemResult(transfer_id=transfer_id, status=InboundStatus.UNKNOWN))
+                times.append(0)
+                continue
+            results.append(ItemResult(transfer_id=transfer_id, status=InboundStatus(row.state)))
+            times.append(row.decided_at_us or 0)
+        return DecisionReply(decisions=tuple(results), decided_at_us=tuple(times))
+
+    def receipts(self, keys: Sequence[str]) -> list[TransferReceipt]:
+        with self.ledger.reading() as conn:
+            rows = load_rows(conn, list(keys))
+        return [_receipt(rows[k]) for k in keys if k in rows]
+
+
+def _receipt(row: Any) -> TransferReceipt:
+    return TransferReceipt(
+        row.transfer_id, row.peer, row.state, row.points, row.fee, row.credited, row.reason
+    )
