@@ -31,25 +31,34 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loyalfed.points_cluster import PointsCluster  # noqa: E402
-from loyalfed.points_federation import prepare_synthetic_pair  # noqa: E402
+from loyalfed.points_cluster import PointsCluster
+from loyalfed.points_federation import prepare_synthetic_pair
 
 TARGETS = {"single": 500.0, "batched": 2_000.0}
 
 
 def _drained(cluster: PointsCluster, a: str, b: str) -> bool:
     sa, sb = cluster.call(a, "GET", "/points/v1/status"), cluster.call(b, "GET", "/points/v1/status")
-    busy = sa.get("outbox", 0) + sb.get("outbox", 0) + sa.get("source_reserved", 0) + sb.get("destination_reserved", 0)
+    busy = (
+        sa.get("outbox", 0)
+        + sb.get("outbox", 0)
+        + sa.get("source_reserved", 0)
+        + sb.get("destination_reserved", 0)
+    )
     return busy == 0
 
 
-def _submit(cluster: PointsCluster, a: str, b: str, members: list[str], jobs: list[int], batch: int, mode: str) -> int:
+def _submit(
+    cluster: PointsCluster, a: str, b: str, members: list[str], jobs: list[int], batch: int, mode: str
+) -> int:
     posted = 0
     client = cluster.client(a)
     for start in range(0, len(jobs), batch):
         part = jobs[start : start + batch]
-        items = [{"member_id": members[j % len(members)], "to": b, "points": 250, "transfer_id": uuid.uuid4().hex}
-                 for j in part]  # fmt: skip
+        items = [
+            {"member_id": members[j % len(members)], "to": b, "points": 250, "transfer_id": uuid.uuid4().hex}
+            for j in part
+        ]
         if batch == 1:
             response = client.post("/points/v1/transfers", json=items[0], timeout=120)
             receipts = [response.json()]
@@ -90,9 +99,15 @@ def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) 
             seconds = time.perf_counter() - started
             status = cluster.call(b, "GET", "/points/v1/status")
     committed = status.get("destination_posted", 0)
-    return {"mode": mode, "linked": linked, "submitted": transfers, "committed": committed,
-            "posted_at_source": sum(results), "seconds": round(seconds, 3),
-            "committed_per_s": round(committed / seconds, 1)}  # fmt: skip
+    return {
+        "mode": mode,
+        "linked": linked,
+        "submitted": transfers,
+        "committed": committed,
+        "posted_at_source": sum(results),
+        "seconds": round(seconds, 3),
+        "committed_per_s": round(committed / seconds, 1),
+    }
 
 
 def main() -> int:
@@ -104,11 +119,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--modes", default="single,batched,faults")
     args = parser.parse_args()
-    report: dict[str, Any] = {"transfers_per_run": args.transfers, "threads": args.threads, "batch": args.batch,
-                              "fault_seed": args.seed, "runs": {}, "median_committed_per_s": {}}  # fmt: skip
+    report: dict[str, Any] = {
+        "transfers_per_run": args.transfers,
+        "threads": args.threads,
+        "batch": args.batch,
+        "fault_seed": args.seed,
+        "runs": {},
+        "median_committed_per_s": {},
+    }
     for mode in args.modes.split(","):
         runs = [
-            run_once(mode, transfers=args.transfers, threads=args.threads, batch=args.batch, seed=args.seed + r)
+            run_once(
+                mode, transfers=args.transfers, threads=args.threads, batch=args.batch, seed=args.seed + r
+            )
             for r in range(args.runs)
         ]
         report["runs"][mode] = runs
@@ -116,7 +139,9 @@ def main() -> int:
         print(f"{mode}: {[r['committed_per_s'] for r in runs]}", file=sys.stderr)
     report["targets_per_s"] = TARGETS
     report["meets_targets"] = {
-        m: report["median_committed_per_s"].get(m, 0) >= t for m, t in TARGETS.items() if m in report["median_committed_per_s"]
+        m: report["median_committed_per_s"].get(m, 0) >= t
+        for m, t in TARGETS.items()
+        if m in report["median_committed_per_s"]
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -37,10 +37,19 @@ class PointsCluster:
         log = (self.log_dir / f"{partner}.log").open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.processes[partner] = subprocess.Popen(
-            [sys.executable, "-m", "participant_node.points.runner", "--settings", str(self.pair.settings_paths[partner]),
-             "--port", str(self.pair.ports[partner])],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "participant_node.points.runner",
+                "--settings",
+                str(self.pair.settings_paths[partner]),
+                "--port",
+                str(self.pair.ports[partner]),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         log.close()
         self._wait_ready(partner, wait_s)
 
@@ -88,14 +97,19 @@ class PointsCluster:
             context.load_cert_chain(str(pki.certificate(partner)), str(pki.key(partner)))
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             self._clients[partner] = httpx.Client(
-                base_url=f"https://{LOOPBACK}:{self.pair.ports[partner]}", verify=context, timeout=60, limits=limits
+                base_url=f"https://{LOOPBACK}:{self.pair.ports[partner]}",
+                verify=context,
+                timeout=60,
+                limits=limits,
             )
         return self._clients[partner]
 
     def call(self, partner: str, method: str, path: str, **kwargs: Any) -> Any:
         response = self.client(partner).request(method, path, **kwargs)
         if response.status_code != 200:
-            raise RuntimeError(f"{partner} {method} {path}: HTTP {response.status_code} {response.text[:200]}")
+            raise RuntimeError(
+                f"{partner} {method} {path}: HTTP {response.status_code} {response.text[:200]}"
+            )
         return response.json()
 
     def __enter__(self) -> PointsCluster:

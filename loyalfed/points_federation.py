@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,29 +48,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def default_agreement(a: str, b: str, *, valid_from: datetime, agreement_id: str | None = None,
-                      member_daily_cap: int = 50_000, partner_daily_cap: int = 100_000_000) -> InterchangeAgreement:  # fmt: skip
+def default_agreement(
+    a: str,
+    b: str,
+    *,
+    valid_from: datetime,
+    agreement_id: str | None = None,
+    member_daily_cap: int = 50_000,
+    partner_daily_cap: int = 100_000_000,
+) -> InterchangeAgreement:
     """A: 250 → 200 with a 1 % fee (ceiling 30); B → A at a worse 250 → 150 (round trips lose value)."""
-    shared = {
-        "min_points": 250, "max_points": 5_000, "member_daily_cap": member_daily_cap,
-        "member_monthly_cap": member_daily_cap * 4, "partner_daily_cap": partner_daily_cap,
-        "fee_per_point": Decimal("0.01"), "fee_ceiling": 30,
-    }  # fmt: skip
+    shared: dict[str, Any] = {
+        "min_points": 250,
+        "max_points": 5_000,
+        "member_daily_cap": member_daily_cap,
+        "member_monthly_cap": member_daily_cap * 4,
+        "partner_daily_cap": partner_daily_cap,
+        "fee_per_point": Decimal("0.01"),
+        "fee_ceiling": 30,
+    }
     return InterchangeAgreement(
         agreement_id=agreement_id or f"{a}-{b}-points",
         partners=(a, b),
         programmes={a: f"{a}-rewards", b: f"{b}-rewards"},
         currency="CNY",
         terms=(
-            ConversionTerms(source=a, destination=b, block_in=250, block_out=200,
-                            settlement_price=Decimal("0.005"), **shared),
-            ConversionTerms(source=b, destination=a, block_in=250, block_out=150,
-                            settlement_price=Decimal("0.004"), **shared),
-        ),  # fmt: skip
+            ConversionTerms(
+                source=a,
+                destination=b,
+                block_in=250,
+                block_out=200,
+                settlement_price=Decimal("0.005"),
+                **shared,
+            ),
+            ConversionTerms(
+                source=b,
+                destination=a,
+                block_in=250,
+                block_out=150,
+                settlement_price=Decimal("0.004"),
+                **shared,
+            ),
+        ),
         valid_from=valid_from,
         valid_until=valid_from + timedelta(days=3650),
         netting_period_days=30,
-        transfer_timeout_s=20.0,
+        transfer_timeout_s=120.0,
     )
 
 
@@ -80,7 +104,9 @@ def write_synthetic_partner(folder: Path, *, prefix: str, people: np.ndarray, pe
     ids = [f"{prefix}-{int(p):07d}" for p in people]
     phones = [f"+86139{int(p):08d}" for p in people]
     joined = datetime(2020, 1, 1)
-    pd.DataFrame({"member_id": ids, "phone": phones, "joined_at": joined}).to_csv(folder / "members.csv", index=False)
+    pd.DataFrame({"member_id": ids, "phone": phones, "joined_at": joined}).to_csv(
+        folder / "members.csv", index=False
+    )
     pd.DataFrame(
         {"member_id": ids, "purpose": Purpose.POINTS_INTERCHANGE.value, "granted_at": joined, "scope": peer}
     ).to_csv(folder / "consents.csv", index=False)
@@ -110,6 +136,7 @@ def build_node_pair(
     data_dirs: dict[str, Path | None],
     synchronous: str = "FULL",
     fault_seed: int | None = None,
+    fault_rate: float = 0.04,
     min_link_set_size: int = 100,
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
@@ -149,6 +176,7 @@ def build_node_pair(
             min_link_set_size=min_link_set_size,
             audit_log=home / "audit.sqlite" if audit else None,
             fault_seed=fault_seed,
+            fault_rate=fault_rate,
             in_doubt_after_s=2.0,
             recovery_every_s=1.0,
         )
@@ -164,6 +192,7 @@ def prepare_synthetic_pair(
     shared: int,
     synchronous: str = "NORMAL",
     fault_seed: int | None = None,
+    fault_rate: float = 0.04,
     min_link_set_size: int = 100,
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
@@ -179,12 +208,21 @@ def prepare_synthetic_pair(
     a, b = pair_names
     people = {a: np.arange(members), b: np.arange(members - shared, 2 * members - shared)}
     for partner, peer, prefix, seed in ((a, b, "FM", 1), (b, a, "CP", 2)):
-        write_synthetic_partner(root / "data" / partner, prefix=prefix, people=people[partner], peer=peer, seed=seed)
+        write_synthetic_partner(
+            root / "data" / partner, prefix=prefix, people=people[partner], peer=peer, seed=seed
+        )
     agreement = default_agreement(a, b, valid_from=datetime(2025, 1, 1, tzinfo=UTC))
     pair = build_node_pair(
-        root, agreement, data_dirs={p: root / "data" / p for p in (a, b)}, synchronous=synchronous,
-        fault_seed=fault_seed, min_link_set_size=min_link_set_size, database_urls=database_urls, audit=audit,
-    )  # fmt: skip
+        root,
+        agreement,
+        data_dirs={p: root / "data" / p for p in (a, b)},
+        synchronous=synchronous,
+        fault_seed=fault_seed,
+        fault_rate=fault_rate,
+        min_link_set_size=min_link_set_size,
+        database_urls=database_urls,
+        audit=audit,
+    )
     for partner in (a, b):
         ledger = Ledger(pair.settings[partner].database_url, synchronous="NORMAL")
         try:

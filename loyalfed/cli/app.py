@@ -15,6 +15,7 @@ from loyalfed.cli import (
     data_commands,
     demo_commands,
     pki_commands,
+    points_commands,
     policy_commands,
     psi_commands,
     training_commands,
@@ -39,6 +40,7 @@ for module in (
     audit_commands,
     pki_commands,
     coordinator_commands,
+    points_commands,
 ):
     module.register(app)
 

@@ -70,5 +70,12 @@ class AgreementBook:
             raise AgreementError(f"no signed agreement with {peer} in force", rule="no_agreement")
         return max(found, key=lambda a: (a.epoch, a.valid_from))
 
+    def latest_with(self, peer: str) -> InterchangeAgreement:
+        """The newest agreement with ``peer``, in force or not (settling a past period)."""
+        found = [s.agreement for s in self._by_id.values() if peer in s.agreement.partners]
+        if not found:
+            raise AgreementError(f"no signed agreement with {peer}", rule="no_agreement")
+        return max(found, key=lambda a: (a.epoch, a.valid_from))
+
     def all(self) -> list[InterchangeAgreement]:
         return [s.agreement for s in self._by_id.values()]

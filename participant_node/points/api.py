@@ -12,7 +12,6 @@ Errors map to a status and a public message (never raw exception text, never mem
 refusals 403/409, unknown things 404, bad input 400/422, an unreachable peer 502.
 """
 
-
 import ssl
 import uuid
 from collections.abc import Callable
@@ -184,7 +183,11 @@ def _register_operator_routes(router: APIRouter, service: PointsService, operato
     def verify() -> Any:
         def check() -> dict[str, Any]:
             result = service.ledger.verify()
-            return {"ok": result.ok, "transfers": result.transfers, "pending": result.pending,
-                    "problems": list(result.problems)}  # fmt: skip
+            return {
+                "ok": result.ok,
+                "transfers": result.transfers,
+                "pending": result.pending,
+                "problems": list(result.problems),
+            }
 
         return _public(check)

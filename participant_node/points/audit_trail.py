@@ -55,7 +55,12 @@ def record_event(
         # here by the same rules (transfer ids by ``check_transfer_id``, hashes as hex, counts as ints).
         template = _template(event_type, partner, peer)
         event = template.model_copy(
-            update={"time": when, "transfer_id": transfer_id, "link_token_hash": link_hash, "details": details or {}}
+            update={
+                "time": when,
+                "transfer_id": transfer_id,
+                "link_token_hash": link_hash,
+                "details": details or {},
+            }
         )
     else:
         event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
@@ -63,9 +68,15 @@ def record_event(
 
 
 def _validated(
-    event_type: EventType, partner: str, peer: str, when: datetime, transfer_id: str | None, link_hash: str | None,
-    details: dict[str, int | float | str] | None, artefacts: Sequence[tuple[str, str]],
-) -> LineageEvent:  # fmt: skip
+    event_type: EventType,
+    partner: str,
+    peer: str,
+    when: datetime,
+    transfer_id: str | None,
+    link_hash: str | None,
+    details: dict[str, int | float | str] | None,
+    artefacts: Sequence[tuple[str, str]],
+) -> LineageEvent:
     return LineageEvent.model_validate(
         {
             "event_type": event_type,
@@ -92,16 +103,16 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TOKENS = frozenset({"source", "destination"})
 
 
-def _cheap_fields_ok(transfer_id: str, link_hash: str | None, details: dict[str, int | float | str] | None) -> bool:
+def _cheap_fields_ok(
+    transfer_id: str, link_hash: str | None, details: dict[str, int | float | str] | None
+) -> bool:
     try:
         check_transfer_id(transfer_id)
     except ValueError:
         return False
     if link_hash is not None and not _HEX64.match(link_hash):
         return False
-    return all(
-        (type(v) is int or v in _TOKENS) and k in _DETAIL_KEYS for k, v in (details or {}).items()
-    )
+    return all((type(v) is int or v in _TOKENS) and k in _DETAIL_KEYS for k, v in (details or {}).items())
 
 
 _DETAIL_KEYS = frozenset({"points", "fee", "credited", "side"})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -159,7 +159,12 @@ class Delivery:
         return RecoveryReport(voided, sent, remaining, resolved, left)
 
     def start(
-        self, *, interval_s: float = 0.02, recovery_every_s: float = 5.0, in_doubt_after_s: float = 10.0
+        self,
+        *,
+        interval_s: float = 0.02,
+        recovery_every_s: float = 5.0,
+        in_doubt_after_s: float = 10.0,
+        periodic: Callable[[], object] | None = None,
     ) -> None:
         """Run the pump (and a periodic recovery pass) on a background thread."""
         if self._thread is not None:
@@ -177,6 +182,8 @@ class Delivery:
                         last_recovery = now
                         self.source.void_expired()
                         self.resolve_in_doubt(older_than_s=in_doubt_after_s)
+                        if periodic is not None:
+                            periodic()
                 except Exception:  # process boundary of the background thread: log, keep pumping
                     _LOG.exception("points outbox pump failed; retrying")
 

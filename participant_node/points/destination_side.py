@@ -21,6 +21,7 @@ from audit.lineage_event import EventType
 from participant_node.points import link_store
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
+from participant_node.points.bulk_statements import insert_rows
 from participant_node.points.interchange_rows import (
     ROWS,
     State,
@@ -84,8 +85,9 @@ class DestinationSide:
             return ReserveReply(results=tuple(_refused(i.transfer_id, err.rule) for i in request.items))
         consented = self.directory.consented(peer) if self.directory is not None else None
         with self.ledger.transaction() as tx:
-            members = link_store.member_of(tx.conn, [i.link_token for i in request.items], agreement.agreement_id,
-                                           agreement.epoch)  # fmt: skip
+            members = link_store.member_of(
+                tx.conn, [i.link_token for i in request.items], agreement.agreement_id, agreement.epoch
+            )
             if consented is not None:
                 gone = {t: m for t, m in members.items() if m not in consented}
                 link_store.revoke_members(tx.conn, gone.values(), agreement.agreement_id, at_us=tx.now_us)
@@ -94,9 +96,11 @@ class DestinationSide:
             existing = load_rows(tx.conn, keys, lock=True)
             results: dict[str, ItemResult] = {}
             fresh: list[tuple[ReserveItem, str, str]] = []
+            seen: set[str] = set()
             for item, key in zip(request.items, keys, strict=True):
-                if key in results or any(key == k for _, k, _ in fresh):
+                if key in seen:
                     continue
+                seen.add(key)
                 answer = self._check(item, existing.get(key), members, agreement, peer)
                 if answer is not None:
                     results[key] = answer
@@ -136,12 +140,18 @@ class DestinationSide:
         terms = agreement.terms_for(peer, self.partner)
         legs = [
             Transfer(
-                f"{key}:credit", clearing(peer), member_account(member), item.credited, kind=TransferKind.PENDING,
-                code="interchange_in", agreement_id=agreement.agreement_id, link_hash=link_hash(item.link_token),
+                f"{key}:credit",
+                clearing(peer),
+                member_account(member),
+                item.credited,
+                kind=TransferKind.PENDING,
+                code="interchange_in",
+                agreement_id=agreement.agreement_id,
+                link_hash=link_hash(item.link_token),
                 limits=caps(terms, agreement, item.link_token, item.points, tx.now_us),
             )
             for item, key, member in fresh
-        ]  # fmt: skip
+        ]
         results: dict[str, ItemResult] = {}
         rows = []
         for (item, key, member), outcome in zip(fresh, tx.apply(legs), strict=True):
@@ -158,16 +168,22 @@ class DestinationSide:
                     tx, EventType.POINTS_RESERVED, peer, item.transfer_id, link_hash(item.link_token), item
                 )
         if rows:
-            tx.conn.execute(ROWS.insert(), rows)
+            insert_rows(tx.conn, ROWS, rows)
         return results
 
     def _event(
         self, tx: LedgerTx, kind: EventType, peer: str, transfer_id: str, hashed: str, item: Any
     ) -> None:
         record_event(
-            tx, kind, partner=self.partner, peer=peer, at_us=tx.now_us, transfer_id=transfer_id,
-            link_hash=hashed, details={"points": item.points, "credited": item.credited, "side": "destination"},
-        )  # fmt: skip
+            tx,
+            kind,
+            partner=self.partner,
+            peer=peer,
+            at_us=tx.now_us,
+            transfer_id=transfer_id,
+            link_hash=hashed,
+            details={"points": item.points, "credited": item.credited, "side": "destination"},
+        )
 
     def resolve(self, peer: str, request: ResolveRequest) -> ResolveReply:
         """Apply the source's decisions (post or void) to our reservations."""
@@ -239,24 +255,57 @@ def _refused(transfer_id: str, rule: str) -> ItemResult:
     return ItemResult(transfer_id=transfer_id, status=InboundStatus.REFUSED, reason=rule[:48])
 
 
-def _row(key: str, item: ReserveItem, peer: str, agreement_id: str, account: str, state: State,
-         reason: str | None, now: int) -> dict[str, Any]:  # fmt: skip
+def _row(
+    key: str,
+    item: ReserveItem,
+    peer: str,
+    agreement_id: str,
+    account: str,
+    state: State,
+    reason: str | None,
+    now: int,
+) -> dict[str, Any]:
     return {
-        "key": key, "transfer_id": item.transfer_id, "role": "destination", "peer": peer,
-        "agreement_id": agreement_id, "member_account": account, "link_token": item.link_token,
-        "link_hash": link_hash(item.link_token), "points": item.points, "credited": item.credited, "fee": 0,
-        "fields_hash": _item_hash(item), "state": str(state), "reason": reason, "created_at_us": now,
-        "updated_at_us": now, "decided_at_us": None,
-    }  # fmt: skip
+        "key": key,
+        "transfer_id": item.transfer_id,
+        "role": "destination",
+        "peer": peer,
+        "agreement_id": agreement_id,
+        "member_account": account,
+        "link_token": item.link_token,
+        "link_hash": link_hash(item.link_token),
+        "points": item.points,
+        "credited": item.credited,
+        "fee": 0,
+        "fields_hash": _item_hash(item),
+        "state": str(state),
+        "reason": reason,
+        "created_at_us": now,
+        "updated_at_us": now,
+        "decided_at_us": None,
+    }
 
 
 def _tombstone(key: str, transfer_id: str, peer: str, now: int) -> dict[str, Any]:
     return {
-        "key": key, "transfer_id": transfer_id, "role": "destination", "peer": peer, "agreement_id": "",
-        "member_account": "", "link_token": "", "link_hash": "", "points": 0, "credited": 0, "fee": 0,
-        "fields_hash": "", "state": str(State.VOIDED), "reason": "voided_before_reserve", "created_at_us": now,
-        "updated_at_us": now, "decided_at_us": None,
-    }  # fmt: skip
+        "key": key,
+        "transfer_id": transfer_id,
+        "role": "destination",
+        "peer": peer,
+        "agreement_id": "",
+        "member_account": "",
+        "link_token": "",
+        "link_hash": "",
+        "points": 0,
+        "credited": 0,
+        "fee": 0,
+        "fields_hash": "",
+        "state": str(State.VOIDED),
+        "reason": "voided_before_reserve",
+        "created_at_us": now,
+        "updated_at_us": now,
+        "decided_at_us": None,
+    }
 
 
 def _resolution_answer(row: Any, transfer_id: str, target: State) -> ItemResult:

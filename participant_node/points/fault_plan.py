@@ -57,8 +57,11 @@ class FaultPlan:
             raise ValueError("fault rates must be non-negative and sum to less than 1")
 
     def _uniform(self, message: bytes, attempt: int, salt: bytes) -> float:
-        digest = hmac.new(self.seed.to_bytes(8, "big", signed=True), salt + message + attempt.to_bytes(4, "big"),
-                          hashlib.sha256).digest()  # fmt: skip
+        digest = hmac.new(
+            self.seed.to_bytes(8, "big", signed=True),
+            salt + message + attempt.to_bytes(4, "big"),
+            hashlib.sha256,
+        ).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
     def fault(self, message: bytes, attempt: int) -> Fault:
@@ -114,8 +117,9 @@ class FaultyTransport(httpx.BaseTransport):
         return response
 
     def _send(self, request: httpx.Request, body: bytes) -> httpx.Response:
-        copy = httpx.Request(request.method, request.url, headers=request.headers, content=body,
-                             extensions=request.extensions)  # fmt: skip
+        copy = httpx.Request(
+            request.method, request.url, headers=request.headers, content=body, extensions=request.extensions
+        )
         response = self.inner.handle_request(copy)
         response.read()
         return response

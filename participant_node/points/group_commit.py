@@ -50,7 +50,8 @@ class GroupCommit(Generic[Item, Result]):
 
     def _take(self) -> list[_Waiter[Item, Result]]:
         with self._lock:
-            taken, size = [], 0
+            taken: list[_Waiter[Item, Result]] = []
+            size = 0
             while self._queue and (not taken or size + len(self._queue[0].items) <= self._max_batch):
                 waiter = self._queue.pop(0)
                 taken.append(waiter)

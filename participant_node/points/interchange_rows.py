@@ -62,7 +62,7 @@ def fields_hash(*fields: object) -> str:
 def caps(
     terms: ConversionTerms, agreement: InterchangeAgreement, who: str, points: int, at_us: int
 ) -> tuple[UsageLimit, ...]:
-    """The per-member day and month caps and the partner's day cap, in source points (checked at reservation)."""
+    """The member's day and month caps and the partner's day cap, in source points (checked at reserve)."""
     at = datetime.fromtimestamp(at_us / 1_000_000, UTC)
     day, month = at.strftime("%Y%m%d"), at.strftime("%Y%m")
     direction = f"{agreement.agreement_id}:{terms.source}>{terms.destination}"

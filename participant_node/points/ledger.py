@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from participant_node.points.bulk_statements import insert_rows, update_rows
 from participant_node.points.ledger_audit import LedgerCheck, check_ledger
 from participant_node.points.ledger_rules import (
     AccountFlags,
@@ -72,9 +73,8 @@ class LedgerTx:
         self._lock_rows = conn.dialect.name == "postgresql"
 
     def flush_events(self) -> None:
-        if self.events:
-            self.conn.execute(_T["points_audit_outbox"].insert(), self.events)
-            self.events = []
+        insert_rows(self.conn, _T["points_audit_outbox"], self.events)
+        self.events = []
 
     def apply(self, requests: Sequence[Transfer]) -> list[Outcome]:
         """Run ``requests`` through the state machine and write what succeeded."""
@@ -129,12 +129,18 @@ class LedgerTx:
         t = _T["points_transfers"]
         records = {
             row.id: PendingRecord(
-                row.debit_account, row.credit_account, row.amount, row.expires_at_us,
-                _limits(row.limits), code=row.code, agreement_id=row.agreement_id, link_hash=row.link_hash,
+                row.debit_account,
+                row.credit_account,
+                row.amount,
+                row.expires_at_us,
+                _limits(row.limits),
+                code=row.code,
+                agreement_id=row.agreement_id,
+                link_hash=row.link_hash,
             )
             for row in self._rows_in(t, "id", pending_ids)
             if row.kind == TransferKind.PENDING
-        }  # fmt: skip
+        }
         for row in self._rows_in(t, "pending_id", set(records)):
             records[row.pending_id].resolved = TransferKind(row.kind)
         return records
@@ -169,29 +175,28 @@ class LedgerTx:
         return found
 
     def _write(self, state: LedgerState) -> None:
-        if state.rows:
-            self.conn.execute(_T["points_transfers"].insert(), state.rows)
-        if state.requests:
-            self.conn.execute(_T["points_requests"].insert(), state.requests)
+        insert_rows(self.conn, _T["points_transfers"], state.rows)
+        insert_rows(self.conn, _T["points_requests"], state.requests)
         touched_accounts = {k for table, k, _ in state._undo if table is state.balances}
         touched_keys = {k for table, k, _ in state._undo if table is state.usage}
-        b, u = _T["points_balances"], _T["points_usage"]
-        if touched_accounts:
-            self.conn.execute(
-                b.update().where(b.c.account == bindparam("a")),
-                [_balance_params(a, state.balances[a]) for a in sorted(touched_accounts)],
-            )
-        if touched_keys:
-            self.conn.execute(
-                u.update().where(u.c.key == bindparam("k")),
-                [{"k": k, "used": state.usage[k]} for k in sorted(touched_keys)],
-            )
+        update_rows(
+            self.conn,
+            _T["points_balances"],
+            "account",
+            [_balance_params(a, state.balances[a]) for a in sorted(touched_accounts)],
+        )
+        update_rows(
+            self.conn,
+            _T["points_usage"],
+            "key",
+            [{"key": k, "used": state.usage[k]} for k in sorted(touched_keys)],
+        )
         state._undo.clear()
 
 
 def _balance_params(account: str, balance: Balance) -> dict[str, Any]:
     return {
-        "a": account,
+        "account": account,
         "debits_pending": balance.debits_pending,
         "debits_posted": balance.debits_posted,
         "credits_pending": balance.credits_pending,
@@ -254,11 +259,17 @@ class Ledger:
                 tx.conn.execute(
                     b.insert(),
                     [
-                        {"account": i, "flags": int(f), "debits_pending": 0, "debits_posted": 0,
-                         "credits_pending": 0, "credits_posted": 0}
+                        {
+                            "account": i,
+                            "flags": int(f),
+                            "debits_pending": 0,
+                            "debits_posted": 0,
+                            "credits_pending": 0,
+                            "credits_posted": 0,
+                        }
                         for i, _, _, f in new
                     ],
-                )  # fmt: skip
+                )
         return len(new)
 
     def submit(self, requests: Sequence[Transfer]) -> list[Outcome]:

@@ -40,8 +40,11 @@ def _recomputed(conn: Connection) -> tuple[dict[str, list[int]], int, int, list[
     resolved: dict[str, tuple[str, int]] = {}
     problems: list[str] = []
     count = 0
-    for row in conn.execute(select(t.c.id, t.c.kind, t.c.debit_account, t.c.credit_account, t.c.amount,
-                                   t.c.pending_id).order_by(t.c.seq)):  # fmt: skip
+    for row in conn.execute(
+        select(t.c.id, t.c.kind, t.c.debit_account, t.c.credit_account, t.c.amount, t.c.pending_id).order_by(
+            t.c.seq
+        )
+    ):
         count += 1
         if row.kind == "single":
             sums[row.debit_account][1] += row.amount

@@ -116,7 +116,9 @@ class Balance:
     flags: int = 0
 
     def copy(self) -> Balance:
-        return Balance(self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted, self.flags)
+        return Balance(
+            self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted, self.flags
+        )
 
     @property
     def posted(self) -> int:
@@ -264,10 +266,16 @@ def _apply_one(transfer: Transfer, state: LedgerState) -> Outcome:
             state.pendings,
             transfer.id,
             PendingRecord(
-                transfer.debit_account, transfer.credit_account, transfer.amount, expires, transfer.limits,
-                code=transfer.code, agreement_id=transfer.agreement_id, link_hash=transfer.link_hash,
+                transfer.debit_account,
+                transfer.credit_account,
+                transfer.amount,
+                expires,
+                transfer.limits,
+                code=transfer.code,
+                agreement_id=transfer.agreement_id,
+                link_hash=transfer.link_hash,
             ),
-        )  # fmt: skip
+        )
     state.rows.append(_row(transfer, transfer.kind, expires, state.now_us))
     return Outcome(transfer.id, Result.OK)
 
@@ -326,10 +334,16 @@ def _finish(
             state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
     state._set(state.pendings, pending_id, replace(pending, resolved=kind))
     resolution = Transfer(
-        id=id_, debit_account=pending.debit_account, credit_account=pending.credit_account,
-        amount=pending.amount, kind=kind, pending_id=pending_id, code=pending.code,
-        agreement_id=pending.agreement_id, link_hash=pending.link_hash,
-    )  # fmt: skip
+        id=id_,
+        debit_account=pending.debit_account,
+        credit_account=pending.credit_account,
+        amount=pending.amount,
+        kind=kind,
+        pending_id=pending_id,
+        code=pending.code,
+        agreement_id=pending.agreement_id,
+        link_hash=pending.link_hash,
+    )
     state.rows.append(_row(resolution, kind, None, state.now_us))
 
 

@@ -13,6 +13,7 @@ import base64
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from audit.lineage_event import EventType
 from participant_node.points import link_store
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
-from participant_node.points.errors import LinkError
+from participant_node.points.errors import LinkError, PeerError
 from participant_node.points.interchange_rows import member_account
 from participant_node.points.ledger import Ledger
 from participant_node.points.ledger_rules import AccountFlags
@@ -59,6 +60,17 @@ class _Open:
     peer_set: int
 
 
+def _retrying(call: Callable[[], LinkRevealReply], attempts: int) -> LinkRevealReply:
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except PeerError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -72,13 +84,20 @@ def _unb64(text: str) -> bytes:
 
 class LinkSessions:
     def __init__(
-        self, partner: str, ledger: Ledger, book: AgreementBook, directory: MemberDirectory | None,
-        *, min_set_size: int, engine: GroupEngine | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        partner: str,
+        ledger: Ledger,
+        book: AgreementBook,
+        directory: MemberDirectory | None,
+        *,
+        min_set_size: int,
+        engine: GroupEngine | None = None,
+    ) -> None:
         self.partner, self.ledger, self.book, self.directory = partner, ledger, book, directory
         self.min_set_size = min_set_size
         self.engine = engine or GroupEngine(1)
         self._open: dict[str, _Open] = {}
+        self._finished: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
 
     def _directory(self) -> MemberDirectory:
@@ -91,22 +110,40 @@ class LinkSessions:
         context = LinkContext(agreement.agreement_id, agreement.epoch, agreement.partners)
         return context, agreement.content_hash()
 
-    def link(self, peer: str, client: PeerClient) -> LinkReport:
-        """Initiate a session with ``peer`` and store the links both sides derived."""
+    def link(self, peer: str, client: PeerClient, *, attempts: int = 5) -> LinkReport:
+        """Initiate a session with ``peer`` and store the links both sides derived.
+
+        A lost message is retried: a new session when the opening failed, the same reveal otherwise
+        (the responder answers a repeated reveal with its first answer).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._link_once(peer, client, attempts)
+            except PeerError:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    def _link_once(self, peer: str, client: PeerClient, attempts: int) -> LinkReport:
         context, digest = self._context(peer)
         matching = self._directory().matching_set(peer)
         self._check_size(len(matching.items), "this node's")
         initiator = LinkInitiator(matching.items, context, engine=self.engine)
         answer = client.link_open(
-            LinkOpening(agreement_id=context.agreement_id, agreement_hash=digest, epoch=context.epoch,
-                        elements=_b64(initiator.blinded()))
-        )  # fmt: skip
+            LinkOpening(
+                agreement_id=context.agreement_id,
+                agreement_hash=digest,
+                epoch=context.epoch,
+                elements=_b64(initiator.blinded()),
+            )
+        )
         peer_blob = _unb64(answer.elements)
         tokens, reveal = initiator.finish(_unb64(answer.double), peer_blob)
-        reply = client.link_reveal(
-            answer.session_id,
-            LinkReveal(positions=tuple(p for p, _ in reveal), elements=_b64(b"".join(e for _, e in reveal))),
+        message = LinkReveal(
+            positions=tuple(p for p, _ in reveal), elements=_b64(b"".join(e for _, e in reveal))
         )
+        reply = _retrying(lambda: client.link_reveal(answer.session_id, message), attempts)
         if reply.linked != len(tokens):
             raise LinkError(f"{peer} linked {reply.linked} members, this node {len(tokens)}")
         links = {matching.member_ids[i]: token for i, token in tokens.items()}
@@ -142,6 +179,9 @@ class LinkSessions:
     def reveal(self, peer: str, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
         """Responder, step 4: derive and store the tokens of the members both sides share."""
         with self._lock:
+            finished = self._finished.get(session_id)
+            if finished is not None and finished[0] == peer:
+                return LinkRevealReply(linked=finished[1])  # a repeated reveal: its first answer
             session = self._open.get(session_id)
             if session is None or session.peer != peer:
                 raise LinkError("unknown or expired link session")
@@ -154,6 +194,8 @@ class LinkSessions:
         links = {session.member_ids[i]: token for i, token in tokens.items()}
         own = len(session.member_ids)
         self._store(peer, session.context, links, own_set=own, peer_set=session.peer_set)
+        with self._lock:
+            self._finished[session_id] = (peer, len(links))
         return LinkRevealReply(linked=len(links))
 
     def _check_size(self, size: int, whose: str) -> None:
@@ -175,6 +217,15 @@ class LinkSessions:
         with self.ledger.transaction() as tx:
             link_store.replace_links(tx.conn, context.agreement_id, context.epoch, links, at_us=tx.now_us)
             record_event(
-                tx, EventType.POINTS_LINKED, partner=self.partner, peer=peer, at_us=tx.now_us,
-                details={"linked": len(links), "own_set": own_set, "peer_set": peer_set, "epoch": context.epoch},
-            )  # fmt: skip
+                tx,
+                EventType.POINTS_LINKED,
+                partner=self.partner,
+                peer=peer,
+                at_us=tx.now_us,
+                details={
+                    "linked": len(links),
+                    "own_set": own_set,
+                    "peer_set": peer_set,
+                    "epoch": context.epoch,
+                },
+            )

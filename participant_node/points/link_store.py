@@ -29,13 +29,24 @@ def replace_links(
         .values(revoked_at_us=at_us)
     )
     rows = [
-        {"agreement_id": agreement_id, "epoch": epoch, "token": token, "member_id": member,
-         "linked_at_us": at_us, "revoked_at_us": None}
+        {
+            "agreement_id": agreement_id,
+            "epoch": epoch,
+            "token": token,
+            "member_id": member,
+            "linked_at_us": at_us,
+            "revoked_at_us": None,
+        }
         for member, token in tokens.items()
-    ]  # fmt: skip
+    ]
     if rows:
-        conn.execute(_LINKS.delete().where(_LINKS.c.agreement_id == agreement_id, _LINKS.c.epoch == epoch,
-                                           _LINKS.c.token.in_([r["token"] for r in rows])))  # fmt: skip
+        conn.execute(
+            _LINKS.delete().where(
+                _LINKS.c.agreement_id == agreement_id,
+                _LINKS.c.epoch == epoch,
+                _LINKS.c.token.in_([r["token"] for r in rows]),
+            )
+        )
         conn.execute(_LINKS.insert(), rows)
     return len(rows)
 

@@ -73,7 +73,9 @@ def _opening_transfers(balances: dict[str, int], at: datetime) -> Iterator[Trans
         # The id must not carry the member id (ids reach the audit log): a keyed-free hash suffices,
         # as the id never leaves this node's ledger.
         digest = hashlib.sha256(f"{member}\x00{stamp}".encode()).hexdigest()[:32]
-        yield Transfer(f"opening-{stamp}-{digest}", ISSUANCE_ACCOUNT, member_account(member), points, code="opening")
+        yield Transfer(
+            f"opening-{stamp}-{digest}", ISSUANCE_ACCOUNT, member_account(member), points, code="opening"
+        )
 
 
 def issue_opening_balances(

@@ -83,7 +83,9 @@ class PeerClient:
         return self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
 
     def link_reveal(self, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
-        return self._post(f"{PEER_PATHS['link_open']}/{session_id}/reveal", reveal, LinkRevealReply, timeout=_SLOW_S)
+        return self._post(
+            f"{PEER_PATHS['link_open']}/{session_id}/reveal", reveal, LinkRevealReply, timeout=_SLOW_S
+        )
 
     def settle_with_certificate(self, statement: SignedStatement) -> tuple[SignedStatement, bytes | None]:
         """Send our statement; the answer and the certificate (DER) of the node that signed it."""

@@ -71,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     service = PointsService(settings)
     tls = service.pki.node_tls(settings.partner_id)
     config = node_server_config(
-        create_points_app(service), tls=tls, host=args.host, port=args.port, log_level="warning",
-        timeout_graceful_shutdown=2, backlog=2048, limit_concurrency=4096,
-    )  # fmt: skip
+        create_points_app(service),
+        tls=tls,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        backlog=2048,
+        limit_concurrency=4096,
+    )
     uvicorn.Server(config).run()
     return 0
 

@@ -1,4 +1,4 @@
-"""A node's points interchange, composed: ledger, agreements, links, both transfer sides, delivery, settlement.
+"""A node's points interchange, composed: ledger, agreements, links, both sides, delivery, settlement.
 
 The API routes (``api.py``), the standalone runner and the CLI all call this one object; it knows
 nothing about HTTP servers. Peers are reached over mTLS with this node's certificate; optional
@@ -101,10 +101,13 @@ class PointsService:
         peers = {a.peer_of(self.partner) for a in self.book.all()} | set(self.settings.peers)
         none = AccountFlags.NONE
         self.ledger.open_accounts(
-            [(ISSUANCE_ACCOUNT, AccountKind.ISSUANCE, None, none), (FEE_ACCOUNT, AccountKind.FEE, None, none),
-             (account_id(AccountKind.EXPIRY), AccountKind.EXPIRY, None, none)]
+            [
+                (ISSUANCE_ACCOUNT, AccountKind.ISSUANCE, None, none),
+                (FEE_ACCOUNT, AccountKind.FEE, None, none),
+                (account_id(AccountKind.EXPIRY), AccountKind.EXPIRY, None, none),
+            ]
             + [(clearing(p), AccountKind.CLEARING, p, none) for p in sorted(peers)]
-        )  # fmt: skip
+        )
 
     def _statement_key(self) -> ec.EllipticCurvePrivateKey:
         key = serialization.load_pem_private_key(self.pki.key(self.partner).read_bytes(), password=None)
@@ -148,18 +151,26 @@ class PointsService:
         balance = self.ledger.balance(member_account(member_id))
         if balance is None:
             raise PointsError("no points account for this member at this node")
-        return {"available": balance.available, "posted": balance.posted,
-                "pending_debits": balance.debits_pending, "pending_credits": balance.credits_pending}  # fmt: skip
+        return {
+            "available": balance.available,
+            "posted": balance.posted,
+            "pending_debits": balance.debits_pending,
+            "pending_credits": balance.credits_pending,
+        }
 
     def history(self, member_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         account = member_account(member_id)
         rows = self.ledger.history(account, limit=limit)
         return [
-            {"transfer": r["id"], "kind": r["kind"], "code": r["code"],
-             "amount": r["amount"] if r["credit_account"] == account else -r["amount"],
-             "at": datetime.fromtimestamp(r["at_us"] / 1_000_000, UTC).isoformat()}
+            {
+                "transfer": r["id"],
+                "kind": r["kind"],
+                "code": r["code"],
+                "amount": r["amount"] if r["credit_account"] == account else -r["amount"],
+                "at": datetime.fromtimestamp(r["at_us"] / 1_000_000, UTC).isoformat(),
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def status(self) -> dict[str, int]:
         """Cheap counts: transfers by role and state, and messages waiting in the outbox."""
@@ -168,6 +179,9 @@ class PointsService:
         with self.ledger.reading() as conn:
             counts = {f"{role}_{state}": int(n) for role, state, n in conn.execute(query)}
             counts["outbox"] = int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+        for transport in self.faults.values():
+            for fault, n in transport.injected.items():
+                counts[f"faults_{fault}"] = counts.get(f"faults_{fault}", 0) + n
         return counts
 
     def recover(self) -> RecoveryReport:
@@ -189,8 +203,11 @@ class PointsService:
 
     def start(self) -> None:
         self.delivery.recover(in_doubt_after_s=self.settings.in_doubt_after_s)
-        self.delivery.start(recovery_every_s=self.settings.recovery_every_s,
-                            in_doubt_after_s=self.settings.in_doubt_after_s)  # fmt: skip
+        self.delivery.start(
+            recovery_every_s=self.settings.recovery_every_s,
+            in_doubt_after_s=self.settings.in_doubt_after_s,
+            periodic=self.audit.drain,
+        )
 
     def close(self) -> None:
         self.delivery.stop()

@@ -177,7 +177,7 @@ def coordinator_totals(statement: Statement, *, reconciled: bool) -> dict[str, A
                 "amount": d.amount,
             }
             for d in statement.directions
-        ],  # fmt: skip
+        ],
         "payer": statement.payer,
         "payee": statement.payee,
         "net_amount": statement.net_amount,

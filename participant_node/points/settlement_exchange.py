@@ -45,7 +45,7 @@ class SettlementExchange:
     def _statement(
         self, peer: str, start: datetime, end: datetime, agreement_id: str | None = None
     ) -> Statement:
-        agreement = self.book.by_id(agreement_id) if agreement_id else self.book.for_peer(peer, start)
+        agreement = self.book.by_id(agreement_id) if agreement_id else self.book.latest_with(peer)
         if peer not in agreement.partners:
             raise PointsError(f"agreement {agreement.agreement_id} is not with {peer}")
         with self.ledger.reading() as conn:
@@ -57,9 +57,14 @@ class SettlementExchange:
         )
 
     def settle(
-        self, peer: str, client: PeerClient, start: datetime, end: datetime,
-        *, coordinator: Callable[[dict[str, Any]], None],
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        peer: str,
+        client: PeerClient,
+        start: datetime,
+        end: datetime,
+        *,
+        coordinator: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
         """Initiator: send our statement, check theirs, record the outcome; returns the summary."""
         ours = self._statement(peer, start, end)
         answer, certificate = client.settle_with_certificate(self._signed(ours))
@@ -70,8 +75,12 @@ class SettlementExchange:
         self._record(peer, ours, theirs, differences)
         totals = coordinator_totals(ours, reconciled=not differences)
         coordinator(totals)
-        return {"statement": ours.model_dump(mode="json"), "reconciled": not differences,
-                "differences": differences, "coordinator_totals": totals}  # fmt: skip
+        return {
+            "statement": ours.model_dump(mode="json"),
+            "reconciled": not differences,
+            "differences": differences,
+            "coordinator_totals": totals,
+        }
 
     def answer(self, peer: str, signed: SignedStatement, certificate: bytes | None) -> SignedStatement:
         """Responder: verify the peer's statement, compute ours for the same period, compare, answer."""
@@ -89,16 +98,31 @@ class SettlementExchange:
             tx.conn.execute(_STATEMENTS.delete().where(_STATEMENTS.c.statement_id == statement_id))
             tx.conn.execute(
                 _STATEMENTS.insert(),
-                [{"statement_id": statement_id, "body": ours.canonical_json(), "peer_body": theirs.canonical_json(),
-                  "status": status, "created_at_us": tx.now_us}],
-            )  # fmt: skip
+                [
+                    {
+                        "statement_id": statement_id,
+                        "body": ours.canonical_json(),
+                        "peer_body": theirs.canonical_json(),
+                        "status": status,
+                        "created_at_us": tx.now_us,
+                    }
+                ],
+            )
             moved = sum(d.transfers for d in ours.directions)
             record_event(
-                tx, EventType.POINTS_SETTLED, partner=self.partner, peer=peer, at_us=tx.now_us,
-                details={"reconciled": status, "transfers": moved, "net_amount": float(ours.net_amount),
-                         "differences": len(differences)},
+                tx,
+                EventType.POINTS_SETTLED,
+                partner=self.partner,
+                peer=peer,
+                at_us=tx.now_us,
+                details={
+                    "reconciled": status,
+                    "transfers": moved,
+                    "net_amount": float(ours.net_amount),
+                    "differences": len(differences),
+                },
                 artefacts=[("settlement statement", ours.digest()), ("partner statement", theirs.digest())],
-            )  # fmt: skip
+            )
 
     def statements(self) -> list[dict[str, Any]]:
         with self.ledger.reading() as conn:

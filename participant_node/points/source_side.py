@@ -23,6 +23,7 @@ from audit.lineage_event import EventType
 from participant_node.points import link_store
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
+from participant_node.points.bulk_statements import insert_rows
 from participant_node.points.interchange_rows import (
     FEE_ACCOUNT,
     OUTBOX,
@@ -92,16 +93,30 @@ class _Priced:
 
 def _legs(p: _Priced) -> list[Transfer]:
     debit = Transfer(
-        f"{p.request.transfer_id}:debit", member_account(p.request.member_id), clearing(p.request.peer),
-        p.points, kind=TransferKind.PENDING, timeout_us=p.timeout_us, code="interchange_out",
-        agreement_id=p.agreement_id, link_hash=link_hash(p.token), limits=p.caps, linked=p.fee > 0,
-    )  # fmt: skip
+        f"{p.request.transfer_id}:debit",
+        member_account(p.request.member_id),
+        clearing(p.request.peer),
+        p.points,
+        kind=TransferKind.PENDING,
+        timeout_us=p.timeout_us,
+        code="interchange_out",
+        agreement_id=p.agreement_id,
+        link_hash=link_hash(p.token),
+        limits=p.caps,
+        linked=p.fee > 0,
+    )
     if not p.fee:
         return [debit]
     fee = Transfer(
-        f"{p.request.transfer_id}:fee", member_account(p.request.member_id), FEE_ACCOUNT, p.fee,
-        kind=TransferKind.PENDING, timeout_us=p.timeout_us, code="interchange_fee", agreement_id=p.agreement_id,
-    )  # fmt: skip
+        f"{p.request.transfer_id}:fee",
+        member_account(p.request.member_id),
+        FEE_ACCOUNT,
+        p.fee,
+        kind=TransferKind.PENDING,
+        timeout_us=p.timeout_us,
+        code="interchange_fee",
+        agreement_id=p.agreement_id,
+    )
     return [debit, fee]
 
 
@@ -152,12 +167,21 @@ class SourceSide:
         if not links.consented(request.peer, request.member_id):
             # Withdrawal or erasure unlinks (PIPL Art. 15, 47): the link goes, the transfer is refused.
             links.revoke(request.member_id, agreement.agreement_id)
-            raise AgreementError("the member has no consent to interchange with this partner", rule="no_consent")
+            raise AgreementError(
+                "the member has no consent to interchange with this partner", rule="no_consent"
+            )
         now = self.ledger.now_us()
         limits = caps(terms, agreement, member_account(request.member_id), quote.points, now)
         timeout_us = int(agreement.transfer_timeout_s * 1_000_000)
         return _Priced(
-            request, agreement.agreement_id, token, quote.points, quote.fee, quote.credited, timeout_us, limits
+            request,
+            agreement.agreement_id,
+            token,
+            quote.points,
+            quote.fee,
+            quote.credited,
+            timeout_us,
+            limits,
         )
 
     def reserve(self, requests: Sequence[TransferRequest]) -> tuple[list[TransferReceipt], list[str]]:
@@ -211,17 +235,29 @@ class SourceSide:
             state = State.RESERVED if all(o.ok for o in results) else State.REFUSED
             rows.append(self._row(tx.now_us, p, state, None if failed is None else str(failed)))
             receipts.append(
-                TransferReceipt(p.request.transfer_id, p.request.peer, state, p.points, p.fee, p.credited,
-                                None if failed is None else str(failed))
-            )  # fmt: skip
+                TransferReceipt(
+                    p.request.transfer_id,
+                    p.request.peer,
+                    state,
+                    p.points,
+                    p.fee,
+                    p.credited,
+                    None if failed is None else str(failed),
+                )
+            )
             if state == State.RESERVED:
                 record_event(
-                    tx, EventType.POINTS_RESERVED, partner=self.partner, peer=p.request.peer,
-                    at_us=tx.now_us, transfer_id=p.request.transfer_id, link_hash=link_hash(p.token),
+                    tx,
+                    EventType.POINTS_RESERVED,
+                    partner=self.partner,
+                    peer=p.request.peer,
+                    at_us=tx.now_us,
+                    transfer_id=p.request.transfer_id,
+                    link_hash=link_hash(p.token),
                     details={"points": p.points, "fee": p.fee, "credited": p.credited, "side": "source"},
-                )  # fmt: skip
+                )
         if rows:
-            tx.conn.execute(ROWS.insert(), rows)
+            insert_rows(tx.conn, ROWS, rows)
         for peer in {p.request.peer for p in priced}:
             keys = [r["key"] for r in rows if r["peer"] == peer and r["state"] == State.RESERVED]
             enqueue(tx.conn, keys, peer, "reserve", tx.now_us)
@@ -230,12 +266,24 @@ class SourceSide:
     def _row(self, now: int, p: _Priced, state: State, reason: str | None) -> dict[str, Any]:
         r = p.request
         return {
-            "key": r.transfer_id, "transfer_id": r.transfer_id, "role": "source", "peer": r.peer,
-            "agreement_id": p.agreement_id, "member_account": member_account(r.member_id), "link_token": p.token,
-            "link_hash": link_hash(p.token), "points": p.points, "credited": p.credited, "fee": p.fee,
-            "fields_hash": fields_hash(r.member_id, r.peer, r.points), "state": str(state), "reason": reason,
-            "created_at_us": now, "updated_at_us": now, "decided_at_us": None,
-        }  # fmt: skip
+            "key": r.transfer_id,
+            "transfer_id": r.transfer_id,
+            "role": "source",
+            "peer": r.peer,
+            "agreement_id": p.agreement_id,
+            "member_account": member_account(r.member_id),
+            "link_token": p.token,
+            "link_hash": link_hash(p.token),
+            "points": p.points,
+            "credited": p.credited,
+            "fee": p.fee,
+            "fields_hash": fields_hash(r.member_id, r.peer, r.points),
+            "state": str(state),
+            "reason": reason,
+            "created_at_us": now,
+            "updated_at_us": now,
+            "decided_at_us": None,
+        }
 
     def reserve_messages(self, keys: Sequence[str]) -> dict[str, ReserveRequest]:
         """The reserve message per peer for those ``keys`` still awaiting the peer's answer."""
@@ -265,10 +313,12 @@ class SourceSide:
             keys = [r.transfer_id for r in reply.results]
             rows = load_rows(tx.conn, keys, lock=True)
             answered = {
-                r.transfer_id: r for r in reply.results
-                if r.transfer_id in rows and rows[r.transfer_id].state == State.RESERVED
+                r.transfer_id: r
+                for r in reply.results
+                if r.transfer_id in rows
+                and rows[r.transfer_id].state == State.RESERVED
                 and rows[r.transfer_id].peer == peer
-            }  # fmt: skip
+            }
             ok = (InboundStatus.RESERVED, InboundStatus.POSTED)
             post = [rows[k] for k, r in answered.items() if r.status in ok]
             void = [rows[k] for k, r in answered.items() if r.status not in ok]
@@ -284,7 +334,8 @@ class SourceSide:
         self, tx: LedgerTx, post: list[Any], void: list[Any], reasons: dict[str, str], *, notify_void: bool
     ) -> None:
         outcomes = iter(tx.apply([leg for row in post for leg in _resolution(row, TransferKind.POST)]))
-        posted, late = [], []
+        posted: list[Any] = []
+        late: list[Any] = []
         for row in post:
             results = [next(outcomes) for _ in _resolution(row, TransferKind.POST)]
             (posted if all(o.ok for o in results) else late).append(row)
@@ -309,9 +360,15 @@ class SourceSide:
 
     def _event(self, tx: LedgerTx, event_type: EventType, row: Any) -> None:
         record_event(
-            tx, event_type, partner=self.partner, peer=row.peer, at_us=tx.now_us, transfer_id=row.key,
-            link_hash=row.link_hash, details={"points": row.points, "credited": row.credited, "side": "source"},
-        )  # fmt: skip
+            tx,
+            event_type,
+            partner=self.partner,
+            peer=row.peer,
+            at_us=tx.now_us,
+            transfer_id=row.key,
+            link_hash=row.link_hash,
+            details={"points": row.points, "credited": row.credited, "side": "source"},
+        )
 
     def void_expired(self) -> int:
         """Recovery: void every reservation whose timeout passed without the peer's answer."""

@@ -22,24 +22,41 @@ AT = datetime(2026, 3, 1)
 
 def agreement_data() -> dict[str, Any]:
     direction = {
-        "min_points": 250, "max_points": 5_000, "member_daily_cap": 10_000, "member_monthly_cap": 20_000,
-        "partner_daily_cap": 1_000_000, "fee_per_point": "0.01", "fee_ceiling": 30,
-    }  # fmt: skip
+        "min_points": 250,
+        "max_points": 5_000,
+        "member_daily_cap": 10_000,
+        "member_monthly_cap": 20_000,
+        "partner_daily_cap": 1_000_000,
+        "fee_per_point": "0.01",
+        "fee_ceiling": 30,
+    }
     return {
         "agreement_id": "freshmart-careplus-2026",
         "partners": ["freshmart", "careplus"],
         "programmes": {"freshmart": "freshmart-rewards", "careplus": "careplus-club"},
         "currency": "CNY",
         "terms": [
-            {"source": "freshmart", "destination": "careplus", "block_in": 250, "block_out": 200,
-             "settlement_price": "0.005", **direction},
-            {"source": "careplus", "destination": "freshmart", "block_in": 250, "block_out": 150,
-             "settlement_price": "0.004", **direction},
+            {
+                "source": "freshmart",
+                "destination": "careplus",
+                "block_in": 250,
+                "block_out": 200,
+                "settlement_price": "0.005",
+                **direction,
+            },
+            {
+                "source": "careplus",
+                "destination": "freshmart",
+                "block_in": 250,
+                "block_out": 150,
+                "settlement_price": "0.004",
+                **direction,
+            },
         ],
         "valid_from": "2026-01-01T00:00:00",
         "valid_until": "2027-01-01T00:00:00",
         "netting_period_days": 30,
-    }  # fmt: skip
+    }
 
 
 def test_quote_blocks_fee_ceiling_and_settlement() -> None:

@@ -65,11 +65,13 @@ def test_configurable_programme() -> None:
         programme_id="careplus-club",
         partner="careplus",
         points_per_unit=Decimal(2),
-        tiers=(Tier(name="Member", min_spend=Decimal(0), multiplier=Decimal(1)),
-               Tier(name="VIP", min_spend=Decimal(500), multiplier=Decimal(3))),
+        tiers=(
+            Tier(name="Member", min_spend=Decimal(0), multiplier=Decimal(1)),
+            Tier(name="VIP", min_spend=Decimal(500), multiplier=Decimal(3)),
+        ),
         tier_window_days=30,
         expiry_months=12,
-    )  # fmt: skip
+    )
     got = list(accrue(custom, [Purchase("c", T0, Decimal(500)), Purchase("c", T0, Decimal(10))]))
     assert [a.points for a in got] == [1_000, 60]
     assert got[0].expires_at == datetime(2025, 1, 1)
@@ -79,12 +81,16 @@ def test_configurable_programme() -> None:
     "tiers",
     [
         (Tier(name="A", min_spend=Decimal(10), multiplier=Decimal(1)),),
-        (Tier(name="A", min_spend=Decimal(0), multiplier=Decimal(1)),
-         Tier(name="B", min_spend=Decimal(0), multiplier=Decimal(2))),
-        (Tier(name="A", min_spend=Decimal(0), multiplier=Decimal(1)),
-         Tier(name="A", min_spend=Decimal(5), multiplier=Decimal(2))),
+        (
+            Tier(name="A", min_spend=Decimal(0), multiplier=Decimal(1)),
+            Tier(name="B", min_spend=Decimal(0), multiplier=Decimal(2)),
+        ),
+        (
+            Tier(name="A", min_spend=Decimal(0), multiplier=Decimal(1)),
+            Tier(name="A", min_spend=Decimal(5), multiplier=Decimal(2)),
+        ),
     ],
-)  # fmt: skip
+)
 def test_inconsistent_tiers_are_refused(tiers: tuple[Tier, ...]) -> None:
     with pytest.raises(ValidationError):
         LoyaltyProgramme(programme_id="x", partner="x", tiers=tiers)
@@ -93,8 +99,15 @@ def test_inconsistent_tiers_are_refused(tiers: tuple[Tier, ...]) -> None:
 def test_expiry_clamps_month_ends_and_opening_balance_drops_expired() -> None:
     assert add_months(datetime(2024, 1, 31), 1) == datetime(2024, 2, 29)
     assert add_months(datetime(2021, 11, 15), 36) == datetime(2024, 11, 15)
-    accruals = list(accrue(PROGRAMME, [Purchase("m", datetime(2020, 1, 1), Decimal(100)),
-                                       Purchase("m", datetime(2023, 6, 1), Decimal(50))]))  # fmt: skip
+    accruals = list(
+        accrue(
+            PROGRAMME,
+            [
+                Purchase("m", datetime(2020, 1, 1), Decimal(100)),
+                Purchase("m", datetime(2023, 6, 1), Decimal(50)),
+            ],
+        )
+    )
     assert opening_balances(accruals, at=datetime(2022, 12, 31)) == {"m": 100}
     assert opening_balances(accruals, at=datetime(2023, 6, 1)) == {"m": 50}  # the 2020 lot lapsed
 

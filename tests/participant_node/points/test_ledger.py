@@ -38,10 +38,13 @@ def ledger(ledger_url: str, clock: Clock) -> Iterator[Ledger]:
     ledger = Ledger(ledger_url, synchronous="NORMAL", clock=clock)
     flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     ledger.open_accounts(
-        [(ISSUANCE, "issuance", None, AccountFlags.NONE),
-         (CLEARING, "clearing", "careplus", AccountFlags.NONE), (FEES, "fee", None, AccountFlags.NONE)]
+        [
+            (ISSUANCE, "issuance", None, AccountFlags.NONE),
+            (CLEARING, "clearing", "careplus", AccountFlags.NONE),
+            (FEES, "fee", None, AccountFlags.NONE),
+        ]
         + [(member(n), "member", None, flags) for n in range(4)]
-    )  # fmt: skip
+    )
     outcomes = ledger.submit(
         [Transfer(f"open-{n}", ISSUANCE, member(n), 1_000, code="opening") for n in range(4)]
     )
@@ -122,14 +125,19 @@ def test_limits_are_checked_at_reservation_and_released_by_void(ledger: Ledger) 
 
 def test_refusals_without_writes(ledger: Ledger) -> None:
     results = ledger.submit(
-        [Transfer("z", member(0), CLEARING, 0), Transfer("s", member(0), member(0), 1),
-         Transfer("u", member(0), "member:nobody", 1),
-         Transfer("p", kind=TransferKind.POST, pending_id="none")]
-    )  # fmt: skip
+        [
+            Transfer("z", member(0), CLEARING, 0),
+            Transfer("s", member(0), member(0), 1),
+            Transfer("u", member(0), "member:nobody", 1),
+            Transfer("p", kind=TransferKind.POST, pending_id="none"),
+        ]
+    )
     assert [r.result for r in results] == [
-        Result.AMOUNT_MUST_BE_POSITIVE, Result.SAME_ACCOUNT,
-        Result.ACCOUNT_NOT_FOUND, Result.PENDING_NOT_FOUND,
-    ]  # fmt: skip
+        Result.AMOUNT_MUST_BE_POSITIVE,
+        Result.SAME_ACCOUNT,
+        Result.ACCOUNT_NOT_FOUND,
+        Result.PENDING_NOT_FOUND,
+    ]
     assert ledger.verify().transfers == 4  # the four openings only
 
 

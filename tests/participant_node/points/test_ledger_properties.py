@@ -15,7 +15,12 @@ OTHERS = ["issuance", "clearing:peer"]
 
 new_transfer = st.builds(
     lambda n, kind, d, c, amount, cap, linked: Transfer(
-        f"t{n}", d, c, amount, kind=kind, linked=linked,
+        f"t{n}",
+        d,
+        c,
+        amount,
+        kind=kind,
+        linked=linked,
         limits=(UsageLimit(f"cap:{d}", cap, amount),) if cap else (),
     ),
     st.integers(0, 30),
@@ -25,7 +30,7 @@ new_transfer = st.builds(
     st.integers(-5, 400),
     st.sampled_from([0, 300, 1_000]),
     st.booleans(),
-)  # fmt: skip
+)
 resolution = st.builds(
     lambda n, kind, p: Transfer(f"r{n}", kind=kind, pending_id=f"t{p}"),
     st.integers(0, 30),

@@ -1,0 +1,204 @@
+"""Two real nodes over mutual TLS on loopback (uvicorn in threads): linking, transfers, consent,
+settlement, audit, and a capture of everything the nodes send each other and the coordinator."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+
+from audit.audit_log import AuditLog
+from audit.lineage_event import EventType
+from loyalfed.points_federation import LOOPBACK, NodePair, prepare_synthetic_pair
+from participant_node.consent import ConsentStore, store_path
+from participant_node.matching.tls_scope import node_server_config
+from participant_node.points.fault_plan import RecordingTransport
+from participant_node.points.runner import create_points_app
+from participant_node.points.service import PointsService
+from participant_node.points.source_side import TransferRequest
+from policies.purpose import Purpose
+
+A, B = "freshmart", "careplus"
+WIDE = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
+
+
+@dataclass
+class Nodes:
+    pair: NodePair
+    services: dict[str, PointsService]
+    captured: list[bytes]
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    root = tmp_path_factory.mktemp("points-nodes")
+    pair = prepare_synthetic_pair(root, members=160, shared=120, min_link_set_size=20)
+    captured: list[bytes] = []
+
+    def record(_peer: str, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+        recorder = RecordingTransport(transport)
+        recorder.captured = captured  # one list for both nodes
+        return recorder
+
+    services = {p: PointsService(pair.settings[p], wrap_transport=record) for p in (A, B)}
+    servers = []
+    for partner, service in services.items():
+        config = node_server_config(
+            create_points_app(service),
+            tls=service.pki.node_tls(partner),
+            host=LOOPBACK,
+            port=pair.ports[partner],
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        servers.append(server)
+        threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not all(s.started for s in servers):
+        assert time.monotonic() < deadline, "nodes did not start"
+        time.sleep(0.02)
+    yield Nodes(pair, services, captured, root)
+    for server in servers:
+        server.should_exit = True
+    time.sleep(0.5)
+
+
+def member(n: int) -> str:
+    return f"FM-{n:07d}"
+
+
+@pytest.fixture(scope="module")
+def linked(nodes: Nodes) -> Nodes:
+    report = nodes.services[A].link(B)
+    assert (report.own_set, report.peer_set, report.linked) == (160, 160, 120)
+    return nodes
+
+
+def test_transfer_moves_points_at_the_agreed_rate(linked: Nodes) -> None:
+    fm, cp = linked.services[A], linked.services[B]
+    before = fm.balance(member(100))["available"]
+    receipt = fm.transfer([TransferRequest("conv-a1b2c3d4", member(100), B, 1_000)])[0]
+    assert (receipt.state, receipt.points, receipt.fee, receipt.credited) == ("posted", 1_000, 10, 800)
+    assert fm.balance(member(100))["available"] == before - 1_010
+    assert fm.recover().outbox_left == 0
+    assert cp.ledger.verify().pending == 0 and fm.ledger.verify().ok and cp.ledger.verify().ok
+    credited = [h for h in cp.history("CP-0000100") if h["code"] == "interchange_in"]
+    assert [(h["kind"], h["amount"]) for h in credited] == [("post", 800), ("pending", 800)]
+
+
+def test_same_id_same_outcome_different_fields_refused(linked: Nodes) -> None:
+    fm = linked.services[A]
+    first = fm.transfer([TransferRequest("conv-idem0001", member(101), B, 500)])[0]
+    again = fm.transfer([TransferRequest("conv-idem0001", member(101), B, 500)])[0]
+    assert first == again and first.state == "posted"
+    changed = fm.transfer([TransferRequest("conv-idem0001", member(101), B, 750)])[0]
+    assert (changed.state, changed.reason) == ("refused", "transfer_id_reused")
+
+
+@pytest.mark.parametrize(
+    ("who", "points", "reason"),
+    [
+        (member(5), 500, "not_linked"),  # FreshMart-only member: no link with CarePlus
+        (member(102), 100, "amount_range"),
+        (member(102), 300, "block"),
+        (member(102), 10**9 // 250 * 250, "amount_range"),
+    ],
+)
+def test_refusals_name_the_rule(linked: Nodes, who: str, points: int, reason: str) -> None:
+    receipt = linked.services[A].transfer([TransferRequest(f"bad-{reason}{points:x}a", who, B, points)])[0]
+    assert (receipt.state, receipt.reason) == ("refused", reason)
+
+
+def test_member_identifiers_are_refused_as_transfer_ids(linked: Nodes) -> None:
+    receipt = linked.services[A].transfer([TransferRequest("+8613912345678", member(103), B, 500)])[0]
+    assert receipt.state == "refused"
+
+
+def test_batch_then_settlement_reconciles_and_coordinator_gets_totals(linked: Nodes) -> None:
+    fm, cp = linked.services[A], linked.services[B]
+    rich = [member(n) for n in range(40, 130) if fm.balance(member(n))["available"] >= 2_000]
+    requests = [TransferRequest(f"batch-{k:04x}aa", rich[k % len(rich)], B, 250) for k in range(200)]
+    receipts = fm.transfer(requests)
+    assert [r for r in receipts if r.state != "posted"] == []
+    reverse = cp.transfer([TransferRequest("back-0001aa", "CP-0000150", A, 500)])[0]
+    assert (reverse.state, reverse.credited) == ("posted", 300)  # the worse rate back: 250 → 150
+    result = fm.settle(B, *WIDE)
+    assert result["reconciled"], result["differences"]
+    totals = result["coordinator_totals"]
+    assert set(totals) == {
+        "agreement_id",
+        "period_start",
+        "period_end",
+        "currency",
+        "reconciled",
+        "directions",
+        "payer",
+        "payee",
+        "net_amount",
+    }
+    out = next(d for d in totals["directions"] if d["source"] == A)
+    # Statements equal the ledgers: what A's clearing account for B received, what B's paid out.
+    a_clearing, b_clearing = fm.ledger.balance(f"clearing:{B}"), cp.ledger.balance(f"clearing:{A}")
+    assert a_clearing is not None and b_clearing is not None
+    assert (out["points"], out["credited"]) == (a_clearing.credits_posted, b_clearing.debits_posted)
+    assert (totals["payer"], totals["payee"]) == (A, B)
+    linked.captured.append(json.dumps(totals).encode())  # what the coordinator is sent
+
+
+def test_withdrawal_unlinks_and_refuses(linked: Nodes) -> None:
+    fm = linked.services[A]
+    partner_dir = linked.root / "data" / A
+    store = ConsentStore(store_path(partner_dir))
+    try:
+        store.withdraw([member(130)], [Purpose.POINTS_INTERCHANGE], at=datetime(2026, 1, 2))
+    finally:
+        store.close()
+    receipt = fm.transfer([TransferRequest("after-withdraw1", member(130), B, 500)])[0]
+    assert (receipt.state, receipt.reason) == ("refused", "no_consent")
+    again = fm.transfer([TransferRequest("after-withdraw2", member(130), B, 500)])[0]
+    assert again.reason == "not_linked"  # the link itself is gone
+
+
+def test_audit_events_key_by_transfer_and_link_hash_never_a_member(linked: Nodes) -> None:
+    fm = linked.services[A]
+    fm.recover()
+    log = AuditLog.open(linked.pair.settings[A].audit_log)  # type: ignore[arg-type]
+    try:
+        events = [e for _, e in log.iter_events()]
+    finally:
+        log.close()
+    kinds = {e.event_type for e in events}
+    assert {
+        EventType.POINTS_LINKED,
+        EventType.POINTS_RESERVED,
+        EventType.POINTS_POSTED,
+        EventType.POINTS_SETTLED,
+    } <= kinds
+    posted = [e for e in events if e.event_type == EventType.POINTS_POSTED]
+    assert all(e.transfer_id and e.link_token_hash for e in posted)
+    body = b"".join(e.canonical_bytes() for e in events)
+    assert b"FM-" not in body and b"CP-" not in body and b"+86" not in body
+
+
+def test_nothing_sent_between_nodes_names_a_member(linked: Nodes) -> None:
+    data = linked.root / "data"
+    identifiers: set[str] = set()
+    for partner in (A, B):
+        members = pd.read_csv(data / partner / "members.csv", dtype=str)
+        identifiers |= (
+            set(members["member_id"]) | set(members["phone"]) | {p.lstrip("+") for p in members["phone"]}
+        )
+    assert len(linked.captured) > 10  # link, transfers, resolutions, decisions, statements
+    sent = b"\n".join(linked.captured)
+    leaked = sorted(i for i in identifiers if i.encode() in sent)
+    assert leaked == []
