@@ -103,7 +103,7 @@ def write_synthetic_partner(folder: Path, *, prefix: str, people: np.ndarray, pe
     folder.mkdir(parents=True, exist_ok=True)
     ids = [f"{prefix}-{int(p):07d}" for p in people]
     phones = [f"+86139{int(p):08d}" for p in people]
-    joined = datetime(2020, 1, 1)
+    joined = datetime(2024, 1, 1)  # every member joined and shopped inside the gate's 3-year retention
     pd.DataFrame({"member_id": ids, "phone": phones, "joined_at": joined}).to_csv(
         folder / "members.csv", index=False
     )
@@ -113,7 +113,7 @@ def write_synthetic_partner(folder: Path, *, prefix: str, people: np.ndarray, pe
     count = len(ids) * 4
     pd.DataFrame(
         {
-            "member_id": rng.choice(ids, count),
+            "member_id": np.concatenate([np.array(ids, dtype=object), rng.choice(ids, count - len(ids))]),
             "timestamp": [datetime(2024, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 700, count)],
             "amount": rng.uniform(500, 6_000, count).round(2),
         }

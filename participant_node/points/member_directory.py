@@ -2,8 +2,8 @@
 
 PIPL Art. 23: providing a member's data to another handler (crediting brand B for brand A's member)
 needs that member's separate consent naming B. The set comes from the node's consent gate for PSI
-(``participant_node.matching.member_set``, which applies purpose, recipient scope, withdrawals and
-erasures from the consent store), so linking and crediting follow the same rules as every other use
+(``participant_node.matching.member_set.gated_matching_set``: the node gate's purpose, recipient
+scope, withdrawal and erasure, retention and minimisation rules), so linking and crediting follow the same rules as every other use
 of member data. The set is recomputed when the consent store or the day changes, so a withdrawal
 or an erasure recorded by ``loyalfed consent …`` takes effect for the next transfer.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from participant_node.consent import store_path
 from participant_node.data import PartnerData, load_partner
-from participant_node.matching.member_set import MatchingSet, matching_set_from_frames
+from participant_node.matching.member_set import MatchingSet, gated_matching_set
 from policies.purpose import Purpose
 
 __all__ = ["MemberDirectory"]
@@ -64,10 +64,8 @@ class MemberDirectory:
                 return cached
             if self._data is None:
                 self._data = load_partner(self.partner_dir)
-            matching = matching_set_from_frames(
-                self.partner_dir,
-                self._data.members,
-                self._data.consents,
+            matching = gated_matching_set(
+                self._data,
                 purpose=Purpose.POINTS_INTERCHANGE,
                 recipient=peer,
                 at=self._clock().replace(tzinfo=None),
