@@ -3,9 +3,10 @@
 PIPL Art. 23: providing a member's data to another handler (crediting brand B for brand A's member)
 needs that member's separate consent naming B. The set comes from the node's consent gate for PSI
 (``participant_node.matching.member_set.gated_matching_set``: the node gate's purpose, recipient
-scope, withdrawal and erasure, retention and minimisation rules), so linking and crediting follow the same rules as every other use
-of member data. The set is recomputed when the consent store or the day changes, so a withdrawal
-or an erasure recorded by ``loyalfed consent …`` takes effect for the next transfer.
+scope, withdrawal and erasure, retention and minimisation rules), so linking and crediting follow
+the same rules as every other use of member data. The set is recomputed when the consent store or
+the day changes, so a withdrawal or an erasure recorded by ``loyalfed consent …`` takes effect for
+the next transfer.
 """
 
 from __future__ import annotations
