@@ -9,11 +9,16 @@ import typer
 from rich.console import Console
 
 from loyalfed.cli import (
+    admin_commands,
     audit_commands,
     consent_commands,
     coordinator_commands,
     data_commands,
     demo_commands,
+    job_commands,
+    model_commands,
+    node_status_commands,
+    officer_commands,
     pki_commands,
     points_commands,
     policy_commands,
@@ -41,6 +46,11 @@ for module in (
     pki_commands,
     coordinator_commands,
     points_commands,
+    job_commands,
+    officer_commands,
+    admin_commands,
+    model_commands,
+    node_status_commands,
 ):
     module.register(app)
 
@@ -60,6 +70,7 @@ def main() -> None:
         sys.exit(130)
     except Exception as err:  # process boundary: every error becomes a message + exit code
         code = exit_code_for(err)
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {public_message(err)}")
+        # soft_wrap: one line however narrow the terminal (scripts grep for it).
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {public_message(err)}")
         sys.exit(code)
     sys.exit(code if isinstance(code, int) else 0)

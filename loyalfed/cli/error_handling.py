@@ -6,6 +6,7 @@ import click
 
 from audit.errors import AuditError
 from coordinator.errors import CoordinatorError
+from loyalfed.cli.service_client import ServiceClientError
 from models.errors import ModelError
 from participant_node.errors import NodeError
 from policies.errors import PolicyError
@@ -20,6 +21,7 @@ _TYPED_ERRORS: tuple[type[Exception], ...] = (
     NodeError,
     PolicyError,
     PsiError,
+    ServiceClientError,
 )
 
 

@@ -1,235 +1,242 @@
-"""`loyalfed policy …`: draft, show, approve, reject and check data-use policies.
+"""`loyalfed policy …`: data-use policies and signed decisions, through the coordinator service.
 
-The registry is a SQLite file, ``./.loyalfed/registry.sqlite`` by default (``--registry`` or
-``LOYALFED_REGISTRY``; any SQLAlchemy URL with ``--registry-url``). The acting identity is
-``--as ROLE[:PARTNER]`` (or ``LOYALFED_ACTOR``): ``analyst`` drafts, ``data_officer:PARTNER``
-approves or rejects for that partner only.
+An analyst drafts a policy from a file; a data officer signs their decision *locally* with their
+own Ed25519 key (``loyalfed officer keygen``) and posts the signed statement. Nobody declares a
+role: the coordinator knows it from the caller's token. ``records`` builds GDPR Art. 30 / PIPL
+Art. 54 records of processing from a local registry file and audit log.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.approvals import DEFAULT_REGISTRY_PATH, PolicyRegistry, records_of_processing, resolve_policy
-from policies.approval import PartnerState
+from coordinator.approvals import DEFAULT_REGISTRY_PATH, PolicyRegistry, records_of_processing
+from loyalfed.cli.service_client import (
+    CaOption,
+    ClientOptions,
+    ConfigOption,
+    JsonOption,
+    ServiceClient,
+    TokenOption,
+    UrlOption,
+    connect,
+)
+from policies.approval import ApprovalDecision
 from policies.policy import load_policy
-from policies.roles import Action, Actor, authorize
+from policies.signed_approval import load_private_key, sign_decision
 
-policy = typer.Typer(help="Data-use policies and data-officer approvals.", no_args_is_help=True)
-
-_REGISTRY = typer.Option(
-    DEFAULT_REGISTRY_PATH, "--registry", envvar="LOYALFED_REGISTRY", help="Policy registry SQLite file."
-)
-_REGISTRY_URL = typer.Option(
-    None, "--registry-url", envvar="LOYALFED_REGISTRY_URL", help="SQLAlchemy URL (overrides --registry)."
-)
-_JSON = typer.Option(False, "--json", help="Print only JSON to stdout.")
-_STATE_STYLE = {PartnerState.APPROVED: "green", PartnerState.REJECTED: "red", PartnerState.PENDING: "yellow"}
+policy = typer.Typer(help="Data-use policies and data officers' signed decisions.", no_args_is_help=True)
+_STYLE = {"approved": "green", "rejected": "red", "pending": "yellow"}
+VersionOption = Annotated[
+    int | None, typer.Option("--version", min=1, help="Policy version (default: latest)")
+]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(policy, name="policy")
 
 
-def open_registry(path: Path, url: str | None) -> PolicyRegistry:
-    """The registry named on the command line (a URL wins over a file path)."""
-    return PolicyRegistry(url) if url else PolicyRegistry.at_path(path)
-
-
-def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
-    else:
-        Console().print(text)
+def _approvals_line(approvals: dict[str, str]) -> str:
+    return ", ".join(
+        f"[{_STYLE.get(s, 'white')}]{p} {s}[/{_STYLE.get(s, 'white')}]" for p, s in approvals.items()
+    )
 
 
 @policy.command("draft")
 def draft(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Policy YAML or JSON file."),
-    actor: str = typer.Option(
-        "analyst", "--as", envvar="LOYALFED_ACTOR", help="Acting identity ROLE[:PARTNER]."
-    ),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
-    as_json: bool = _JSON,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Policy YAML or JSON file")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Validate a policy file and register it (a changed policy becomes a new version)."""
-    registry = open_registry(registry_path, registry_url)
-    try:
-        registered = registry.draft(load_policy(file), actor=Actor.parse(actor))
-    finally:
-        registry.close()
-    payload = {
-        "policy": registered.ref,
-        "content_hash": registered.content_hash,
-        "partners": list(registered.policy.partners),
-    }
-    _emit(payload, as_json, f"drafted [bold]{registered.ref}[/bold] sha256 {registered.content_hash}")
+    """Validate a policy file here and register it (a changed policy becomes a new version)."""
+    document = load_policy(file).model_dump(mode="json")
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        version = client.post("/policies", {"document": document})
+    if as_json:
+        typer.echo(json.dumps(version, indent=2))
+    else:
+        Console().print(
+            f"drafted [bold]{version['policy_id']} v{version['version']}[/bold] sha256 {version['hash']}"
+        )
+
+
+@policy.command("list")
+def list_policies(
+    pending: Annotated[bool, typer.Option("--pending", help="Only those awaiting my organisation")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each policy's latest version and every partner's decision on it."""
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        organisation = client.get("/me")["organisation"] if pending else None
+        policies = client.get("/policies", pending_for=organisation)
+    if as_json:
+        typer.echo(json.dumps(policies, indent=2))
+        return
+    table = Table("policy", "version", "sha256", "decisions")
+    for item in policies:
+        table.add_row(
+            item["policy_id"], str(item["version"]), item["hash"][:16], _approvals_line(item["approvals"])
+        )
+    Console().print(table)
 
 
 @policy.command("show")
 def show(
-    ref: str = typer.Argument(..., help="Policy id, id@version, hash prefix or policy file."),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
-    as_json: bool = _JSON,
+    policy_id: Annotated[str, typer.Argument(help="Policy id")],
+    version: VersionOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Show a registered policy with its version and content hash."""
-    registry = open_registry(registry_path, registry_url)
-    try:
-        registered = resolve_policy(registry, ref)
-    finally:
-        registry.close()
-    payload = {
-        "policy": registered.ref,
-        "content_hash": registered.content_hash,
-        "drafted_by": registered.drafted_by,
-        "drafted_at": registered.drafted_at.isoformat(),
-        "body": registered.policy.model_dump(mode="json"),
-    }
-    _emit(payload, as_json, json.dumps(payload, indent=2))
+    """A policy version: its document, hash and each partner's decision."""
+    path = f"/policies/{policy_id}" + (f"/versions/{version}" if version else "")
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        detail = client.get(path)
+    if as_json:
+        typer.echo(json.dumps(detail, indent=2))
+        return
+    Console().print(
+        f"[bold]{detail['policy_id']} v{detail['version']}[/bold] sha256 {detail['hash']}\n"
+        f"{_approvals_line(detail['approvals'])}"
+    )
+    typer.echo(json.dumps(detail["document"], indent=2))
 
 
-def _decide(
-    ref: str, actor: str, partner: str | None, reason: str, approve: bool, registry: PolicyRegistry
-) -> Any:
-    acting = Actor.parse(actor)
-    if approve:
-        return registry.approve(ref, actor=acting, partner=partner, reason=reason)
-    return registry.reject(ref, actor=acting, partner=partner, reason=reason)
+@policy.command("diff")
+def diff(
+    policy_id: Annotated[str, typer.Argument(help="Policy id")],
+    from_version: Annotated[int, typer.Argument(min=1, help="Older version")],
+    to_version: Annotated[int, typer.Argument(min=1, help="Newer version")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What changed between two versions, field by field."""
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        changes = client.get(f"/policies/{policy_id}/diff", **{"from": from_version, "to": to_version})
+    if as_json:
+        typer.echo(json.dumps(changes, indent=2))
+        return
+    for change in changes["changes"]:
+        typer.echo(f"{change['path']}: {json.dumps(change['before'])} -> {json.dumps(change['after'])}")
+
+
+def _sign_and_post(
+    client: ServiceClient,
+    policy_id: str,
+    version: int | None,
+    key_file: Path,
+    decision: ApprovalDecision,
+    reason: str,
+) -> dict[str, Any]:
+    key = load_private_key(key_file)
+    organisation = client.get("/me")["organisation"]
+    path = f"/policies/{policy_id}" + (f"/versions/{version}" if version else "")
+    target = client.get(path)
+    signed = sign_decision(
+        key,
+        policy_id=target["policy_id"],
+        policy_version=target["version"],
+        policy_hash=target["hash"],
+        partner_id=organisation,
+        decision=decision,
+    )
+    body = signed.to_dict() | {"reason": reason}
+    stored: dict[str, Any] = client.post(
+        f"/policies/{policy_id}/versions/{target['version']}/decisions", body
+    )
+    return stored | {"policy_id": target["policy_id"], "version": target["version"], "hash": target["hash"]}
+
+
+KeyOption = Annotated[
+    Path, typer.Option("--key", exists=True, dir_okay=False, help="Your officer.key (signs locally)")
+]
 
 
 @policy.command("approve")
 def approve(
-    ref: str = typer.Argument(..., help="Policy id (its current version), id@version or hash prefix."),
-    actor: str = typer.Option(..., "--as", envvar="LOYALFED_ACTOR", help="data_officer:PARTNER"),
-    partner: str | None = typer.Option(
-        None, "--partner", help="Partner approved for (default: the actor's)."
-    ),
-    reason: str = typer.Option("", "--reason", help="Optional note kept with the approval."),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
-    as_json: bool = _JSON,
+    policy_id: Annotated[str, typer.Argument(help="Policy id")],
+    key: KeyOption,
+    version: VersionOption = None,
+    reason: Annotated[str, typer.Option("--reason", help="Optional note shown with the approval")] = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Approve the current version of a policy for your own partner's node."""
-    _record_decision(ref, actor, partner, reason, True, registry_path, registry_url, as_json)
+    """Sign an approval of a policy version's hash for your organisation's node, and post it."""
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        stored = _sign_and_post(client, policy_id, version, key, ApprovalDecision.APPROVED, reason)
+    _report(stored, as_json)
 
 
 @policy.command("reject")
 def reject(
-    ref: str = typer.Argument(..., help="Policy id (its current version), id@version or hash prefix."),
-    reason: str = typer.Option(..., "--reason", help="Why the policy is rejected (required)."),
-    actor: str = typer.Option(..., "--as", envvar="LOYALFED_ACTOR", help="data_officer:PARTNER"),
-    partner: str | None = typer.Option(
-        None, "--partner", help="Partner rejected for (default: the actor's)."
-    ),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
-    as_json: bool = _JSON,
+    policy_id: Annotated[str, typer.Argument(help="Policy id")],
+    key: KeyOption,
+    reason: Annotated[str, typer.Option("--reason", help="Why (required; shown to the analyst)")],
+    version: VersionOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    ca_cert: CaOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Reject the current version of a policy for your own partner's node, with a reason."""
-    _record_decision(ref, actor, partner, reason, False, registry_path, registry_url, as_json)
+    """Sign a rejection of a policy version's hash for your organisation's node, and post it."""
+    with connect(ClientOptions(url, token, ca_cert, config)) as client:
+        stored = _sign_and_post(client, policy_id, version, key, ApprovalDecision.REJECTED, reason)
+    _report(stored, as_json)
 
 
-def _record_decision(
-    ref: str,
-    actor: str,
-    partner: str | None,
-    reason: str,
-    approve: bool,
-    registry_path: Path,
-    registry_url: str | None,
-    as_json: bool,
-) -> None:
-    """One data officer's decision on a policy's current version, recorded and reported."""
-    registry = open_registry(registry_path, registry_url)
-    try:
-        decision = _decide(ref, actor, partner, reason, approve, registry)
-    finally:
-        registry.close()
-    payload = {
-        "policy_id": decision.policy_id,
-        "policy_hash": decision.policy_hash,
-        "partner": decision.partner,
-        "decision": decision.decision.value,
-    }
-    if not approve:
-        payload["reason"] = decision.reason
-    verb = "[green]approved[/green]" if approve else "[red]rejected[/red]"
-    summary = f"{verb} {decision.policy_id} ({decision.policy_hash[:12]}) for {decision.partner}"
-    _emit(payload, as_json, summary)
-
-
-@policy.command("status")
-def status(
-    ref: str = typer.Argument(..., help="Policy id, id@version, hash prefix or policy file."),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
-    as_json: bool = _JSON,
-) -> None:
-    """Each involved partner's approval state on the policy's hash; exit 1 unless all approved."""
-    registry = open_registry(registry_path, registry_url)
-    try:
-        registered = resolve_policy(registry, ref)
-        state = registry.status(registered.content_hash)
-        current = registry.latest(registered.policy_id)
-    finally:
-        registry.close()
-    partners = {
-        p: {"state": s.value, "reason": state.reasons.get(p, "")} for p, s in sorted(state.states.items())
-    }
-    approved = state.approved and current.content_hash == registered.content_hash
-    payload = {
-        "policy": registered.ref,
-        "content_hash": registered.content_hash,
-        "current_version": current.ref,
-        "approved": approved,
-        "partners": partners,
-    }
+def _report(stored: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(payload, indent=2))
-    else:
-        table = Table(title=f"{registered.ref} sha256 {registered.content_hash[:12]}")
-        for column in ("partner", "state", "reason"):
-            table.add_column(column)
-        for partner, item in partners.items():
-            style = _STATE_STYLE[PartnerState(item["state"])]
-            table.add_row(partner, f"[{style}]{item['state']}[/{style}]", item["reason"])
-        Console().print(table)
-    if not approved:
-        raise SystemExit(1)  # click swallows typer.Exit under standalone_mode=False
+        typer.echo(json.dumps(stored, indent=2))
+        return
+    Console().print(
+        f"{stored['decision']} {stored['policy_id']} v{stored['version']} ({stored['hash'][:12]}) "
+        f"for {stored['partner_id']}, signed at {stored['signed_at']}"
+    )
 
 
 @policy.command("records")
 def records(
-    actor: str = typer.Option(
-        "auditor", "--as", envvar="LOYALFED_ACTOR", help="auditor or data_officer:PARTNER"
-    ),
-    audit_log: Path | None = typer.Option(
-        None,
-        "--audit-log",
-        exists=True,
-        dir_okay=False,
-        help="Audit log whose lineage adds job counts and ε.",
-    ),
-    registry_path: Path = _REGISTRY,
-    registry_url: str | None = _REGISTRY_URL,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option("--audit-log", exists=True, dir_okay=False, help="Audit log adding job counts and ε"),
+    ] = None,
+    registry_path: Annotated[
+        Path, typer.Option("--registry", envvar="LOYALFED_REGISTRY", help="Registry file")
+    ] = (DEFAULT_REGISTRY_PATH),
+    registry_url: Annotated[
+        str | None, typer.Option("--registry-url", envvar="LOYALFED_REGISTRY_URL")
+    ] = None,
 ) -> None:
-    """Records of processing (GDPR Art. 30 / PIPL Art. 54) from the registry and audit log, as JSON."""
-    authorize(Actor.parse(actor), Action.RECORDS_GENERATE)
+    """Records of processing (GDPR Art. 30 / PIPL Art. 54) from a local registry and audit log, as JSON."""
     lineage: list[dict[str, Any]] = []
     if audit_log is not None:
         from audit import AuditLog
 
         with AuditLog.open(audit_log) as log:
             lineage = [event.model_dump(mode="json") for _, event in log.iter_events()]
-    registry = open_registry(registry_path, registry_url)
+    registry = PolicyRegistry(registry_url) if registry_url else PolicyRegistry.at_path(registry_path)
     try:
         typer.echo(json.dumps(records_of_processing(registry, lineage=lineage), indent=2))
     finally:

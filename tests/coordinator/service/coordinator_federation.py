@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
+from coordinator.service import CoordinatorSettings, create_app
+from coordinator.superlink_supervisor import free_port
 from policies.approval import ApprovalDecision
 from policies.signed_approval import public_key_b64, sign_decision
 
@@ -105,3 +112,24 @@ def populate(client: TestClient | httpx.Client, admin: str) -> Federation:
     federation.issue("analyst", "analyst", "federation")
     federation.issue("auditor", "auditor", "federation")
     return federation
+
+
+@contextmanager
+def live_server(settings: CoordinatorSettings) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="coordinator-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the coordinator test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
