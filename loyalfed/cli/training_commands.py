@@ -91,7 +91,12 @@ def train(
     ledger: Path | None = typer.Option(
         None, "--ledger", help="Budget ledger SQLite file (default: FED/.coordinator)."
     ),
-    policy: str | None = typer.Option(None, "--policy", help="Approved data-use policy (file, id or hash)."),
+    policy: str = typer.Option(
+        ...,
+        "--policy",
+        help="The data-use policy the job runs under (file, id, id@version or hash), approved by every "
+        "partner's data officer (`loyalfed policy draft FILE --approve-as-local-officers` for experiments).",
+    ),
     registry: Path = typer.Option(
         Path(".loyalfed") / "registry.sqlite",
         "--registry",
@@ -102,7 +107,7 @@ def train(
 ) -> None:
     """Train a churn or propensity model with federated DP-SGD over the partners of a federation."""
     from coordinator.model_card import build_model_card, write_model
-    from loyalfed.federated_run import run_federated_job
+    from loyalfed.federated_run import JobPolicies, run_federated_job
 
     tuning = {"local_steps": local_steps, "server_momentum": server_momentum, "average_last": average_last}
     job = parse_job_config(
@@ -126,7 +131,6 @@ def train(
         }
     )
     chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
-    _check_policy(policy, registry, federation, chosen, job)
     book = _open_ledger(ledger, federation)
     console = Console(stderr=True, quiet=as_json)
     try:
@@ -134,6 +138,7 @@ def train(
             run = run_federated_job(
                 federation,
                 job,
+                policies=JobPolicies.one_for_all(registry, policy, [job]),
                 partner_ids=chosen,
                 ledger=book,
                 on_round=on_round,
@@ -142,39 +147,12 @@ def train(
     finally:
         book.close()
     assert run.outcome.arrays is not None
-    card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
+    card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap, policy=run.policy)
     write_model(out, run.outcome.arrays, card)
     if as_json:
         typer.echo(json.dumps(json.loads((out / "model_card.json").read_text()), indent=2))
         return
     _print_card(Console(), card, out)
-
-
-def _check_policy(
-    policy: str | None, registry: Path, federation: Path, partners: list[str] | None, job: JobConfig
-) -> None:
-    """The approvals gate: every involved partner approved the policy's current version, and the
-    policy allows this job (purpose, partners, ε and δ caps)."""
-    if policy is None:
-        return
-    from coordinator.approvals import PolicyRegistry, require_job_allowed
-    from coordinator.job_config import purpose_for_task
-    from loyalfed.federated_run import select_partners
-    from participant_node.data import load_federation
-
-    involved = [p[0] for p in select_partners(load_federation(federation), partners)]
-    book = PolicyRegistry.at_path(registry)
-    try:
-        require_job_allowed(
-            book,
-            policy,
-            purpose=purpose_for_task(job.task),
-            partners=involved,
-            epsilon=job.epsilon,
-            delta=job.delta,
-        )
-    finally:
-        book.close()
 
 
 @contextmanager

@@ -85,9 +85,7 @@ def run_demo(
         stage.run(ctx)
         seconds[stage.name] = time.perf_counter() - started
         console.print(f"[green]✓[/green] {stage.name} in {seconds[stage.name]:.1f} s")
-    ctx.report.add_table(
-        "Stage timings", ["stage", "seconds"], [[n, f"{s:.1f}"] for n, s in seconds.items()]
-    )
+    ctx.report.add_table("Stage timings", ["stage", "seconds"], [[n, f"{s:.1f}"] for n, s in seconds.items()])
     html_path, md_path = ctx.report.write(out_dir)
     console.print(_summary_table(ctx.summary))
     console.print(f"Report: [bold]{html_path}[/bold] (Markdown: {md_path})")

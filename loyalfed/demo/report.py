@@ -78,12 +78,8 @@ class Report:
                 parts.append(f"<p>{e(b.text)}</p>")
             elif b.kind == "table":
                 head = "".join(f"<th>{e(h)}</th>" for h in b.header)
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows
-                )
-                parts.append(
-                    f"<table><caption>{e(b.title)}</caption><tr>{head}</tr>{body}</table>"
-                )
+                body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+                parts.append(f"<table><caption>{e(b.title)}</caption><tr>{head}</tr>{body}</table>")
             else:
                 parts.append(
                     f"<figure><img src='{e(b.image)}' alt='{e(b.title)}'>"

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 from audit import EventType
 from participant_node.data import PartnerData
 from participant_node.matching.config import MatchingConfig
-from participant_node.matching.member_set import MatchingSet, matching_set_from_frames
+from participant_node.matching.member_set import MatchingSet, gated_matching_set
 from participant_node.matching.probing_guard import ProbingGuard
 from participant_node.matching.run_record import MatchingRunRecord
 from participant_node.matching.service import MatchingService, create_matching_app
@@ -37,11 +37,8 @@ def _matching_service(
     config = MatchingConfig(partner_id=partner_id, default_region=region)
 
     def consented_set(purpose: Purpose, peer: str) -> MatchingSet:
-        partner = data()
-        return matching_set_from_frames(
-            partner.path,
-            partner.members,
-            partner.consents,
+        return gated_matching_set(
+            data(),
             purpose=purpose,
             recipient=peer,
             at=datetime.now(UTC).replace(tzinfo=None),

@@ -11,7 +11,7 @@ import pytest
 
 from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig
-from loyalfed.federated_run import run_federated_job
+from loyalfed.federated_run import experiment_policies, run_federated_job
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,8 @@ def test_the_job_stops_when_validation_auc_stalls_and_is_charged_for_what_ran(
     federation = tmp_path / "federation"
     shutil.copytree(cj_federation, federation)
     ledger = BudgetLedger(f"sqlite:///{tmp_path / 'budget.sqlite'}")
-    run = run_federated_job(federation, JOB, ledger=ledger)
+    policies = experiment_policies(federation, [JOB], registry=tmp_path / "registry.sqlite")
+    run = run_federated_job(federation, JOB, policies=policies, ledger=ledger)
     outcome = run.outcome
     assert outcome.stopped_early
     assert outcome.job.standardisation is None  # nothing but DP outputs and k-histograms left the nodes

@@ -23,7 +23,7 @@ from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig
 from coordinator.model_card import build_model_card, write_model
 from coordinator.server_app import RoundReport
-from loyalfed.federated_run import FederatedRun, run_federated_job
+from loyalfed.federated_run import FederatedRun, experiment_policies, run_federated_job
 from models import TaskDataset, make_model, predict_proba
 from models.metrics import roc_auc
 from participant_node.consent import ConsentStore
@@ -85,7 +85,10 @@ def job_run(
 
     ledger_file = federation.parent / "budget.sqlite"
     ledger = BudgetLedger(f"sqlite:///{ledger_file}")
-    run = run_federated_job(federation, JOB, ledger=ledger, on_round=on_round, client_app_factory=client_app)
+    policies = experiment_policies(federation, [JOB], registry=federation.parent / "registry.sqlite")
+    run = run_federated_job(
+        federation, JOB, policies=policies, ledger=ledger, on_round=on_round, client_app_factory=client_app
+    )
     ledger.close()
     return run, federation, withdrawn[0], ledger_file
 

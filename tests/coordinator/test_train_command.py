@@ -15,7 +15,7 @@ import pytest
 from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import JobConfig
 from coordinator.job_errors import BudgetExceededError
-from loyalfed.federated_run import run_federated_job
+from loyalfed.federated_run import experiment_policies, run_federated_job
 
 LOYALFED = [str(Path(sys.executable).parent / "loyalfed")]
 
@@ -31,6 +31,28 @@ def federation(cj_federation: Path, tmp_path: Path) -> Path:
     return copy
 
 
+def _policy_file(federation: Path, tmp_path: Path, *, epsilon: float = 8.0) -> Path:
+    """An experiment policy over the federation's store groups, written as the analyst's JSON file."""
+    from loyalfed.federated_run import select_partners
+    from loyalfed.local_officers import experiment_policy
+    from participant_node.data import load_federation
+    from policies.purpose import Purpose
+
+    loaded = load_federation(federation)
+    stores = [p[0] for p in select_partners(loaded, None)]
+    regions = [p.region for p in loaded.partners if p.partner_id in stores]
+    policy = experiment_policy(Purpose.CHURN_MODEL, stores, regions=regions, epsilon=epsilon, delta=1e-5)
+    path = tmp_path / "churn-policy.json"
+    path.write_text(json.dumps(policy.model_dump(mode="json")))
+    return path
+
+
+def _draft_and_approve(policy: Path, registry: Path) -> None:
+    """`policy draft --approve-as-local-officers`: every store group's officer signs with its own key."""
+    drafted = _run("policy", "draft", str(policy), "--approve-as-local-officers", "--registry", str(registry))
+    assert drafted.returncode == 0, drafted.stderr
+
+
 def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Path, tmp_path: Path) -> None:
     ledger_file = tmp_path / "budget.sqlite"
     ledger = BudgetLedger(f"sqlite:///{ledger_file}")
@@ -38,8 +60,12 @@ def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Pa
     with pytest.raises(
         BudgetExceededError, match=r"refused before any training.*freshmart-east.*cap ε=2\.00"
     ):
-        run_federated_job(federation, JobConfig(epsilon=3.0), ledger=ledger)
+        job = JobConfig(epsilon=3.0)
+        policies = experiment_policies(federation, [job], registry=tmp_path / "api-registry.sqlite")
+        run_federated_job(federation, job, policies=policies, ledger=ledger)
     ledger.close()
+    registry = tmp_path / "registry.sqlite"
+    _draft_and_approve(_policy_file(federation, tmp_path), registry)
     refused = _run(
         "train",
         "--task",
@@ -52,6 +78,10 @@ def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Pa
         str(tmp_path / "model"),
         "--ledger",
         str(ledger_file),
+        "--policy",
+        "experiment-churn-model",
+        "--registry",
+        str(registry),
     )
     message = " ".join(refused.stderr.split())
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -64,7 +94,8 @@ def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Pa
 
 @pytest.mark.slow
 def test_train_prints_the_model_card_and_score_writes_member_scores(federation: Path, tmp_path: Path) -> None:
-    model = tmp_path / "model"
+    model, registry = tmp_path / "model", tmp_path / "registry.sqlite"
+    _draft_and_approve(_policy_file(federation, tmp_path), registry)
     result = _run(
         "train",
         "--task",
@@ -82,9 +113,22 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
         "--json",
         "--ledger",
         str(tmp_path / "b.sqlite"),
+        "--policy",
+        "experiment-churn-model",
+        "--registry",
+        str(registry),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads(result.stdout)
+    assert card["policy_id"] == "experiment-churn-model" and card["policy_version"] == 1
+    assert (
+        card["policy_hash"]
+        == json.loads(
+            _run(
+                "policy", "show", "experiment-churn-model", "--registry", str(registry), "--json"
+            ).stdout
+        )["content_hash"]
+    )
     assert card == json.loads((model / "model_card.json").read_text())
     assert (card["task"], card["model"], card["rounds"], card["delta"], card["strategy"]) == (
         "churn",

@@ -14,7 +14,7 @@ from coordinator.budget_ledger import BudgetLedger
 from coordinator.job_config import parse_job_config
 from coordinator.job_errors import JobFailedError
 from loyalfed.cli import main
-from loyalfed.federated_run import run_federated_job
+from loyalfed.federated_run import experiment_policies, run_federated_job
 
 
 def _federation(cj_federation: Path, tmp_path: Path) -> Path:
@@ -38,8 +38,12 @@ def test_unreadable_partner_fails_the_job_before_any_reservation(cj_federation: 
     federation = _federation(cj_federation, tmp_path)
     ledger = BudgetLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     job = parse_job_config({"task": "churn", "epsilon": 1.0, "rounds": 1})
+    partners = ["freshmart-north", "freshmart-south"]
+    policies = experiment_policies(
+        federation, [job], registry=tmp_path / "registry.sqlite", partner_ids=partners
+    )
     with pytest.raises(JobFailedError) as failed:
-        run_federated_job(federation, job, partner_ids=["freshmart-north", "freshmart-south"], ledger=ledger)
+        run_federated_job(federation, job, policies=policies, partner_ids=partners, ledger=ledger)
     message = str(failed.value)
     assert message.startswith("partner freshmart-south: its data cannot be read: transactions.csv, line 2")
     assert "not valid UTF-8" in message and "\n" not in message

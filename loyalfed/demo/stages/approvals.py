@@ -14,6 +14,7 @@ from typing import Any
 
 from coordinator.approvals import PolicyNotApprovedError, PolicyRegistry, RegisteredPolicy, require_approved
 from loyalfed.demo.pipeline import DemoContext
+from loyalfed.local_officers import approve_as_local_officers, officers_dir_for
 from participant_node.consent import ConsentStore, consented_members
 from participant_node.data import Federation, PartnerData, PartnerKind, load_federation, load_partner
 from policies.policy import DataUsePolicy, parse_policy
@@ -96,9 +97,18 @@ def _draft_and_approve(ctx: DemoContext, registry: PolicyRegistry, policy: DataU
 def _approve(
     ctx: DemoContext, registry: PolicyRegistry, registered: RegisteredPolicy, partners: list[str]
 ) -> None:
-    """Each partner's data officer approves the registered hash for their own node."""
+    """Each partner's data officer signs an approval of the registered hash for their own node.
+
+    In the demo every partner runs on this machine, so each officer's own Ed25519 key lives in
+    ``<out>/officers/<partner>/`` (``loyalfed.local_officers``).
+    """
+    approve_as_local_officers(
+        registry,
+        registered.ref,
+        officers_dir=officers_dir_for(ctx.out_dir / REGISTRY_FILE),
+        partners=partners,
+    )
     for partner in partners:
-        registry.approve(registered.ref, actor=Actor(Role.DATA_OFFICER, partner))
         _lineage(
             ctx,
             "policy.approved",

@@ -19,7 +19,9 @@ from coordinator.job_config import JobConfig, TaskName
 from coordinator.model_card import build_model_card, write_model
 from coordinator.server_app import RoundReport
 from loyalfed.demo.pipeline import DemoContext
-from loyalfed.federated_run import FederatedRun, run_federated_jobs
+from loyalfed.federated_run import FederatedRun, JobPolicies, run_federated_jobs
+from loyalfed.job_approvals import require_job_policies
+from participant_node.data import PartnerKind, load_federation
 
 __all__ = ["DEMO_EPSILON", "FederatedTraining"]
 
@@ -35,7 +37,13 @@ class FederatedTraining:
 
     def run(self, ctx: DemoContext) -> None:
         jobs = [_job(TaskName.CHURN, ctx.seed), _job(TaskName.PROPENSITY, ctx.seed)]
-        policy_hashes = _require_approvals(ctx, jobs)
+        policies = _job_policies(ctx, jobs)
+        # The approvals are checked (and the hashes known) before any data is read; the run checks
+        # them again itself, through the same function.
+        approved = require_job_policies(
+            policies, load_federation(ctx.federation_dir), _partners_of(ctx), jobs
+        )
+        policy_hashes = {job_id: a.content_hash for job_id, a in approved.items()}
         ctx.artefacts["policy_hashes"] = policy_hashes
         for job in jobs:
             ctx.record_lineage(
@@ -53,6 +61,8 @@ class FederatedTraining:
             runs = run_federated_jobs(
                 ctx.federation_dir,
                 jobs,
+                policies=policies,
+                partner_ids=_partners_of(ctx),
                 ledger=ledger,
                 on_round=_round_recorder(ctx),
             )
@@ -75,35 +85,23 @@ def _job(task: TaskName, seed: int) -> JobConfig:
     )
 
 
-def _require_approvals(ctx: DemoContext, jobs: list[JobConfig]) -> dict[str, str]:
-    """Refuse to train without the approvals the policy stage recorded (when it ran).
+def _job_policies(ctx: DemoContext, jobs: list[JobConfig]) -> JobPolicies:
+    """The policy of each job's purpose, as the policy stage drafted and had approved.
 
-    Returns the approved policy hash per job id, which every job event then carries.
+    Without that stage's approvals there is nothing to train under: the run refuses every job.
     """
     policies: dict[str, Any] = ctx.artefacts.get("policies") or {}
-    if not policies:
-        return {}
-    from coordinator.approvals import PolicyRegistry, require_job_allowed
+    refs = {job.job_id: policies[job.purpose.value]["ref"] for job in jobs if job.purpose.value in policies}
+    registry = (
+        Path(next(iter(policies.values()))["registry"]) if policies else ctx.out_dir / "registry.sqlite"
+    )
+    return JobPolicies(registry=registry, refs=refs)
 
-    hashes: dict[str, str] = {}
-    for job in jobs:
-        policy = policies.get(job.purpose.value)
-        if policy is None:
-            continue
-        registry = PolicyRegistry.at_path(Path(policy["registry"]))
-        try:
-            approved = require_job_allowed(
-                registry,
-                policy["ref"],
-                purpose=job.purpose,
-                partners=policy["partners"],
-                epsilon=job.epsilon,
-                delta=job.delta,
-            )
-        finally:
-            registry.close()
-        hashes[job.job_id] = approved.content_hash
-    return hashes
+
+def _partners_of(ctx: DemoContext) -> list[str]:
+    """The retailer's store groups: the partners every demo job trains over."""
+    federation = load_federation(ctx.federation_dir)
+    return [p.partner_id for p in federation.partners if p.kind is PartnerKind.STORE_GROUP]
 
 
 def _round_recorder(ctx: DemoContext):
@@ -136,7 +134,7 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
     job = outcome.job
     policy_hash = (ctx.artefacts.get("policy_hashes") or {}).get(job.job_id)
     assert outcome.arrays is not None
-    card = build_model_card(outcome, members_may_overlap=run.members_may_overlap)
+    card = build_model_card(outcome, members_may_overlap=run.members_may_overlap, policy=run.policy)
     model_dir = ctx.out_dir / "models" / job.task.value
     card_path = write_model(model_dir, outcome.arrays, card)
     card = json.loads(card_path.read_text(encoding="utf-8"))

@@ -53,8 +53,13 @@ def store_group_datasets(
         as_of, horizon = task_defaults(task)
         parts = [
             build_task_dataset(
-                partner_data[pid].members, partner_data[pid].transactions, partner_data[pid].campaigns,
-                task=task, as_of=as_of, horizon_days=horizon, schema=schema,
+                partner_data[pid].members,
+                partner_data[pid].transactions,
+                partner_data[pid].campaigns,
+                task=task,
+                as_of=as_of,
+                horizon_days=horizon,
+                schema=schema,
             )
             for pid in groups
         ]
@@ -146,11 +151,17 @@ def _report(
         data = datasets[task]
         for kind, ref in by_kind.items():
             m = ref.metrics
-            rows.append([
-                task.value, kind.value, f"{as_of:%Y-%m-%d} + {horizon} d", f"{len(data):,}",
-                f"{int(m['n']):,}", f"{m['base_rate']:.1%}",
-                *(f"{m[name]:.3f}" for name in ("auc", "pr_auc", "brier", "ece")),
-            ])
+            rows.append(
+                [
+                    task.value,
+                    kind.value,
+                    f"{as_of:%Y-%m-%d} + {horizon} d",
+                    f"{len(data):,}",
+                    f"{int(m['n']):,}",
+                    f"{m['base_rate']:.1%}",
+                    *(f"{m[name]:.3f}" for name in ("auc", "pr_auc", "brier", "ece")),
+                ]
+            )
         aucs = " / ".join(f"{by_kind[k].metrics['auc']:.3f}" for k in ModelKind)
         ctx.add_summary("reference_models", f"{task.value} held-out AUC (logreg / mlp), pooled", aucs)
         _figures(ctx, task, by_kind)

@@ -232,6 +232,4 @@ def test_an_approved_policy_refuses_a_job_of_another_purpose_or_over_its_epsilon
     with pytest.raises(PolicyNotApprovedError, match=r"does not allow this job.*purpose"):
         require_job_allowed(registry, registered.ref, purpose=Purpose.PROPENSITY_MODEL, **job)
     with pytest.raises(PolicyNotApprovedError, match="does not allow this job"):
-        require_job_allowed(
-            registry, registered.ref, purpose=Purpose.CHURN_MODEL, **{**job, "epsilon": 9.0}
-        )
+        require_job_allowed(registry, registered.ref, purpose=Purpose.CHURN_MODEL, **{**job, "epsilon": 9.0})
