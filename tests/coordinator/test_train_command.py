@@ -48,8 +48,10 @@ def _policy_file(federation: Path, tmp_path: Path, *, epsilon: float = 8.0) -> P
 
 
 def _draft_and_approve(policy: Path, registry: Path) -> None:
-    """`policy draft --approve-as-local-officers`: every store group's officer signs with its own key."""
-    drafted = _run("policy", "draft", str(policy), "--approve-as-local-officers", "--registry", str(registry))
+    """`policy draft-local --approve-as-local-officers`: each store group's officer signs with its own key."""
+    drafted = _run(
+        "policy", "draft-local", str(policy), "--approve-as-local-officers", "--registry", str(registry)
+    )
     assert drafted.returncode == 0, drafted.stderr
 
 
@@ -121,14 +123,11 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads(result.stdout)
     assert card["policy_id"] == "experiment-churn-model" and card["policy_version"] == 1
-    assert (
-        card["policy_hash"]
-        == json.loads(
-            _run(
-                "policy", "show", "experiment-churn-model", "--registry", str(registry), "--json"
-            ).stdout
-        )["content_hash"]
-    )
+    from coordinator.approvals import PolicyRegistry
+
+    book = PolicyRegistry.at_path(registry)
+    assert card["policy_hash"] == book.get("experiment-churn-model").content_hash
+    book.close()
     assert card == json.loads((model / "model_card.json").read_text())
     assert (card["task"], card["model"], card["rounds"], card["delta"], card["strategy"]) == (
         "churn",
