@@ -41,6 +41,7 @@ class ApiAction(StrEnum):
     MODEL_PUBLISH = "model.publish"
     MODEL_READ = "model.read"
     MODEL_DOWNLOAD = "model.download"
+    AUDIT_READ = "audit.read"
 
 
 _PEOPLE = frozenset(
@@ -56,6 +57,7 @@ _READ = frozenset(
         ApiAction.JOB_READ,
         ApiAction.BUDGET_READ,
         ApiAction.MODEL_READ,
+        ApiAction.AUDIT_READ,
     }
 )
 

@@ -61,8 +61,12 @@ def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")
     rules = "{runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}}"
     result = page.evaluate(f"async () => await axe.run(document, {rules})")
     return [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"],
-         "targets": [n["target"] for n in v["nodes"]]}
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "targets": [n["target"] for n in v["nodes"]],
+        }
         for v in result["violations"]
         if v["impact"] in impacts
     ]

@@ -64,8 +64,12 @@ def test_every_key_the_console_uses_is_translated(locale: str) -> None:
 def test_every_value_of_a_runtime_family_is_translated(locale: str) -> None:
     messages = _locale(locale)
     assert used_families() <= FAMILY_VALUES.keys(), "a new key family: list its values in FAMILY_VALUES"
-    missing = [f"{prefix}{v}" for prefix, values in FAMILY_VALUES.items() for v in values
-               if f"{prefix}{v}" not in messages]
+    missing = [
+        f"{prefix}{v}"
+        for prefix, values in FAMILY_VALUES.items()
+        for v in values
+        if f"{prefix}{v}" not in messages
+    ]
     assert not missing, f"{locale}.json lacks {missing}"
 
 

@@ -241,6 +241,36 @@ def _download(w: World, org: str) -> Request:
     return "GET", f"/models/{w.model_id}/download", {}
 
 
+@route("GET /audit/head", READERS)
+def _audit_head(w: World, org: str) -> Request:
+    return "GET", "/audit/head", {}
+
+
+@route("GET /audit/consistency", READERS)
+def _audit_consistency(w: World, org: str) -> Request:
+    return "GET", "/audit/consistency", {"params": {"first": 1, "second": 2}}
+
+
+@route("GET /audit/events", READERS)
+def _audit_events(w: World, org: str) -> Request:
+    return "GET", "/audit/events", {"params": {"partner": org}}
+
+
+@route("GET /audit/lineage", READERS)
+def _audit_lineage(w: World, org: str) -> Request:
+    return "GET", "/audit/lineage", {}
+
+
+@route("GET /audit/openlineage", READERS)
+def _audit_openlineage(w: World, org: str) -> Request:
+    return "GET", "/audit/openlineage", {}
+
+
+@route("GET /audit/anomalies", READERS)
+def _audit_anomalies(w: World, org: str) -> Request:
+    return "GET", "/audit/anomalies", {}
+
+
 # Routes on a named partner's resources: a principal of the other partner is refused.
 ORGANISATION_ROUTES = (
     "POST /nodes/register",

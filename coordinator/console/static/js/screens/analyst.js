@@ -44,10 +44,10 @@ async function refusalsFor(policy, epsilon) {
   const [nodes, budgets] = await Promise.all([api.get("/nodes"), api.get("/budgets")]);
   const offline = policy.partners.filter((p) => !nodes.some((n) => n.partner_id === p && n.online));
   if (offline.length) reasons.push(t("launch.offline", { partners: offline.join(", ") }));
+  const year = new Date().getUTCFullYear();
   for (const b of budgets) {
-    const cap = b.cap ?? b.epsilon_cap;
-    if (policy.partners.includes(b.partner_id) && cap !== undefined && (b.spent ?? 0) + epsilon > cap) {
-      reasons.push(t("launch.budget", { partner: b.partner_id, remaining: formatNumber(cap - (b.spent ?? 0), 2) }));
+    if (policy.partners.includes(b.partner_id) && b.year === year && epsilon > b.epsilon_remaining) {
+      reasons.push(t("launch.budget", { partner: b.partner_id, remaining: formatNumber(b.epsilon_remaining, 2) }));
     }
   }
   return reasons;
@@ -59,6 +59,7 @@ export async function launch() {
   const task = h("select", {}, ["churn", "propensity"].map((s) => h("option", { value: s }, t(`task.${s}`))));
   const model = h("select", {}, ["logreg", "mlp"].map((s) => h("option", { value: s }, t(`model.${s}`))));
   const epsilon = h("input", { type: "number", min: "0.1", max: "100", step: "0.1", value: "3" });
+  const delta = h("input", { type: "number", min: "1e-9", max: "0.001", step: "any", value: "0.00001" });
   const rounds = h("input", { type: "number", min: "1", max: "1000", step: "1", value: "8" });
   const checks = h("div", { role: "status", "aria-live": "polite" });
   const submit = h("button", { type: "submit" }, t("launch.submit"));
@@ -78,12 +79,12 @@ export async function launch() {
     const p = chosen();
     try {
       const created = await api.post("/jobs", { task: task.value, model: model.value, epsilon: Number(epsilon.value),
-        rounds: Number(rounds.value), policy_id: p.policy_id, policy_version: p.version, policy_hash: p.hash });
+        delta: Number(delta.value), rounds: Number(rounds.value), policy_id: p.policy_id, policy_version: p.version, policy_hash: p.hash });
       announce(t("launch.submitted", { id: created.job_id }));
       location.hash = `#/job/${encodeURIComponent(created.job_id)}`;
     } catch (err) { checks.replaceChildren(h("p", { class: "error", role: "alert" }, describe(err))); }
   } }, field("launch.policy", policy), field("launch.task", task), field("launch.model", model),
-  field("launch.epsilon", epsilon, "launch.epsilonHint"), field("launch.rounds", rounds), checks, submit);
+  field("launch.epsilon", epsilon, "launch.epsilonHint"), field("launch.delta", delta), field("launch.rounds", rounds), checks, submit);
   mount(h("h1", {}, t("launch.title")), form);
   await review();
 }
@@ -160,8 +161,9 @@ export async function models() {
   mount(h("h1", {}, t("models.title")), table("models.caption", [
     { label: "models.id", render: (m) => h("a", { href: `#/model/${encodeURIComponent(m.model_id)}` }, m.model_id) },
     { label: "jobs.task", render: (m) => t(`task.${m.task}`) },
-    { label: "model.auc", num: true, render: (m) => formatNumber(m.auc, 3) },
+    { label: "models.job", render: (m) => h("a", { href: `#/job/${encodeURIComponent(m.job_id)}` }, m.job_id) },
     { label: "models.published", render: (m) => formatDate(m.published_at) },
+    { label: "models.artefact", render: (m) => h("code", {}, m.artefact_sha256.slice(0, 16)) },
   ], rows));
 }
 

@@ -33,25 +33,25 @@ function diffView(diff) {
   ], diff.changes);
 }
 
-function summaryOf(document) {
+function summaryOf(document, organisation) {
   const d = document || {};
-  const epsilon = d.epsilon_cap ?? d.epsilon ?? (d.privacy && d.privacy.epsilon);
+  const privacy = d.privacy || {};
+  const columns = Object.entries(d.columns || {}).map(([table, names]) => `${table}: ${names.join(", ")}`);
   return h("dl", {},
     h("dt", {}, t("policy.purpose")), h("dd", {}, String(d.purpose ?? "—")),
-    h("dt", {}, t("policy.epsilon")), h("dd", {}, epsilon === undefined ? "—" : formatNumber(Number(epsilon), 2)),
-    h("dt", {}, t("policy.categories")), h("dd", {}, (d.data_categories || []).join(", ") || "—"),
-    h("dt", {}, t("policy.regions")), h("dd", {}, (d.regions || []).join(", ") || "—"));
+    h("dt", {}, t("policy.epsilon")), h("dd", {}, privacy.epsilon === undefined ? "—" : `ε ${formatNumber(privacy.epsilon, 2)}, δ ${privacy.delta}`),
+    h("dt", {}, t("policy.categories")), h("dd", {}, columns.join("; ") || "—"),
+    h("dt", {}, t("policy.regions")), h("dd", {}, (d.regions || []).join(", ") || "—"),
+    h("dt", {}, t("policy.partners")), h("dd", {}, (d.partners || []).map((p) => (p === organisation ? `${p} ★` : p)).join(", ")));
 }
 
 export async function policyDetail(policyId, versionText) {
   const me = screen.me();
   const version = Number(versionText);
   const path = `/policies/${encodeURIComponent(policyId)}`;
-  const [current, all, datasets] = await Promise.all([
-    api.get(`${path}/versions/${version}`), api.get(path), api.get("/datasets"),
-  ]);
-  const versions = all.versions || [];
-  const since = lastApprovedVersion(versions, me.organisation, version);
+  const [current, datasets] = await Promise.all([api.get(`${path}/versions/${version}`), api.get("/datasets")]);
+  const earlier = await Promise.all(Array.from({ length: version - 1 }, (_, i) => api.get(`${path}/versions/${i + 1}`)));
+  const since = lastApprovedVersion(earlier, me.organisation, version);
   const diff = since === null ? null : await api.get(`${path}/diff?from=${since}&to=${version}`);
   const mine = datasets.filter((d) => d.partner_id === me.organisation);
   const keyInput = h("input", { type: "file", accept: ".key,.pem" });
@@ -72,7 +72,7 @@ export async function policyDetail(policyId, versionText) {
   };
   mount(h("h1", {}, t("policy.title", { id: policyId, version })),
     h("p", {}, t("policy.hash"), " ", h("code", {}, current.hash)),
-    h("section", { class: "panel" }, h("h2", {}, t("policy.summary")), summaryOf(current.document)),
+    h("section", { class: "panel" }, h("h2", {}, t("policy.summary")), summaryOf(current.document, me.organisation)),
     h("section", { class: "panel" }, h("h2", {}, since === null ? t("policy.changes") : t("policy.changesSince", { version: since })), diffView(diff)),
     h("section", { class: "panel" }, h("h2", {}, t("policy.touches")),
       table("policy.datasetsCaption", [{ label: "datasets.name", key: "name" },
@@ -87,12 +87,13 @@ export async function policyDetail(policyId, versionText) {
 export async function budget() {
   const me = screen.me();
   const rows = await api.get(`/budgets?partner=${encodeURIComponent(me.organisation)}`);
-  const bars = rows.map((r) => ({ label: `${r.year} ${r.purpose || r.dataset || ""}`.trim(), used: r.spent ?? 0, cap: r.cap ?? r.epsilon_cap ?? 0 }));
+  const used = (r) => r.epsilon_cap - r.epsilon_remaining;
+  const bars = rows.map((r) => ({ label: `${r.partner_id} ${r.year}`, used: used(r), cap: r.epsilon_cap }));
   mount(h("h1", {}, t("budget.title")),
     bars.length ? budgetBars({ label: t("budget.chart"), rows: bars }) : h("p", { class: "note" }, t("common.none")),
     table("budget.caption", [
       { label: "budget.year", key: "year" },
-      { label: "budget.spent", num: true, render: (r) => formatNumber(r.spent ?? 0, 2) },
-      { label: "budget.cap", num: true, render: (r) => formatNumber(r.cap ?? r.epsilon_cap ?? 0, 2) },
+      { label: "budget.spent", num: true, render: (r) => formatNumber(used(r), 2) },
+      { label: "budget.cap", num: true, render: (r) => formatNumber(r.epsilon_cap, 2) },
     ], rows));
 }

@@ -1,0 +1,171 @@
+"""What the audit log shows through the coordinator's API: the signed head, consistency proofs,
+events, a federation-wide lineage graph, OpenLineage and the anomaly report.
+
+Reads are scoped: ``scope`` None (auditors, the federation administrator) reads every event; a
+partner's scope reads only the events that name that partner. The auditor's real checks (the head's
+signature against a pinned key, consistency from a saved head) run on the auditor's side — the
+console in the browser, ``loyalfed audit verify`` on the command line; this module only serves the
+material.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from audit import AuditLog, EventType, LineageEvent
+from audit.anomaly_report import find_anomalies
+from audit.openlineage_export import to_run_event
+from audit.tree_head import SignedTreeHead
+
+__all__ = [
+    "LINEAGE_NODE_LIMIT",
+    "EventFilter",
+    "anomalies",
+    "consistency",
+    "erasures",
+    "events_page",
+    "federation_lineage",
+    "latest_head",
+    "openlineage_events",
+]
+
+# A graph a person can read: beyond this many nodes the newest are kept and the reply says so.
+LINEAGE_NODE_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Partner, job and time window, plus the reader's scope (None reads everything)."""
+
+    scope: str | None
+    partner: str | None = None
+    job: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    event_type: EventType | None = None
+
+    def admits(self, event: LineageEvent) -> bool:
+        names = event.partner_names()
+        return (
+            (self.scope is None or self.scope in names)
+            and (self.partner is None or self.partner in names)
+            and (self.job is None or self.job in (event.job_id, event.model_id))
+            and (self.since is None or event.time >= self.since)
+            and (self.until is None or event.time <= self.until)
+            and (self.event_type is None or event.event_type is self.event_type)
+        )
+
+
+def latest_head(log: AuditLog) -> SignedTreeHead | None:
+    """The newest signed tree head, or None for an empty log."""
+    return log.tree_head() if log.size > 0 else None
+
+
+def consistency(log: AuditLog, first: int, second: int) -> list[str]:
+    """RFC 9162 §2.1.4 consistency proof between two sizes of the log, as hex strings."""
+    return [node.hex() for node in log.consistency_proof(first, second)]
+
+
+def _filtered(log: AuditLog, which: EventFilter) -> Iterator[tuple[int, LineageEvent]]:
+    for seq, event in log.iter_events():
+        if which.admits(event):
+            yield seq, event
+
+
+def _public(seq: int, event: LineageEvent) -> dict[str, Any]:
+    return {"seq": seq, **event.model_dump(mode="json", exclude_none=True)}
+
+
+def events_page(log: AuditLog, which: EventFilter, *, offset: int, limit: int) -> list[dict[str, Any]]:
+    page: list[dict[str, Any]] = []
+    for index, (seq, event) in enumerate(_filtered(log, which)):
+        if index >= offset + limit:
+            break
+        if index >= offset:
+            page.append(_public(seq, event))
+    return page
+
+
+def erasures(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
+    """Every erasure event in scope, with its deadline and completion where the event carries them."""
+    rows = []
+    for seq, event in _filtered(log, which):
+        if event.event_type is EventType.CONSENT_ERASED:
+            details = event.details
+            rows.append(
+                {
+                    **_public(seq, event),
+                    "event_time": event.time.isoformat(),
+                    "deadline": details.get("deadline"),
+                    "completed_at": details.get("completed_at"),
+                }
+            )
+    return rows
+
+
+Nodes = dict[str, dict[str, str]]
+Edges = set[tuple[str, str, str]]
+
+
+def _add(nodes: Nodes, node_id: str, kind: str, label: str) -> str:
+    nodes.setdefault(node_id, {"id": node_id, "kind": kind, "label": label})
+    return node_id
+
+
+def _link(event: LineageEvent, nodes: Nodes, edges: Edges) -> None:
+    job = _add(nodes, f"job:{event.job_id}", "job", event.job_id) if event.job_id else None
+    model = _add(nodes, f"model:{event.model_id}", "model", event.model_id) if event.model_id else None
+    policy = None
+    if event.policy_hash:
+        policy = _add(nodes, f"policy:{event.policy_hash}", "policy", event.policy_hash[:12])
+    for ref in event.inputs:
+        label = f"{ref.partner} {ref.name or ref.fingerprint[:8]}"
+        dataset = _add(nodes, f"dataset:{ref.partner}:{ref.fingerprint}", "dataset", label)
+        if job:
+            edges.add((dataset, job, "input"))
+    if job and model:
+        edges.add((job, model, "produced"))
+    governed = job or model
+    if policy and governed:
+        edges.add((policy, governed, "governs"))
+    if (
+        policy
+        and event.partner
+        and event.event_type in (EventType.POLICY_APPROVED, EventType.POLICY_REJECTED)
+    ):
+        decision = "approved" if event.event_type is EventType.POLICY_APPROVED else "rejected"
+        approval = _add(
+            nodes, f"approval:{event.partner}:{event.policy_hash}", "approval", f"{event.partner}"
+        )
+        edges.add((approval, policy, decision))
+
+
+def federation_lineage(log: AuditLog, which: EventFilter) -> dict[str, Any]:
+    """Datasets → jobs → models, policies and approvals beside them, for the events in the filter."""
+    nodes: Nodes = {}
+    edges: Edges = set()
+    for _, event in _filtered(log, which):
+        _link(event, nodes, edges)
+    kept = list(nodes)[-LINEAGE_NODE_LIMIT:]
+    keep = set(kept)
+    return {
+        "nodes": [nodes[n] for n in kept],
+        "edges": [
+            {"source": s, "target": t, "relation": r} for s, t, r in sorted(edges) if s in keep and t in keep
+        ],
+        "truncated": len(nodes) > LINEAGE_NODE_LIMIT,
+    }
+
+
+def openlineage_events(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
+    """OpenLineage run events (the client's own serialisation) for the events in scope."""
+    from openlineage.client.serde import Serde
+
+    return [dict(Serde.to_dict(to_run_event(seq, event))) for seq, event in _filtered(log, which)]
+
+
+def anomalies(log: AuditLog, which: EventFilter) -> list[dict[str, object]]:
+    return [anomaly.as_dict() for anomaly in find_anomalies(list(_filtered(log, which)))]

@@ -1,0 +1,157 @@
+"""Every role's screens in a real browser, in English and Chinese: they load, say nothing
+untranslated, pass the bundled accessibility rules, stay on loopback; a data officer's approval is
+signed in the page with the officer's own key and verifies where nodes verify it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from coordinator.console import LOCALES
+from policies.signed_approval import SignedDecision
+from tests.console.browser import RequestLog, axe_violations
+from tests.console.conftest import ARTEFACTS, Console
+from tests.coordinator.service.coordinator_federation import PARTNERS
+
+OFFICER_PARTNER = PARTNERS[0]
+SCREENS: dict[str, tuple[str, ...]] = {
+    f"officer-{OFFICER_PARTNER}": ("inbox", "budget"),
+    "analyst": ("jobs", "launch", "models", "compare"),
+    "auditor": ("lineage", "log"),
+    f"operator-{OFFICER_PARTNER}": ("nodes", "datasets"),
+}
+
+
+def _signed_in(browser: Any, console: Console, who: str, locale: str, seen: RequestLog) -> Any:
+    context = browser.new_context(locale=locale)
+    page = context.new_page()
+    page.on("request", lambda request: seen.urls.append(request.url))
+    page.add_init_script(f"localStorage.setItem('loyalfed.locale', '{locale}')")
+    page.goto(console.url + "/")
+    page.locator("input[type=password]").fill(console.token(who))
+    page.locator("form button[type=submit]").click()
+    page.locator("nav a").first.wait_for()
+    return page
+
+
+def _open(page: Any, screen: str) -> None:
+    page.goto(page.url.split("#")[0] + f"#/{screen}")
+    page.locator("main h1").first.wait_for()
+    page.wait_for_load_state("networkidle")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("who", sorted(SCREENS))
+def test_each_roles_screens_load_translated_accessible_and_local(
+    browser: Any, console: Console, requests_seen: RequestLog, who: str, locale: str
+) -> None:
+    page = _signed_in(browser, console, who, locale, requests_seen)
+    offered = {a.get_attribute("data-screen") for a in page.locator("nav a").all()}
+    assert offered == set(SCREENS[who]), "a role is offered exactly its own screens"
+    out = ARTEFACTS / locale
+    out.mkdir(parents=True, exist_ok=True)
+    for screen in SCREENS[who]:
+        _open(page, screen)
+        text = page.locator("body").inner_text()
+        assert "[" not in text.replace("[]", ""), f"untranslated key on {screen}: {text[:300]}"
+        failed = page.locator("main .error[role=alert]")  # a screen that could not load says so here
+        assert not failed.count(), failed.all_inner_texts()
+        assert page.evaluate("document.documentElement.lang") == locale
+        violations = axe_violations(page)
+        assert violations == [], f"{who} {screen}: {violations}"
+        page.screenshot(path=str(out / f"{who.split('-')[0]}-{screen}.png"), full_page=True)
+    assert requests_seen.outside_loopback() == []
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_an_officer_signs_in_the_page_and_the_signature_verifies(
+    browser: Any, console: Console, requests_seen: RequestLog, tmp_path: Path
+) -> None:
+    who = f"officer-{OFFICER_PARTNER}"
+    key = console.federation.officer_keys[OFFICER_PARTNER]
+    key_file = tmp_path / "officer.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    page = _signed_in(browser, console, who, "en", requests_seen)
+    _open(page, "inbox")
+    page.locator("main table a").first.click()
+    page.locator("input[type=file]").wait_for()
+    page.locator("input[type=file]").set_input_files(str(key_file))
+    page.get_by_role("button", name="Sign and approve").click()
+    page.locator("main [role=alert]", has_text="Approved and signed.").wait_for()
+    decisions = console.federation.call(who, "GET", "/policies/churn-2026/versions/1/decisions").json()
+    mine = [d for d in decisions if d["partner_id"] == OFFICER_PARTNER]
+    assert len(mine) == 1
+    signed = SignedDecision.from_dict({"statement": mine[0]["statement"], "signature": mine[0]["signature"]})
+    statement = signed.verify([key.public_key()])  # what the node itself does with its pinned key
+    assert statement.decision.value == "approved" and statement.partner_id == OFFICER_PARTNER
+    # The key file's bytes never travelled: no request carried anything but the signed statement.
+    assert requests_seen.outside_loopback() == []
+    page.context.close()
+
+
+FORCED: list[tuple[str, str, str, dict[str, Any]]] = [
+    (
+        "analyst",
+        "POST",
+        "/api/v1/policies/churn-2026/versions/1/decisions",
+        {"statement": "{}", "signature": "x"},
+    ),
+    (
+        f"officer-{OFFICER_PARTNER}",
+        "POST",
+        "/api/v1/jobs",
+        {"task": "churn", "policy_id": "churn-2026", "epsilon": 1, "delta": 1e-5},
+    ),
+    (
+        "auditor",
+        "POST",
+        "/api/v1/jobs",
+        {"task": "churn", "policy_id": "churn-2026", "epsilon": 1, "delta": 1e-5},
+    ),
+    (
+        f"operator-{OFFICER_PARTNER}",
+        "POST",
+        "/api/v1/policies/churn-2026/versions/1/decisions",
+        {"statement": "{}", "signature": "x"},
+    ),
+    ("analyst", "PUT", f"/api/v1/budgets/{OFFICER_PARTNER}/2026", {"epsilon_cap": 50}),
+    (f"officer-{PARTNERS[1]}", "PUT", f"/api/v1/budgets/{OFFICER_PARTNER}/2026", {"epsilon_cap": 50}),
+    ("auditor", "POST", "/api/v1/policies", {"document": {}}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("who", "method", "path", "body"), FORCED, ids=[f"{w}:{m} {p}" for w, m, p, _ in FORCED]
+)
+def test_an_action_the_role_may_not_take_is_refused_when_forced(
+    browser: Any,
+    console: Console,
+    requests_seen: RequestLog,
+    who: str,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    page = _signed_in(browser, console, who, "en", requests_seen)
+    status = page.evaluate(
+        """async ([method, path, body]) => {
+             const token = sessionStorage.getItem('loyalfed.token');
+             const reply = await fetch(path, {method, body: JSON.stringify(body),
+               headers: {'Content-Type': 'application/json', Authorization: `Bearer ${token}`}});
+             return reply.status;
+           }""",
+        [method, path, body],
+    )
+    assert status == 403
+    page.context.close()
