@@ -97,7 +97,7 @@ export async function logStatus() {
       result.replaceChildren(h("ul", {}, lines.map(([label, ok]) => h("li", {}, badge(t(ok ? "log.pass" : "log.fail"), ok ? "ok" : "bad"), " ", label))));
     } catch (err) { result.replaceChildren(h("p", { class: "error", role: "alert" }, describe(err))); }
   };
-  const [anomalies, erasures] = await Promise.all([api.get("/audit/anomalies"), api.get("/audit/events?event_type=consent.erase")]);
+  const [anomalies, erasures] = await Promise.all([api.get("/audit/anomalies"), api.get("/audit/events?event_type=consent.erased")]);
   mount(h("h1", {}, t("log.title")),
     h("section", { class: "panel" }, h("dl", {},
       h("dt", {}, t("log.size")), h("dd", {}, formatNumber(head.tree_size)),
