@@ -36,7 +36,7 @@ from participant_node.points.interchange_rows import (
 from participant_node.points.ledger import Ledger, LedgerTx
 from participant_node.points.ledger_rules import Transfer, TransferKind
 from participant_node.points.linking import link_hash
-from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.wire import (
     DecisionReply,
     InboundStatus,
@@ -62,7 +62,11 @@ _ANSWER = {
 
 class DestinationSide:
     def __init__(
-        self, partner: str, ledger: Ledger, book: AgreementBook, directory: MemberDirectory | None
+        self,
+        partner: str,
+        ledger: Ledger,
+        book: AgreementBook,
+        directory: MemberDirectory | PooledDirectory | None,
     ) -> None:
         self.partner, self.ledger, self.book, self.directory = partner, ledger, book, directory
 

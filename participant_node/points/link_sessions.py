@@ -26,7 +26,7 @@ from participant_node.points.interchange_rows import member_account
 from participant_node.points.ledger import Ledger
 from participant_node.points.ledger_rules import AccountFlags
 from participant_node.points.linking import LinkContext, LinkInitiator, LinkResponder
-from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.peer_client import PeerClient
 from participant_node.points.wire import LinkAnswer, LinkOpening, LinkReveal, LinkRevealReply
 from psi.group_engine import GroupEngine
@@ -88,7 +88,7 @@ class LinkSessions:
         partner: str,
         ledger: Ledger,
         book: AgreementBook,
-        directory: MemberDirectory | None,
+        directory: MemberDirectory | PooledDirectory | None,
         *,
         min_set_size: int,
         engine: GroupEngine | None = None,
@@ -100,7 +100,7 @@ class LinkSessions:
         self._finished: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
 
-    def _directory(self) -> MemberDirectory:
+    def _directory(self) -> MemberDirectory | PooledDirectory:
         if self.directory is None:
             raise LinkError("this node has no partner data folder to link members from")
         return self.directory

@@ -11,6 +11,7 @@ the next transfer.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from participant_node.data import PartnerData, load_partner
 from participant_node.matching.member_set import MatchingSet, gated_matching_set
 from policies.purpose import Purpose
 
-__all__ = ["MemberDirectory"]
+__all__ = ["MemberDirectory", "PooledDirectory"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,36 @@ class MemberDirectory:
         if self._data is None:
             self._data = load_partner(self.partner_dir)
         return self._data.members["member_id"].astype(str).tolist()
+
+
+class PooledDirectory:
+    """One programme's members held in several partner folders (a retailer's store groups), each
+    gated with its own consent store; member ids must be distinct across the folders."""
+
+    def __init__(self, parts: list[MemberDirectory]) -> None:
+        self.parts = parts
+
+    def matching_set(self, peer: str) -> MatchingSet:
+        sets = [part.matching_set(peer) for part in self.parts]
+        items: list[bytes] = []
+        members: list[str] = []
+        seen: set[bytes] = set()
+        for matching in sets:
+            for item, member in zip(matching.items, matching.member_ids, strict=True):
+                if item not in seen:  # a person registered at two store groups is linked once
+                    seen.add(item)
+                    items.append(item)
+                    members.append(member)
+        snapshot = hashlib.sha256("".join(m.consent_snapshot_hash for m in sets).encode()).hexdigest()
+        return MatchingSet(
+            items=items,
+            member_ids=members,
+            consented=sum(m.consented for m in sets),
+            excluded_by_consent=sum(m.excluded_by_consent for m in sets),
+            unusable_identifiers=sum(m.unusable_identifiers for m in sets),
+            duplicates=sum(m.duplicates + len(m.items) for m in sets) - len(items),
+            consent_snapshot_hash=snapshot,
+        )
+
+    def consented(self, peer: str) -> frozenset[str]:
+        return frozenset().union(*(part.consented(peer) for part in self.parts))

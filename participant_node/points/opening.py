@@ -13,14 +13,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 
 from participant_node.points.interchange_rows import ISSUANCE_ACCOUNT, member_account
 from participant_node.points.ledger import Ledger
 from participant_node.points.ledger_rules import AccountFlags, Result, Transfer
-from policies.loyalty_programme import LoyaltyProgramme, Purchase, accrue, opening_balances
+from policies.loyalty_programme import LoyaltyProgramme
 
 __all__ = ["OpeningReport", "issue_opening_balances", "opening_from_transactions"]
 
@@ -39,32 +41,61 @@ class OpeningReport:
         return dict(self.__dict__)
 
 
-def _purchases(transactions: pd.DataFrame, at: datetime) -> tuple[list[Purchase], int]:
-    frame = transactions[["member_id", "timestamp", "amount"]]
-    purchases, unusable = [], 0
-    for member, when, amount in frame.itertuples(index=False, name=None):
-        try:
-            value = Decimal(str(amount))
-        except InvalidOperation:
-            unusable += 1
-            continue
-        if pd.isna(when) or not value.is_finite():
-            unusable += 1
-            continue
-        moment = pd.Timestamp(when).to_pydatetime().replace(tzinfo=None)
-        if moment <= at:
-            purchases.append(Purchase(str(member), moment, value))
-    return purchases, unusable
+def _cents(values: pd.Series) -> np.ndarray:
+    """Amounts as integer cents, exactly (amounts in the data contract carry at most 2 decimals)."""
+    return np.round(pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64") * 100).astype("int64")
+
+
+def _ratio(value: Decimal) -> tuple[int, int]:
+    fraction = Fraction(value)
+    return fraction.numerator, fraction.denominator
 
 
 def opening_from_transactions(
     programme: LoyaltyProgramme, transactions: pd.DataFrame, *, at: datetime
 ) -> tuple[dict[str, int], Counter[str], int]:
-    """Unexpired points per member at ``at``, the tier of each member's last purchase, unusable rows."""
-    purchases, unusable = _purchases(transactions, at.replace(tzinfo=None))
-    accruals = list(accrue(programme, purchases))
-    last_tier: dict[str, str] = {a.member_id: a.tier for a in accruals}
-    return opening_balances(accruals, at=at.replace(tzinfo=None)), Counter(last_tier.values()), unusable
+    """Unexpired points per member at ``at``, the tier of each member's last purchase, unusable rows.
+
+    The vectorised form of ``policies.loyalty_programme.accrue`` + ``opening_balances`` (the tests
+    hold the two equal): per purchase, the member's positive spend in the trailing window before
+    it (same-moment purchases earlier in the input count, as there) picks the tier; points are
+    floor(cents × rate × multiplier / 100) in exact integer arithmetic.
+    """
+    at = at.replace(tzinfo=None)
+    frame = pd.DataFrame(
+        {
+            "member": transactions["member_id"].astype("string"),
+            "at": pd.to_datetime(transactions["timestamp"], errors="coerce").dt.tz_localize(None),
+            "cents": _cents(transactions["amount"]),
+        }
+    )
+    usable = frame["at"].notna() & frame["member"].notna() & (np.abs(frame["cents"]) < 10**15)
+    unusable = int((~usable).sum())
+    frame = frame[usable & (frame["at"] <= pd.Timestamp(at))]
+    frame = frame.sort_values(["member", "at"], kind="stable").reset_index(drop=True)
+    if frame.empty:
+        return {}, Counter(), unusable
+    codes = frame["member"].factorize()[0].astype("int64")
+    seconds = frame["at"].to_numpy(dtype="datetime64[s]").astype("int64")
+    key = (codes << 40) + (seconds - seconds.min())
+    start = np.searchsorted(key, key - programme.tier_window_days * 86_400, side="right")
+    positive = np.concatenate([[0], np.cumsum(np.maximum(frame["cents"].to_numpy(), 0))])
+    before = positive[np.arange(len(frame))] - positive[start]
+    thresholds = np.array([int(t.min_spend * 100) for t in programme.tiers], dtype="int64")
+    tier = np.searchsorted(thresholds, before, side="right") - 1
+    rate_n, rate_d = _ratio(programme.points_per_unit)
+    ratios = [_ratio(t.multiplier) for t in programme.tiers]
+    numerators = np.array([rate_n * n for n, _ in ratios], dtype=object)[tier]
+    denominators = np.array([100 * rate_d * d for _, d in ratios], dtype=object)[tier]
+    cents = frame["cents"].to_numpy().astype(object)
+    points = np.where(frame["cents"].to_numpy() > 0, cents * numerators // denominators, 0).astype("int64")
+    expires = frame["at"] + pd.DateOffset(months=programme.expiry_months)
+    live = (expires > pd.Timestamp(at)).to_numpy()
+    per_member = pd.Series(points * live).groupby(frame["member"].to_numpy()).sum()
+    last_tier = pd.Series(tier).groupby(frame["member"].to_numpy()).last()
+    names = [t.name for t in programme.tiers]
+    balances = {str(m): int(p) for m, p in per_member.items() if p > 0}
+    return balances, Counter(names[i] for i in last_tier.to_numpy()), unusable
 
 
 def _opening_transfers(balances: dict[str, int], at: datetime) -> Iterator[Transfer]:

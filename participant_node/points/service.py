@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from audit.audit_log import AuditLog
+from participant_node.data import PartnerData
 from participant_node.matching.federation_pki import FederationCertificates
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import AuditForwarder
@@ -31,7 +32,7 @@ from participant_node.points.interchange_rows import FEE_ACCOUNT, ISSUANCE_ACCOU
 from participant_node.points.ledger import AccountKind, Ledger, account_id
 from participant_node.points.ledger_rules import AccountFlags
 from participant_node.points.link_sessions import LinkReport, LinkSessions
-from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.node_settings import PointsNodeSettings
 from participant_node.points.peer_client import PeerClient
 from participant_node.points.settlement_exchange import SettlementExchange
@@ -50,12 +51,14 @@ class PointsService:
         *,
         clock: Callable[[], datetime] | None = None,
         wrap_transport: TransportWrapper | None = None,
+        partner_data: PartnerData | None = None,
+        directory: MemberDirectory | PooledDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.partner = settings.partner_id
         self.ledger = Ledger(settings.database_url, synchronous=settings.synchronous, clock=clock)
         self.book = AgreementBook.from_folder(self.partner, settings.agreements_dir, settings.officer_keys)
-        self.directory = self._directory(clock)
+        self.directory = directory or self._directory(clock, partner_data)
         self.pki = FederationCertificates(settings.pki_dir)
         self.faults: dict[str, FaultyTransport] = {}
         self.peers = {p: self._peer_client(p, url, wrap_transport) for p, url in settings.peers.items()}
@@ -73,7 +76,9 @@ class PointsService:
         self._group: GroupCommit[TransferRequest, TransferReceipt] = GroupCommit(self._transfer_batch)
         self._open_base_accounts()
 
-    def _directory(self, clock: Callable[[], datetime] | None) -> MemberDirectory | None:
+    def _directory(
+        self, clock: Callable[[], datetime] | None, data: PartnerData | None
+    ) -> MemberDirectory | None:
         if self.settings.partner_dir is None:
             return None
         return MemberDirectory(
@@ -82,6 +87,7 @@ class PointsService:
             id_column=self.settings.id_column,
             default_region=self.settings.default_region,
             clock=clock or (lambda: datetime.now(UTC)),
+            data=data,
         )
 
     def _peer_client(self, peer: str, url: str, wrap: TransportWrapper | None) -> PeerClient:

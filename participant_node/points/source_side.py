@@ -40,7 +40,7 @@ from participant_node.points.interchange_rows import (
 from participant_node.points.ledger import Ledger, LedgerTx
 from participant_node.points.ledger_rules import Result, Transfer, TransferKind
 from participant_node.points.linking import link_hash
-from participant_node.points.member_directory import MemberDirectory
+from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.wire import (
     DecisionReply,
     InboundStatus,
@@ -130,7 +130,9 @@ def _resolution(row: Any, kind: TransferKind) -> list[Transfer]:
 class _Links:
     """The batch's members' links and consents, looked up once per batch."""
 
-    def __init__(self, tx: LedgerTx, directory: MemberDirectory | None, members: list[str]) -> None:
+    def __init__(
+        self, tx: LedgerTx, directory: MemberDirectory | PooledDirectory | None, members: list[str]
+    ) -> None:
         self._tx, self._directory, self._members = tx, directory, members
         self._tokens: dict[tuple[str, int], dict[str, str]] = {}
 
@@ -149,7 +151,11 @@ class _Links:
 
 class SourceSide:
     def __init__(
-        self, partner: str, ledger: Ledger, book: AgreementBook, directory: MemberDirectory | None
+        self,
+        partner: str,
+        ledger: Ledger,
+        book: AgreementBook,
+        directory: MemberDirectory | PooledDirectory | None,
     ) -> None:
         self.partner, self.ledger, self.book, self.directory = partner, ledger, book, directory
 

@@ -12,6 +12,7 @@ def default_stages() -> list[Stage]:
     from loyalfed.demo.stages.build_federation import BuildFederation
     from loyalfed.demo.stages.federated_training import FederatedTraining
     from loyalfed.demo.stages.member_matching import MemberMatching
+    from loyalfed.demo.stages.points_interchange import PointsInterchange
     from loyalfed.demo.stages.reference_models import ReferenceModels
 
     return [
@@ -21,5 +22,6 @@ def default_stages() -> list[Stage]:
         MemberMatching(),
         ReferenceModels(),
         FederatedTraining(),
+        PointsInterchange(),
         VerifyAuditLog(),
     ]

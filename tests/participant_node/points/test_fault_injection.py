@@ -89,10 +89,12 @@ def _kill_receiver(cluster: PointsCluster, done: threading.Event, kills: list[fl
         cluster.kill(B)
         kills.append(time.monotonic())
         time.sleep(rng.uniform(0.2, 1.0))
-        cluster.start(B)
+        cluster.start(B, wait_s=180)
 
 
-def _drain(cluster: PointsCluster, deadline_s: float = 120.0) -> None:
+def _drain(cluster: PointsCluster, deadline_s: float = 180.0) -> None:
+    if B not in cluster.processes:
+        cluster.start(B, wait_s=180)
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         cluster.call(A, "POST", "/points/v1/recover")
