@@ -17,6 +17,7 @@ from loyalfed.cli import (
     demo_commands,
     job_commands,
     model_commands,
+    node_commands,
     node_status_commands,
     officer_commands,
     pki_commands,
@@ -50,6 +51,7 @@ for module in (
     officer_commands,
     admin_commands,
     model_commands,
+    node_commands,  # before node_status_commands: it adds `status` to this `node` group
     node_status_commands,
 ):
     module.register(app)

@@ -33,7 +33,7 @@ class CoordinatorClient:
     """Typed calls the node makes to its coordinator."""
 
     def __init__(
-        self, base_url: str, *, token: str | None, ca_file: Path | None = None, timeout: float = 10.0
+        self, base_url: str, *, token: str | None, ca_file: Path | None = None, timeout: float = 30.0
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         verify: str | bool = str(ca_file) if ca_file is not None else True
@@ -75,7 +75,8 @@ class CoordinatorClient:
             "tls_certificate_pem": tls_certificate_pem,
             "supernode_public_key_pem": supernode_public_key_pem,
         }
-        answer = self._call("POST", "/nodes/register", json=body)
+        # Registration admits the SuperNode key to the SuperLink (a Flower CLI call): allow it time.
+        answer = self._call("POST", "/nodes/register", json=body, timeout=120.0)
         if not isinstance(answer, dict) or not all(
             isinstance(answer.get(k), str) for k in ("superlink_address", "superlink_root_certificate_pem")
         ):

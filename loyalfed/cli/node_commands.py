@@ -1,0 +1,73 @@
+"""`loyalfed node serve`: run a partner's node service (its agent next to its own data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import SecretStr, ValidationError
+
+node = typer.Typer(help="A partner's node: its service, SuperNode and enforcement point.")
+
+
+@node.command("serve")
+def serve(
+    partner_dir: Path = typer.Option(..., "--partner-dir", help="The partner's data folder."),
+    coordinator: str = typer.Option(..., "--coordinator", help="Coordinator URL (https://host:port)."),
+    officer_public_key: list[Path] = typer.Option(
+        ..., "--officer-public-key", help="Your data officer's public key file (repeat for several)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address of the node's mTLS API."),
+    port: int = typer.Option(8800, "--port", help="Port of the node's mTLS API."),
+    state: Path | None = typer.Option(
+        None, "--state", help="Node state folder (default PARTNER_DIR/.loyalfed)."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="LOYALFED_NODE_TOKEN", help="The node's coordinator token (role node)."
+    ),
+    partner_id: str | None = typer.Option(None, "--partner-id", help="Partner id (default: folder name)."),
+    coordinator_ca: Path | None = typer.Option(
+        None, "--coordinator-ca", help="CA certificate of the coordinator."
+    ),
+    tls_certificate: Path | None = typer.Option(
+        None,
+        "--tls-certificate",
+        help="This node's certificate, signed by the federation CA from its request.",
+    ),
+    federation_ca: Path | None = typer.Option(None, "--federation-ca", help="The federation CA certificate."),
+    region: str = typer.Option("CN", "--region", help="Region the node's data lives in."),
+    yearly_epsilon_cap: float = typer.Option(
+        10.0, "--yearly-epsilon-cap", help="The node's own yearly ε cap."
+    ),
+    heartbeat_s: float = typer.Option(10.0, "--heartbeat-interval", help="Seconds between heartbeats."),
+) -> None:
+    """Register with the coordinator, supervise the SuperNode, enforce approvals, budget and consent."""
+    from participant_node.service.node_runtime import serve as serve_node
+    from participant_node.service.settings import NodeSettings
+
+    try:
+        settings = NodeSettings(
+            partner_dir=partner_dir,
+            coordinator_url=coordinator,
+            officer_public_keys=tuple(officer_public_key),
+            partner_id=partner_id,
+            host=host,
+            port=port,
+            state_dir=state,
+            token=SecretStr(token) if token else None,
+            coordinator_ca=coordinator_ca,
+            tls_certificate=tls_certificate,
+            federation_ca=federation_ca,
+            region=region,
+            yearly_epsilon_cap=yearly_epsilon_cap,
+            heartbeat_interval_s=heartbeat_s,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise typer.BadParameter(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    serve_node(settings)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(node, name="node", no_args_is_help=True)

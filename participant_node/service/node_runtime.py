@@ -1,0 +1,265 @@
+"""``loyalfed node serve``: the partner's agent, from first start to shutdown.
+
+1. key material in the state folder (``node_keys``), the signed TLS certificate checked;
+2. registration with the coordinator (certificate, SuperNode public key) and the dataset summary;
+3. the loopback job endpoint for the node's own ClientApp (``local_api``) and the mTLS node API
+   (``node_api``), each a uvicorn server in a thread;
+4. the supervised SuperNode (``supernode_supervisor``);
+5. heartbeats carrying the newest audit tree head, until SIGTERM/SIGINT; then everything stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+
+from audit import AuditClient, EventType
+from participant_node.data import PartnerData, fingerprint_partner, load_partner
+from participant_node.matching.tls_scope import NodeTls, node_server_config
+from participant_node.service.coordinator_client import CoordinatorClient, Registration
+from participant_node.service.dataset_summary import dataset_summary
+from participant_node.service.errors import CoordinatorUnavailableError, NodeSetupError
+from participant_node.service.job_gate import JobGate
+from participant_node.service.job_service import JobHandler, JobService
+from participant_node.service.local_api import create_local_app
+from participant_node.service.node_api import create_node_api
+from participant_node.service.node_audit import NodeAudit
+from participant_node.service.node_keys import NodeKeys, check_certificate, ensure_node_keys, private_folder
+from participant_node.service.settings import NodeSettings
+from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor
+from policies.signed_approval import load_public_key
+
+__all__ = ["NODE_VERSION", "NodeRuntime", "free_loopback_port", "serve"]
+
+NODE_VERSION = "0.1.0"
+_LOG = logging.getLogger(__name__)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _DataCache:
+    """The partner's validated frames, re-read only when the files' fingerprint changes."""
+
+    def __init__(self, partner_dir: Path) -> None:
+        self._dir, self._lock = partner_dir, threading.Lock()
+        self._cached: tuple[str, PartnerData] | None = None
+
+    def __call__(self) -> PartnerData:
+        fingerprint = fingerprint_partner(self._dir)
+        with self._lock:
+            if self._cached is None or self._cached[0] != fingerprint:
+                self._cached = (fingerprint, load_partner(self._dir))
+            return self._cached[1]
+
+
+class NodeRuntime:
+    """One node service process; ``run`` blocks until ``stop`` (or a signal) and cleans up."""
+
+    def __init__(
+        self, settings: NodeSettings, *, on_ready: Callable[[NodeRuntime], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.partner_id = settings.partner
+        # The officers' keys are read first: a node that cannot check approvals does not start.
+        self.officer_keys = [load_public_key(path) for path in settings.officer_public_keys]
+        self.keys = self._prepare_keys()
+        self.data = _DataCache(settings.partner_dir)
+        self._stop = threading.Event()
+        self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+        self._on_ready = on_ready
+        self.supervisor: SuperNodeSupervisor | None = None
+        self.local_port = 0
+
+    def _prepare_keys(self) -> NodeKeys:
+        state = private_folder(self.settings.state)
+        keys = ensure_node_keys(
+            state,
+            partner=self.partner_id,
+            hosts=[self.settings.advertised_host],
+            tls_key=self.settings.tls_key,
+        )
+        if self.settings.tls_certificate is not None:
+            shutil.copyfile(self.settings.tls_certificate, keys.tls_certificate)
+        if self.settings.federation_ca is not None:
+            shutil.copyfile(self.settings.federation_ca, keys.federation_ca)
+        check_certificate(keys)
+        return keys
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        client = CoordinatorClient(
+            self.settings.coordinator_url,
+            token=self.settings.token_value,
+            ca_file=self.settings.coordinator_ca,
+        )
+        audit = self._audit()
+        try:
+            registration = self._register(client, audit)
+            self._serve_local(audit, client)
+            self._serve_node_api(audit)
+            self.supervisor = self._supervise(registration)
+            if self._on_ready is not None:
+                self._on_ready(self)
+            self._heartbeat(client, audit)
+        finally:
+            self._shutdown()
+            audit.close()
+            client.close()
+
+    def _audit(self) -> NodeAudit:
+        remote = None
+        if self.settings.audit_url is not None:
+            if self.settings.audit_public_key is None or self.settings.token_value is None:
+                raise NodeSetupError("--audit-url needs --audit-public-key and the node's token")
+            key = serialization.load_pem_public_key(self.settings.audit_public_key.read_bytes())
+            remote = AuditClient(self.settings.audit_url, self.settings.token_value, key)  # type: ignore[arg-type]
+        return NodeAudit(self.settings.state, self.partner_id, remote=remote)
+
+    def _register(self, client: CoordinatorClient, audit: NodeAudit) -> Registration:
+        """Register (retrying while the coordinator is unreachable; a refusal ends the node)."""
+        delay = 1.0
+        while True:
+            try:
+                registration = self._register_once(client)
+                break
+            except CoordinatorUnavailableError as err:
+                # A refusal (4xx) is final; an unreachable or failing (5xx) coordinator is retried.
+                if (err.status is not None and err.status < 500) or self._stop.is_set():
+                    raise
+                _LOG.warning("%s; retrying in %.0f s", err, delay)
+                if self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 30.0)
+        client.register_dataset(self.partner_id, self.partner_id, dataset_summary(self.data()))
+        audit.safe_record(EventType.NODE_REGISTERED, details={"tables": len(dataset_summary(self.data()))})
+        return registration
+
+    def _register_once(self, client: CoordinatorClient) -> Registration:
+        registration = client.register(
+            partner_id=self.partner_id,
+            version=NODE_VERSION,
+            api_url=f"https://{self.settings.advertised_host}:{self.settings.port}",
+            tls_certificate_pem=self.keys.tls_certificate.read_text(encoding="ascii"),
+            supernode_public_key_pem=self.keys.supernode_public_key_pem(),
+        )
+        self.keys.superlink_ca.write_text(registration.superlink_root_certificate_pem, encoding="ascii")
+        (self.settings.state / "superlink.address").write_text(
+            registration.superlink_address, encoding="ascii"
+        )
+        return registration
+
+    def _job_service(self, audit: NodeAudit, client: CoordinatorClient) -> JobService:
+        gate = JobGate(
+            partner_id=self.partner_id,
+            partner_dir=self.settings.partner_dir,
+            state=self.settings.state,
+            officer_keys=self.officer_keys,
+            policy_source=client.policy_version,
+            yearly_cap=self.settings.yearly_epsilon_cap,
+            region=self.settings.region,
+        )
+        return JobService(gate, audit, self._job_handler())
+
+    def _job_handler(self) -> JobHandler:
+        # The job engine's node side, imported here: it brings torch and Opacus into this warm
+        # process, never into the SuperNode's per-message ClientApp processes.
+        from participant_node.training.job_handler import NodeContext, handle
+
+        node = NodeContext(
+            partner_dir=self.settings.partner_dir, partner_id=self.partner_id, state_dir=self.settings.state
+        )
+        return lambda message: handle(message, node)
+
+    def _serve_local(self, audit: NodeAudit, client: CoordinatorClient) -> None:
+        service = self._job_service(audit, client)
+        self.local_port = free_loopback_port()
+        app = create_local_app(service.serve, self.keys.local_secret_value())
+        self._start_server(uvicorn.Config(app, host="127.0.0.1", port=self.local_port, log_level="warning"))
+
+    def _serve_node_api(self, audit: NodeAudit) -> None:
+        app = create_node_api(
+            partner_id=self.partner_id,
+            data=self.data,
+            matching_secret=self.keys.matching_secret.read_bytes(),
+            state=self.settings.state,
+            audit=audit,
+            region=self.settings.region,
+            version=NODE_VERSION,
+        )
+        tls = NodeTls(
+            certfile=self.keys.tls_certificate, keyfile=self.keys.tls_key, ca=self.keys.federation_ca
+        )
+        config = node_server_config(
+            app, tls=tls, host=self.settings.host, port=self.settings.port, log_level="warning"
+        )
+        self._start_server(config)
+
+    def _start_server(self, config: uvicorn.Config) -> None:
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name=f"uvicorn-{config.port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise NodeSetupError(f"cannot listen on {config.host}:{config.port}")
+            time.sleep(0.05)
+        self._servers.append((server, thread))
+
+    def _supervise(self, registration: Registration) -> SuperNodeSupervisor:
+        launch = SuperNodeLaunch(
+            superlink_address=registration.superlink_address,
+            root_certificate=self.keys.superlink_ca,
+            auth_private_key=self.keys.supernode_key,
+            node_config={
+                "partner-id": self.partner_id,
+                "local-url": f"http://127.0.0.1:{self.local_port}",
+                "local-secret-file": str(self.keys.local_secret),
+            },
+            runtime_port=free_loopback_port(),
+            log_file=self.settings.state / "logs" / "supernode.log",
+        )
+        supervisor = SuperNodeSupervisor(launch)
+        supervisor.start()
+        return supervisor
+
+    def _heartbeat(self, client: CoordinatorClient, audit: NodeAudit) -> None:
+        while True:
+            try:
+                client.heartbeat(
+                    self.partner_id, version=NODE_VERSION, audit_tree_head=audit.latest_head_json()
+                )
+            except CoordinatorUnavailableError as err:
+                _LOG.warning("heartbeat failed: %s", err)
+            if self._stop.wait(self.settings.heartbeat_interval_s):
+                return
+
+    def _shutdown(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        for server, _thread in self._servers:
+            server.should_exit = True
+        for _server, thread in self._servers:
+            thread.join(timeout=10)
+
+
+def serve(settings: NodeSettings) -> None:
+    """Run a node until SIGTERM or SIGINT (main thread only); setup problems raise ``ServiceError``."""
+    runtime = NodeRuntime(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runtime.stop())
+    runtime.run()
