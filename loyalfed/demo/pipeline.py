@@ -34,6 +34,7 @@ class DemoContext:
     summary: list[tuple[str, str, str]] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
     lineage_sinks: list[LineageSink] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def federation_dir(self) -> Path:
@@ -69,6 +70,9 @@ class DemoResult:
     report_html: Path
     report_markdown: Path
     stage_seconds: dict[str, float]
+    summary: list[tuple[str, str, str]] = field(default_factory=list)
+    # What stages publish for a machine-readable summary (``loyalfed demo --json``), e.g. the engine.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def run_demo(
@@ -89,7 +93,7 @@ def run_demo(
     html_path, md_path = ctx.report.write(out_dir)
     console.print(_summary_table(ctx.summary))
     console.print(f"Report: [bold]{html_path}[/bold] (Markdown: {md_path})")
-    return DemoResult(out_dir, html_path, md_path, seconds)
+    return DemoResult(out_dir, html_path, md_path, seconds, list(ctx.summary), dict(ctx.facts))
 
 
 def _summary_table(rows: list[tuple[str, str, str]]) -> Table:
