@@ -166,18 +166,19 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             coordinator.wait()
             admin = (coordinator.state / "admin.token").read_text().strip()
             analyst, job_ids = _populate(coordinator.url, admin, args.jobs)
+            routes = {
+                "GET /jobs": "/jobs",
+                "GET /jobs/{id}": f"/jobs/{job_ids[0]}",
+                "GET /policies": "/policies",
+                "GET /policies/{id}": "/policies/churn-bench",
+                "GET /nodes": "/nodes",
+                "GET /budgets": "/budgets",
+                "GET /models": "/models",
+                "GET /me": "/me",
+            }
             reads = {
-                path: _latencies(coordinator.url, analyst, path, args.requests)
-                for path in (
-                    "/jobs",
-                    f"/jobs/{job_ids[0]}",
-                    "/policies",
-                    "/policies/churn-bench",
-                    "/nodes",
-                    "/budgets",
-                    "/models",
-                    "/me",
-                )
+                label: _latencies(coordinator.url, analyst, path, args.requests)
+                for label, path in routes.items()
             }
             statuses = [f"/jobs/{job_id}" for job_id in job_ids]
             rate = _throughput(coordinator.url, analyst, statuses, args.clients, args.seconds)

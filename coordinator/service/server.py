@@ -3,8 +3,6 @@ with the supervised SuperLink and the job runner as the app's background parts."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import uvicorn
 
 from coordinator.flower_runs import FlowerRuns
@@ -15,13 +13,7 @@ from coordinator.service.settings import CoordinatorSettings
 from coordinator.superlink_certificates import ensure_superlink_certificates
 from coordinator.superlink_supervisor import SuperLinkSupervisor, free_port
 
-__all__ = ["default_flower_app", "serve"]
-
-
-def default_flower_app() -> Path | None:
-    """The loyalfed Flower app shipped beside the packages (``deploy/flower_app``), if present."""
-    candidate = Path(__file__).resolve().parents[2] / "deploy" / "flower_app"
-    return candidate if (candidate / "pyproject.toml").is_file() else None
+__all__ = ["background_parts", "serve"]
 
 
 def background_parts(settings: CoordinatorSettings, state: ServiceState, *, port: int) -> list[Background]:
@@ -39,9 +31,10 @@ def background_parts(settings: CoordinatorSettings, state: ServiceState, *, port
         )
         state.superlink = supervisor
         parts.append(supervisor)
-        app_dir = settings.flower_app or default_flower_app()
-        if app_dir is not None:
-            launcher = FlowerRuns(supervisor, app_dir=app_dir, runs_dir=settings.state_dir / "runs")
+        if settings.flower_app is not None:
+            launcher = FlowerRuns(
+                supervisor, app_dir=settings.flower_app, runs_dir=settings.state_dir / "runs"
+            )
     parts.append(
         JobRunner(
             state.sessions,

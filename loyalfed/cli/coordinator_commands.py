@@ -15,6 +15,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(coordinator, name="coordinator")
 
 
+def packaged_flower_app() -> Path | None:
+    """The loyalfed Flower App jobs run: ``loyalfed/flower_app`` (or ``deploy/flower_app`` of a checkout)."""
+    import loyalfed
+
+    package = Path(loyalfed.__file__).resolve().parent
+    for candidate in (package / "flower_app", package.parent / "deploy" / "flower_app"):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    return None
+
+
 @coordinator.command("serve")
 def serve(
     state: Annotated[Path, typer.Option("--state", help="State directory (store, admin token, SuperLink)")],
@@ -46,6 +57,7 @@ def serve(
     from coordinator.service.settings import CoordinatorSettings
 
     values: dict[str, Any] = {
+        "flower_app": flower_app or packaged_flower_app(),
         "state_dir": state,
         "host": host,
         "port": port,
@@ -56,7 +68,6 @@ def serve(
         "superlink": not no_superlink,
         "superlink_port": superlink_port,
         "superlink_certs": superlink_certs,
-        "flower_app": flower_app,
     }
     try:
         settings = CoordinatorSettings(**{k: v for k, v in values.items() if v is not None})
