@@ -254,6 +254,11 @@ def main() -> None:
                 "reads": result["reads"],
                 "worst_read_p95_ms": worst_p95,
                 "job_status_requests_per_s": result["job_status_requests_per_s"],
+                "reference_health_requests_per_s": result["health_requests_per_s"],
+                "job_status_over_health": round(
+                    result["job_status_requests_per_s"] / result["health_requests_per_s"], 3
+                ),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "targets": TARGETS,
                 "meets_targets": {
                     "read_p95": worst_p95 <= TARGETS["read_p95_ms"],
