@@ -40,6 +40,9 @@ def serve(
         10.0, "--yearly-epsilon-cap", help="The node's own yearly ε cap."
     ),
     heartbeat_s: float = typer.Option(10.0, "--heartbeat-interval", help="Seconds between heartbeats."),
+    points_settings: Path | None = typer.Option(
+        None, "--points-settings", help="Points interchange settings (JSON); serves /points/v1."
+    ),
 ) -> None:
     """Register with the coordinator, supervise the SuperNode, enforce approvals, budget and consent."""
     from participant_node.service.node_runtime import serve as serve_node
@@ -61,6 +64,7 @@ def serve(
             region=region,
             yearly_epsilon_cap=yearly_epsilon_cap,
             heartbeat_interval_s=heartbeat_s,
+            points_settings=points_settings,
         )
     except ValidationError as err:
         first = err.errors()[0]

@@ -1,4 +1,4 @@
-"""The node's mTLS API for other nodes: the PSI responder (``/psi/v1``), points when present, health.
+"""The node's mTLS API for other nodes: the PSI responder (``/psi/v1``), points (``/points/v1``), health.
 
 Served with ``matching.tls_scope.node_server_config`` (client certificates required and handed to
 the app), so every route knows which partner is calling from its verified certificate.
@@ -6,8 +6,7 @@ the app), so every route knows which partner is calling from its verified certif
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,8 +68,9 @@ def create_node_api(
     audit: NodeAudit,
     region: str,
     version: str,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The node's API: PSI sessions, the points interchange router if installed, and health."""
+    """The node's API: PSI sessions, health, and ``routers`` (the points interchange's, when on)."""
     service = _matching_service(partner_id, data, matching_secret, state, audit, region)
     app = create_matching_app(service)
     app.title = f"loyalfed node {partner_id}"
@@ -79,17 +79,6 @@ def create_node_api(
     def health() -> dict[str, str]:
         return {"status": "ok", "partner_id": partner_id, "version": version}
 
-    points = _points_router()
-    if points is not None:
-        app.include_router(points)
+    for router in routers:
+        app.include_router(router)
     return app
-
-
-def _points_router() -> APIRouter | None:
-    # The points interchange service (participant_node.points.api) mounts here when present.
-    try:
-        module = importlib.import_module("participant_node.points.api")
-    except ModuleNotFoundError:
-        return None
-    router = getattr(module, "router", None)
-    return router if isinstance(router, APIRouter) else None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter
 
 from audit import AuditClient, EventType
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
@@ -81,6 +82,7 @@ class NodeRuntime:
         self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
         self._on_ready = on_ready
         self.supervisor: SuperNodeSupervisor | None = None
+        self._closers: list[Callable[[], None]] = []
         self.local_port = 0
 
     def _prepare_keys(self) -> NodeKeys:
@@ -191,6 +193,19 @@ class NodeRuntime:
         app = create_local_app(service.serve, self.keys.local_secret_value())
         self._start_server(uvicorn.Config(app, host="127.0.0.1", port=self.local_port, log_level="warning"))
 
+    def _points_routers(self) -> list[APIRouter]:
+        """The points interchange router, when the node takes part in it (its service starts here)."""
+        if self.settings.points_settings is None:
+            return []
+        from participant_node.points.api import create_points_router
+        from participant_node.points.node_settings import load_settings
+        from participant_node.points.service import PointsService
+
+        points = PointsService(load_settings(self.settings.points_settings))
+        points.start()
+        self._closers.append(points.close)
+        return [create_points_router(points)]
+
     def _serve_node_api(self, audit: NodeAudit) -> None:
         app = create_node_api(
             partner_id=self.partner_id,
@@ -200,6 +215,7 @@ class NodeRuntime:
             audit=audit,
             region=self.settings.region,
             version=NODE_VERSION,
+            routers=self._points_routers(),
         )
         tls = NodeTls(
             certfile=self.keys.tls_certificate, keyfile=self.keys.tls_key, ca=self.keys.federation_ca
@@ -255,6 +271,8 @@ class NodeRuntime:
             server.should_exit = True
         for _server, thread in self._servers:
             thread.join(timeout=10)
+        for close in self._closers:
+            close()
 
 
 def serve(settings: NodeSettings) -> None:

@@ -28,6 +28,9 @@ class NodeSettings(BaseSettings):
         The node's bearer token for the coordinator (role ``node`` of this partner's organisation).
     yearly_epsilon_cap
         The node's own yearly ε cap per dataset, enforced whatever the coordinator's ledger says.
+    points_settings
+        The points interchange node's settings file (``participant_node.points.node_settings``);
+        when given, the node serves ``/points/v1`` on its mTLS API.
     tls_key, public_host
         An operator-made TLS key (else the node makes its own), and the host name other nodes use
         when the API listens on a wildcard address.
@@ -51,6 +54,7 @@ class NodeSettings(BaseSettings):
     region: str = "CN"
     yearly_epsilon_cap: float = Field(default=10.0, gt=0.0)
     heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
+    points_settings: Path | None = None
     audit_url: str | None = None
     audit_public_key: Path | None = None
 
