@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 from coordinator.superlink_supervisor import CONNECTION_NAME, SuperLinkError, SuperLinkSupervisor, reply_json
@@ -47,8 +48,21 @@ class FlowerRuns:
             raise SuperLinkError(f"flwr {args[0]} failed")
         return reply
 
+    def declared_keys(self) -> set[str]:
+        """The run-config keys the app declares (``[tool.flwr.app.config]``); the SuperLink refuses others."""
+        try:
+            project = tomllib.loads((self.app_dir / "pyproject.toml").read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise SuperLinkError(f"{self.app_dir}: no readable Flower app pyproject.toml") from err
+        config = project.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
+        return set(config) if isinstance(config, dict) else set()
+
     def launch(self, job_id: str, run_config_toml: str) -> str:
         """Submit the run; returns Flower's run id. The config file (it holds the job token) is 0600."""
+        missing = sorted(set(tomllib.loads(run_config_toml)) - self.declared_keys())
+        if missing:
+            # Flower's Control API validates overrides against the app's declared config keys.
+            raise SuperLinkError(f"the Flower app at {self.app_dir} does not declare {', '.join(missing)}")
         folder = self.runs_dir / job_id
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / "run-config.toml"

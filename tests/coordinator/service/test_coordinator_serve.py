@@ -19,12 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.superlink_supervisor import free_port
 from pki.certificate_authority import create_federation_ca, sign_request
 from pki.certificate_request import CertificateRole, build_request
 from pki.key_files import write_private_key
 from pki.supernode_key import create_supernode_key
+from policies.approval import ApprovalDecision
+from policies.signed_approval import public_key_b64, sign_decision
+from tests.coordinator.service.coordinator_federation import job_body, policy_document
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -57,6 +61,50 @@ def _api_certificate(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca" / "ca.crt", folder / "api.pem", folder / "api.key"
 
 
+WAITING_APP = {
+    "pyproject.toml": """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "waiting-app"
+version = "0.1.0"
+dependencies = []
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "loyalfed-tests"
+
+[tool.flwr.app.components]
+serverapp = "waiting_app.server:app"
+clientapp = "waiting_app.client:app"
+
+[tool.flwr.app.config]
+job-spec = ""
+expected-nodes = 1
+coordinator-url = ""
+job-token = ""
+coordinator-ca = ""
+""",
+    "waiting_app/__init__.py": "",
+    # A ServerApp that only waits: the run stays alive until the coordinator stops it.
+    "waiting_app/server.py": (
+        "import time\nfrom flwr.serverapp import ServerApp\napp = ServerApp()\n\n\n@app.main()\n"
+        "def main(grid, context):\n    time.sleep(300)\n"
+    ),
+    "waiting_app/client.py": "from flwr.clientapp import ClientApp\napp = ClientApp()\n",
+}
+
+
+def _write_app(folder: Path) -> Path:
+    for name, text in WAITING_APP.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
 def _superlink_pids(state: Path) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -68,6 +116,53 @@ def _superlink_pids(state: Path) -> list[int]:
             if "flower-superlink" in command and str(state) in command:
                 pids.append(int(entry.name))
     return pids
+
+
+def _job_runs_on_the_superlink_and_is_stopped(
+    served: Served, admin: httpx.Client, node: httpx.Client, tmp_path: Path
+) -> None:
+    """Signed approval, job gate, node online: the runner mints the run token and starts a real Flower
+    run on the supervised SuperLink; a stop ends it through Flower and the job is ``stopped``."""
+
+    def issue(role: str, organisation: str) -> httpx.Client:
+        body = {"name": f"test {role}", "role": role, "organisation": organisation}
+        return served.client(admin.post("/tokens", json=body).json()["token"])
+
+    officer, analyst = issue("data_officer", "careplus"), issue("analyst", "federation")
+    key = Ed25519PrivateKey.generate()
+    assert officer.post("/officers/keys", json={"public_key_b64": public_key_b64(key)}).status_code == 201
+    document = policy_document("careplus-churn") | {"partners": ["careplus"]}
+    document.pop("joint_handling_agreement")
+    version = analyst.post("/policies", json={"document": document}).json()
+    signed = sign_decision(
+        key,
+        policy_id=version["policy_id"],
+        policy_version=version["version"],
+        policy_hash=version["hash"],
+        partner_id="careplus",
+        decision=ApprovalDecision.APPROVED,
+    )
+    path = f"/policies/careplus-churn/versions/{version['version']}/decisions"
+    assert officer.post(path, json=signed.to_dict()).status_code == 201
+    job_id = analyst.post("/jobs", json=job_body("careplus-churn")).json()["job_id"]
+    assert analyst.get(f"/jobs/{job_id}").json()["state"] == "queued"
+    assert node.post("/nodes/careplus/heartbeat", json={"version": "0.1.0"}).status_code == 204
+
+    def state() -> str:
+        return str(analyst.get(f"/jobs/{job_id}").json()["state"])
+
+    _wait(
+        lambda: state() == "running" and "Flower run" in str(analyst.get(f"/jobs/{job_id}/logs").json()),
+        90,
+        "the Flower run to start",
+    )
+    config = (served.state / "runs" / job_id / "run-config.toml").read_text()
+    assert (
+        "job-token = " in config
+        and oct((served.state / "runs" / job_id / "run-config.toml").stat().st_mode)[-3:] == "600"
+    )
+    assert analyst.post(f"/jobs/{job_id}/stop").json()["state"] == "running"  # flagged; the runner stops it
+    _wait(lambda: state() == "stopped", 60, "the runner to stop the Flower run")
 
 
 def _wait(predicate: object, timeout_s: float, what: str) -> None:
@@ -100,6 +195,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         str(key),
         "--tls-ca",
         str(ca),
+        "--flower-app",
+        str(_write_app(tmp_path / "waiting-app")),
     ]
     log = (tmp_path / "coordinator.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,6 +255,8 @@ def test_serve_https_health_openapi_auth_supernode_registration_restart_and_stop
     assert "BEGIN CERTIFICATE" in registered.json()["superlink_root_certificate_pem"]
     # Registering the same key again is idempotent (the node restarts and registers anew).
     assert node.post("/nodes/register", json=body).status_code == 200
+
+    _job_runs_on_the_superlink_and_is_stopped(served, admin, node, tmp_path)
 
     (first,) = _superlink_pids(served.state)
     os.kill(first, signal.SIGKILL)
