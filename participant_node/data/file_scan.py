@@ -93,7 +93,8 @@ def _scan(
     keep_rows: bool,
     now: datetime,
 ) -> ScannedFile:
-    scan = _Scan(source, spec, known_members, keep_rows, PlausibilityCheck(spec, now))
+    plausibility = PlausibilityCheck(spec, now, 0 if known_members is None else len(known_members))
+    scan = _Scan(source, spec, known_members, keep_rows, plausibility)
     for chunk in source.chunks(wanted):
         _take_chunk(scan, chunk)
     rows_read = sum(len(u) for u in scan.usable)
@@ -132,7 +133,8 @@ def _take_chunk(scan: _Scan, chunk: TableChunk) -> None:
         columns[column_spec.name] = parsed.values
         issues += [(column_spec.name, issue) for issue in parsed.invalid]
     frame = pd.DataFrame(columns)
-    issues += _row_rules(frame, scan.spec, scan.known_members)
+    codes = _member_codes(frame["member_id"], scan.known_members)
+    issues += _row_rules(frame, scan.spec, codes)
     usable = np.ones(n, dtype=bool)
     for column, issue in issues:
         scan.record(column, issue, chunk.start)
@@ -140,26 +142,29 @@ def _take_chunk(scan: _Scan, chunk: TableChunk) -> None:
     scan.usable.append(usable)
     if scan.spec.kind is FileKind.MEMBERS:
         scan.ids.append(pa.chunked_array([pa.array(frame["member_id"], type=pa.string(), from_pandas=True)]))
-    scan.plausibility.observe(frame, usable, chunk.start)
+    scan.plausibility.observe(frame, usable, chunk.start, codes)
     if scan.keep_rows:
         # Members are filtered once duplicates across the whole file are known.
         scan.kept.append(frame if scan.spec.kind is FileKind.MEMBERS else frame.loc[usable])
 
 
-def _row_rules(
-    frame: pd.DataFrame, spec: FileSpec, known_members: pa.Array | None
-) -> list[tuple[str, RowIssue]]:
+def _member_codes(ids: pd.Series, known_members: pa.Array | None) -> np.ndarray | None:
+    """Each row's place among the members file's usable ids (-1: not there), or None for members."""
+    if known_members is None:
+        return None
+    found = pc.index_in(pa.array(ids, type=pa.string(), from_pandas=True), value_set=known_members)
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
+
+
+def _row_rules(frame: pd.DataFrame, spec: FileSpec, codes: np.ndarray | None) -> list[tuple[str, RowIssue]]:
     """Rules across columns or files, row by row: contact details, known members, dates in order."""
     rules: list[tuple[str, RowIssue]] = []
     ids = frame["member_id"]
     if spec.kind is FileKind.MEMBERS:
         no_contact = (frame["phone"].isna() & frame["email"].isna()).to_numpy(dtype=bool)
         rules.append(("phone/email", RowIssue(no_contact, "neither phone nor email")))
-    if known_members is not None:
-        known = pc.is_in(pa.array(ids, type=pa.string(), from_pandas=True), value_set=known_members)
-        unknown = ids.notna().to_numpy(dtype=bool) & ~pc.fill_null(known, False).to_numpy(
-            zero_copy_only=False
-        )
+    if codes is not None:
+        unknown = ids.notna().to_numpy(dtype=bool) & (codes < 0)
         reason = "unknown member: not among the usable rows of the members file"
         rules.append(("member_id", RowIssue(unknown, reason)))
     if spec.kind is FileKind.CONSENTS:

@@ -48,16 +48,22 @@ class _Count:
 
 @dataclass
 class PlausibilityCheck:
-    """Warnings of one file, observed chunk by chunk (memory: 4 bytes per transaction row)."""
+    """Warnings of one file, observed chunk by chunk.
+
+    Memory: 4 bytes per transaction row (its amount's magnitude), 8 per member (their purchases)
+    and 16 per refund row. Members are numbered (``codes``) by their place among the ``members``
+    usable rows of the members file; -1 for a row of no known member.
+    """
 
     spec: FileSpec
     now: datetime
+    members: int = 0
     future: dict[str, _Count] = field(default_factory=dict)
     _log_amounts: list[np.ndarray] = field(default_factory=list)
-    _purchases: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
-    _refunds: list[pd.DataFrame] = field(default_factory=list)
+    _purchases: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _refunds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
-    def observe(self, frame: pd.DataFrame, usable: np.ndarray, start: int) -> None:
+    def observe(self, frame: pd.DataFrame, usable: np.ndarray, start: int, codes: np.ndarray | None) -> None:
         """Take in one typed chunk whose first row is row ``start`` (0-based) of the file."""
         limit = np.datetime64(self.now + FUTURE_SLACK, "ns")
         for column in (c for c in self.spec.columns if c.past):
@@ -65,23 +71,24 @@ class PlausibilityCheck:
             if later.any():
                 self.future.setdefault(column.name, _Count()).add(np.flatnonzero(later) + start)
         if self.spec.kind is FileKind.TRANSACTIONS:
-            self._observe_amounts(frame, usable, start)
+            self._observe_amounts(frame, usable, start, codes)
 
-    def _observe_amounts(self, frame: pd.DataFrame, usable: np.ndarray, start: int) -> None:
+    def _observe_amounts(
+        self, frame: pd.DataFrame, usable: np.ndarray, start: int, codes: np.ndarray | None
+    ) -> None:
         amount = np.where(usable, frame["amount"].to_numpy(dtype="float64", na_value=np.nan), np.nan)
         with np.errstate(divide="ignore"):
             self._log_amounts.append(np.log10(np.abs(amount)).astype("float32"))
-        ids = frame["member_id"]
-        positive = amount > 0
-        if positive.any():
-            sums = pd.Series(amount[positive]).groupby(ids[positive].to_numpy()).sum()
-            self._purchases = self._purchases.add(sums, fill_value=0.0)
-        negative = amount < 0
+        if codes is None:
+            return
+        known = codes >= 0
+        positive = (amount > 0) & known
+        bought = np.bincount(codes[positive], weights=amount[positive], minlength=self.members)
+        self._purchases = bought if not len(self._purchases) else self._purchases + bought
+        negative = (amount < 0) & known
         if negative.any():
             rows = np.flatnonzero(negative)
-            self._refunds.append(
-                pd.DataFrame({"member": ids.to_numpy()[rows], "amount": amount[rows], "row": rows + start})
-            )
+            self._refunds.append((codes[rows], amount[rows], rows + start))
 
     def warnings(self, *, file: str, row_label: str, first_row: int) -> list[Problem]:
         """The warnings found, with row numbers as a person counts them in the file."""
@@ -120,10 +127,9 @@ class PlausibilityCheck:
         count = _Count()
         if not self._refunds:
             return count, 0
-        refunds = pd.concat(self._refunds, ignore_index=True)
-        refunded = refunds.groupby("member")["amount"].sum()
-        bought = self._purchases.reindex(refunded.index, fill_value=0.0)
-        beyond = refunded.index[-refunded > bought + 1e-9]
-        rows = refunds.loc[refunds["member"].isin(beyond), "row"].to_numpy()
-        count.add(np.sort(rows))
-        return count, len(beyond)
+        codes, amounts, rows = (np.concatenate(parts) for parts in zip(*self._refunds, strict=True))
+        refunded = np.bincount(codes, weights=-amounts, minlength=len(self._purchases))
+        purchases = self._purchases if len(self._purchases) else np.zeros_like(refunded)
+        beyond = refunded > purchases + 1e-9
+        count.add(np.sort(rows[beyond[codes]]))
+        return count, int(beyond.sum())

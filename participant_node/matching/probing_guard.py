@@ -17,6 +17,7 @@ from pathlib import Path
 
 from participant_node.matching.config import MatchingConfig
 from participant_node.matching.errors import MatchingRefused, RefusalRule
+from participant_node.private_state import private_file
 
 __all__ = ["ProbingGuard"]
 
@@ -37,6 +38,8 @@ class ProbingGuard:
     def __init__(self, path: Path | str, config: MatchingConfig) -> None:
         self.config = config
         self._lock = threading.Lock()
+        if str(path) != ":memory:":
+            private_file(Path(path))  # node state: 0600 (SQLite gives its journal the same mode)
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.executescript(_SCHEMA)
 

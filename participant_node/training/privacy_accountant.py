@@ -20,6 +20,7 @@ from pathlib import Path
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+from participant_node.private_state import private_directory, write_private_file
 from participant_node.training.errors import PrivacyBudgetError
 
 __all__ = [
@@ -187,8 +188,7 @@ class NodePrivacyAccountant:
     def _save(self) -> None:
         if self._path is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
         payload = {"version": 1, "entries": [asdict(e) for e in self._entries]}
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        tmp.replace(self._path)
+        # Node state: a 0700 folder and a 0600 file, replaced atomically.
+        private_directory(self._path.parent)
+        write_private_file(self._path, json.dumps(payload, indent=1).encode("utf-8"))
