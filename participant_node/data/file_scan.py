@@ -62,7 +62,9 @@ class _Scan:
     keep_rows: bool
     plausibility: PlausibilityCheck
     tallies: dict[tuple[str, str], _Tally] = field(default_factory=dict)
-    usable: list[np.ndarray] = field(default_factory=list)
+    rows_read: int = 0
+    rows_usable: int = 0
+    usable: list[np.ndarray] = field(default_factory=list)  # members only: duplicates come last
     kept: list[pd.DataFrame] = field(default_factory=list)
     ids: list[pa.ChunkedArray] = field(default_factory=list)
 
@@ -97,17 +99,21 @@ def _scan(
     scan = _Scan(source, spec, known_members, keep_rows, plausibility)
     for chunk in source.chunks(wanted):
         _take_chunk(scan, chunk)
-    rows_read = sum(len(u) for u in scan.usable)
-    if rows_read == 0:
+    if scan.rows_read == 0:
         raise DataContractError("empty file: a header but no data rows", file=source.file, row="line 2")
-    usable = np.concatenate(scan.usable)
-    member_ids = _finish_members(scan, usable) if spec.kind is FileKind.MEMBERS else None
-    frame = _kept_frame(scan, usable) if keep_rows else None
+    member_ids, frame = None, None
+    if spec.kind is FileKind.MEMBERS:
+        usable = np.concatenate(scan.usable)
+        member_ids = _finish_members(scan, usable)
+        scan.rows_usable = int(usable.sum())
+        frame = _members_frame(scan, usable) if keep_rows else None
+    elif keep_rows:
+        frame = pd.concat(scan.kept, ignore_index=True) if len(scan.kept) > 1 else scan.kept[0]
     report = FileReport(
         kind=spec.kind,
         file=source.file,
-        rows_read=rows_read,
-        rows_usable=int(usable.sum()),
+        rows_read=scan.rows_read,
+        rows_usable=scan.rows_usable,
         problems=tuple(_problem(source, column, tally) for (column, _), tally in scan.tallies.items()),
         ignored_columns=tuple(c for c in source.columns if c not in spec.names),
         warnings=tuple(
@@ -139,13 +145,17 @@ def _take_chunk(scan: _Scan, chunk: TableChunk) -> None:
     for column, issue in issues:
         scan.record(column, issue, chunk.start)
         usable &= ~issue.mask
-    scan.usable.append(usable)
+    scan.rows_read += n
+    scan.rows_usable += int(usable.sum())
     if scan.spec.kind is FileKind.MEMBERS:
+        scan.usable.append(usable)
         scan.ids.append(pa.chunked_array([pa.array(frame["member_id"], type=pa.string(), from_pandas=True)]))
     scan.plausibility.observe(frame, usable, chunk.start, codes)
     if scan.keep_rows:
         # Members are filtered once duplicates across the whole file are known.
-        scan.kept.append(frame if scan.spec.kind is FileKind.MEMBERS else frame.loc[usable])
+        kept = frame if scan.spec.kind is FileKind.MEMBERS else frame.loc[usable].reset_index(drop=True)
+        scan.kept.append(kept)
+    pa.default_memory_pool().release_unused()  # hand the chunk's buffers back to the system
 
 
 def _member_codes(ids: pd.Series, known_members: pa.Array | None) -> np.ndarray | None:
@@ -195,11 +205,9 @@ def _finish_members(scan: _Scan, usable: np.ndarray) -> pa.Array:
     return pc.filter(ids, pa.array(usable)).combine_chunks()
 
 
-def _kept_frame(scan: _Scan, usable: np.ndarray) -> pd.DataFrame:
+def _members_frame(scan: _Scan, usable: np.ndarray) -> pd.DataFrame:
     frame = pd.concat(scan.kept, ignore_index=True) if len(scan.kept) > 1 else scan.kept[0]
-    if scan.spec.kind is FileKind.MEMBERS:
-        frame = frame.loc[usable]
-    return frame.reset_index(drop=True)
+    return frame.loc[usable].reset_index(drop=True)
 
 
 def _check_columns(source: TableSource, spec: FileSpec) -> dict[str, str]:

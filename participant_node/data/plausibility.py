@@ -34,6 +34,15 @@ OUTSIZED_FACTOR = 10_000.0
 _MIN_AMOUNTS_FOR_MEDIAN = 20
 _LOG_EXACT_LIMIT = math.log10(2.0**53 / 1000.0)
 _EXAMPLES = 5
+# Magnitudes are counted in bins of 1/100 of a decade (a 2.3 % step), from 1e-12 to 1e330, so the
+# median and the count above the ceiling need a fixed 270 KB however long the file is.
+_BIN = 0.01
+_LOW = -12.0
+_BINS = int((330.0 - _LOW) / _BIN)
+_FACTOR_BINS = round(math.log10(OUTSIZED_FACTOR) / _BIN)
+_EXACT_BIN = int((_LOG_EXACT_LIMIT - _LOW) / _BIN)
+_MARGIN_BINS = 100  # rows within a decade of the ceiling so far are kept as possible examples
+_MAX_CANDIDATES = 10_000
 
 
 @dataclass
@@ -47,11 +56,47 @@ class _Count:
 
 
 @dataclass
+class _Magnitudes:
+    """A histogram of log10 |amount| and the rows that may be outsized once the median is known."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, dtype=np.int64))
+    candidates: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    kept: int = 0
+
+    def add(self, amount: np.ndarray, start: int) -> None:
+        magnitude = np.abs(amount)
+        nonzero = np.flatnonzero(np.isfinite(magnitude) & (magnitude > 0))
+        bins = np.clip(((np.log10(magnitude[nonzero]) - _LOW) / _BIN).astype(np.int64), 0, _BINS - 1)
+        self.counts += np.bincount(bins, minlength=_BINS)
+        over = bins > self.threshold() - _MARGIN_BINS
+        if over.any() and self.kept < _MAX_CANDIDATES:
+            rows, found = nonzero[over][: _MAX_CANDIDATES - self.kept] + start, bins[over]
+            self.candidates.append((rows, found[: len(rows)]))
+            self.kept += len(rows)
+
+    def threshold(self) -> int:
+        """The last bin that is not outsized: the median's bin plus four decades, at most the exact limit."""
+        total = int(self.counts.sum())
+        if total < _MIN_AMOUNTS_FOR_MEDIAN:
+            return _EXACT_BIN
+        median = int(np.searchsorted(np.cumsum(self.counts), (total + 1) // 2))
+        return min(median + _FACTOR_BINS, _EXACT_BIN)
+
+    def outsized(self) -> tuple[_Count, float]:
+        threshold = self.threshold()
+        count = _Count(count=int(self.counts[threshold + 1 :].sum()))
+        if self.candidates:
+            rows, bins = (np.concatenate(parts) for parts in zip(*self.candidates, strict=True))
+            count.rows = [int(r) for r in np.sort(rows[bins > threshold])[:_EXAMPLES]]
+        return count, 10.0 ** (_LOW + (threshold + 1) * _BIN)
+
+
+@dataclass
 class PlausibilityCheck:
     """Warnings of one file, observed chunk by chunk.
 
-    Memory: 4 bytes per transaction row (its amount's magnitude), 8 per member (their purchases)
-    and 16 per refund row. Members are numbered (``codes``) by their place among the ``members``
+    Memory: a fixed histogram of amounts, 8 bytes per member (their purchases) and 16 per refund
+    row. Members are numbered (``codes``) by their place among the ``members``
     usable rows of the members file; -1 for a row of no known member.
     """
 
@@ -59,7 +104,7 @@ class PlausibilityCheck:
     now: datetime
     members: int = 0
     future: dict[str, _Count] = field(default_factory=dict)
-    _log_amounts: list[np.ndarray] = field(default_factory=list)
+    _magnitudes: _Magnitudes = field(default_factory=_Magnitudes)
     _purchases: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _refunds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
@@ -77,8 +122,7 @@ class PlausibilityCheck:
         self, frame: pd.DataFrame, usable: np.ndarray, start: int, codes: np.ndarray | None
     ) -> None:
         amount = np.where(usable, frame["amount"].to_numpy(dtype="float64", na_value=np.nan), np.nan)
-        with np.errstate(divide="ignore"):
-            self._log_amounts.append(np.log10(np.abs(amount)).astype("float32"))
+        self._magnitudes.add(amount, start)
         if codes is None:
             return
         known = codes >= 0
@@ -102,26 +146,16 @@ class PlausibilityCheck:
             for name, count in self.future.items()
         ]
         if self.spec.kind is FileKind.TRANSACTIONS:
-            outsized, ceiling = self._outsized()
+            outsized, ceiling = self._magnitudes.outsized()
             if outsized.count:
                 found.append(
-                    problem("amount", f"implausibly large amount (|amount| > {ceiling:.4g})", outsized)
+                    problem("amount", f"implausibly large amount (|amount| >= {ceiling:.3g})", outsized)
                 )
             beyond, members = self._refunds_beyond_purchases()
             if beyond.count:
                 reason = f"refunds exceed the member's purchases in this file ({members} member(s))"
                 found.append(problem("amount", reason, beyond))
         return found
-
-    def _outsized(self) -> tuple[_Count, float]:
-        logs = np.concatenate(self._log_amounts) if self._log_amounts else np.empty(0, dtype="float32")
-        nonzero = logs[np.isfinite(logs)]
-        limit = _LOG_EXACT_LIMIT
-        if len(nonzero) >= _MIN_AMOUNTS_FOR_MEDIAN:
-            limit = min(limit, float(np.median(nonzero)) + math.log10(OUTSIZED_FACTOR))
-        count = _Count()
-        count.add(np.flatnonzero(np.isfinite(logs) & (logs > limit)))
-        return count, 10.0**limit
 
     def _refunds_beyond_purchases(self) -> tuple[_Count, int]:
         count = _Count()
