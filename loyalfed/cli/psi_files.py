@@ -1,7 +1,8 @@
-"""Member files and reports for the `loyalfed psi …` commands.
+"""Files and reports for the `loyalfed psi …` commands.
 
-Reading a member table (.csv or .parquet), choosing the identifier column and its kind, the
-federation matching secret, and printing a report as JSON (``--json``) or as a Rich table.
+Choosing the identifier column and its kind, the federation matching secret, and printing a
+report as JSON (``--json``) or as a Rich table. Member tables are read through the node gate
+(`loyalfed.cli.psi_member_tables`); matched ids are written by `loyalfed.cli.csv_output`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "identifier_kind",
     "missing_file",
     "print_report",
-    "read_table",
     "run_secret",
 ]
 
@@ -33,19 +33,6 @@ SECRET_ENV = "LOYALFED_PSI_SECRET"
 def missing_file(path: Path) -> FileNotFoundError:
     """The error the CLI prints as "No such file or directory: PATH" (it reads errno fields)."""
     return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-
-
-def read_table(path: Path) -> Any:
-    """A member file as a pandas frame (CSV cells read as text, empty cells as empty strings)."""
-    import pandas as pd
-
-    if not path.exists():
-        raise missing_file(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    raise ValueError(f"{path}: expected a .csv or .parquet member file")
 
 
 def identifier_kind(id_column: str) -> Any:
