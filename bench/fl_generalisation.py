@@ -48,7 +48,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.job_config import JobConfig, TaskName
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.datasets.synthetic import generate_synthetic_federation
 from loyalfed.datasets.synthetic_shapes import SHAPES, FederationShape
@@ -60,9 +59,10 @@ from models.feature_standardisation import FeatureMoments
 from models.membership_inference import loss_attack
 from models.metrics import roc_auc
 from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal, group_fairness
+from models.task import Task as TaskName
 from participant_node.data import load_federation
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
-from participant_node.training.training_spec import parse_training_spec
+from protocol import JobSpec
 
 QUICK_SHAPES = ["cj-like-1k", "short-history-jpy-1k"]
 DEFAULT_SHAPES = [name for name in SHAPES if name != "cj-like-100k"]
@@ -70,9 +70,9 @@ _COMPLETE_JOURNEY = "complete-journey"
 
 
 def _node_data(
-    federation: Path, job: JobConfig, schema: FeatureSchema | None = None
+    federation: Path, job: JobSpec, schema: FeatureSchema | None = None
 ) -> dict[str, LocalTaskData]:
-    spec = parse_training_spec(job.node_config())
+    spec = job
     now = datetime.now(UTC).replace(tzinfo=None)
     partners = select_partners(load_federation(federation), None)
     return {pid: load_local_task_data(path, spec, at=now, schema=schema) for pid, path, _ in partners}
@@ -95,8 +95,8 @@ def _centralized_logreg(nodes: dict[str, LocalTaskData]) -> tuple[float, Any, Ta
 
 
 def _jobs(
-    base: JobConfig, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int, *, rule: bool
-) -> list[JobConfig]:
+    base: JobSpec, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int, *, rule: bool
+) -> list[JobSpec]:
     """``repeats`` jobs per ε, scheduled by the rule (or with the job's fixed defaults)."""
     counts = [rounded_member_count(len(d.train)) for d in nodes.values()]
     token = uuid.uuid4().hex[:8]  # fresh job ids: a node refuses to re-run a job it already spent on
@@ -117,7 +117,7 @@ def _card_aucs(model: Any, nodes: dict[str, LocalTaskData]) -> float:
 
 
 def _federated(
-    federation: Path, jobs: list[JobConfig], nodes: dict[str, LocalTaskData]
+    federation: Path, jobs: list[JobSpec], nodes: dict[str, LocalTaskData]
 ) -> tuple[dict[str, Any], dict[float, Any]]:
     _, heldout = _pooled(nodes)
     runs = run_federated_jobs(federation, jobs)
@@ -194,7 +194,7 @@ def _attack(model: Any, train: TaskDataset, heldout: TaskDataset) -> dict[str, A
 def run_shape(
     name: str,
     federation: Path,
-    base: JobConfig,
+    base: JobSpec,
     epsilons: list[float],
     repeats: int,
     *,
@@ -256,10 +256,10 @@ def _targets(result: dict[str, Any], smallest_node: int) -> dict[str, Any]:
     return checks
 
 
-def _shape_federation(shape: FederationShape, root: Path) -> tuple[Path, JobConfig]:
+def _shape_federation(shape: FederationShape, root: Path) -> tuple[Path, JobSpec]:
     out = root / shape.name
     generate_synthetic_federation(out, shape.synth_config(seed=7), calibration=shape.calibration())
-    base = JobConfig(task=TaskName.CHURN, as_of=shape.as_of.date(), horizon_days=shape.horizon_days)
+    base = JobSpec(task=TaskName.CHURN, as_of=shape.as_of.date(), horizon_days=shape.horizon_days)
     return out, base
 
 
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                     _COMPLETE_JOURNEY,
                     lambda: (
                         build_complete_journey_federation(Path(tmp) / "cj", seed=7),
-                        JobConfig(task=TaskName.CHURN),
+                        JobSpec(task=TaskName.CHURN),
                     ),
                 )
             )

@@ -43,13 +43,13 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from coordinator.job_config import JobConfig, StrategyName, TaskName
-from coordinator.server_app import RoundReport
+from coordinator.job_outcome import RoundReport
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.federated_run import experiment_policies, run_federated_jobs, select_partners
 from models import TaskDataset, make_model, train_centralized
 from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
+from models.task import Task as TaskName
 from participant_node.data import load_federation
 from participant_node.training.dp_sgd import (
     DpSgdSettings,
@@ -59,11 +59,10 @@ from participant_node.training.dp_sgd import (
 )
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from participant_node.training.privacy_accountant import calibrate_noise_multiplier, effective_delta
-from participant_node.training.training_spec import parse_training_spec
+from protocol import JobSpec, StrategyName
 
 
-def _node_data(federation: Path, job: JobConfig) -> dict[str, LocalTaskData]:
-    spec = parse_training_spec(job.node_config())
+def _node_data(federation: Path, spec: JobSpec) -> dict[str, LocalTaskData]:
     now = datetime.now(UTC).replace(tzinfo=None)
     partners = select_partners(load_federation(federation), None)
     return {pid: load_local_task_data(path, spec, at=now) for pid, path, _ in partners}
@@ -75,7 +74,7 @@ def _score(model: torch.nn.Module, data: TaskDataset) -> float:
     return float(roc_auc(data.y, scores))
 
 
-def _dp_model(train: TaskDataset, job: JobConfig, *, seed: int, noise_free: bool = False) -> torch.nn.Module:
+def _dp_model(train: TaskDataset, job: JobSpec, *, seed: int, noise_free: bool = False) -> torch.nn.Module:
     """DP-SGD on one dataset with the federated job's step count, its noise calibrated to (ε, δ)
     (``noise_free``: the same clipped, Poisson-sampled steps without noise, no privacy at all).
 
@@ -112,7 +111,7 @@ def _median_of(repeats: int, run: Callable[[int], float]) -> float:
 
 
 def _pooled_and_per_node(
-    nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int, *, noise_free: bool
+    nodes: dict[str, LocalTaskData], job: JobSpec, repeats: int, *, noise_free: bool
 ) -> tuple[float, dict[str, float]]:
     """Held-out AUC of `_dp_model` trained on the pooled training members and on each store group."""
     pooled_train = TaskDataset.concatenate(d.train for d in nodes.values())
@@ -126,7 +125,7 @@ def _pooled_and_per_node(
     return auc(pooled_train), {pid: auc(d.train) for pid, d in nodes.items()}
 
 
-def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+def _local_results(nodes: dict[str, LocalTaskData], job: JobSpec, repeats: int) -> dict[str, Any]:
     centralized_dp, per_node = _pooled_and_per_node(nodes, job, repeats, noise_free=False)
     return {
         "centralized_dp": centralized_dp,
@@ -135,7 +134,7 @@ def _local_results(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int
     }
 
 
-def _recipe_without_noise(nodes: dict[str, LocalTaskData], job: JobConfig, repeats: int) -> dict[str, Any]:
+def _recipe_without_noise(nodes: dict[str, LocalTaskData], job: JobSpec, repeats: int) -> dict[str, Any]:
     """The job's SGD recipe (steps, clipping, sampling) without noise: pooled and per store group.
 
     The pooled figure bounds what federated DP-SGD with this recipe can reach at any ε; its distance
@@ -186,7 +185,7 @@ def _learning_curve(
     return curve
 
 
-def _federated(federation: Path, jobs: list[JobConfig], heldout: dict[str, TaskDataset]) -> dict[str, Any]:
+def _federated(federation: Path, jobs: list[JobSpec], heldout: dict[str, TaskDataset]) -> dict[str, Any]:
     rounds: list[RoundReport] = []
     # Every job runs under a policy its partners' officers signed: here, drafted and approved in one
     # step by each partner's local officer (an experiment on bundled data).
@@ -212,7 +211,7 @@ def _federated(federation: Path, jobs: list[JobConfig], heldout: dict[str, TaskD
 _TIMED_EPOCHS = 10
 
 
-def _epoch_timings(train: TaskDataset, job: JobConfig, repeats: int) -> dict[str, float]:
+def _epoch_timings(train: TaskDataset, job: JobSpec, repeats: int) -> dict[str, float]:
     """Wall and CPU seconds of one local epoch (n/B steps) with and without DP, median of repeats.
 
     Each timing runs ``_TIMED_EPOCHS`` epochs in one call and divides: an epoch of a store group is
@@ -262,11 +261,11 @@ def run(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {"tasks": {}}
-    jobs: list[JobConfig] = []
+    jobs: list[JobSpec] = []
     heldout: dict[str, TaskDataset] = {}
     token = uuid.uuid4().hex[:8]  # fresh job ids: every node refuses to re-run a job it already spent on
     for task in tasks:
-        base = JobConfig(task=TaskName(task), rounds=rounds)
+        base = JobSpec(task=TaskName(task), rounds=rounds)
         nodes = _node_data(federation, base)
         heldout[task] = TaskDataset.concatenate(d.heldout for d in nodes.values())
         entry: dict[str, Any] = {

@@ -1,33 +1,48 @@
-"""The ServerApp the deployment engine runs (``deploy/flower_app``): the simulation's, plus I/O.
+"""The ServerApp the deployment engine runs (``loyalfed/flower_app``): the simulation's job, plus I/O.
 
-Flower's ``run_config`` carries the job (``[tool.flwr.app.config]``, overridable with
-``flwr run --run-config``) and three deployment settings: ``expected-nodes`` (how many SuperNodes
-must connect before round 1), ``out-dir`` (the model folder to publish into, on the coordinator's
-disk) and ``ledger-url`` (the budget ledger's SQLAlchemy URL; empty: no ledger).
+Flower's ``run_config`` carries the job (``job-spec`` as JSON, or its fields in kebab-case,
+overridable with ``flwr run --run-config``) and the deployment settings (``protocol.RunConfigKey``):
+``expected-nodes`` (how many SuperNodes must connect before round 1), ``ledger-url`` (the budget
+ledger's SQLAlchemy URL; empty: no ledger), ``members-may-overlap``, and where the model goes:
+``coordinator-url`` with ``job-token`` (and ``coordinator-ca``) to report progress to the
+coordinator service and publish into its registry (``coordinator.coordinator_reports``), and/or
+``out-dir``, a model folder on the coordinator's disk.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig
+from coordinator.coordinator_reports import CoordinatorReporter, ReportTarget
+from coordinator.errors import CoordinatorError
 from coordinator.job_errors import JobConfigError
+from coordinator.job_lifecycle import run_job
+from coordinator.job_outcome import JobOutcome
 from coordinator.model_card import build_model_card, write_model
-from coordinator.server_app import run_job
+from protocol import JobSpec, ProtocolError, RunConfigKey, read_model_card
+from protocol.model_card import WEIGHTS_FILE
 
-__all__ = ["app"]
-
-app = ServerApp()
+__all__ = ["app", "run_deployment_job"]
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    config = context.run_config
-    job = JobConfig.from_run_config(config)
+def _reporter(config: Mapping[str, object]) -> CoordinatorReporter | None:
+    url = str(config.get(RunConfigKey.COORDINATOR_URL, ""))
+    if not url:
+        return None
+    ca = str(config.get(RunConfigKey.COORDINATOR_CA, "")) or None
+    return CoordinatorReporter(ReportTarget(url, str(config.get(RunConfigKey.JOB_TOKEN, "")), ca))
+
+
+def run_deployment_job(grid: Grid, context: Context) -> None:
+    """Run the job of ``context.run_config``; publish its model into ``out-dir`` and/or the registry."""
+    config: Mapping[str, object] = dict(context.run_config)
+    job = JobSpec.from_run_config(config)
     if job.secure_agg:
         # The deployed Flower App ships the plain ClientApp; SecAgg+ needs secaggplus_mod on every
         # node, which takes over all train messages. Refuse rather than train unmasked.
@@ -35,23 +50,56 @@ def main(grid: Grid, context: Context) -> None:
             "secure-agg is not available on the deployment engine yet: the deployed ClientApp has no "
             "SecAgg+ mod; run without secure-agg or use the simulation engine (loyalfed train --secure-agg)"
         )
-    out_dir = str(config.get("out-dir", ""))
-    if not out_dir:
-        raise JobConfigError("run_config out-dir is required: the folder to publish the model into")
-    ledger_url = str(config.get("ledger-url", ""))
+    out_dir = str(config.get(RunConfigKey.OUT_DIR, ""))
+    reporter = _reporter(config)
+    if not out_dir and reporter is None:
+        raise JobConfigError("run_config needs out-dir or coordinator-url: where to publish the model")
+    try:
+        _run(grid, job, config, reporter, out_dir)
+    except (CoordinatorError, ProtocolError) as err:
+        if reporter is not None:
+            reporter.failed(job.job_id, str(err))
+        raise
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _run(
+    grid: Grid, job: JobSpec, config: Mapping[str, object], reporter: CoordinatorReporter | None, out_dir: str
+) -> JobOutcome:
+    ledger_url = str(config.get(RunConfigKey.LEDGER_URL, ""))
     ledger = BudgetLedger(ledger_url) if ledger_url else None
     try:
         outcome = run_job(
             grid,
             job,
-            expected_nodes=int(config.get("expected-nodes", job.min_nodes)),
+            expected_nodes=int(str(config.get(RunConfigKey.EXPECTED_NODES, job.min_nodes))),
             ledger=ledger,
-            checkpoint_dir=Path(out_dir) / "checkpoints",
+            progress=reporter,
+            checkpoint_dir=Path(out_dir) / "checkpoints" if out_dir else None,
         )
     finally:
         if ledger is not None:
             ledger.close()
+    _publish(outcome, config, reporter, out_dir)
+    return outcome
+
+
+def _publish(
+    outcome: JobOutcome, config: Mapping[str, object], reporter: CoordinatorReporter | None, out_dir: str
+) -> None:
     assert outcome.arrays is not None
     # Deployment jobs may span brands: account for a member present at several nodes.
-    card = build_model_card(outcome, members_may_overlap=bool(config.get("members-may-overlap", True)))
-    write_model(Path(out_dir), outcome.arrays, card)
+    overlap = bool(config.get(RunConfigKey.MEMBERS_MAY_OVERLAP, True))
+    card = build_model_card(outcome, members_may_overlap=overlap)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(out_dir) if out_dir else Path(scratch)
+        write_model(folder, outcome.arrays, card)
+        if reporter is not None:
+            reporter.publish(read_model_card(folder), (folder / WEIGHTS_FILE).read_bytes())
+            reporter.finished(outcome.job.job_id)
+
+
+app = ServerApp()
+app.main()(run_deployment_job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from coordinator.errors import CoordinatorError
 
-__all__ = ["BudgetExceededError", "JobConfigError", "JobFailedError", "JobRefusedError"]
+__all__ = ["BudgetExceededError", "JobConfigError", "JobFailedError", "JobRefusedError", "JobStoppedError"]
 
 
 class JobConfigError(CoordinatorError):
@@ -21,3 +21,7 @@ class BudgetExceededError(JobRefusedError):
 
 class JobFailedError(CoordinatorError):
     """A job could not complete, for example because too few nodes answered a round."""
+
+
+class JobStoppedError(JobFailedError):
+    """The job was stopped on request between two rounds; what the nodes spent is settled."""

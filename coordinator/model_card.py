@@ -1,34 +1,40 @@
-"""The model card of a federated job, and the model registry folder it lives in.
+"""Building the model card of a federated job (``protocol.ModelCard``) and publishing the model.
 
 ``MODEL_DIR`` holds ``model.pt`` (the global weights as a torch state dict), ``model_card.json``
-and, optionally, ``checkpoints/``. The card says what was trained on what, what it cost in privacy
-(per node and, where one member can sit at several nodes, in the worst case across them), how it
-performs, and which mechanism covers every figure that left a node.
+and, optionally, ``checkpoints/``. The card says what was trained on what under which policy, what
+it cost in privacy (per node, from each node's own accountant, and, where one member can sit at
+several nodes, in the worst case across them), how it performs, and which mechanism covers every
+figure that left a node. It is written and read only through ``protocol.model_card``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from flwr.app import ArrayRecord
 
 from coordinator.approvals import ApprovedPolicy
+from coordinator.job_outcome import JobOutcome, NodeReport, RoundReport
 from coordinator.secure_server_app import SecureJobOutcome
-from coordinator.server_app import JobOutcome
-from models.task import task_defaults
+from protocol.model_card import (
+    WEIGHTS_FILE,
+    CardDpSgd,
+    CardFeatureSchema,
+    CardMetrics,
+    CardNode,
+    CardRocCurve,
+    CardRound,
+    CardStandardisation,
+    ModelCard,
+    write_model_card,
+)
 
-__all__ = ["CARD_FILE", "CARD_VERSION", "WEIGHTS_FILE", "build_model_card", "read_model_card", "write_model"]
+__all__ = ["build_model_card", "worst_case_epsilon", "write_model"]
 
-CARD_FILE = "model_card.json"
-WEIGHTS_FILE = "model.pt"
-CARD_VERSION = 1
-
-# Which mechanism protects each output that left a node (issue 3 item 3).
+# Which mechanism protects each output that left a node.
 _MECHANISMS = {
     "model_updates": "DP-SGD (Opacus, Poisson sampling, per-example clipping, Gaussian noise); member-level "
     "(epsilon, delta) from each node's own RDP accountant",
@@ -80,131 +86,117 @@ def build_model_card(
     now: datetime | None = None,
     lineage_id: str | None = None,
     policy: ApprovedPolicy | None = None,
-) -> dict[str, Any]:
-    """The card as a JSON-ready dict (fields of issue 3 item 5 plus provenance).
+) -> ModelCard:
+    """The card of ``outcome`` (its ``weights_sha256`` is filled in by ``write_model``).
 
-    ``policy`` is the approved data-use policy the job ran under: its id, version and content hash
-    go on the card (the hash every partner's data officer signed).
+    The policy on the card is the one the job's spec names; ``policy`` (the approved data-use
+    policy the job ran under) takes precedence: the hash every partner's data officer signed.
     """
     job = outcome.job
     secagg = outcome.secagg if isinstance(outcome, SecureJobOutcome) else None
     nodes = sorted(outcome.nodes.values(), key=lambda r: r.partner_id)
     worst, rule = worst_case_epsilon([n.epsilon for n in nodes], members_may_overlap=members_may_overlap)
-    as_of, horizon = task_defaults(job.task)
-    evaluation = outcome.evaluation
-    schema = job.schema
-    return {
-        "card_version": CARD_VERSION,
-        "job_id": job.job_id,
-        "policy_id": policy.policy_id if policy is not None else None,
-        "policy_version": policy.version if policy is not None else None,
-        "policy_hash": policy.content_hash if policy is not None else None,
-        "task": job.task.value,
-        "purpose": job.purpose.value,
-        "model": job.model.value,
-        "strategy": job.strategy.value,
-        "proximal_mu": job.proximal_mu,
+    standardisation = job.standardisation
+    return ModelCard(
+        job_id=job.job_id,
+        task=job.task.value,
+        purpose=job.purpose.value,
+        model=job.model.value,
+        strategy=job.strategy.value,
+        proximal_mu=job.proximal_mu,
         # What ran, not what was asked: only the SecAgg+ ServerApp produces a SecureJobOutcome.
-        "secure_aggregation": secagg is not None,
-        "secure_aggregation_protocol": secagg.card() if secagg is not None else None,
-        "rounds": len(outcome.rounds),
-        "rounds_planned": job.rounds,
-        "stopped_early": outcome.stopped_early,
-        "local_steps_per_round": job.local_steps,
-        "dp_sgd": {
-            "expected_batch_size": job.batch_size,
-            "learning_rate": job.learning_rate,
-            "max_grad_norm": job.max_grad_norm,
-        },
-        # Post-processing of the nodes' DP outputs (coordinator.server_optimizer): no privacy cost.
-        "server_momentum": job.server_momentum,
-        "published_model": f"mean of the last {min(job.average_last, len(outcome.rounds))} global models",
-        "target_epsilon": job.epsilon,
-        "delta": job.delta,
-        "accountant": "RDP (Opacus RDPAccountant), sampled Gaussian mechanism",
-        "epsilon_worst_case_member": worst,
-        "epsilon_composition_across_nodes": rule,
-        "k_min": job.k_min,
-        "as_of": (job.as_of.isoformat() if job.as_of else as_of.date().isoformat()),
-        "horizon_days": job.horizon_days or horizon,
-        "feature_schema": {"fingerprint": schema.fingerprint, "features": list(schema.names)},
+        secure_aggregation=secagg is not None,
+        secure_aggregation_protocol=secagg.card() if secagg is not None else None,
+        policy_id=policy.policy_id if policy is not None else job.policy_id,
+        policy_version=policy.version if policy is not None else job.policy_version,
+        policy_hash=policy.content_hash if policy is not None else job.policy_hash,
+        rounds=len(outcome.rounds),
+        rounds_planned=job.rounds,
+        stopped_early=outcome.stopped_early,
+        local_steps_per_round=job.local_steps,
+        dp_sgd=CardDpSgd(
+            expected_batch_size=job.batch_size,
+            learning_rate=job.learning_rate,
+            max_grad_norm=job.max_grad_norm,
+        ),
+        # Post-processing of the nodes' DP outputs (FedAvgM momentum, iterate averaging): no privacy cost.
+        server_momentum=job.server_momentum,
+        published_model=f"mean of the last {min(job.average_last, len(outcome.rounds))} global models",
+        target_epsilon=job.epsilon,
+        delta=job.delta,
+        accountant="RDP (Opacus RDPAccountant), sampled Gaussian mechanism",
+        epsilon_worst_case_member=worst,
+        epsilon_composition_across_nodes=rule,
+        k_min=job.k_min,
+        as_of=job.as_of.date(),
+        horizon_days=job.horizon_days,
+        feature_schema=CardFeatureSchema(fingerprint=job.schema.fingerprint, features=list(job.schema.names)),
         # Folded into the published weights' input layer: scoring applies the public scaling only.
-        "feature_standardisation": (
-            {"mean": list(job.feature_mean), "scale": list(job.feature_scale), "folded_into_weights": True}
-            if job.feature_mean is not None and job.feature_scale is not None
+        feature_standardisation=(
+            CardStandardisation(mean=list(standardisation.mean), scale=list(standardisation.scale))
+            if standardisation is not None
             else None
         ),
-        "nodes": [
-            {
-                "partner_id": n.partner_id,
-                "members_used": n.members_used,
-                "members_excluded_by_consent": n.members_excluded_by_consent,
-                "epsilon": round(n.epsilon, 6),
-                "delta": n.delta,
-                "noise_multiplier": n.noise_multiplier,
-                "sample_rate": n.sample_rate,
-                "steps": n.steps,
-                "consent_snapshot_hash": n.consent_snapshot_hash,
-            }
-            for n in nodes
-        ],
-        "metrics": _metrics(outcome),
-        "round_history": [
-            {
-                "round": r.server_round,
-                "nodes_ok": r.nodes_ok,
-                "nodes_failed": r.nodes_failed,
-                "seconds": round(r.seconds, 3),
-                "train_loss": r.train_loss,
-                "validation_auc": r.validation_auc,
-            }
-            for r in outcome.rounds
-        ],
-        "mechanisms": _mechanisms(
-            secure_agg=secagg is not None, standardised=job.standardisation is not None
-        ),
-        "data_fingerprints": {n.partner_id: n.data_fingerprint for n in nodes},
-        "lineage_id": lineage_id or job.job_id,
-        "created_at": (now or datetime.now(UTC)).isoformat(),
-        "heldout_members": evaluation.n if evaluation else 0,
-    }
+        nodes=[_card_node(n) for n in nodes],
+        metrics=_metrics(outcome),
+        round_history=[_card_round(r) for r in outcome.rounds],
+        mechanisms=_mechanisms(secure_agg=secagg is not None, standardised=standardisation is not None),
+        data_fingerprints={n.partner_id: n.data_fingerprint for n in nodes},
+        lineage_id=lineage_id or job.job_id,
+        created_at=now or datetime.now(UTC),
+        heldout_members=outcome.evaluation.n if outcome.evaluation else 0,
+    )
 
 
-def _metrics(outcome: JobOutcome) -> dict[str, Any]:
+def _card_node(n: NodeReport) -> CardNode:
+    return CardNode(
+        partner_id=n.partner_id,
+        members_used=n.members_used,
+        members_excluded_by_consent=n.members_excluded_by_consent,
+        epsilon=round(n.epsilon, 6),
+        delta=n.delta,
+        noise_multiplier=n.noise_multiplier,
+        sample_rate=n.sample_rate,
+        steps=n.steps,
+        consent_snapshot_hash=n.consent_snapshot_hash,
+    )
+
+
+def _card_round(r: RoundReport) -> CardRound:
+    return CardRound(
+        round=r.server_round,
+        nodes_ok=r.nodes_ok,
+        nodes_failed=r.nodes_failed,
+        seconds=round(r.seconds, 3),
+        train_loss=r.train_loss,
+        validation_auc=r.validation_auc,
+    )
+
+
+def _metrics(outcome: JobOutcome) -> CardMetrics | None:
     evaluation = outcome.evaluation
     if evaluation is None:
-        return {}
-    return {
-        "auc": round(evaluation.auc, 4),
-        "pr_auc": round(evaluation.pr_auc, 4),
-        "brier": round(evaluation.brier, 4),
-        "base_rate": round(evaluation.base_rate, 4),
-        "node_auc": {k: round(v, 4) for k, v in sorted(evaluation.node_auc.items())},
-        "fairness_gaps": evaluation.fairness
-        or {"not_reported": f"no demographic group holds k={outcome.job.k_min} held-out members at a node"},
-        "evaluation": "auc, pr_auc and the ROC curve: pooled held-out members of every node, from "
+        return None
+    not_reported = f"no demographic group holds k={outcome.job.k_min} held-out members at a node"
+    return CardMetrics(
+        auc=round(evaluation.auc, 4),
+        pr_auc=round(evaluation.pr_auc, 4),
+        brier=round(evaluation.brier, 4),
+        base_rate=round(evaluation.base_rate, 4),
+        node_auc={k: round(v, 4) for k, v in sorted(evaluation.node_auc.items())},
+        fairness_gaps=evaluation.fairness or {"not_reported": not_reported},  # type: ignore[arg-type]
+        evaluation="auc, pr_auc and the ROC curve: pooled held-out members of every node, from "
         "k-member score histograms; node_auc: each node's exact AUC over its held-out members",
-        "roc_curve": {
-            "fpr": [round(x, 5) for x in evaluation.roc_fpr],
-            "tpr": [round(x, 5) for x in evaluation.roc_tpr],
-        },
-    }
+        roc_curve=CardRocCurve(
+            fpr=[round(x, 5) for x in evaluation.roc_fpr], tpr=[round(x, 5) for x in evaluation.roc_tpr]
+        ),
+    )
 
 
-def write_model(model_dir: Path, arrays: ArrayRecord, card: dict[str, Any]) -> Path:
+def write_model(model_dir: Path, arrays: ArrayRecord, card: ModelCard) -> Path:
     """Write the weights and the card (with the weights' SHA-256) into ``model_dir``; return the card path."""
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / WEIGHTS_FILE
     torch.save(arrays.to_torch_state_dict(), weights)
-    card = {**card, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    path = model_dir / CARD_FILE
-    path.write_text(json.dumps(card, indent=2, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def read_model_card(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / CARD_FILE
-    if not path.exists():
-        raise FileNotFoundError(2, "no model card in model folder", str(path))
-    card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return card
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return write_model_card(model_dir, card.model_copy(update={"weights_sha256": digest}))

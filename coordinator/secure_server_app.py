@@ -1,11 +1,13 @@
 """The coordinator's ServerApp for jobs with secure aggregation (Flower SecAgg+).
 
-Same job life cycle as ``server_app`` (describe the nodes, reserve every partner's ε on the ledger,
-train round by round, evaluate from k-member score histograms, settle the ledger with what each node
-reports it spent); only the training round differs. Each round runs Flower 1.41's
+Same job life cycle as every job (``coordinator.job_lifecycle``: describe the nodes, reserve every
+partner's ε on the ledger, train round by round, evaluate from k-member score histograms, settle the
+ledger from every node's accountant); only the training round differs. Each round runs Flower 1.41's
 ``SecAggPlusWorkflow`` (which drives the legacy FitIns/FitRes strategy API) over the nodes, so the
 server receives one *masked* vector per node and learns only their weighted sum, which it adds to the
-global weights: nodes send updates (see ``participant_node.training.secure_client_app``).
+global weights: nodes send updates (see ``participant_node.training.secure_client_app``). The
+unmasked model then passes through the job's strategy stack like a plain round's aggregate (server
+momentum, iterate averaging), and the budget guard checks the nodes' clear accounting figures.
 
 SecAgg+ (Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic Overhead", CCS 2020)
 parameters, sized to the nodes of a round:
@@ -26,14 +28,13 @@ parameters, sized to the nodes of a round:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import flwr.compat.common.recorddict_compat as compat
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from flwr.common import FitRes, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
@@ -43,24 +44,22 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 
+from coordinator.budget_guard import RoundTally
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig, StrategyName
 from coordinator.job_errors import JobFailedError, JobRefusedError
-from coordinator.server_app import (
-    JobOutcome,
-    NodeReport,
-    RoundCallback,
-    RoundReport,
-    make_server_app,
-    record_node_reports,
-    run_job,
-)
+from coordinator.job_outcome import JobOutcome
+from coordinator.job_progress import JobProgress
+from coordinator.job_strategy import JobStrategy
+from coordinator.server_app import make_server_app
+from coordinator.strategy_wrapper import aggregate_as_reply
+from protocol import JobSpec, MalformedReplyError, RecordKey, TrainReply
+from protocol.wire_keys import ConfigKey
 
 __all__ = [
     "SecAggParameters",
     "SecureJobOutcome",
+    "SecureRound",
     "make_secure_server_app",
-    "run_secure_job",
     "secagg_parameters",
 ]
 
@@ -105,7 +104,7 @@ class SecureJobOutcome(JobOutcome):
     secagg: SecAggParameters | None = None
 
 
-def secagg_parameters(job: JobConfig, nodes: int) -> SecAggParameters:
+def secagg_parameters(job: JobSpec, nodes: int) -> SecAggParameters:
     """Size SecAgg+ to ``nodes`` nodes and the job's DP-SGD update scale."""
     if nodes < 2:
         raise JobRefusedError(f"secure aggregation needs at least 2 nodes, got {nodes}")
@@ -137,117 +136,94 @@ class _ReportingFedAvg(FedAvg):
 
 
 def make_secure_server_app(
-    jobs: Sequence[JobConfig] | None,
+    jobs: Sequence[JobSpec] | None,
     *,
     outcome_sink: Callable[[JobOutcome], None] | None = None,
     ledger: BudgetLedger | None = None,
     expected_nodes: int | None = None,
-    on_round: RoundCallback | None = None,
+    progress: JobProgress | None = None,
     checkpoint_dir: Path | None = None,
     grid_wrapper: Callable[[Grid], Grid] | None = None,
 ) -> ServerApp:
-    """``server_app.make_server_app`` with SecAgg+ training rounds (``run_secure_job``)."""
+    """``server_app.make_server_app`` with SecAgg+ training rounds (``SecureRound``)."""
     return make_server_app(
         jobs,
         outcome_sink=outcome_sink,
         ledger=ledger,
         expected_nodes=expected_nodes,
-        on_round=on_round,
+        progress=progress,
         checkpoint_dir=checkpoint_dir,
-        runner=run_secure_job,
+        train_round=SecureRound,
+        new_outcome=lambda job: SecureJobOutcome(job=job),
         grid_wrapper=grid_wrapper,
     )
 
 
-def run_secure_job(
-    grid: Grid,
-    context: Context,
-    job: JobConfig,
-    *,
-    expected_nodes: int,
-    ledger: BudgetLedger | None = None,
-    on_round: RoundCallback | None = None,
-    checkpoint_dir: Path | None = None,
-) -> JobOutcome:
-    """Run ``job`` with SecAgg+ rounds: describe, reserve budgets, train, evaluate, settle."""
+class SecureRound:
+    """One SecAgg+ training round over every connected node, in the run's Flower context."""
 
-    def secure_round(grid: Grid, job: JobConfig, outcome: JobOutcome, server_round: int) -> RoundReport:
-        return _secure_round(grid, context, job, outcome, server_round)
+    def __init__(self, context: Context) -> None:
+        self.context = context
 
-    return run_job(
-        grid,
-        job,
-        expected_nodes=expected_nodes,
-        ledger=ledger,
-        on_round=on_round,
-        checkpoint_dir=checkpoint_dir,
-        train_round=secure_round,
-        outcome_type=SecureJobOutcome,
-    )
-
-
-def _secure_round(
-    grid: Grid, context: Context, job: JobConfig, outcome: JobOutcome, server_round: int
-) -> RoundReport:
-    started = time.perf_counter()
-    node_ids = list(grid.get_node_ids())
-    secagg = secagg_parameters(job, len(node_ids))
-    results: list[FitRes] = []
-    legacy = _legacy_context(grid, context, job, node_ids, results.extend)
-    assert outcome.arrays is not None
-    global_weights = outcome.arrays.to_numpy_ndarrays()
-    legacy.state.array_records[_PARAMS] = compat.parameters_to_arrayrecord(
-        ndarrays_to_parameters(global_weights), keep_input=True
-    )
-    legacy.state.config_records[_CONFIG] = ConfigRecord({_ROUND: server_round})
-    secagg.workflow(timeout=job.round_timeout_s)(grid, legacy)
-    if len(results) < job.min_nodes:
-        raise JobFailedError(
-            f"round {server_round}: only {len(results)} of {len(node_ids)} nodes completed secure "
-            f"aggregation; the job needs {job.min_nodes}"
+    def __call__(
+        self, grid: Grid, strategy: JobStrategy, outcome: JobOutcome, server_round: int
+    ) -> ArrayRecord:
+        assert outcome.arrays is not None
+        job = outcome.job
+        node_ids = list(grid.get_node_ids())
+        secagg = secagg_parameters(job, len(node_ids))
+        results: list[FitRes] = []
+        legacy = _legacy_context(grid, self.context, job, node_ids, results.extend)
+        global_weights = outcome.arrays.to_numpy_ndarrays()
+        legacy.state.array_records[_PARAMS] = compat.parameters_to_arrayrecord(
+            ndarrays_to_parameters(global_weights), keep_input=True
         )
-    reports = [_node_report(res) for res in results]
-    record_node_reports(job, outcome, reports, server_round)
-    mean_update = parameters_to_ndarrays(results[0].parameters)
-    names = list(outcome.arrays.keys())
-    outcome.arrays = ArrayRecord(
-        {
-            n: Array((w + u).astype(w.dtype))
-            for n, w, u in zip(names, global_weights, mean_update, strict=True)
-        }
-    )
-    if isinstance(outcome, SecureJobOutcome):
-        outcome.secagg = secagg
-    total = sum(r.num_examples for r in results)
-    return RoundReport(
-        job_id=job.job_id,
-        server_round=server_round,
-        nodes_ok=len(results),
-        nodes_failed=len(node_ids) - len(results),
-        seconds=time.perf_counter() - started,
-        train_loss=sum(float(r.metrics["train-loss"]) * r.num_examples for r in results) / total,
-        max_epsilon=max(r.epsilon for r in reports),
-        node_cpu_seconds=sum(float(r.metrics.get("cpu-seconds", 0.0)) for r in results),
-    )
+        legacy.state.config_records[_CONFIG] = ConfigRecord({_ROUND: server_round})
+        secagg.workflow(timeout=job.round_timeout_s)(grid, legacy)
+        replies = [reply for res in results if (reply := _train_reply(res)) is not None]
+        if len(replies) < job.min_nodes:
+            raise JobFailedError(
+                f"round {server_round}: only {len(replies)} of {len(node_ids)} nodes completed secure "
+                f"aggregation; the job needs {job.min_nodes}"
+            )
+        strategy.guard.record(server_round, replies)
+        mean_update = parameters_to_ndarrays(results[0].parameters)
+        names = list(outcome.arrays.keys())
+        unmasked = ArrayRecord(
+            {
+                n: Array((w + u).astype(w.dtype))
+                for n, w, u in zip(names, global_weights, mean_update, strict=True)
+            }
+        )
+        if strategy.momentum.current_arrays is None:  # FedAvgM keeps it from configure_train otherwise
+            strategy.momentum.current_arrays = outcome.arrays
+        total = sum(r.num_examples for r in replies)
+        loss = sum(r.train_loss * r.num_examples for r in replies) / total
+        aggregate = aggregate_as_reply(unmasked, num_examples=total, train_loss=loss)
+        arrays, _ = strategy.guard.strategy.aggregate_train(server_round, [aggregate])
+        assert arrays is not None
+        cpu = sum(r.cpu_seconds for r in replies)
+        strategy.guard.tally = RoundTally(len(node_ids), len(replies), cpu, loss)
+        if isinstance(outcome, SecureJobOutcome):
+            outcome.secagg = secagg
+        return arrays
 
 
 def _legacy_context(
     grid: Grid,
     context: Context,
-    job: JobConfig,
+    job: JobSpec,
     node_ids: list[int],
     on_results: Callable[[list[FitRes]], None],
 ) -> LegacyContext:
-    """A legacy strategy over exactly the connected nodes, sending the job's config to each."""
+    """A legacy strategy over exactly the connected nodes, sending the job's spec to each."""
     manager = SimpleClientManager()
     for node_id in node_ids:
         manager.register(GridClientProxy(node_id, grid, context.run_id))
-    config: dict[str, Scalar] = dict(job.node_config())
-    if job.strategy is StrategyName.FEDPROX:
-        config["proximal-mu"] = job.proximal_mu  # the node adds FedProx's proximal term (Li et al. 2020)
+    config: dict[str, Scalar] = {str(ConfigKey.JOB_SPEC): job.to_wire()}
 
     def fit_config(server_round: int) -> dict[str, Scalar]:
-        return {**config, "server-round": server_round}
+        return {**config, ConfigKey.SERVER_ROUND: server_round}
 
     n = len(node_ids)
     strategy = _ReportingFedAvg(
@@ -262,17 +238,19 @@ def _legacy_context(
     return LegacyContext(context, strategy=strategy, client_manager=manager)
 
 
-def _node_report(res: FitRes) -> NodeReport:
-    m = res.metrics
-    return NodeReport(
-        partner_id=str(m[_NODE_PREFIX + "partner-id"]),
-        data_fingerprint=str(m[_NODE_PREFIX + "data-fingerprint"]),
-        consent_snapshot_hash=str(m[_NODE_PREFIX + "consent-snapshot-hash"]),
-        members_used=int(m[_NODE_PREFIX + "members-used"]),
-        members_excluded_by_consent=int(m[_NODE_PREFIX + "members-excluded-by-consent"]),
-        epsilon=float(m["epsilon"]),
-        delta=float(m["delta"]),
-        noise_multiplier=float(m["noise-multiplier"]),
-        sample_rate=float(m["sample-rate"]),
-        steps=int(m["steps"]),
+def _train_reply(res: FitRes) -> TrainReply | None:
+    """A node's clear accounting figures in a FitRes, as the protocol's train reply (None if malformed)."""
+    metrics = {k: v for k, v in res.metrics.items() if not k.startswith(_NODE_PREFIX)}
+    node = {k[len(_NODE_PREFIX) :]: v for k, v in res.metrics.items() if k.startswith(_NODE_PREFIX)}
+    content = RecordDict(
+        {
+            RecordKey.ARRAYS: ArrayRecord(),
+            RecordKey.METRICS: MetricRecord({k: v for k, v in metrics.items() if isinstance(v, int | float)}),
+            RecordKey.NODE: ConfigRecord(node),  # type: ignore[arg-type]
+        }
     )
+    try:
+        reply = TrainReply.parse(content)
+    except MalformedReplyError:
+        return None
+    return reply if reply.num_examples == res.num_examples else None

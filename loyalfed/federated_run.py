@@ -2,7 +2,8 @@
 
 This is the only place that holds both sides: the coordinator's ServerApp and the node's
 ClientApp (the two packages never import each other). The CLI, the demo and the benchmark call
-``run_federated_job``; the deployment engine runs the very same apps from ``deploy/flower_app``.
+``run_federated_job``; the deployment engine runs the very same apps from the Flower App the
+package ships (``loyalfed/flower_app``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 
 from coordinator.approvals import ApprovedPolicy
 from coordinator.budget_ledger import BudgetLedger, NodeSpent
-from coordinator.job_config import JobConfig
 from coordinator.job_errors import JobFailedError
+from coordinator.job_outcome import JobOutcome
+from coordinator.job_progress import JobProgress, RoundCallback, on_rounds
 from coordinator.secure_server_app import make_secure_server_app
-from coordinator.server_app import JobOutcome, RoundCallback, make_server_app
+from coordinator.server_app import make_server_app
 from loyalfed.job_approvals import JobPolicies, approved_experiment_policies, require_job_policies
 from participant_node.data import (
     DataContractError,
@@ -31,6 +33,7 @@ from participant_node.training.client_app import make_client_app
 from participant_node.training.privacy_accountant import NodePrivacyAccountant
 from participant_node.training.secure_client_app import make_secure_client_app
 from policies.purpose import Purpose
+from protocol import JobSpec, parse_job_spec
 
 __all__ = [
     "FederatedRun",
@@ -110,7 +113,7 @@ def node_accountant_spent(federation: Federation) -> NodeSpent:
 
 def experiment_policies(
     federation_dir: Path,
-    jobs: Sequence[JobConfig],
+    jobs: Sequence[JobSpec],
     *,
     registry: Path,
     partner_ids: Sequence[str] | None = None,
@@ -126,12 +129,13 @@ def experiment_policies(
 
 def run_federated_job(
     federation_dir: Path,
-    job: JobConfig,
+    job: JobSpec,
     *,
     policies: JobPolicies,
     partner_ids: Sequence[str] | None = None,
     ledger: BudgetLedger | None = None,
     on_round: RoundCallback | None = None,
+    progress: JobProgress | None = None,
     checkpoint_dir: Path | None = None,
     client_app_factory: Callable[[Sequence[Path]], object] | None = None,
 ) -> FederatedRun:
@@ -143,6 +147,7 @@ def run_federated_job(
         partner_ids=partner_ids,
         ledger=ledger,
         on_round=on_round,
+        progress=progress,
         checkpoint_dir=checkpoint_dir,
         client_app_factory=client_app_factory,
     )
@@ -151,24 +156,28 @@ def run_federated_job(
 
 def run_federated_jobs(
     federation_dir: Path,
-    jobs: Sequence[JobConfig],
+    jobs: Sequence[JobSpec],
     *,
     policies: JobPolicies,
     partner_ids: Sequence[str] | None = None,
     ledger: BudgetLedger | None = None,
     on_round: RoundCallback | None = None,
+    progress: JobProgress | None = None,
     checkpoint_dir: Path | None = None,
     client_app_factory: Callable[[Sequence[Path]], object] | None = None,
 ) -> list[FederatedRun]:
     """Train ``jobs`` one after the other in one simulation (one engine start-up) over the same partners.
 
     Refused (``PolicyNotApprovedError``) before any partner's data is read unless every job names a
-    policy that every involved partner's officer approved for its current hash, and fits it.
+    policy that every involved partner's officer approved for its current hash, and fits it. Each
+    job then names that policy (id, version, hash) in its spec, so its nodes and its card see it.
+    ``progress`` receives rounds, refusals and settlements; ``on_round`` is the shorthand for rounds.
     """
     federation = load_federation(federation_dir)
     partners = select_partners(federation, partner_ids)
     ids = tuple(p[0] for p in partners)
     approved = require_job_policies(policies, federation, ids, jobs)
+    jobs = [_under_policy(job, approved[job.job_id]) for job in jobs]
     if ledger is not None:
         # Start-up recovery: reservations of earlier runs that died are settled from what each
         # node's own accountant recorded (coordinator.budget_ledger, "Recovery rule").
@@ -199,7 +208,7 @@ def run_federated_jobs(
         outcome_sink=outcomes.append,
         ledger=ledger,
         expected_nodes=len(partners),
-        on_round=on_round,
+        progress=progress or on_rounds(on_round),
         checkpoint_dir=checkpoint_dir,
     )
     dirs = [p[1] for p in partners]
@@ -208,6 +217,12 @@ def run_federated_jobs(
     if len(outcomes) < len(jobs):
         raise JobFailedError("the federated run ended before every job finished (see the log above)")
     return [FederatedRun(outcome, ids, overlap, approved[outcome.job.job_id]) for outcome in outcomes]
+
+
+def _under_policy(job: JobSpec, policy: ApprovedPolicy) -> JobSpec:
+    """``job`` naming the approved policy it runs under (validated like any other field)."""
+    fields = {"policy_id": policy.policy_id, "policy_version": policy.version}
+    return parse_job_spec({**job.model_dump(), **fields, "policy_hash": policy.content_hash})
 
 
 def _simulate(server_app: object, client_app: object, nodes: int) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordinator.approvals import ApprovedPolicy, PolicyNotApprovedError, PolicyRegistry, require_job_allowed
-from coordinator.job_config import JobConfig
 from loyalfed.local_officers import (
     approve_as_local_officers,
     experiment_policy,
@@ -25,6 +24,7 @@ from loyalfed.local_officers import (
 )
 from participant_node.data import Federation
 from policies.roles import Actor, Role
+from protocol import JobSpec
 
 __all__ = ["JobPolicies", "approved_experiment_policies", "require_job_policies"]
 
@@ -43,7 +43,7 @@ class JobPolicies:
     officers_dir: Path | None = field(default=None)
 
     @classmethod
-    def one_for_all(cls, registry: Path, ref: str, jobs: Sequence[JobConfig]) -> JobPolicies:
+    def one_for_all(cls, registry: Path, ref: str, jobs: Sequence[JobSpec]) -> JobPolicies:
         return cls(registry=registry, refs={job.job_id: ref for job in jobs})
 
     @property
@@ -52,7 +52,7 @@ class JobPolicies:
 
 
 def require_job_policies(
-    policies: JobPolicies, federation: Federation, partner_ids: Sequence[str], jobs: Sequence[JobConfig]
+    policies: JobPolicies, federation: Federation, partner_ids: Sequence[str], jobs: Sequence[JobSpec]
 ) -> dict[str, ApprovedPolicy]:
     """The approved policy of every job, or ``PolicyNotApprovedError`` naming what is missing."""
     if not policies.registry.is_file():
@@ -71,7 +71,7 @@ def require_job_policies(
 def _approved(
     registry: PolicyRegistry,
     policies: JobPolicies,
-    job: JobConfig,
+    job: JobSpec,
     partner_ids: Sequence[str],
     regions: Mapping[str, str],
 ) -> ApprovedPolicy:
@@ -96,7 +96,7 @@ def _approved(
 
 
 def approved_experiment_policies(
-    federation: Federation, partner_ids: Sequence[str], jobs: Sequence[JobConfig], *, registry: Path
+    federation: Federation, partner_ids: Sequence[str], jobs: Sequence[JobSpec], *, registry: Path
 ) -> JobPolicies:
     """Draft one experiment policy per purpose of ``jobs`` and approve it as every partner's local officer.
 

@@ -10,6 +10,7 @@ from loyalfed.cli.service_client import ServiceClientError
 from models.errors import ModelError
 from participant_node.errors import NodeError
 from policies.errors import PolicyError
+from protocol.errors import ProtocolError
 from psi.errors import PsiError
 
 # Typed errors are expected failures (bad input, refused job): exit 2. Anything else is a bug:
@@ -20,6 +21,7 @@ _TYPED_ERRORS: tuple[type[Exception], ...] = (
     ModelError,
     NodeError,
     PolicyError,
+    ProtocolError,
     PsiError,
     ServiceClientError,
 )

@@ -15,10 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig, ModelKind, StrategyName, TaskName, parse_job_config
+from models.task import ModelKind
+from models.task import Task as TaskName
+from protocol import JobSpec, ModelCard, StrategyName, parse_job_spec
 
 if TYPE_CHECKING:  # the ServerApp pulls in Flower: load it only when a job runs
-    from coordinator.server_app import RoundCallback, RoundReport
+    from coordinator.job_outcome import RoundReport
+    from coordinator.job_progress import RoundCallback
 
 budget = typer.Typer(help="Privacy budgets: yearly ε caps per partner dataset and what jobs spent.")
 
@@ -108,9 +111,10 @@ def train(
     """Train a churn or propensity model with federated DP-SGD over the partners of a federation."""
     from coordinator.model_card import build_model_card, write_model
     from loyalfed.federated_run import JobPolicies, run_federated_job
+    from protocol import read_model_card
 
     tuning = {"local_steps": local_steps, "server_momentum": server_momentum, "average_last": average_last}
-    job = parse_job_config(
+    job = parse_job_spec(
         {
             **{name: value for name, value in tuning.items() if value is not None},
             "task": task,
@@ -150,13 +154,13 @@ def train(
     card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap, policy=run.policy)
     write_model(out, run.outcome.arrays, card)
     if as_json:
-        typer.echo(json.dumps(json.loads((out / "model_card.json").read_text()), indent=2))
+        typer.echo(read_model_card(out).model_dump_json(indent=2))
         return
-    _print_card(Console(), card, out)
+    _print_card(Console(), read_model_card(out), out)
 
 
 @contextmanager
-def _round_progress(console: Console, job: JobConfig) -> Iterator[RoundCallback]:
+def _round_progress(console: Console, job: JobSpec) -> Iterator[RoundCallback]:
     """A Rich progress bar over the job's rounds; yields the ServerApp's per-round callback."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -179,26 +183,27 @@ def _round_progress(console: Console, job: JobConfig) -> Iterator[RoundCallback]
         yield on_round
 
 
-def _print_card(console: Console, card: dict, out: Path) -> None:  # type: ignore[type-arg]
-    metrics = card["metrics"]
+def _print_card(console: Console, card: ModelCard, out: Path) -> None:
+    metrics = card.metrics
+    assert metrics is not None  # a published model was evaluated
     console.print(
-        f"[green]✓[/green] {card['task']} model in {out}: AUC {metrics['auc']:.3f}, "
-        f"PR-AUC {metrics['pr_auc']:.3f}, Brier {metrics['brier']:.3f}; "
-        f"worst-case member ε={card['epsilon_worst_case_member']:.2f} (δ={card['delta']:g})"
+        f"[green]✓[/green] {card.task} model in {out}: AUC {metrics.auc:.3f}, "
+        f"PR-AUC {metrics.pr_auc:.3f}, Brier {metrics.brier:.3f}; "
+        f"worst-case member ε={card.epsilon_worst_case_member:.2f} (δ={card.delta:g})"
     )
     table = Table(title="nodes")
     for column in ("partner", "members used", "excluded by consent", "ε", "σ", "q", "steps", "AUC"):
         table.add_column(column, justify="left" if column == "partner" else "right")
-    for node in card["nodes"]:
-        auc = metrics["node_auc"].get(node["partner_id"])
+    for node in card.nodes:
+        auc = metrics.node_auc.get(node.partner_id)
         table.add_row(
-            node["partner_id"],
-            str(node["members_used"]),
-            str(node["members_excluded_by_consent"]),
-            f"{node['epsilon']:.2f}",
-            f"{node['noise_multiplier']:.2f}",
-            f"{node['sample_rate']:.3f}",
-            str(node["steps"]),
+            node.partner_id,
+            str(node.members_used),
+            str(node.members_excluded_by_consent),
+            f"{node.epsilon:.2f}",
+            f"{node.noise_multiplier:.2f}",
+            f"{node.sample_rate:.3f}",
+            str(node.steps),
             "-" if auc is None else f"{auc:.3f}",
         )
     console.print(table)
@@ -303,4 +308,4 @@ def show(
     Console().print(table)
 
 
-__all__ = ["JobConfig", "default_ledger_path", "register"]
+__all__ = ["default_ledger_path", "register"]

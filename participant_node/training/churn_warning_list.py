@@ -36,14 +36,14 @@ def warning_list(
     card = read_model(model_dir).card
     moment = now or datetime.now(UTC).replace(tzinfo=None)
     scores = score_partner(partner_dir, model_dir, as_of=as_of, now=moment)[["member_id", "score"]]
-    if Task(card["task"]) is not Task.CHURN:
+    if Task(card.task) is not Task.CHURN:
         return scores.sort_values("score", ascending=False, ignore_index=True)
-    base_rate = card.get("metrics", {}).get("base_rate")
-    if not isinstance(base_rate, int | float) or not 0.0 < base_rate < 1.0:
+    base_rate = card.metrics.base_rate if card.metrics is not None else None
+    if base_rate is None or not 0.0 < base_rate < 1.0:
         raise TrainingError(f"{model_dir}: the model card has no held-out base rate to set the warning bands")
     # The purchase dates are read through the node gate, under the same use as the scores.
     use = MemberDataUse(
-        purpose=Purpose(card["purpose"]), at=moment, reads=FEATURE_READS, retention_as_of=min(as_of, moment)
+        purpose=Purpose(card.purpose), at=moment, reads=FEATURE_READS, retention_as_of=min(as_of, moment)
     )
     transactions = admit(load_partner(partner_dir), use).transactions
     days = days_since_last_purchase(scores["member_id"], transactions, as_of=as_of)

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from participant_node.errors import NodeError
 
-__all__ = ["PrivacyBudgetError", "TrainingError", "TrainingSpecError"]
+__all__ = ["PrivacyBudgetError", "TrainingError"]
 
 
 class TrainingError(NodeError):
     """A training or evaluation request the node cannot serve."""
-
-
-class TrainingSpecError(TrainingError):
-    """The job's configuration, as received by the node, is invalid (names the field)."""
 
 
 class PrivacyBudgetError(TrainingError):

@@ -25,8 +25,8 @@ from participant_node.consent import GatedData, MemberDataUse
 from participant_node.consent.node_gate import apply_selection, select_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.training.errors import TrainingError
-from participant_node.training.training_spec import TrainingSpec
 from policies.policy import DataUsePolicy
+from protocol import JobSpec
 
 __all__ = ["FEATURE_READS", "TRAINING_READS", "LocalTaskData", "load_local_task_data", "training_use"]
 
@@ -68,7 +68,7 @@ class LocalTaskData:
 
 
 def training_use(
-    spec: TrainingSpec, at: datetime, *, policy: DataUsePolicy | None = None, node_region: str | None = None
+    spec: JobSpec, at: datetime, *, policy: DataUsePolicy | None = None, node_region: str | None = None
 ) -> MemberDataUse:
     """The node gate's view of a training job: the node's own use of its data for the job's purpose.
 
@@ -93,7 +93,7 @@ _dataset_cache: dict[tuple[object, ...], LocalTaskData] = {}
 
 def load_local_task_data(
     partner_dir: Path,
-    spec: TrainingSpec,
+    spec: JobSpec,
     *,
     at: datetime,
     schema: FeatureSchema | None = None,
@@ -120,7 +120,7 @@ def load_local_task_data(
 
 
 def _load_publicly_scaled(
-    partner_dir: Path, spec: TrainingSpec, use: MemberDataUse, schema: FeatureSchema
+    partner_dir: Path, spec: JobSpec, use: MemberDataUse, schema: FeatureSchema
 ) -> LocalTaskData:
     fingerprint = fingerprint_partner(partner_dir)
     with _lock:
@@ -170,7 +170,7 @@ def _build(
     partner: PartnerData,
     gated: GatedData,
     groups: pd.DataFrame,
-    spec: TrainingSpec,
+    spec: JobSpec,
     schema: FeatureSchema,
     fingerprint: str,
 ) -> LocalTaskData:

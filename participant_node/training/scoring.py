@@ -9,11 +9,9 @@ the schema the model was trained with, checked by its fingerprint.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -26,10 +24,9 @@ from participant_node.data import load_partner
 from participant_node.training.errors import TrainingError
 from participant_node.training.local_task_data import FEATURE_READS
 from policies.purpose import Purpose
+from protocol.model_card import CARD_FILE, WEIGHTS_FILE, ModelCard, read_model_card
 
 __all__ = ["PublishedModel", "read_model", "score_partner"]
-
-_CARD, _WEIGHTS = "model_card.json", "model.pt"
 
 
 @dataclass(frozen=True)
@@ -37,29 +34,29 @@ class PublishedModel:
     """A published model as a node reads it: its card, the feature schema it was trained with
     (this node's own, matched by fingerprint) and the network with its weights loaded."""
 
-    card: dict[str, Any]
+    card: ModelCard
     schema: FeatureSchema
     network: torch.nn.Module
 
 
 def read_model(model_dir: Path) -> PublishedModel:
     """Read a published model folder (``model_card.json`` and ``model.pt``)."""
-    card_path, weights_path = model_dir / _CARD, model_dir / _WEIGHTS
+    card_path, weights_path = model_dir / CARD_FILE, model_dir / WEIGHTS_FILE
     for path in (card_path, weights_path):
         if not path.exists():
             raise FileNotFoundError(2, "model folder is missing a file", str(path))
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = read_model_card(model_dir)
     schema = _schema_of(card, card_path)
-    model = make_model(card["model"], schema.n_features)
+    model = make_model(card.model, schema.n_features)
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
     return PublishedModel(card=card, schema=schema, network=model)
 
 
-def _schema_of(card: dict[str, Any], card_path: Path) -> FeatureSchema:
+def _schema_of(card: ModelCard, card_path: Path) -> FeatureSchema:
     """The node's own schema whose fingerprint the card names (with or without category mix)."""
-    fingerprint = card.get("feature_schema", {}).get("fingerprint")
+    fingerprint = card.feature_schema.fingerprint
     for category_mix in (False, True):
         schema = default_feature_schema(category_mix=category_mix)
         if schema.fingerprint == fingerprint:
@@ -75,7 +72,7 @@ def score_partner(
     partner = load_partner(partner_dir)
     moment = now or datetime.now(UTC).replace(tzinfo=None)
     use = MemberDataUse(
-        purpose=Purpose(published.card["purpose"]),
+        purpose=Purpose(published.card.purpose),
         at=moment,
         reads=FEATURE_READS,
         retention_as_of=min(as_of, moment),

@@ -33,9 +33,11 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
 from models.networks import make_model
-from participant_node.training.client_app import NODE_RECORD, Clock, make_client_app
+from participant_node.training.client_app import make_client_app
 from participant_node.training.errors import TrainingError
-from participant_node.training.training_spec import parse_training_spec
+from participant_node.training.job_handler import Clock
+from protocol import JobSpec, RecordKey, TrainReply, refusal_of
+from protocol.wire_keys import ConfigKey
 
 __all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "make_secure_client_app"]
 
@@ -52,21 +54,27 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
     global_weights = parameters_to_ndarrays(fitins.parameters)
     legacy_content = msg.content
     # The handler reads the Message-API layout; restore the request for the mods outside this one.
-    msg.content = RecordDict({"arrays": _named_arrays(global_weights, config), "config": config})
+    msg.content = RecordDict(
+        {RecordKey.ARRAYS: _named_arrays(global_weights, config), RecordKey.CONFIG: config}
+    )
     try:
         reply = call_next(msg, context)
     finally:
         msg.content = legacy_content
     if reply.has_error():
         return reply
-    local = reply.content["arrays"].to_numpy_ndarrays()
+    refusal = refusal_of(reply.content)
+    if refusal is not None:  # SecAgg+ needs a FitRes: the refusal travels as the node's error
+        raise TrainingError(str(refusal))
+    train = TrainReply.parse(reply.content)  # the node's own reply has the protocol's shape
+    local = reply.content.array_records[RecordKey.ARRAYS].to_numpy_ndarrays()
     update = [(new - old).astype(np.float32) for new, old in zip(local, global_weights, strict=True)]
-    metrics = reply.content["metrics"]
-    node = reply.content[NODE_RECORD]
+    metrics = reply.content.metric_records[RecordKey.METRICS]
+    node = reply.content.config_records[RecordKey.NODE]
     fitres = FitRes(
         status=Status(code=Code.OK, message="ok"),
         parameters=ndarrays_to_parameters(update),
-        num_examples=int(metrics["num-examples"]),
+        num_examples=train.num_examples,
         metrics={
             **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
             **{NODE_FIELD_PREFIX + k: v for k, v in node.items() if isinstance(v, int | float | str)},
@@ -77,7 +85,7 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
 
 def _named_arrays(weights: list[np.ndarray], config: ConfigRecord) -> ArrayRecord:
     """Give the legacy (unnamed, ordered) weights the state-dict names of the job's network."""
-    spec = parse_training_spec(config)
+    spec = JobSpec.from_wire(config.get(ConfigKey.JOB_SPEC))
     names = list(make_model(spec.model, spec.schema.n_features).state_dict())
     if len(names) != len(weights):
         raise TrainingError(

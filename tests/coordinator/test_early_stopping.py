@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig
 from loyalfed.federated_run import experiment_policies, run_federated_job
+from protocol import JobSpec
 
 pytestmark = pytest.mark.slow
 
 # A learning rate so small that the model cannot move: the pooled validation AUC (from binned
 # histograms) stays put, so with patience 2 the job must stop after round 3 of 8. The job keeps to
 # the public scaling (no feature-moments query), which this run covers end to end.
-JOB = JobConfig(
+JOB = JobSpec(
     job_id="job-test-early-stop",
     task="churn",
     epsilon=3.0,

@@ -7,7 +7,7 @@ import math
 import pytest
 from flwr.app import MetricRecord
 
-from coordinator.server_app import feature_moments_of
+from coordinator.pooled_standardisation import feature_moments_of
 
 
 def test_a_well_formed_reply_becomes_moments() -> None:
@@ -20,9 +20,9 @@ def test_a_well_formed_reply_becomes_moments() -> None:
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        ({"count": 30, "sums": [3.0, math.nan], "sums-of-squares": [1.5, 2.5]}, "non-finite"),
+        ({"count": 30, "sums": [3.0, math.nan], "sums-of-squares": [1.5, 2.5]}, "finite numbers"),
         ({"count": 30, "sums": [3.0], "sums-of-squares": [1.5, 2.5]}, "differ in length"),
-        ({"count": -1, "sums": [3.0], "sums-of-squares": [1.5]}, "non-negative"),
+        ({"count": -1, "sums": [3.0], "sums-of-squares": [1.5]}, "at least 0"),
         ({"count": 30, "sums": [3.0]}, "sums-of-squares"),
     ],
 )

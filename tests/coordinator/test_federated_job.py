@@ -20,22 +20,21 @@ from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig
+from coordinator.job_outcome import RoundReport
 from coordinator.model_card import build_model_card, write_model
-from coordinator.server_app import RoundReport
 from loyalfed.federated_run import FederatedRun, experiment_policies, run_federated_job
 from models import TaskDataset, make_model, predict_proba
 from models.metrics import roc_auc
 from participant_node.consent import ConsentStore
 from participant_node.training.client_app import make_client_app
 from participant_node.training.local_task_data import load_local_task_data
-from participant_node.training.training_spec import parse_training_spec
 from policies.purpose import Purpose
+from protocol import JobSpec
 
 pytestmark = pytest.mark.slow
 
 KILLED, WITHDRAWING = "freshmart-west", "freshmart-north"
-JOB = JobConfig(
+JOB = JobSpec(
     job_id="job-test-fedprox",
     task="churn",
     epsilon=3.0,
@@ -146,13 +145,14 @@ def test_the_job_trains_on_pooled_moments_and_publishes_weights_for_public_rows(
 ) -> None:
     run, *_ = job_run
     card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap)
-    assert "NOT differentially private" in card["mechanisms"]["feature_scaling"]
+    assert "NOT differentially private" in card.mechanisms["feature_scaling"]
     standardisation = run.outcome.job.standardisation
     assert standardisation is not None
-    assert card["feature_standardisation"]["mean"] == list(standardisation.mean)
+    assert card.feature_standardisation is not None and card.metrics is not None
+    assert card.feature_standardisation.mean == list(standardisation.mean)
     # The pooled mean is the mean of every node's training members on the public scale (the
     # untouched copy of the federation: before the withdrawal, as the moments were taken).
-    spec = parse_training_spec(JOB.node_config())
+    spec = JOB
     now = datetime.now(UTC).replace(tzinfo=None)
     nodes = [load_local_task_data(cj_federation / s, spec, at=now) for s in sorted(run.partner_ids)]
     train = TaskDataset.concatenate(d.train for d in nodes)
@@ -166,4 +166,4 @@ def test_the_job_trains_on_pooled_moments_and_publishes_weights_for_public_rows(
     # Each node's AUC on the card is the exact one over its held-out members (not its 3-5 bins).
     for node in nodes:
         exact = roc_auc(node.heldout.y, predict_proba(model, node.heldout.X))
-        assert card["metrics"]["node_auc"][node.partner_id] == pytest.approx(exact, abs=1e-4)
+        assert card.metrics.node_auc[node.partner_id] == pytest.approx(exact, abs=1e-4)

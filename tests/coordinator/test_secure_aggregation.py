@@ -26,19 +26,20 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.serverapp import Grid
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig
+from coordinator.job_outcome import JobOutcome
+from coordinator.job_strategy import initial_arrays, published_arrays
 from coordinator.model_card import build_model_card
 from coordinator.secure_server_app import make_secure_server_app, secagg_parameters
-from coordinator.server_app import JobOutcome, initial_arrays, published_arrays
 from loyalfed.federated_run import _simulate, select_partners
 from participant_node.data import load_federation
 from participant_node.training.secure_client_app import make_secure_client_app
+from protocol import JobSpec
 
 pytestmark = pytest.mark.slow
 
 # No server momentum and the last model published: the final model is then exactly the initial one
 # plus the rounds' weighted mean updates, which the unmasking test reconstructs.
-JOB = JobConfig(
+JOB = JobSpec(
     job_id="job-test-secagg",
     task="churn",
     epsilon=3.0,
@@ -173,7 +174,7 @@ def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(se
     outcome, _, _, ledger_file = secure_run
     assert [(r.nodes_ok, r.nodes_failed) for r in outcome.rounds] == [(4, 0)] * JOB.rounds
     assert outcome.evaluation is not None and outcome.evaluation.auc > 0.6
-    card = json.loads(json.dumps(build_model_card(outcome, members_may_overlap=False)))
+    card = json.loads(build_model_card(outcome, members_may_overlap=False).model_dump_json())
     assert card["secure_aggregation"] is True
     protocol = card["secure_aggregation_protocol"]
     assert protocol["protocol"].startswith("SecAgg+")
@@ -197,5 +198,5 @@ def test_a_card_claims_secure_aggregation_only_when_secagg_ran() -> None:
     # A secure_agg job run by the plain ServerApp (e.g. a deployment that does not wire SecAgg+) is
     # reported as what it was: aggregated in clear.
     card = build_model_card(JobOutcome(job=JOB), members_may_overlap=False)
-    assert card["secure_aggregation"] is False and card["secure_aggregation_protocol"] is None
-    assert "SecAgg+" not in card["mechanisms"]["model_updates"]
+    assert card.secure_aggregation is False and card.secure_aggregation_protocol is None
+    assert "SecAgg+" not in card.mechanisms["model_updates"]

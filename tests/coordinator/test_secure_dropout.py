@@ -10,17 +10,17 @@ import pytest
 from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
-from coordinator.job_config import JobConfig
+from coordinator.job_outcome import JobOutcome
 from coordinator.secure_server_app import make_secure_server_app
-from coordinator.server_app import JobOutcome
 from loyalfed.federated_run import _simulate, select_partners
 from participant_node.data import load_federation
 from participant_node.training.secure_client_app import make_secure_client_app
+from protocol import JobSpec
 
 pytestmark = pytest.mark.slow
 
 DROPPED = "freshmart-east"
-JOB = JobConfig(
+JOB = JobSpec(
     job_id="job-test-secagg-dropout",
     task="churn",
     epsilon=3.0,

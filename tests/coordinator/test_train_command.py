@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig
 from coordinator.job_errors import BudgetExceededError
 from loyalfed.federated_run import experiment_policies, run_federated_job
+from protocol import JobSpec
 
 LOYALFED = [str(Path(sys.executable).parent / "loyalfed")]
 
@@ -62,7 +62,7 @@ def test_a_job_over_a_partners_cap_is_refused_before_any_training(federation: Pa
     with pytest.raises(
         BudgetExceededError, match=r"refused before any training.*freshmart-east.*cap ε=2\.00"
     ):
-        job = JobConfig(epsilon=3.0)
+        job = JobSpec(epsilon=3.0)
         policies = experiment_policies(federation, [job], registry=tmp_path / "api-registry.sqlite")
         run_federated_job(federation, job, policies=policies, ledger=ledger)
     ledger.close()

@@ -1,5 +1,6 @@
 """Flower's deployment engine on loopback with TLS: a real SuperLink, three real SuperNodes (one per
-FreshMart store group), the loyalfed Flower App of ``deploy/flower_app`` submitted with ``flwr run``.
+FreshMart store group), the loyalfed Flower App the package ships (``loyalfed/flower_app``) submitted
+with ``flwr run``.
 
 The ServerApp and ClientApp are the very ones the simulation runs; the job must finish and publish a
 model with its card. Every process is killed in ``finally``.
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from loyalfed.flower_app import flower_app_dir
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +137,7 @@ def test_a_job_runs_through_superlink_and_three_tls_supernodes(
         "round-timeout-s=300.0"
     )
     submitted = subprocess.run(
-        [str(BIN / "flwr"), "run", str(REPO / "deploy" / "flower_app"), "local", "--run-config", overrides],
+        [str(BIN / "flwr"), "run", str(flower_app_dir()), "local", "--run-config", overrides],
         env=env,
         capture_output=True,
         text=True,

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from coordinator.approvals import PolicyNotApprovedError, PolicyRegistry
-from coordinator.job_config import JobConfig
 from loyalfed.cli import main
 from loyalfed.federated_run import JobPolicies, experiment_policies, run_federated_job, select_partners
 from loyalfed.local_officers import approve_as_local_officers, experiment_policy, officers_dir_for
 from participant_node.data import load_federation
 from policies.purpose import Purpose
 from policies.roles import Actor, Role
+from protocol import JobSpec
 
-JOB = JobConfig(epsilon=3.0, rounds=1)
+JOB = JobSpec(epsilon=3.0, rounds=1)
 
 
 @pytest.fixture
@@ -117,14 +117,14 @@ def test_every_partner_officers_signature_is_verified(unreadable_federation: Pat
         ({"epsilon": 8.0, "delta": 1e-5, "regions": ["DE"]}, JOB, "cross_border"),
         (
             {"epsilon": 8.0, "delta": 1e-5, "regions": ["CN"]},
-            JobConfig(task="propensity", epsilon=3.0),
+            JobSpec(task="propensity", epsilon=3.0),
             "purpose",
         ),
     ],
     ids=["epsilon-above-the-cap", "partner-region-outside-the-policy", "another-purpose"],
 )
 def test_a_job_that_does_not_fit_its_approved_policy_is_refused(
-    unreadable_federation: Path, tmp_path: Path, overrides: dict[str, object], job: JobConfig, refusal: str
+    unreadable_federation: Path, tmp_path: Path, overrides: dict[str, object], job: JobSpec, refusal: str
 ) -> None:
     registry = tmp_path / "registry.sqlite"
     ref = _draft(registry, _stores(unreadable_federation), **overrides)
@@ -139,7 +139,7 @@ def test_a_job_that_does_not_fit_its_approved_policy_is_refused(
 
 def test_a_job_naming_no_policy_is_refused(unreadable_federation: Path, tmp_path: Path) -> None:
     policies = experiment_policies(unreadable_federation, [JOB], registry=tmp_path / "registry.sqlite")
-    other = JobConfig(job_id="not-in-the-book", epsilon=3.0)
+    other = JobSpec(job_id="not-in-the-book", epsilon=3.0)
     with pytest.raises(PolicyNotApprovedError, match="job not-in-the-book names no data-use policy"):
         run_federated_job(unreadable_federation, other, policies=policies)
     assert json.loads(json.dumps(dict(policies.refs))) == {JOB.job_id: "experiment-churn-model@1"}

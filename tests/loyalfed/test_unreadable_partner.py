@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import parse_job_config
 from coordinator.job_errors import JobFailedError
 from loyalfed.cli import main
 from loyalfed.federated_run import experiment_policies, run_federated_job
+from protocol import parse_job_spec
 
 
 def _federation(cj_federation: Path, tmp_path: Path) -> Path:
@@ -37,7 +37,7 @@ def _federation(cj_federation: Path, tmp_path: Path) -> Path:
 def test_unreadable_partner_fails_the_job_before_any_reservation(cj_federation: Path, tmp_path: Path) -> None:
     federation = _federation(cj_federation, tmp_path)
     ledger = BudgetLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    job = parse_job_config({"task": "churn", "epsilon": 1.0, "rounds": 1})
+    job = parse_job_spec({"task": "churn", "epsilon": 1.0, "rounds": 1})
     partners = ["freshmart-north", "freshmart-south"]
     policies = experiment_policies(
         federation, [job], registry=tmp_path / "registry.sqlite", partner_ids=partners

@@ -8,20 +8,21 @@ nodes' k-member score histograms) and a comparison with the centralized referenc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from coordinator.budget_ledger import BudgetLedger
-from coordinator.job_config import JobConfig, TaskName
+from coordinator.job_outcome import RoundReport
 from coordinator.model_card import build_model_card, write_model
-from coordinator.server_app import RoundReport
 from loyalfed.demo.pipeline import DemoContext
 from loyalfed.federated_run import FederatedRun, JobPolicies, run_federated_jobs
 from loyalfed.job_approvals import require_job_policies
+from models.task import Task as TaskName
 from participant_node.data import PartnerKind, load_federation
+from protocol import JobSpec, ModelCard, read_model_card
+from protocol.model_card import CardMetrics
 
 __all__ = ["DEMO_EPSILON", "FederatedTraining"]
 
@@ -69,13 +70,13 @@ class FederatedTraining:
         finally:
             ledger.close()
         published = [_publish(ctx, run) for run in runs]
-        ctx.artefacts["federated_models"] = {card["task"]: card for card in published}
+        ctx.artefacts["federated_models"] = {card.task: card for card in published}
         exact = {run.outcome.job.task.value: _exact_heldout_auc(ctx, run) for run in runs}
         _report(ctx, published, exact)
 
 
-def _job(task: TaskName, seed: int) -> JobConfig:
-    return JobConfig(
+def _job(task: TaskName, seed: int) -> JobSpec:
+    return JobSpec(
         job_id=f"demo-{task.value}-dp",
         task=task,
         epsilon=DEMO_EPSILON,
@@ -85,7 +86,7 @@ def _job(task: TaskName, seed: int) -> JobConfig:
     )
 
 
-def _job_policies(ctx: DemoContext, jobs: list[JobConfig]) -> JobPolicies:
+def _job_policies(ctx: DemoContext, jobs: list[JobSpec]) -> JobPolicies:
     """The policy of each job's purpose, as the policy stage drafted and had approved.
 
     Without that stage's approvals there is nothing to train under: the run refuses every job.
@@ -129,32 +130,29 @@ def _round_recorder(ctx: DemoContext):
     return on_round
 
 
-def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
+def _publish(ctx: DemoContext, run: FederatedRun) -> ModelCard:
     outcome = run.outcome
     job = outcome.job
     policy_hash = (ctx.artefacts.get("policy_hashes") or {}).get(job.job_id)
     assert outcome.arrays is not None
     card = build_model_card(outcome, members_may_overlap=run.members_may_overlap, policy=run.policy)
     model_dir = ctx.out_dir / "models" / job.task.value
-    card_path = write_model(model_dir, outcome.arrays, card)
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    for node in card["nodes"]:
+    write_model(model_dir, outcome.arrays, card)
+    card = read_model_card(model_dir)
+    for node in card.nodes:
         ctx.record_lineage(
             "budget.charged",
             actor="coordinator",
             role="coordinator",
-            partner=node["partner_id"],
+            partner=node.partner_id,
             job_id=job.job_id,
             policy_hash=policy_hash,
             purpose=job.purpose.value,
-            epsilon=node["epsilon"],
-            consent_snapshot_hash=node["consent_snapshot_hash"],
-            details={
-                "steps": node["steps"],
-                "members_excluded_by_consent": node["members_excluded_by_consent"],
-            },
+            epsilon=node.epsilon,
+            consent_snapshot_hash=node.consent_snapshot_hash,
+            details={"steps": node.steps, "members_excluded_by_consent": node.members_excluded_by_consent},
         )
-    inputs = [{"partner": p, "fingerprint": f} for p, f in card["data_fingerprints"].items()]
+    inputs = [{"partner": p, "fingerprint": f} for p, f in card.data_fingerprints.items()]
     ctx.record_lineage(
         "job.finished",
         actor="coordinator",
@@ -163,8 +161,8 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
         policy_hash=policy_hash,
         purpose=job.purpose.value,
         inputs=inputs,
-        epsilon=card["epsilon_worst_case_member"],
-        details={"rounds": card["rounds"]},
+        epsilon=card.epsilon_worst_case_member,
+        details={"rounds": card.rounds},
     )
     ctx.record_lineage(
         "model.published",
@@ -173,8 +171,8 @@ def _publish(ctx: DemoContext, run: FederatedRun) -> dict[str, Any]:
         job_id=job.job_id,
         policy_hash=policy_hash,
         model_id=job.job_id,
-        outputs=[{"name": f"models/{job.task.value}/model.pt", "sha256": card["weights_sha256"]}],
-        epsilon=card["epsilon_worst_case_member"],
+        outputs=[{"name": f"models/{job.task.value}/model.pt", "sha256": card.weights_sha256}],
+        epsilon=card.epsilon_worst_case_member,
     )
     return card
 
@@ -191,13 +189,10 @@ def _exact_heldout_auc(ctx: DemoContext, run: FederatedRun) -> float:
     from models.metrics import roc_auc
     from participant_node.data import load_federation
     from participant_node.training.local_task_data import load_local_task_data
-    from participant_node.training.training_spec import parse_training_spec
 
     job = run.outcome.job
     # The published weights take publicly scaled rows (the standardisation is folded in).
-    spec = parse_training_spec(
-        job.model_copy(update={"feature_mean": None, "feature_scale": None}).node_config()
-    )
+    spec = job.model_copy(update={"feature_mean": None, "feature_scale": None})
     now = datetime.now(UTC).replace(tzinfo=None)
     paths = {p.partner_id: p.path for p in load_federation(ctx.federation_dir).partners}
     heldout = TaskDataset.concatenate(
@@ -209,7 +204,7 @@ def _exact_heldout_auc(ctx: DemoContext, run: FederatedRun) -> float:
     return float(roc_auc(heldout.y, predict_proba(model, heldout.X)))
 
 
-def _report(ctx: DemoContext, cards: list[dict[str, Any]], exact: dict[str, float]) -> None:
+def _report(ctx: DemoContext, cards: list[ModelCard], exact: dict[str, float]) -> None:
     ctx.report.add_heading("Federated DP training (Flower + Opacus)")
     job = _job(TaskName.CHURN, 0)
     ctx.report.add_text(
@@ -225,25 +220,25 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]], exact: dict[str, floa
     reference: dict[str, Any] = ctx.artefacts.get("reference_metrics") or {}
     rows = []
     for card in cards:
-        metrics = card["metrics"]
-        ref = _reference_auc(reference, card["task"])
+        metrics = _metrics(card)
+        ref = _reference_auc(reference, card.task)
         rows.append(
             [
-                card["task"],
-                f"{metrics['auc']:.3f}",
-                f"{exact[card['task']]:.3f}",
+                card.task,
+                f"{metrics.auc:.3f}",
+                f"{exact[card.task]:.3f}",
                 "-" if ref is None else f"{ref:.3f}",
-                f"{metrics['pr_auc']:.3f}",
-                f"{metrics['brier']:.3f}",
-                f"{card['epsilon_worst_case_member']:.2f}",
-                str(sum(n["members_used"] for n in card["nodes"])),
-                str(sum(n["members_excluded_by_consent"] for n in card["nodes"])),
+                f"{metrics.pr_auc:.3f}",
+                f"{metrics.brier:.3f}",
+                f"{card.epsilon_worst_case_member:.2f}",
+                str(sum(n.members_used for n in card.nodes)),
+                str(sum(n.members_excluded_by_consent for n in card.nodes)),
             ]
         )
         ctx.add_summary(
             "federated_training",
-            f"{card['task']} AUC (ε={DEMO_EPSILON:g}): k-histograms / exact held-out",
-            f"{metrics['auc']:.3f} / {exact[card['task']]:.3f}",
+            f"{card.task} AUC (ε={DEMO_EPSILON:g}): k-histograms / exact held-out",
+            f"{metrics.auc:.3f} / {exact[card.task]:.3f}",
         )
     ctx.report.add_table(
         "Federated DP models vs centralized non-private reference",
@@ -262,38 +257,34 @@ def _report(ctx: DemoContext, cards: list[dict[str, Any]], exact: dict[str, floa
     )
     for card in cards:
         ctx.report.add_table(
-            f"{card['task']} model card: nodes",
+            f"{card.task} model card: nodes",
             ["partner", "members used", "excluded by consent", "ε", "σ", "q", "steps", "node AUC"],
             [
                 [
-                    n["partner_id"],
-                    str(n["members_used"]),
-                    str(n["members_excluded_by_consent"]),
-                    f"{n['epsilon']:.2f}",
-                    f"{n['noise_multiplier']:.2f}",
-                    f"{n['sample_rate']:.3f}",
-                    str(n["steps"]),
-                    f"{card['metrics']['node_auc'].get(n['partner_id'], float('nan')):.3f}",
+                    n.partner_id,
+                    str(n.members_used),
+                    str(n.members_excluded_by_consent),
+                    f"{n.epsilon:.2f}",
+                    f"{n.noise_multiplier:.2f}",
+                    f"{n.sample_rate:.3f}",
+                    str(n.steps),
+                    f"{_metrics(card).node_auc.get(n.partner_id, float('nan')):.3f}",
                 ]
-                for n in card["nodes"]
+                for n in card.nodes
             ],
         )
     for card in cards:
-        gaps = card["metrics"].get("fairness_gaps", {})
-        if "not_reported" in gaps:
-            ctx.report.add_text(f"{card['task']}: fairness gaps {gaps['not_reported']}.")
+        gaps = _metrics(card).fairness_gaps
+        if isinstance(gaps.get("not_reported"), str):
+            ctx.report.add_text(f"{card.task}: fairness gaps {gaps['not_reported']}.")
         elif gaps:
             ctx.report.add_table(
-                f"{card['task']}: fairness gaps (groups of ≥ k held-out members)",
+                f"{card.task}: fairness gaps (groups of ≥ k held-out members)",
                 ["attribute", "AUC gap", "positive-rate gap", "warning (> 15 points)"],
                 [
-                    [
-                        a,
-                        f"{g['auc_gap']:.3f}",
-                        f"{g['positive_rate_gap']:.3f}",
-                        "yes" if g["warning"] else "no",
-                    ]
+                    [a, f"{g.auc_gap:.3f}", f"{g.positive_rate_gap:.3f}", "yes" if g.warning else "no"]
                     for a, g in gaps.items()
+                    if not isinstance(g, str)
                 ],
             )
     reference_roc = ctx.artefacts.get("reference_heldout") or {}
@@ -310,17 +301,21 @@ def _reference_auc(reference: dict[str, Any], task: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _roc_figure(out_dir: Path, cards: list[dict[str, Any]], reference_roc: dict[str, Any]) -> str:
+def _metrics(card: ModelCard) -> CardMetrics:
+    assert card.metrics is not None  # a published model was evaluated
+    return card.metrics
+
+
+def _roc_figure(out_dir: Path, cards: list[ModelCard], reference_roc: dict[str, Any]) -> str:
     figure = Figure(figsize=(5, 5))  # no pyplot: no global state, no GUI backend
     axis = figure.subplots()
     for card in cards:
-        roc = card["metrics"]["roc_curve"]
-        line = axis.plot(roc["fpr"], roc["tpr"], label=f"{card['task']} (AUC {card['metrics']['auc']:.3f})")[
-            0
-        ]
-        if card["task"] in reference_roc:
-            fpr, tpr = reference_roc[card["task"]]
-            axis.plot(fpr, tpr, linestyle=":", color=line.get_color(), label=f"{card['task']} centralized")
+        metrics = _metrics(card)
+        roc = metrics.roc_curve
+        line = axis.plot(roc.fpr, roc.tpr, label=f"{card.task} (AUC {metrics.auc:.3f})")[0]
+        if card.task in reference_roc:
+            fpr, tpr = reference_roc[card.task]
+            axis.plot(fpr, tpr, linestyle=":", color=line.get_color(), label=f"{card.task} centralized")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")

@@ -34,12 +34,12 @@ from participant_node.data import load_partner
 from participant_node.matching import MatchingError, consented_member_frame, gated_matching_set
 from participant_node.training.local_task_data import load_local_task_data
 from participant_node.training.scoring import score_partner
-from participant_node.training.training_spec import TrainingSpec
 from policies.consent_filter import member_tags
 from policies.consent_record import ConsentRecord
 from policies.jurisdiction import Jurisdiction
 from policies.policy import DataUsePolicy, parse_policy
 from policies.purpose import Purpose
+from protocol import JobSpec
 
 AT = datetime(2024, 6, 1)  # the moment of use
 AS_OF = datetime(2024, 3, 1)  # the labelling date of the training job and of the scores
@@ -215,9 +215,9 @@ def _policy(purpose: Purpose, **overrides: object) -> DataUsePolicy:
     return parse_policy(data)
 
 
-def _training_spec() -> TrainingSpec:
-    return TrainingSpec(
-        job_id="gate-test", task="churn", purpose=Purpose.CHURN_MODEL, model="logreg", epsilon=1.0,
+def _training_spec() -> JobSpec:
+    return JobSpec(
+        job_id="gate-test", task="churn", model="logreg", epsilon=1.0,
         delta=1e-5, rounds=1, local_steps=1, batch_size=8, learning_rate=0.1, max_grad_norm=1.0,
         k_min=2, as_of=AS_OF, horizon_days=60,
     )  # fmt: skip

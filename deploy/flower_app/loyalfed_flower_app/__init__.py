@@ -1,1 +1,0 @@
-"""Entry points of the loyalfed Flower App (see pyproject.toml)."""
