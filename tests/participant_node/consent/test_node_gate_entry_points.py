@@ -9,7 +9,6 @@ the ``psi cache`` steps — and the test reads which members it used: ``x`` only
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from model_card_example import example_card
 from typer.testing import CliRunner
 
 from loyalfed.cli.psi_commands import psi as psi_app
@@ -39,7 +39,7 @@ from policies.consent_record import ConsentRecord
 from policies.jurisdiction import Jurisdiction
 from policies.policy import DataUsePolicy, parse_policy
 from policies.purpose import Purpose
-from protocol import JobSpec
+from protocol import JobSpec, write_model_card
 
 AT = datetime(2024, 6, 1)  # the moment of use
 AS_OF = datetime(2024, 3, 1)  # the labelling date of the training job and of the scores
@@ -119,12 +119,7 @@ def _scoring(partner: Path, tmp: Path) -> set[str]:
     model_dir = tmp / "model"
     model_dir.mkdir()
     torch.save(make_model("logreg", schema.n_features).state_dict(), model_dir / "model.pt")
-    card = {
-        "model": "logreg",
-        "purpose": "analytics.churn_model",
-        "feature_schema": {"fingerprint": schema.fingerprint},
-    }
-    (model_dir / "model_card.json").write_text(json.dumps(card))
+    write_model_card(model_dir, example_card("churn"))
     return set(score_partner(partner, model_dir, as_of=AS_OF, now=AT)["member_id"])
 
 

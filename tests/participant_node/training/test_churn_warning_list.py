@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from model_card_example import example_card
 
 from loyalfed.datasets.synthetic import SynthConfig, generate_synthetic_federation
 from models.feature_schema import default_feature_schema
 from models.networks import make_model
 from participant_node.training.churn_warning_list import WARNING_LIST_COLUMNS, warning_list
 from participant_node.training.errors import TrainingError
+from protocol import write_model_card
 
 AS_OF = datetime(2017, 9, 1)
 
@@ -25,15 +26,7 @@ def _model(folder: Path, *, task: str, base_rate: float | None) -> Path:
     model = make_model("logreg", schema.n_features)
     folder.mkdir(parents=True)
     torch.save(model.state_dict(), folder / "model.pt")
-    purpose = "analytics.churn_model" if task == "churn" else "analytics.propensity_model"
-    card = {
-        "task": task,
-        "model": "logreg",
-        "purpose": purpose,
-        "feature_schema": {"fingerprint": schema.fingerprint},
-        "metrics": {} if base_rate is None else {"base_rate": base_rate},
-    }
-    (folder / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    write_model_card(folder, example_card(task, base_rate=base_rate))
     return folder
 
 
