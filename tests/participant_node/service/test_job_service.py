@@ -18,6 +18,7 @@ from participant_node.forwarding_client_app import QUERY_ACTIONS
 from participant_node.service.job_gate import JobGate
 from participant_node.service.job_service import JobService
 from participant_node.service.node_audit import NodeAudit
+from participant_node.training.job_handler import NodeContext, handle
 from policies.approval import ApprovalDecision
 from policies.policy import DataUsePolicy
 from policies.signed_approval import sign_decision
@@ -59,13 +60,8 @@ def _service(
         now=lambda: NOW,
     )
     audit = NodeAudit(state, PARTNER, now=lambda: NOW)
-    return JobService(gate, audit, _describe_handler), audit
-
-
-def _describe_handler(message: Message) -> Message:
-    # The job engine's node side answers a describe query with the node's identity record.
-    record = NodeRecord(PARTNER, "0" * 64).to_record()
-    return Message(RecordDict({RecordKey.NODE: record}), reply_to=message)
+    node = NodeContext(partner_dir=partner_dir, partner_id=PARTNER, state_dir=state)
+    return JobService(gate, audit, lambda message: handle(message, node)), audit
 
 
 def _describe(policy: DataUsePolicy, *signers: Ed25519PrivateKey) -> Message:
