@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -110,6 +111,15 @@ def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) 
     }
 
 
+def _cpu_reference_s() -> float:
+    """Seconds for a fixed pure-Python workload in this run: the machine's speed (and load) right now."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i % 7
+    return round(time.perf_counter() - started, 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=3_000)
@@ -138,6 +148,9 @@ def main() -> int:
         report["median_committed_per_s"][mode] = statistics.median(r["committed_per_s"] for r in runs)
         print(f"{mode}: {[r['committed_per_s'] for r in runs]}", file=sys.stderr)
     report["targets_per_s"] = TARGETS
+    report["cpu_reference_s"] = _cpu_reference_s()  # compare runs on different or busy machines
+    report["load_average_1m"] = round(os.getloadavg()[0], 2)
+    report["cpus"] = os.cpu_count()
     report["meets_targets"] = {
         m: report["median_committed_per_s"].get(m, 0) >= t
         for m, t in TARGETS.items()

@@ -202,3 +202,31 @@ def test_nothing_sent_between_nodes_names_a_member(linked: Nodes) -> None:
     sent = b"\n".join(linked.captured)
     leaked = sorted(i for i in identifiers if i.encode() in sent)
     assert leaked == []
+
+
+def test_a_disagreeing_statement_is_flagged_and_audited(linked: Nodes) -> None:
+    """Last on purpose: it alters one posted transfer at CarePlus, then puts it back."""
+    from sqlalchemy import update
+
+    from participant_node.points.store_schema import TABLES
+
+    fm, cp = linked.services[A], linked.services[B]
+    rows = TABLES["points_interchange"]
+    with cp.ledger.transaction() as tx:
+        key = tx.conn.execute(
+            rows.select().where(rows.c.role == "destination", rows.c.state == "posted").limit(1)
+        ).first()
+        tx.conn.execute(update(rows).where(rows.c.key == key.key).values(credited=key.credited + 1))
+    try:
+        result = fm.settle(B, *WIDE)
+    finally:
+        with cp.ledger.transaction() as tx:
+            tx.conn.execute(update(rows).where(rows.c.key == key.key).values(credited=key.credited))
+    assert not result["reconciled"] and result["differences"] == ["directions", "net_amount"]
+    fm.recover()
+    log = AuditLog.open(linked.pair.settings[A].audit_log)  # type: ignore[arg-type]
+    try:
+        settled = [e for _, e in log.iter_events() if e.event_type == EventType.POINTS_SETTLED]
+    finally:
+        log.close()
+    assert settled[-1].details["reconciled"] == "mismatch"
