@@ -28,15 +28,18 @@ install-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/loyalfed demo
 
+MYPY_PACKAGES := psi policies audit models protocol pki participant_node coordinator loyalfed
+
 test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 	$(PY) -m pytest -q
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy psi policies audit models protocol
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 
 bench: $(DEV_STAMP)
 	$(PY) bench/baselines.py

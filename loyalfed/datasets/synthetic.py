@@ -294,7 +294,9 @@ def _demographics(count: int, calibration: Calibration, rng: np.random.Generator
         labels = np.array([b for b, _ in bands], dtype=object)
         shares = np.array([s for _, s in bands])
         drawn = labels[rng.choice(len(labels), count, p=shares / shares.sum())]
-        columns[name] = np.where(known, drawn, None)
+        column = np.full(count, None, dtype=object)  # None where a member gave no demographics
+        column[known] = drawn[known]
+        columns[name] = column
     return columns
 
 
