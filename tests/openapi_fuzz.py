@@ -8,7 +8,7 @@ what was sent and what came back, so a test can assert on it (no 500, no echoed 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import schemathesis
@@ -34,11 +34,18 @@ def fuzz_app(
     headers: Sequence[Mapping[str, str]],
     max_examples: int,
     check: Callable[[schemathesis.Case, object], None] | None = None,
+    asgi_app: Callable[..., Awaitable[None]] | None = None,
 ) -> FuzzReport:
-    """Fuzz every operation of ``app``; ``check(case, response)`` may assert more per response."""
+    """Fuzz every operation of ``app``; ``check(case, response)`` may assert more per response.
+
+    ``asgi_app`` (default ``app``) receives the requests: e.g. ``app`` behind the ASGI TLS scope
+    extension a verified mTLS connection would add.
+    """
     report = FuzzReport()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    with asgi.get_client(app) as client:  # one in-process client (lifespan once), not one per request
+    with asgi.get_client(
+        asgi_app or app
+    ) as client:  # one in-process client (lifespan once), not one per request
         for operation in [result.ok() for result in schema.get_all_operations()]:
             _fuzz_operation(operation, client, headers, max_examples, check, report)
     return report

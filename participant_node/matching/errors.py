@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from participant_node.errors import NodeError
 
-__all__ = ["MatchingError", "MatchingRefused", "RefusalRule", "SessionGone"]
+__all__ = ["MatchingError", "MatchingRefused", "RefusalRule", "SessionGone", "SessionReused"]
 
 
 class RefusalRule(StrEnum):
@@ -37,3 +37,7 @@ class MatchingRefused(MatchingError):
 
 class SessionGone(MatchingError):
     """The session does not exist (any more): unknown id, finished, or timed out."""
+
+
+class SessionReused(MatchingError):
+    """A session id that was used before (closed, aborted or expired): a session never reopens."""

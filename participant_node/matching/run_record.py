@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["RUN_RECORD_VERSION", "MatchingRunRecord"]
+__all__ = ["RUN_RECORD_VERSION", "MatchingRunRecord", "RunStatus"]
+
+
+class RunStatus(StrEnum):
+    """How a run ended, as recorded for audit."""
+
+    COMPLETED = "completed"  # the protocol finished and its result was computed
+    REFUSED = "refused"  # a rule refused the run before any group work (``refusal`` names it)
+    ABORTED = "aborted"  # closed before the result existed, or ended by a protocol error
+    EXPIRED = "expired"  # no request within the session timeout
 
 # Version 2: refused runs are recorded too (rule, unknown sizes as None), with how the peer was
 # authenticated (``participant_node.matching.peer_identity``).
@@ -15,11 +25,11 @@ RUN_RECORD_VERSION = 2
 
 @dataclass(frozen=True)
 class MatchingRunRecord:
-    """What a node logs about a PSI run it took part in or refused (issue 4 item 4).
+    """What a node logs about a PSI run it took part in, refused or aborted.
 
     ``peer`` is the authenticated partner id (``"unauthenticated"`` when the peer's certificate
-    named none); a refused run has ``status="refused"``, the ``refusal`` rule, and None for what
-    was never computed.
+    named none); ``status`` is a :class:`RunStatus`: a refused run has the ``refusal`` rule, and a
+    refused or aborted run has None for what was never computed.
     """
 
     session_id: str
@@ -33,7 +43,7 @@ class MatchingRunRecord:
     result_cardinality: int | None
     consent_snapshot_hash: str | None
     at: datetime
-    status: str = "completed"
+    status: str = RunStatus.COMPLETED
     refusal: str | None = None
     peer_authentication: str | None = None  # "certificate" or "loopback-declared" (responder side)
     version: int = RUN_RECORD_VERSION

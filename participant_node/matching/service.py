@@ -4,7 +4,9 @@ Versioned routes under ``/psi/v1``. Bodies are binary ``psi.wire`` frames
 (``application/octet-stream``) except the JSON session opening. Errors map to a status and a
 public message (never raw exception text from elsewhere, never member data):
 protocol errors 400, refusals by a probing guard or of the peer's identity 403, unknown or
-expired sessions 404.
+expired sessions 404, a reused session id 409, and a malformed request 422 that names fields and
+rules but never echoes what was sent (``audit.request_errors``). A protocol error inside a session
+aborts it: the run is recorded as aborted and its id, like every closed session's, never reopens.
 
 The peer is the partner its verified mTLS client certificate names (``peer_identity``; serve with
 ``tls_scope.node_server_config``), not the ``initiator_partner`` its body claims: the per-pair cap,
@@ -27,12 +29,19 @@ from fastapi import Body, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit.request_errors import install_validation_handler
 from participant_node.matching.config import MATCHING_PURPOSES, MatchingConfig
-from participant_node.matching.errors import MatchingError, MatchingRefused, RefusalRule, SessionGone
+from participant_node.matching.errors import (
+    MatchingError,
+    MatchingRefused,
+    RefusalRule,
+    SessionGone,
+    SessionReused,
+)
 from participant_node.matching.member_set import MatchingSet
 from participant_node.matching.peer_identity import AuthenticatedPeer, PeerIdentityRefused, authenticate_peer
 from participant_node.matching.probing_guard import ProbingGuard
-from participant_node.matching.run_record import MatchingRunRecord
+from participant_node.matching.run_record import MatchingRunRecord, RunStatus
 from participant_node.matching.sessions import ResponderSession, SessionRegistry
 from policies.purpose import Purpose
 from psi.errors import PsiError
@@ -84,7 +93,7 @@ class SessionOpening(BaseModel):
     purpose: Purpose
     mode: PsiMode
     reveal: Reveal = Reveal.INITIATOR
-    initiator_size: int = Field(ge=0)
+    initiator_size: int = Field(ge=0, le=2**63 - 1)  # a count of members: int64 at the edge
     chunk_size: int = Field(ge=1, le=1_048_576)
 
 
@@ -121,7 +130,7 @@ class MatchingService:
         self._on_run = on_run or (lambda record: None)
         self.engine = GroupEngine(workers)
         self.sessions = SessionRegistry(
-            timedelta(seconds=config.session_timeout_s), lambda s: self._record(s, "expired")
+            timedelta(seconds=config.session_timeout_s), lambda s: self._record(s, RunStatus.EXPIRED)
         )
 
     def open_session(self, opening: SessionOpening, *, connection: Mapping[str, Any]) -> SessionParams:
@@ -162,6 +171,7 @@ class MatchingService:
         return matching_set
 
     def _open(self, opening: SessionOpening, authenticated: AuthenticatedPeer) -> SessionParams:
+        self.sessions.check_new(opening.session_id)  # before any guard counts it or any work is done
         peer, now = authenticated.partner, self.now()
         matching_set = self._admit(opening, peer, now)
         key = generate_keypair(self.config.paillier_bits, self.rng) if opening.mode == PsiMode.SUM else None
@@ -214,7 +224,7 @@ class MatchingService:
                 result_cardinality=None,
                 consent_snapshot_hash=None,
                 at=self.now(),
-                status="refused",
+                status=RunStatus.REFUSED,
                 refusal=str(refusal.rule),
                 peer_authentication=peer.method if peer else None,
             )
@@ -226,20 +236,42 @@ class MatchingService:
         authenticate_peer(connection, session.peer, self.config.peer_authentication)
         return session
 
+    def receive_frame(self, session_id: str, data: bytes, *, connection: Mapping[str, Any]) -> list[Frame]:
+        """Feed the peer's frame to its session; a protocol error aborts the session."""
+        session = self.session(session_id, connection=connection)
+        try:
+            return session.receive(Frame.decode(data))
+        except PsiError:
+            self._abort(session_id)
+            raise
+
+    def outgoing_frame(
+        self, session_id: str, kind: MessageKind, chunk: int, *, connection: Mapping[str, Any]
+    ) -> Frame:
+        """One of our frames for the peer; a protocol error computing it aborts the session."""
+        session = self.session(session_id, connection=connection)
+        try:
+            return session.frame(kind, chunk)
+        except PsiError:
+            self._abort(session_id)
+            raise
+
+    def _abort(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id)
+        if session is not None:
+            self._record(session, RunStatus.ABORTED)
+
     def close_session(self, session_id: str, *, connection: Mapping[str, Any]) -> None:
         self.session(session_id, connection=connection)
         session = self.sessions.pop(session_id)
         if session is None:
             raise SessionGone(f"session {session_id} is unknown, finished or timed out")
-        self._record(session, "completed")
+        self._record(session, RunStatus.COMPLETED)
 
-    def _record(self, session: ResponderSession, status: str) -> None:
-        result = None
-        if status == "completed":
-            try:
-                result = session.responder.result()
-            except PsiError:  # closed before the initiator's final messages arrived
-                status = "incomplete"
+    def _record(self, session: ResponderSession, status: RunStatus) -> None:
+        result = _finished(session) if status == RunStatus.COMPLETED else None
+        if result is None:
+            status = RunStatus.EXPIRED if status == RunStatus.EXPIRED else RunStatus.ABORTED
         self._on_run(
             MatchingRunRecord(
                 session_id=session.params.session_id,
@@ -307,6 +339,19 @@ class MatchingService:
         self.engine.close()
 
 
+def _finished(session: ResponderSession) -> PsiResult | None:
+    """The responder's result if the protocol ran to its end, else None (the run was aborted)."""
+    responder = session.responder
+    if not responder.answered_all:
+        return None  # closed before the initiator's elements were all received and answered
+    if session.params.mode == PsiMode.SUM and responder.intersection_sum is None:
+        return None
+    try:
+        return responder.result()
+    except PsiError:  # closed before the initiator's final messages arrived
+        return None
+
+
 @dataclass(frozen=True)
 class InitiatedRun:
     """The initiator's outcome: what the protocol revealed and, node-local, which members matched."""
@@ -316,7 +361,13 @@ class InitiatedRun:
     record: MatchingRunRecord
 
 
-_STATUS = ((MatchingRefused, 403), (SessionGone, 404), (MatchingError, 400), (PsiError, 400))
+_STATUS = (
+    (MatchingRefused, 403),
+    (SessionGone, 404),
+    (SessionReused, 409),
+    (MatchingError, 400),
+    (PsiError, 400),
+)
 
 
 def _error_response(err: Exception) -> JSONResponse:
@@ -333,6 +384,7 @@ def create_matching_app(service: MatchingService) -> FastAPI:
         service.close()
 
     app = FastAPI(title="loyalfed node PSI", version=str(WIRE_VERSION), lifespan=lifespan)
+    install_validation_handler(app)
     for kind, _code in _STATUS:
         app.add_exception_handler(kind, lambda _request, err: _error_response(err))
 
@@ -345,18 +397,17 @@ def create_matching_app(service: MatchingService) -> FastAPI:
     def put_frame(
         session_id: str, body: Annotated[bytes, Body(media_type="application/octet-stream")], request: Request
     ) -> Response:
-        session = service.session(session_id, connection=request.scope)
-        replies = session.receive(Frame.decode(body))
+        replies = service.receive_frame(session_id, body, connection=request.scope)
         return Response(pack_frames(replies), media_type="application/octet-stream")
 
     @app.get("/psi/v1/sessions/{session_id}/frames/{kind}/{chunk}")
     def get_frame(session_id: str, kind: int, chunk: int, request: Request) -> Response:
-        session = service.session(session_id, connection=request.scope)
         try:
             message = MessageKind(kind)
         except ValueError:
             raise MatchingError(f"unknown message kind {kind}") from None
-        return Response(session.frame(message, chunk).encode(), media_type="application/octet-stream")
+        frame = service.outgoing_frame(session_id, message, chunk, connection=request.scope)
+        return Response(frame.encode(), media_type="application/octet-stream")
 
     @app.delete("/psi/v1/sessions/{session_id}", status_code=204)
     def close_session(session_id: str, request: Request) -> Response:

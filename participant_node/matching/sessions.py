@@ -1,4 +1,10 @@
-"""Responder-side PSI sessions: state, frame caches, idle timeouts."""
+"""Responder-side PSI sessions: state, frame caches, idle timeouts, ids that never come back.
+
+A session id names one run. Once a session is closed, aborted or expired its id is retired: an
+opening that reuses it is refused (``SessionReused``), so a peer cannot reopen a finished run and
+replay or extend it. Retired ids are kept for the life of the process; the number of sessions a
+peer can open is already bounded by the probing guard's runs per pair and day.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from participant_node.matching.errors import SessionGone
+from participant_node.matching.errors import SessionGone, SessionReused
 from participant_node.matching.member_set import MatchingSet
 from psi.protocol import Responder
 from psi.wire import Frame, MessageKind, SessionParams
@@ -57,12 +63,20 @@ class SessionRegistry:
         self.timeout = timeout
         self._on_expire = on_expire
         self._sessions: dict[str, ResponderSession] = {}
+        self._retired: set[str] = set()
         self._lock = threading.Lock()
 
-    def add(self, session: ResponderSession) -> None:
+    def check_new(self, session_id: str) -> None:
+        """Refuse an id that is open or was ever used: a session never reopens."""
         with self._lock:
-            if session.params.session_id in self._sessions:
-                raise SessionGone(f"session {session.params.session_id} already exists")
+            if session_id in self._sessions:
+                raise SessionReused(f"session {session_id} already exists")
+            if session_id in self._retired:
+                raise SessionReused(f"session {session_id} was closed and cannot be reopened")
+
+    def add(self, session: ResponderSession) -> None:
+        self.check_new(session.params.session_id)
+        with self._lock:
             self._sessions[session.params.session_id] = session
 
     def get(self, session_id: str, *, now: datetime) -> ResponderSession:
@@ -75,14 +89,19 @@ class SessionRegistry:
         return session
 
     def pop(self, session_id: str) -> ResponderSession | None:
+        """Remove an open session and retire its id."""
         with self._lock:
-            return self._sessions.pop(session_id, None)
+            session = self._sessions.pop(session_id, None)
+            if session is not None:
+                self._retired.add(session_id)
+            return session
 
     def sweep(self, *, now: datetime) -> None:
         with self._lock:
             stale = [s for s in self._sessions.values() if now - s.last_seen > self.timeout]
             for session in stale:
                 del self._sessions[session.params.session_id]
+                self._retired.add(session.params.session_id)
         for session in stale:
             self._on_expire(session)
 
