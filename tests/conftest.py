@@ -38,3 +38,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.postgres_server import fresh_database
 
     return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(autouse=True)
+def _state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """State-changing CLI commands append audit events (loyalfed.cli.audit_trail) to the data
+    directory's log: keep each test's in its own folder, never in the working directory."""
+    monkeypatch.setenv("LOYALFED_DATA_DIR", str(tmp_path / "loyalfed-state"))

@@ -17,6 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from audit.lineage_event import EventType
+from loyalfed.cli import command_lineage
+from loyalfed.cli.audit_trail import audited
 from participant_node.consent import ConsentStore
 from participant_node.consent.subject_rights import (
     ErasureReceipt,
@@ -82,6 +85,7 @@ def _member_ids(members: list[str], members_file: Path | None) -> list[str]:
 
 
 @consent.command("import")
+@audited(EventType.CONSENT_IMPORTED, command_lineage.consent_import, role="data_officer")
 def import_(
     partner_dir: Path = _PARTNER,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Consent records (CSV or Parquet)."),
@@ -95,6 +99,7 @@ def import_(
 
 
 @consent.command("withdraw")
+@audited(EventType.CONSENT_WITHDRAWN, command_lineage.consent_withdrawal, role="data_officer")
 def withdraw(
     partner_dir: Path = _PARTNER,
     member: list[str] = typer.Option([], "--member", help="Member id (repeatable)."),
@@ -207,9 +212,8 @@ def _erasure_rules(partner_dir: Path, rules: Path | None, promise: str | None) -
 
 def _audit_erasure(audit_log: Path | None, partner: str, actor: Actor, receipt: ErasureReceipt) -> None:
     """Append the request (dates, the rule that set the deadline, row counts; no identifier)."""
-    from audit import AuditLog
-    from audit.lineage_event import EventType, LineageEvent
-    from loyalfed.cli.audit_commands import default_db_path
+    from audit.lineage_event import LineageEvent
+    from loyalfed.cli.audit_trail import append_events
 
     def epoch(moment: datetime | None) -> int:
         assert moment is not None
@@ -233,10 +237,7 @@ def _audit_erasure(audit_log: Path | None, partner: str, actor: Actor, receipt: 
         partner=partner,
         details=details,  # type: ignore[arg-type]
     )
-    path = audit_log or default_db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with AuditLog.open(path) as log:
-        log.append(event)
+    append_events([event], log_path=audit_log)  # default: the CLI's audit trail (loyalfed.cli.audit_trail)
 
 
 @consent.command("erasures")

@@ -18,6 +18,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from audit.lineage_event import EventType
+from loyalfed.cli import command_lineage
+from loyalfed.cli.audit_trail import audited
 from loyalfed.cli.psi_files import (
     SECRET_ENV,
     federation_secret,
@@ -125,6 +128,7 @@ def _write(path: Path, data: bytes) -> None:
     help="Holder: encrypt the member set once for an epoch. " + _TRADE_OFF_HELP,
     short_help="Holder: encrypt the member set once for an epoch (publish tags, keep the key).",
 )
+@audited(EventType.PSI_CACHE_EPOCH, command_lineage.psi_cache_build, role="partner_operator")
 def cache_build(
     set_file: Path = _SET,
     id_column: str = _ID,

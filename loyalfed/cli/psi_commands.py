@@ -12,6 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from audit.lineage_event import EventType
+from loyalfed.cli import command_lineage
+from loyalfed.cli.audit_trail import audited
 from loyalfed.cli.psi_cache_commands import cache
 from loyalfed.cli.psi_files import (
     SECRET_ENV,
@@ -58,6 +61,7 @@ def _values(frame: Any, path: Path, column: str, rows: list[int]) -> list[int]:
 
 
 @psi.command("run")
+@audited(EventType.PSI_RUN, command_lineage.psi_run, role="analyst")
 def run(
     a: Path = typer.Option(..., "--a", help="Initiator's partner folder (or its members file)."),
     b: Path = typer.Option(..., "--b", help="Responder's partner folder (or its members file)."),

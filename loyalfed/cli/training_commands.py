@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from audit.lineage_event import EventType
 from coordinator.budget_ledger import BudgetLedger
+from loyalfed.cli import command_lineage as lineage
+from loyalfed.cli.audit_trail import audited
 from models.task import ModelKind
 from models.task import Task as TaskName
 from protocol import JobSpec, ModelCard, StrategyName, parse_job_spec
@@ -28,8 +31,9 @@ budget = typer.Typer(help="Privacy budgets: yearly ε caps per partner dataset a
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to the root app."""
-    app.command("train")(train)
-    app.command("score")(score)
+    job = audited(EventType.JOB_STARTED, lineage.training, role="analyst", refused=EventType.JOB_REFUSED)
+    app.command("train")(job(train))
+    app.command("score")(audited(EventType.MODEL_SCORED, lineage.scoring, role="analyst")(score))
     app.add_typer(budget, name="budget", no_args_is_help=True)
 
 
@@ -248,6 +252,7 @@ def score(
 
 
 @budget.command("set-cap")
+@audited(EventType.BUDGET_CAP_SET, lineage.budget_cap, role="data_officer", actor_param="officer")
 def set_cap(
     partner: str = typer.Option(..., "--partner", help="Partner (dataset) id."),
     epsilon: float = typer.Option(..., "--epsilon", help="Yearly ε cap."),

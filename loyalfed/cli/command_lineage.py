@@ -1,0 +1,210 @@
+"""What each state-changing CLI command records in the audit log (used with ``audit_trail.audited``).
+
+Each function fills an :class:`~loyalfed.cli.audit_trail.AuditStep` from the command's arguments and
+the state it has just committed: policy hashes, dataset fingerprints, ε, artefact hashes and counts.
+Never a member identifier, never a free-text value: file and folder names go in only when they are
+not identifier-shaped (``audit.identifier_guard``), and a published model's id is derived from its
+weights' SHA-256, so ``loyalfed audit lineage --model`` works for any model a command trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from audit.identifier_guard import identifier_problem
+from audit.lineage_event import EventType
+from loyalfed.cli.audit_trail import AuditStep
+
+__all__ = [
+    "budget_cap",
+    "consent_import",
+    "consent_withdrawal",
+    "model_id_of",
+    "policy_decision",
+    "policy_draft",
+    "psi_cache_build",
+    "psi_run",
+    "scoring",
+    "training",
+]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _name(text: str, fallback: str) -> str:
+    """A folder or partner name for the log, or ``fallback`` when it looks like an identifier."""
+    return text if text and identifier_problem(text) is None else fallback
+
+
+def _registry_policy(arguments: dict[str, Any], ref: str) -> Any:
+    from coordinator.approvals import resolve_policy
+    from loyalfed.cli.policy_commands import open_registry
+
+    registry = open_registry(arguments["registry_path"], arguments.get("registry_url"))
+    try:
+        return resolve_policy(registry, ref)
+    finally:
+        registry.close()
+
+
+def policy_draft(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """policy.drafted: the registered version's hash, its purpose, partners, categories and ε cap."""
+    registered = _registry_policy(arguments, str(arguments["file"]))
+    policy = registered.policy
+    step.update(
+        policy_hash=registered.content_hash,
+        purpose=str(policy.purpose),
+        partners=tuple(policy.partners),
+        categories=tuple(sorted(policy.columns)),
+        epsilon=policy.privacy.epsilon,
+        delta=policy.privacy.delta,
+    )
+
+
+def policy_decision(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """policy.approved / policy.rejected: which version, for which partner."""
+    registered = _registry_policy(arguments, str(arguments["ref"]))
+    partner = arguments.get("partner") or step.actor.partition(":")[2] or None
+    step.update(policy_hash=registered.content_hash, purpose=str(registered.policy.purpose), partner=partner)
+
+
+def consent_import(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """consent.imported: whose store, and a fingerprint of the imported file (not its content)."""
+    partner = _name(arguments["partner_dir"].name, "partner")
+    fingerprint = _sha256(arguments["file"])
+    step.update(
+        partner=partner, inputs=[{"partner": partner, "fingerprint": fingerprint, "name": "consents"}]
+    )
+
+
+def consent_withdrawal(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """consent.withdrawn: how many members and which purposes (counts only, never who)."""
+    members = list(arguments.get("member") or [])
+    if arguments.get("members_file") is not None:
+        lines = Path(arguments["members_file"]).read_text(encoding="utf-8").splitlines()
+        members += [line for line in lines if line.strip()]
+    purposes = [str(p) for p in arguments.get("purpose") or []]
+    step.update(
+        partner=_name(arguments["partner_dir"].name, "partner"),
+        purpose=purposes[0] if len(purposes) == 1 else None,
+        details={"members": len(members), "purposes": len(purposes) or "all"},
+    )
+
+
+def budget_cap(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """budget.cap_set: the partner dataset's yearly ε cap."""
+    step.update(partner=arguments["partner"], epsilon=float(arguments["epsilon"]))
+    if arguments.get("year") is not None:
+        step.update(details={"year": int(arguments["year"])})
+
+
+def model_id_of(model_dir: Path) -> str:
+    """A published model's id: ``model-`` and the first 16 hex digits of its weights' SHA-256."""
+    card = json.loads((model_dir / "model_card.json").read_text(encoding="utf-8"))
+    return f"model-{card['weights_sha256'][:16]}"
+
+
+def _model_outputs(model_dir: Path) -> list[dict[str, str]]:
+    names = ("model.pt", "model_card.json")
+    return [{"name": n, "sha256": _sha256(model_dir / n)} for n in names if (model_dir / n).is_file()]
+
+
+def training(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """A finished job: its rounds, each node's ε charge, the job's end and the model's publication."""
+    out: Path = arguments["out"]
+    card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
+    inputs = [
+        {"partner": partner, "fingerprint": fingerprint, "name": "partner data"}
+        for partner, fingerprint in sorted(card.get("data_fingerprints", {}).items())
+        if fingerprint
+    ]
+    policy = _policy_hash(arguments, card)
+    job = {"job_id": card["job_id"], "purpose": card["purpose"], "policy_hash": policy}
+    step.update(**job, inputs=inputs, epsilon=card["target_epsilon"], delta=card["delta"])
+    step.update(partners=tuple(node["partner_id"] for node in card["nodes"]))
+    for history in card.get("round_history", []):
+        step.add(
+            EventType.JOB_ROUND, **job, details={"round": history["round"], "nodes_ok": history["nodes_ok"]}
+        )
+    for node in card["nodes"]:
+        step.add(
+            EventType.BUDGET_CHARGED,
+            **job,
+            partner=node["partner_id"],
+            epsilon=node["epsilon"],
+            delta=node["delta"],
+            consent_snapshot_hash=node.get("consent_snapshot_hash"),
+        )
+    step.add(EventType.JOB_FINISHED, **job, inputs=inputs, details={"rounds": card["rounds"]})
+    step.add(
+        EventType.MODEL_PUBLISHED,
+        **job,
+        model_id=model_id_of(out),
+        inputs=inputs,
+        outputs=_model_outputs(out),
+        epsilon=card["epsilon_worst_case_member"],
+        delta=card["delta"],
+    )
+
+
+def _policy_hash(arguments: dict[str, Any], card: dict[str, Any]) -> str | None:
+    for key in ("policy_hash", "policy_sha256"):
+        if isinstance(card.get(key), str):
+            return str(card[key])
+    policy = card.get("policy")
+    if isinstance(policy, dict) and isinstance(policy.get("hash") or policy.get("content_hash"), str):
+        return str(policy.get("hash") or policy.get("content_hash"))
+    if arguments.get("policy"):
+        from coordinator.approvals import resolve_policy
+        from loyalfed.cli.policy_commands import open_registry
+
+        registry = open_registry(arguments["registry"], None)
+        try:
+            return str(resolve_policy(registry, arguments["policy"]).content_hash)
+        finally:
+            registry.close()
+    return None
+
+
+def scoring(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """model.scored: which model, at which partners, and a hash of the scores file (kept at the node)."""
+    model: Path = arguments["model"]
+    step.update(
+        model_id=model_id_of(model),
+        outputs=[{"name": "scores", "sha256": _sha256(arguments["out"])}],
+        details={"as_of_year": int(str(arguments["as_of"])[:4])},
+    )
+
+
+def _file_input(path: Path, name: str) -> dict[str, str]:
+    return {
+        "partner": _name(path.resolve().parent.name, "partner"),
+        "fingerprint": _sha256(path),
+        "name": name,
+    }
+
+
+def psi_run(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """psi.run: the mode and fingerprints of both member files (never their rows)."""
+    inputs = [_file_input(arguments["a"], "members a"), _file_input(arguments["b"], "members b")]
+    step.update(inputs=inputs, details={"mode": str(arguments["mode"]), "psi_role": "both"})
+    out = arguments.get("out")
+    if isinstance(out, Path) and out.is_file():
+        step.update(outputs=[{"name": "matches", "sha256": _sha256(out)}])
+
+
+def psi_cache_build(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """psi.cache_epoch: a cached set encrypted under a new epoch key (the tags' hash, not the key)."""
+    step.update(
+        inputs=[_file_input(arguments["set_file"], "members")],
+        outputs=[{"name": "epoch tags", "sha256": _sha256(arguments["out"])}],
+    )
