@@ -186,11 +186,17 @@ def scoring(step: AuditStep, arguments: dict[str, Any]) -> None:
 
 
 def _file_input(path: Path, name: str) -> dict[str, str]:
-    return {
-        "partner": _name(path.resolve().parent.name, "partner"),
-        "fingerprint": _sha256(path),
-        "name": name,
-    }
+    """A partner folder (its contract files' fingerprint) or one member file (its SHA-256)."""
+    if path.is_dir():
+        from participant_node.data.partner_data import fingerprint_partner
+
+        return {
+            "partner": _name(path.resolve().name, "partner"),
+            "fingerprint": fingerprint_partner(path),
+            "name": name,
+        }
+    partner = _name(path.resolve().parent.name, "partner")
+    return {"partner": partner, "fingerprint": _sha256(path), "name": name}
 
 
 def psi_run(step: AuditStep, arguments: dict[str, Any]) -> None:

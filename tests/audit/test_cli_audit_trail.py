@@ -1,0 +1,136 @@
+"""A CLI session leaves its whole trail in the audit log, and an auditor can hold the log to it.
+
+policy draft, policy approve, train, consent erase and psi run, as an operator types them; then
+`audit verify` (pinned key, saved head) passes and `audit lineage --model DIR` names the policy,
+the datasets and the ε; truncating the log to an earlier head or restoring an older copy fails
+`audit verify --since-head`. No member identifier reaches the log.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from audit.audit_log import AuditLog
+from audit.lineage_event import EventType
+from loyalfed.cli.app import app
+
+PARTNERS = ("freshmart-north", "freshmart-south")
+runner = CliRunner()
+
+
+def cli(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result.stdout
+
+
+def _policy(tmp_path: Path) -> Path:
+    data: dict[str, Any] = {
+        "policy_id": "churn-trail",
+        "title": "Churn model across two FreshMart store groups",
+        "purpose": "analytics.churn_model",
+        "partners": list(PARTNERS),
+        "regions": ["CN"],
+        "columns": {
+            "members": ["member_id", "joined_at"],
+            "transactions": ["member_id", "timestamp", "amount", "quantity", "category", "discount"],
+        },
+        "privacy": {"epsilon": 8.0, "delta": 1e-5},
+        "impact_assessment": {"reference": "PIA-TRAIL-01", "completed_on": "2026-01-15"},
+        "joint_handling_agreement": "JHA-FreshMart-2026",
+    }
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _events(path: Path) -> list[Any]:
+    with AuditLog.open(path) as log:
+        return [event for _, event in log.iter_events()]
+
+
+@pytest.mark.slow
+def test_a_cli_session_is_in_the_audit_log_and_verifies(
+    cj_federation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    federation = tmp_path / "federation"
+    shutil.copytree(cj_federation, federation)
+    state = tmp_path / "state"
+    monkeypatch.setenv("LOYALFED_DATA_DIR", str(state))
+    monkeypatch.setenv("LOYALFED_PSI_SECRET", "federation-secret-for-this-test")
+    log = state / "audit.sqlite"
+    registry = str(tmp_path / "registry.sqlite")
+
+    drafted = json.loads(cli("policy", "draft", str(_policy(tmp_path)), "--registry", registry, "--json"))
+    key = json.loads(cli("audit", "head", "--json"))["public_key"]
+    for partner in PARTNERS:
+        cli("policy", "approve", "churn-trail", "--as", f"data_officer:{partner}", "--registry", registry)
+    shutil.copy(log, tmp_path / "older-copy.sqlite")  # a backup taken after the approvals
+    approved_size = json.loads(cli("audit", "head", "--json"))["tree_head"]["tree_size"]
+    model = tmp_path / "model"
+    cli(
+        "train", "--task", "churn", "--federation", str(federation), "--partners", ",".join(PARTNERS),
+        "--epsilon", "2", "--rounds", "1", "--local-steps", "1", "--out", str(model),
+        "--policy", "churn-trail", "--registry", registry, "--json",
+    )  # fmt: skip
+    member = str(pd.read_parquet(federation / PARTNERS[0] / "members.parquet")["member_id"].iloc[0])
+    cli("consent", "erase", str(federation / PARTNERS[0]), "--member", member, "--json")
+    cli(
+        "psi", "run", "--a", str(federation / PARTNERS[0]), "--b", str(federation / PARTNERS[1]),
+        "--mode", "cardinality", "--json",
+    )  # fmt: skip
+    head = tmp_path / "head.json"
+    head.write_text(cli("audit", "head", "--json"))
+
+    types = [event.event_type for event in _events(log)]
+    for expected in (
+        EventType.POLICY_DRAFTED,
+        EventType.POLICY_APPROVED,
+        EventType.JOB_STARTED,
+        EventType.JOB_ROUND,
+        EventType.BUDGET_CHARGED,
+        EventType.JOB_FINISHED,
+        EventType.MODEL_PUBLISHED,
+        EventType.CONSENT_ERASED,
+        EventType.PSI_RUN,
+    ):
+        assert expected in types, (expected, types)
+    assert types.count(EventType.POLICY_APPROVED) == 2
+    assert member.encode() not in log.read_bytes()
+
+    report = json.loads(cli("audit", "verify", "--public-key", key, "--since-head", str(head), "--json"))
+    assert report["ok"] and report["tree_size"] == len(types)
+
+    lineage = json.loads(cli("audit", "lineage", "--model", str(model), "--json"))
+    nodes = {node["id"]: node for node in lineage["nodes"]}
+    assert f"policy:{drafted['content_hash']}" in nodes
+    assert {n["label"] for n in nodes.values() if n["kind"] == "approval"} == {
+        f"{p} approved" for p in PARTNERS
+    }
+    datasets = [n for n in nodes.values() if n["kind"] == "dataset"]
+    assert sorted(n["label"].split("/")[0] for n in datasets) == sorted(PARTNERS)
+    budgets = {n["label"]: n["epsilon"] for n in nodes.values() if n["kind"] == "budget"}
+    assert set(budgets) == set(PARTNERS) and all(0 < eps <= 2.05 for eps in budgets.values())
+
+    # An attacker with write access truncates the log back to the approvals' head...
+    conn = sqlite3.connect(log)
+    with conn:
+        conn.execute(f"DELETE FROM entries WHERE seq >= {approved_size}")
+        conn.execute(f"DELETE FROM nodes WHERE ((idx + 1) << level) > {approved_size}")
+        conn.execute(f"DELETE FROM tree_heads WHERE tree_size > {approved_size}")
+    conn.close()
+    truncated = runner.invoke(app, ["audit", "verify", "--since-head", str(head), "--json"])
+    assert truncated.exit_code == 1 and json.loads(truncated.stdout)["bad_entries"][0] == approved_size
+    # ...or restores the older copy: both fail against the saved head.
+    shutil.copy(tmp_path / "older-copy.sqlite", log)
+    restored = runner.invoke(app, ["audit", "verify", "--since-head", str(head), "--json"])
+    assert restored.exit_code == 1 and "older copy" in json.loads(restored.stdout)["first_problem"]
