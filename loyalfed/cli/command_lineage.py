@@ -101,7 +101,7 @@ def consent_withdrawal(step: AuditStep, arguments: dict[str, Any]) -> None:
 
 
 def budget_cap(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """budget.cap_set: the partner dataset's yearly ε cap."""
+    """budget.set: the partner dataset's yearly ε cap."""
     step.update(partner=arguments["partner"], epsilon=float(arguments["epsilon"]))
     if arguments.get("year") is not None:
         step.update(details={"year": int(arguments["year"])})

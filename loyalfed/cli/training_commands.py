@@ -252,7 +252,7 @@ def score(
 
 
 @budget.command("set-cap")
-@audited(EventType.BUDGET_CAP_SET, lineage.budget_cap, role="data_officer", actor_param="officer")
+@audited(EventType.BUDGET_SET, lineage.budget_cap, role="data_officer", actor_param="officer")
 def set_cap(
     partner: str = typer.Option(..., "--partner", help="Partner (dataset) id."),
     epsilon: float = typer.Option(..., "--epsilon", help="Yearly ε cap."),
