@@ -136,7 +136,12 @@ def _add_policy_event(graph: LineageGraph, seq: int, event: LineageEvent) -> Non
     graph.entries.append(seq)
     policy = _policy_node(graph, str(event.policy_hash))
     if event.event_type == EventType.POLICY_DRAFTED:
+        policy_id = event.details.get("policy_id")
         graph.nodes[policy].update({"drafted_by": event.actor, "purpose": event.purpose})
+        if isinstance(policy_id, str):
+            graph.nodes[policy].update({"policy_id": policy_id, "label": f"policy {policy_id}"})
+        if event.epsilon is not None:
+            graph.nodes[policy]["epsilon_cap"] = event.epsilon
         return
     who = event.partner or event.actor
     decision = "approved" if event.event_type == EventType.POLICY_APPROVED else "rejected"

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from audit.identifier_guard import identifier_problem
 from audit.lineage_event import EventType
 from loyalfed.cli.audit_trail import AuditStep
+
+# Enum-like detail values: what audit.lineage_event accepts as a token.
+_TOKEN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 __all__ = [
     "budget_cap",
@@ -68,6 +72,8 @@ def policy_draft(step: AuditStep, arguments: dict[str, Any]) -> None:
         epsilon=policy.privacy.epsilon,
         delta=policy.privacy.delta,
     )
+    if _TOKEN.match(policy.policy_id) and identifier_problem(policy.policy_id) is None:
+        step.update(details={"policy_id": policy.policy_id})
 
 
 def policy_decision(step: AuditStep, arguments: dict[str, Any]) -> None:

@@ -112,7 +112,8 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
 
     lineage = json.loads(cli("audit", "lineage", "--model", str(model), "--json"))
     nodes = {node["id"]: node for node in lineage["nodes"]}
-    assert f"policy:{drafted['content_hash']}" in nodes
+    policy = nodes[f"policy:{drafted['content_hash']}"]
+    assert policy["label"] == "policy churn-trail" and policy["epsilon_cap"] == 8.0
     assert {n["label"] for n in nodes.values() if n["kind"] == "approval"} == {
         f"{p} approved" for p in PARTNERS
     }
@@ -134,3 +135,46 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     shutil.copy(tmp_path / "older-copy.sqlite", log)
     restored = runner.invoke(app, ["audit", "verify", "--since-head", str(head), "--json"])
     assert restored.exit_code == 1 and "older copy" in json.loads(restored.stdout)["first_problem"]
+
+
+def test_commands_append_to_the_audit_service_over_https(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an audit service configured, a command appends with the caller's token over HTTPS and
+    checks the service's signed tree head against the newest one it has seen."""
+    from datetime import UTC, datetime
+
+    from test_audit_service import LoopbackServer
+
+    from audit.audit_service import ClientGrant, ClientRole, ServiceConfig, create_app, token_digest
+    from audit.tree_head import SignedTreeHead
+    from participant_node.matching.federation_pki import issue_federation_ca, issue_server_certificate
+
+    now = datetime.now(UTC)
+    ca = issue_federation_ca(now=now, days=1)
+    ca.write(tmp_path / "pki", "ca", suffix=".crt")
+    issue_server_certificate(ca, ["127.0.0.1"], now=now, days=1).write(tmp_path / "pki", "audit")
+    grant = ClientGrant(
+        client_id="ana", token_sha256=token_digest("tok-ana"), actor="analyst", role=ClientRole.COORDINATOR,
+        may_append=True,
+    )  # fmt: skip
+    service_log = AuditLog.open(tmp_path / "service.sqlite")
+    tls = {
+        "ssl_certfile": str(tmp_path / "pki" / "audit.pem"),
+        "ssl_keyfile": str(tmp_path / "pki" / "audit.key"),
+    }
+    with LoopbackServer(create_app(service_log, ServiceConfig(clients=(grant,))), **tls) as server:
+        monkeypatch.setenv("LOYALFED_AUDIT_URL", server.url)
+        monkeypatch.setenv("LOYALFED_AUDIT_TOKEN", "tok-ana")
+        monkeypatch.setenv("LOYALFED_AUDIT_CA", str(tmp_path / "pki" / "ca.crt"))
+        monkeypatch.setenv("LOYALFED_AUDIT_PUBLIC_KEY", service_log.public_key_hex)
+        registry = str(tmp_path / "registry.sqlite")
+        cli("policy", "draft", str(_policy(tmp_path)), "--registry", registry, "--as", "analyst")
+        [(_, event)] = service_log.events()
+        assert event.event_type == EventType.POLICY_DRAFTED and event.actor == "analyst"
+        state = tmp_path / "loyalfed-state" / "audit_tree_head.json"
+        assert SignedTreeHead.model_validate_json(state.read_bytes()).tree_size == 1
+        monkeypatch.setenv("LOYALFED_AUDIT_TOKEN", "tok-someone-else")
+        refused = runner.invoke(app, ["policy", "draft", str(_policy(tmp_path)), "--registry", registry])
+        assert refused.exit_code != 0 and service_log.size == 1  # no credentials, no change
+    service_log.close()
