@@ -1,7 +1,9 @@
 """What each state-changing CLI command records in the audit log (used with ``audit_trail.audited``).
 
-Each function fills an :class:`~loyalfed.cli.audit_trail.AuditStep` from the command's arguments and
-the state it has just committed: policy hashes, dataset fingerprints, ε, artefact hashes and counts.
+Each function fills an :class:`~loyalfed.cli.audit_trail.AuditStep` from the command's arguments
+and the state it has just committed: policy hashes, dataset fingerprints, ε, artefact hashes and
+counts. (Policy drafts and decisions go through the coordinator service, which appends their
+events itself: ``coordinator.platform.audit_trail``.)
 Never a member identifier, never a free-text value: file and folder names go in only when they are
 not identifier-shaped (``audit.identifier_guard``), and a published model's id is derived from its
 weights' SHA-256, so ``loyalfed audit lineage --model`` works for any model a command trained.
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,11 @@ from audit.identifier_guard import identifier_problem
 from audit.lineage_event import EventType
 from loyalfed.cli.audit_trail import AuditStep
 
-# Enum-like detail values: what audit.lineage_event accepts as a token.
-_TOKEN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-
 __all__ = [
     "budget_cap",
     "consent_import",
     "consent_withdrawal",
     "model_id_of",
-    "policy_decision",
-    "policy_draft",
     "psi_cache_build",
     "psi_run",
     "scoring",
@@ -47,40 +43,6 @@ def _sha256(path: Path) -> str:
 def _name(text: str, fallback: str) -> str:
     """A folder or partner name for the log, or ``fallback`` when it looks like an identifier."""
     return text if text and identifier_problem(text) is None else fallback
-
-
-def _registry_policy(arguments: dict[str, Any], ref: str) -> Any:
-    from coordinator.approvals import resolve_policy
-    from loyalfed.cli.policy_commands import open_registry
-
-    registry = open_registry(arguments["registry_path"], arguments.get("registry_url"))
-    try:
-        return resolve_policy(registry, ref)
-    finally:
-        registry.close()
-
-
-def policy_draft(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """policy.drafted: the registered version's hash, its purpose, partners, categories and ε cap."""
-    registered = _registry_policy(arguments, str(arguments["file"]))
-    policy = registered.policy
-    step.update(
-        policy_hash=registered.content_hash,
-        purpose=str(policy.purpose),
-        partners=tuple(policy.partners),
-        categories=tuple(sorted(policy.columns)),
-        epsilon=policy.privacy.epsilon,
-        delta=policy.privacy.delta,
-    )
-    if _TOKEN.match(policy.policy_id) and identifier_problem(policy.policy_id) is None:
-        step.update(details={"policy_id": policy.policy_id})
-
-
-def policy_decision(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """policy.approved / policy.rejected: which version, for which partner."""
-    registered = _registry_policy(arguments, str(arguments["ref"]))
-    partner = arguments.get("partner") or step.actor.partition(":")[2] or None
-    step.update(policy_hash=registered.content_hash, purpose=str(registered.policy.purpose), partner=partner)
 
 
 def consent_import(step: AuditStep, arguments: dict[str, Any]) -> None:
@@ -170,10 +132,9 @@ def _policy_hash(arguments: dict[str, Any], card: dict[str, Any]) -> str | None:
     if isinstance(policy, dict) and isinstance(policy.get("hash") or policy.get("content_hash"), str):
         return str(policy.get("hash") or policy.get("content_hash"))
     if arguments.get("policy"):
-        from coordinator.approvals import resolve_policy
-        from loyalfed.cli.policy_commands import open_registry
+        from coordinator.approvals import PolicyRegistry, resolve_policy
 
-        registry = open_registry(arguments["registry"], None)
+        registry = PolicyRegistry.at_path(Path(arguments["registry"]))
         try:
             return str(resolve_policy(registry, arguments["policy"]).content_hash)
         finally:

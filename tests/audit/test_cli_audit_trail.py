@@ -1,9 +1,11 @@
 """A CLI session leaves its whole trail in the audit log, and an auditor can hold the log to it.
 
-policy draft, policy approve, train, consent erase and psi run, as an operator types them; then
-`audit verify` (pinned key, saved head) passes and `audit lineage --model DIR` names the policy,
-the datasets and the ε; truncating the log to an earlier head or restoring an older copy fails
-`audit verify --since-head`. No member identifier reaches the log.
+train, consent erase and psi run, as an operator types them, under a policy drafted and approved
+in the local registry `loyalfed train --registry` reads (the `policy draft|approve` commands now go
+through the coordinator service, which appends those events itself — coordinator.platform's audit
+trail); then `audit verify` (pinned key, saved head) passes and `audit lineage --model DIR` names
+the policy, the datasets and the ε; truncating the log to an earlier head or restoring an older
+copy fails `audit verify --since-head`. No member identifier reaches the log.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typer.testing import CliRunner
 
 from audit.audit_log import AuditLog
 from audit.lineage_event import EventType
+from coordinator.approvals import PolicyRegistry
 from loyalfed.cli.app import app
+from policies.policy import load_policy
+from policies.roles import Actor
 
 PARTNERS = ("freshmart-north", "freshmart-south")
 runner = CliRunner()
@@ -70,11 +75,17 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     log = state / "audit.sqlite"
     registry = str(tmp_path / "registry.sqlite")
 
-    drafted = json.loads(cli("policy", "draft", str(_policy(tmp_path)), "--registry", registry, "--json"))
-    key = json.loads(cli("audit", "head", "--json"))["public_key"]
+    book = PolicyRegistry.at_path(Path(registry))
+    drafted = book.draft(load_policy(_policy(tmp_path)), actor=Actor.parse("analyst"))
     for partner in PARTNERS:
-        cli("policy", "approve", "churn-trail", "--as", f"data_officer:{partner}", "--registry", registry)
-    shutil.copy(log, tmp_path / "older-copy.sqlite")  # a backup taken after the approvals
+        book.approve("churn-trail", actor=Actor.parse(f"data_officer:{partner}"))
+    book.close()
+    cli(
+        "budget", "set-cap", "--partner", PARTNERS[0], "--epsilon", "9", "--federation", str(federation),
+        "--officer", f"data_officer:{PARTNERS[0]}",
+    )  # fmt: skip
+    key = json.loads(cli("audit", "head", "--json"))["public_key"]
+    shutil.copy(log, tmp_path / "older-copy.sqlite")  # a backup taken before the job
     approved_size = json.loads(cli("audit", "head", "--json"))["tree_head"]["tree_size"]
     model = tmp_path / "model"
     cli(
@@ -93,8 +104,7 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
 
     types = [event.event_type for event in _events(log)]
     for expected in (
-        EventType.POLICY_DRAFTED,
-        EventType.POLICY_APPROVED,
+        EventType.BUDGET_SET,
         EventType.JOB_STARTED,
         EventType.JOB_ROUND,
         EventType.BUDGET_CHARGED,
@@ -104,7 +114,7 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
         EventType.PSI_RUN,
     ):
         assert expected in types, (expected, types)
-    assert types.count(EventType.POLICY_APPROVED) == 2
+    assert types.count(EventType.BUDGET_CHARGED) == len(PARTNERS)
     assert member.encode() not in log.read_bytes()
 
     report = json.loads(cli("audit", "verify", "--public-key", key, "--since-head", str(head), "--json"))
@@ -112,11 +122,8 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
 
     lineage = json.loads(cli("audit", "lineage", "--model", str(model), "--json"))
     nodes = {node["id"]: node for node in lineage["nodes"]}
-    policy = nodes[f"policy:{drafted['content_hash']}"]
-    assert policy["label"] == "policy churn-trail" and policy["epsilon_cap"] == 8.0
-    assert {n["label"] for n in nodes.values() if n["kind"] == "approval"} == {
-        f"{p} approved" for p in PARTNERS
-    }
+    assert nodes[f"policy:{drafted.content_hash}"]["policy_hash"] == drafted.content_hash
+    assert ("job:" + json.loads((model / "model_card.json").read_text())["job_id"]) in nodes
     datasets = [n for n in nodes.values() if n["kind"] == "dataset"]
     assert sorted(n["label"].split("/")[0] for n in datasets) == sorted(PARTNERS)
     budgets = {n["label"]: n["epsilon"] for n in nodes.values() if n["kind"] == "budget"}
@@ -155,9 +162,11 @@ def test_commands_append_to_the_audit_service_over_https(
     ca.write(tmp_path / "pki", "ca", suffix=".crt")
     issue_server_certificate(ca, ["127.0.0.1"], now=now, days=1).write(tmp_path / "pki", "audit")
     grant = ClientGrant(
-        client_id="ana", token_sha256=token_digest("tok-ana"), actor="analyst", role=ClientRole.COORDINATOR,
-        may_append=True,
+        client_id="north", token_sha256=token_digest("tok-north"), actor="data_officer:north",
+        role=ClientRole.PARTNER, partner="north", may_append=True,
     )  # fmt: skip
+    federation = tmp_path / "federation"
+    (federation / "north").mkdir(parents=True)
     service_log = AuditLog.open(tmp_path / "service.sqlite")
     tls = {
         "ssl_certfile": str(tmp_path / "pki" / "audit.pem"),
@@ -165,16 +174,23 @@ def test_commands_append_to_the_audit_service_over_https(
     }
     with LoopbackServer(create_app(service_log, ServiceConfig(clients=(grant,))), **tls) as server:
         monkeypatch.setenv("LOYALFED_AUDIT_URL", server.url)
-        monkeypatch.setenv("LOYALFED_AUDIT_TOKEN", "tok-ana")
+        monkeypatch.setenv("LOYALFED_AUDIT_TOKEN", "tok-north")
         monkeypatch.setenv("LOYALFED_AUDIT_CA", str(tmp_path / "pki" / "ca.crt"))
         monkeypatch.setenv("LOYALFED_AUDIT_PUBLIC_KEY", service_log.public_key_hex)
-        registry = str(tmp_path / "registry.sqlite")
-        cli("policy", "draft", str(_policy(tmp_path)), "--registry", registry, "--as", "analyst")
+        set_cap = ["budget", "set-cap", "--partner", "north", "--federation", str(federation)]
+        cli(*set_cap, "--epsilon", "4", "--officer", "data_officer:north")
         [(_, event)] = service_log.events()
-        assert event.event_type == EventType.POLICY_DRAFTED and event.actor == "analyst"
+        assert (event.event_type, event.actor, event.partner, event.epsilon) == (
+            EventType.BUDGET_SET,
+            "data_officer:north",
+            "north",
+            4.0,
+        )
         state = tmp_path / "loyalfed-state" / "audit_tree_head.json"
         assert SignedTreeHead.model_validate_json(state.read_bytes()).tree_size == 1
         monkeypatch.setenv("LOYALFED_AUDIT_TOKEN", "tok-someone-else")
-        refused = runner.invoke(app, ["policy", "draft", str(_policy(tmp_path)), "--registry", registry])
+        refused = runner.invoke(app, [*set_cap, "--epsilon", "1", "--officer", "data_officer:north"])
         assert refused.exit_code != 0 and service_log.size == 1  # no credentials, no change
+        shown = json.loads(cli("budget", "show", "--federation", str(federation), "--json"))
+        assert shown["budgets"][0]["cap"] == 4.0
     service_log.close()
