@@ -25,6 +25,7 @@ __all__ = [
     "consent_import",
     "consent_withdrawal",
     "model_id_of",
+    "policy_draft_local",
     "psi_cache_build",
     "psi_run",
     "scoring",
@@ -43,6 +44,25 @@ def _sha256(path: Path) -> str:
 def _name(text: str, fallback: str) -> str:
     """A folder or partner name for the log, or ``fallback`` when it looks like an identifier."""
     return text if text and identifier_problem(text) is None else fallback
+
+
+def policy_draft_local(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """policy.drafted in a local registry, and each local officer's policy.approved when asked."""
+    from coordinator.approvals import PolicyRegistry, resolve_policy
+
+    registry = PolicyRegistry.at_path(Path(arguments["registry_path"]))
+    try:
+        registered = resolve_policy(registry, str(arguments["file"]))
+    finally:
+        registry.close()
+    policy = registered.policy
+    common = {"policy_hash": registered.content_hash, "purpose": str(policy.purpose)}
+    step.update(**common, partners=tuple(policy.partners), epsilon=policy.privacy.epsilon)
+    step.update(delta=policy.privacy.delta, categories=tuple(sorted(policy.columns)))
+    if arguments.get("approve_locally"):
+        for partner in policy.partners:
+            officer = {"actor": f"data_officer:{partner}", "role": "data_officer", "partner": partner}
+            step.add(EventType.POLICY_APPROVED, **common, **officer)
 
 
 def consent_import(step: AuditStep, arguments: dict[str, Any]) -> None:

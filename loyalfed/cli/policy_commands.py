@@ -16,7 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from audit.lineage_event import EventType
 from coordinator.approvals import DEFAULT_REGISTRY_PATH, PolicyRegistry, records_of_processing
+from loyalfed.cli import command_lineage
+from loyalfed.cli.audit_trail import audited
 from loyalfed.cli.service_client import (
     CaOption,
     ClientOptions,
@@ -244,6 +247,7 @@ def records(
 
 
 @policy.command("draft-local")
+@audited(EventType.POLICY_DRAFTED, command_lineage.policy_draft_local, role="analyst")
 def draft_local(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Policy YAML or JSON file")],
     approve_locally: Annotated[

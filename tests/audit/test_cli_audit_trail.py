@@ -18,15 +18,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from audit.audit_log import AuditLog
 from audit.lineage_event import EventType
-from coordinator.approvals import PolicyRegistry
+from coordinator.approvals import PolicyRegistry, resolve_policy
 from loyalfed.cli.app import app
-from policies.policy import load_policy
-from policies.roles import Actor
 
 PARTNERS = ("freshmart-north", "freshmart-south")
 runner = CliRunner()
@@ -39,22 +36,13 @@ def cli(*args: str) -> str:
 
 
 def _policy(tmp_path: Path) -> Path:
-    data: dict[str, Any] = {
-        "policy_id": "churn-trail",
-        "title": "Churn model across two FreshMart store groups",
-        "purpose": "analytics.churn_model",
-        "partners": list(PARTNERS),
-        "regions": ["CN"],
-        "columns": {
-            "members": ["member_id", "joined_at"],
-            "transactions": ["member_id", "timestamp", "amount", "quantity", "category", "discount"],
-        },
-        "privacy": {"epsilon": 8.0, "delta": 1e-5},
-        "impact_assessment": {"reference": "PIA-TRAIL-01", "completed_on": "2026-01-15"},
-        "joint_handling_agreement": "JHA-FreshMart-2026",
-    }
-    path = tmp_path / "churn.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    """The experiment policy `loyalfed train` documents for the bundled data, over two store groups."""
+    from loyalfed.local_officers import experiment_policy
+    from policies.purpose import Purpose
+
+    policy = experiment_policy(Purpose.CHURN_MODEL, list(PARTNERS), regions=["CN"], epsilon=8.0, delta=1e-5)
+    path = tmp_path / "churn-policy.json"
+    path.write_text(json.dumps(policy.model_dump(mode="json")), encoding="utf-8")
     return path
 
 
@@ -75,10 +63,10 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     log = state / "audit.sqlite"
     registry = str(tmp_path / "registry.sqlite")
 
+    policy_file = _policy(tmp_path)
+    cli("policy", "draft-local", str(policy_file), "--approve-as-local-officers", "--registry", registry)
     book = PolicyRegistry.at_path(Path(registry))
-    drafted = book.draft(load_policy(_policy(tmp_path)), actor=Actor.parse("analyst"))
-    for partner in PARTNERS:
-        book.approve("churn-trail", actor=Actor.parse(f"data_officer:{partner}"))
+    drafted = resolve_policy(book, str(policy_file))
     book.close()
     cli(
         "budget", "set-cap", "--partner", PARTNERS[0], "--epsilon", "9", "--federation", str(federation),
@@ -91,7 +79,7 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     cli(
         "train", "--task", "churn", "--federation", str(federation), "--partners", ",".join(PARTNERS),
         "--epsilon", "2", "--rounds", "1", "--local-steps", "1", "--out", str(model),
-        "--policy", "churn-trail", "--registry", registry, "--json",
+        "--policy", str(policy_file), "--registry", registry, "--json",
     )  # fmt: skip
     member = str(pd.read_parquet(federation / PARTNERS[0] / "members.parquet")["member_id"].iloc[0])
     cli("consent", "erase", str(federation / PARTNERS[0]), "--member", member, "--json")
@@ -104,6 +92,8 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
 
     types = [event.event_type for event in _events(log)]
     for expected in (
+        EventType.POLICY_DRAFTED,
+        EventType.POLICY_APPROVED,
         EventType.BUDGET_SET,
         EventType.JOB_STARTED,
         EventType.JOB_ROUND,
@@ -123,6 +113,8 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     lineage = json.loads(cli("audit", "lineage", "--model", str(model), "--json"))
     nodes = {node["id"]: node for node in lineage["nodes"]}
     assert nodes[f"policy:{drafted.content_hash}"]["policy_hash"] == drafted.content_hash
+    approvals = {n["label"] for n in nodes.values() if n["kind"] == "approval"}
+    assert approvals == {f"{p} approved" for p in PARTNERS}
     assert ("job:" + json.loads((model / "model_card.json").read_text())["job_id"]) in nodes
     datasets = [n for n in nodes.values() if n["kind"] == "dataset"]
     assert sorted(n["label"].split("/")[0] for n in datasets) == sorted(PARTNERS)
