@@ -51,7 +51,7 @@ def fresh_ledger() -> Ledger:
     return ledger
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches)
 def test_invariants_hold_after_any_sequence(batches: list[list[Transfer]]) -> None:
     ledger = fresh_ledger()
@@ -67,7 +67,7 @@ def test_invariants_hold_after_any_sequence(batches: list[list[Transfer]]) -> No
         ledger.close()
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches, st.data())
 def test_same_id_same_fields_same_outcome_different_fields_refused(
     batches: list[list[Transfer]], data: st.DataObject

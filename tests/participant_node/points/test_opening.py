@@ -23,7 +23,7 @@ purchases = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(purchases, st.integers(0, 150))
 def test_vectorised_opening_equals_the_pure_rules(rows: list[tuple[str, int, int]], day: int) -> None:
     at = T0 + timedelta(days=day)
