@@ -73,6 +73,23 @@ class FederatedTraining:
         ctx.artefacts["federated_models"] = {card.task: card for card in published}
         exact = {run.outcome.job.task.value: _exact_heldout_auc(ctx, run) for run in runs}
         _report(ctx, published, exact)
+        _report_warning_bands(ctx, ctx.artefacts["federated_models"]["churn"])
+
+
+def _report_warning_bands(ctx: DemoContext, card: dict[str, Any]) -> None:
+    """Churn warning bands per node, each node's list computed and kept at that node."""
+    from loyalfed.demo.warning_bands import BANDS, warning_band_rows
+    from models.task import task_defaults
+
+    as_of, _ = task_defaults(TaskName.CHURN)  # the date the churn model's features were built at
+    rows = warning_band_rows(card, ctx.out_dir / "models" / "churn", ctx.federation_dir, as_of=as_of)
+    ctx.report.add_table(
+        f"Churn warning bands per node at {as_of:%Y-%m-%d} (30 days without a purchase: warning; "
+        "90: lapsed; score cuts at the held-out base rate and twice it). Each node's member list "
+        "stays at the node.",
+        ["partner", *BANDS],
+        rows,
+    )
 
 
 def _job(task: TaskName, seed: int) -> JobSpec:
