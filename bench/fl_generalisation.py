@@ -265,7 +265,7 @@ def _shape_federation(shape: FederationShape, root: Path) -> tuple[Path, JobSpec
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES))
+    parser.add_argument("--shapes", nargs="*", choices=sorted(SHAPES), help="none: Complete Journey only")
     parser.add_argument("--quick", action="store_true", help="two small shapes, one repeat")
     parser.add_argument("--no-complete-journey", action="store_true")
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
+    shapes = args.shapes if args.shapes is not None else (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
     repeats = 1 if args.quick else args.repeats
     started = time.perf_counter()
     results: dict[str, Any] = {}
