@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from loyalfed.federated_run import select_partners
 from participant_node.data import load_federation
 from participant_node.training.churn_warning_list import warning_list
+from protocol import ModelCard
 
 __all__ = ["BANDS", "warning_band_rows"]
 
@@ -21,11 +21,11 @@ BANDS = ("lapsed", "at_risk", "watch", "low")
 
 
 def warning_band_rows(
-    card: dict[str, Any], model_dir: Path, federation_dir: Path, *, as_of: datetime
+    card: ModelCard, model_dir: Path, federation_dir: Path, *, as_of: datetime
 ) -> list[list[str]]:
     """Per node: the partner, then its members in each of `BANDS` (a churn model's card)."""
-    if card.get("task") != "churn":
-        raise ValueError(f"warning bands need a churn model, got a {card.get('task')!r} model")
+    if card.task != "churn":
+        raise ValueError(f"warning bands need a churn model, got a {card.task!r} model")
     rows = []
     for partner_id, path, _ in select_partners(load_federation(federation_dir), None):
         counts = warning_list(path, model_dir, as_of=as_of)["band"].value_counts()

@@ -76,7 +76,7 @@ class FederatedTraining:
         _report_warning_bands(ctx, ctx.artefacts["federated_models"]["churn"])
 
 
-def _report_warning_bands(ctx: DemoContext, card: dict[str, Any]) -> None:
+def _report_warning_bands(ctx: DemoContext, card: ModelCard) -> None:
     """Churn warning bands per node, each node's list computed and kept at that node."""
     from loyalfed.demo.warning_bands import BANDS, warning_band_rows
     from models.task import task_defaults
