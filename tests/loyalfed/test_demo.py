@@ -41,7 +41,8 @@ def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -
     assert all(n["members_excluded_by_consent"] > 0 for n in cards["churn"]["nodes"])
 
     db = out / "audit.sqlite"
-    verify = _loyalfed("audit", "verify", "--db", str(db), "--json", cwd=tmp_path)
+    pinned = (out / "audit_public_key.txt").read_text().strip()  # the key the demo publishes
+    verify = _loyalfed("audit", "verify", "--db", str(db), "--public-key", pinned, "--json", cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     anomalies = _loyalfed("audit", "report", "--db", str(db), "--json", cwd=tmp_path)
     assert anomalies.returncode == 0, anomalies.stderr

@@ -90,11 +90,14 @@ class VerifyAuditLog:
     def run(self, ctx: DemoContext) -> None:
         log: AuditLog = ctx.artefacts[_LOG]
         report = verify_log(log.path, public_key=log.public_key)  # the writer's own key, held in memory
+        # What an auditor pins: the log's public key, published by its writer (never the key file).
+        (ctx.out_dir / "audit_public_key.txt").write_text(log.public_key_hex + "\n", encoding="ascii")
         rows = [
             ["whole-log verification", "passed" if report.ok else f"FAILED: {report.first_problem}"],
             ["entries", f"{report.tree_size:,} ({report.tree_size - ctx.artefacts[_START]:,} from this run)"],
             ["signed tree heads checked", f"{report.tree_heads:,} against the {report.trust_anchor}"],
             ["root hash", report.root_hash],
+            ["log public key (pin it: audit verify --public-key)", log.public_key_hex],
             *_proof_rows(log, ctx.artefacts[_START], random.Random(ctx.seed)),
             ["events refused (identifier-shaped or invalid)", str(len(ctx.artefacts[_REFUSED]))],
         ]
