@@ -163,11 +163,13 @@ def _policy_hash(arguments: dict[str, Any], card: dict[str, Any]) -> str | None:
 
 
 def scoring(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """model.scored: which model, at which partners, and a hash of the scores file (kept at the node)."""
+    """model.scored: which model, and a hash of each partner's scores file (kept at that node)."""
     model: Path = arguments["model"]
+    out: Path = arguments["out"]
+    files = sorted(out.glob("*.csv")) if out.is_dir() else [out]
     step.update(
         model_id=model_id_of(model),
-        outputs=[{"name": "scores", "sha256": _sha256(arguments["out"])}],
+        outputs=[{"name": f"scores/{f.name}", "sha256": _sha256(f)} for f in files],
         details={"as_of_year": int(str(arguments["as_of"])[:4])},
     )
 

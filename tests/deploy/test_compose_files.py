@@ -16,6 +16,9 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ORGANISATIONS = ("coordinator-org", "partner-org")
+# Debian's docker-compose is a Python program of the system's interpreter: give it a plain
+# environment, so nothing this test process inherited (a venv, PYTHON* variables) leaks into it.
+_SYSTEM_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 FILLED = {"LOYALFED_NODE_TOKEN": "node-token-from-the-federation-administrator"}
 
 
@@ -43,6 +46,7 @@ def _resolved(tmp_path: Path, organisation: str) -> dict[str, object]:
     result = subprocess.run(
         [*_compose_command(), "--env-file", ".env", "-f", "compose.yaml", "config"],
         cwd=folder,
+        env=_SYSTEM_ENV,
         capture_output=True,
         text=True,
         check=False,
