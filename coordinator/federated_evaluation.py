@@ -130,7 +130,7 @@ def summarise(histograms: Sequence[Histogram]) -> EvaluationSummary:
     )
 
 
-# A gap above 15 points in AUC or predicted-positive rate between groups is flagged (issue 2 item 6).
+# The retail plans' fairness rule: a gap above 15 points in AUC or predicted-positive rate is flagged.
 FAIRNESS_GAP_WARNING = 0.15
 
 

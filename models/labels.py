@@ -15,7 +15,7 @@ from models.frame_contract import NS_PER_DAY, as_timestamp, require_columns, to_
 
 __all__ = ["CHURN_RATE_FRACTION", "churn_labels", "propensity_labels"]
 
-# Issue 2, item 6: churn = no purchase in the horizon, or a spend rate in the horizon below 30 % of
+# The retail plans' churn label: no purchase in the horizon, or a horizon spend rate below 30 % of
 # the member's historical rate (a "partial churn" that full-lapse labels miss; Buckinx & Van den
 # Poel, "Customer base analysis: partial defection...", EJOR 164(1), 2005).
 CHURN_RATE_FRACTION = 0.30

@@ -34,7 +34,7 @@ __all__ = [
     "small_bins",
 ]
 
-# Issue 2, item 6: warn when a group gap in AUC or positive rate exceeds 15 points.
+# The retail plans' fairness rule: warn when a group gap in AUC or positive rate exceeds 15 points.
 FAIRNESS_GAP_WARNING = 0.15
 # DESIGN.md: an aggregate that leaves a node covers at least k = 20 members.
 DEFAULT_K = 20
