@@ -9,7 +9,7 @@ from policies.purpose import Purpose
 
 __all__ = ["MATCHING_PURPOSES", "MatchingConfig"]
 
-# Issue 4 item 4: only consents for these purposes let a member enter a PSI set.
+# PIPL Art. 23 / GDPR Art. 6(1)(a): only consents for these purposes let a member enter a PSI set.
 MATCHING_PURPOSES = frozenset({Purpose.CROSS_BRAND_MATCHING, Purpose.POINTS_INTERCHANGE})
 
 

@@ -148,7 +148,7 @@ def test_import_consents_bad_row_names_file_row_and_column(tmp_path: Path) -> No
 
 
 def test_consent_withdraw_then_selection_excludes_on_complete_journey(cj_federation: Path) -> None:
-    # Target of issue 5 (consent side): after a withdrawal recorded in the node store, the gate used
+    # Withdrawal holds for every later step: after a withdrawal recorded in the node store, the gate used
     # before training no longer selects those members and counts them as excluded.
     partner = load_partner(cj_federation / "freshmart-north")
     at = datetime(2018, 1, 1)
