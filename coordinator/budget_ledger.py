@@ -44,11 +44,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from coordinator.budget_lock import lock_cap_rows
 from coordinator.budget_tables import (
     DEFAULT_CAP_SETTER,
     BudgetCap,
     BudgetCharge,
-    cap_row_insert,
     create_ledger_engine,
 )
 from coordinator.errors import CoordinatorError
@@ -245,14 +245,8 @@ class BudgetLedger:
             )
 
     def _lock_caps(self, session: Session, partners: list[str], year: int) -> dict[str, float]:
-        for partner_id in partners:
-            session.execute(cap_row_insert(self._engine, partner_id, year, self._default_cap))
-        rows = session.scalars(
-            select(BudgetCap)
-            .where(BudgetCap.partner_id.in_(partners), BudgetCap.year == year)
-            .order_by(BudgetCap.partner_id)
-            .with_for_update()
-        ).all()
+        defaults = {"epsilon_cap": self._default_cap, "set_by": DEFAULT_CAP_SETTER}
+        rows = lock_cap_rows(session, BudgetCap, partners, year, defaults=defaults)
         return {row.partner_id: self._cap_of(row) for row in rows}
 
     @staticmethod

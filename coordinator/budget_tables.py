@@ -3,9 +3,7 @@
 The cap check and the reservation must be one transaction, so two jobs cannot both see room
 under a cap and both take it. On SQLite every ledger transaction starts with ``BEGIN IMMEDIATE``
 (the database's write lock is taken before the first read; SQLite "Transactions", §2.2); on
-PostgreSQL the reserving transaction locks the partners' cap rows with ``SELECT … FOR UPDATE``
-(PostgreSQL manual, "Explicit Locking", row-level locks), creating a missing cap row first with
-``INSERT … ON CONFLICT DO NOTHING`` so there is always a row to lock.
+PostgreSQL the reserving transaction locks the partners' cap rows (``coordinator.budget_lock``).
 """
 
 from __future__ import annotations
@@ -15,13 +13,11 @@ from typing import Any
 from sqlalchemy import Float, Integer, String, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.dml import Insert
 
 __all__ = [
     "DEFAULT_CAP_SETTER",
     "BudgetCap",
     "BudgetCharge",
-    "cap_row_insert",
     "create_ledger_engine",
 ]
 
@@ -106,20 +102,3 @@ def _add_missing_columns(engine: Engine) -> None:
     with engine.begin() as connection:
         for name, kind in missing:
             connection.execute(text(f"ALTER TABLE {BudgetCharge.__tablename__} ADD COLUMN {name} {kind}"))
-
-
-def cap_row_insert(engine: Engine, partner_id: str, year: int, default_cap: float) -> Insert:
-    """``INSERT`` of a default cap row that does nothing when the row exists (either dialect)."""
-    values = {
-        "partner_id": partner_id,
-        "year": year,
-        "epsilon_cap": default_cap,
-        "set_by": DEFAULT_CAP_SETTER,
-    }
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(BudgetCap).values(**values).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(BudgetCap).values(**values).on_conflict_do_nothing()

@@ -1,7 +1,9 @@
 """Privacy budgets: each partner's yearly ε cap, set by its data officer, and every job's reservation.
 
 A job reserves its ε on every involved partner before it is queued; the reservation is refused
-when the year's reservations plus the job would exceed the cap. Basic (additive) composition across
+when the year's reservations plus the job would exceed the cap. The check and the reservation are
+one transaction under the budget lock (``coordinator.budget_lock``: SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL row locks on the cap rows). Basic (additive) composition across
 jobs is conservative (Dwork and Roth, "The Algorithmic Foundations of Differential Privacy",
 Thm. 3.16); each node's own accountant composes more tightly and is the binding check.
 """
@@ -15,16 +17,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit import EventType
+from coordinator.budget_lock import lock_cap_rows
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.errors import InvalidRequestError
 from coordinator.platform.organisations import get_organisation
 from coordinator.platform.principals import Principal
-from coordinator.store.tables import BudgetCapRow, BudgetChargeRow
+from coordinator.store.tables import BudgetCapRow, BudgetChargeRow, OrganisationRow
 
-__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "budget_shortfalls", "list_budgets", "reserve", "set_cap"]
+__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "list_budgets", "reserve_within_caps", "set_cap"]
 
 # A partner's cap until its data officer sets one: a conservative yearly allowance.
 DEFAULT_YEARLY_CAP = 10.0
+# ``set_by`` of a cap row created only to be locked by a reservation: the default cap applies.
+DEFAULT_CAP_SETTER = "(default)"
 
 
 @dataclass(frozen=True)
@@ -72,26 +77,34 @@ def list_budgets(session: Session, *, year: int, partner: str | None = None) -> 
     return [_view(session, p, year) for p in sorted(partners)]
 
 
-def budget_shortfalls(session: Session, partners: Iterable[str], *, epsilon: float, year: int) -> list[str]:
-    """One phrase per partner whose cap the job's ε would exceed (empty: the job fits)."""
+def reserve_within_caps(
+    session: Session, *, job_id: str, partners: Iterable[str], epsilon: float, year: int, trail: AuditTrail
+) -> list[str]:
+    """Check every partner's cap and reserve the job's ε on all of them, under one lock.
+
+    Returns one phrase per partner whose cap the job would exceed (then nothing is reserved);
+    an empty list means the reservation was added. The caller commits it with the job's
+    transition, which releases the lock (``coordinator.budget_lock``), so two jobs can never
+    together pass a cap.
+    """
+    ordered = sorted(set(partners))
+    known = set(session.scalars(select(OrganisationRow.id).where(OrganisationRow.id.in_(ordered))))
+    unknown = [f"partner {p} is not a registered organisation" for p in ordered if p not in known]
+    if unknown:
+        return unknown
+    defaults = {"epsilon_cap": DEFAULT_YEARLY_CAP, "set_by": DEFAULT_CAP_SETTER, "set_at": trail.clock()}
+    lock_cap_rows(session, BudgetCapRow, ordered, year, defaults=defaults)
     phrases = []
-    for partner in sorted(partners):
+    for partner in ordered:
         view = _view(session, partner, year)
         if view.epsilon_reserved + epsilon > view.epsilon_cap + 1e-12:
             phrases.append(
                 f"partner {partner}'s {year} budget has ε {view.epsilon_remaining:.3g} left, "
                 f"the job needs {epsilon:.3g}"
             )
-    return phrases
-
-
-def reserve(
-    session: Session, *, job_id: str, partners: Iterable[str], epsilon: float, year: int, trail: AuditTrail
-) -> None:
-    """Add the job's reservation on every partner (not committed: the caller commits with its transition)."""
-    for partner in partners:
-        session.add(
-            BudgetChargeRow(
-                job_id=job_id, partner_id=partner, year=year, epsilon=epsilon, charged_at=trail.clock()
-            )
+    if not phrases:
+        session.add_all(
+            BudgetChargeRow(job_id=job_id, partner_id=p, year=year, epsilon=epsilon, charged_at=trail.clock())
+            for p in ordered
         )
+    return phrases

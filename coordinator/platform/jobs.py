@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from audit import EventType
 from coordinator.platform.audit_trail import AuditTrail
-from coordinator.platform.budgets import budget_shortfalls, reserve
+from coordinator.platform.budgets import reserve_within_caps
 from coordinator.platform.decisions import approval_of
 from coordinator.platform.errors import ConflictError, NotFoundError
 from coordinator.platform.job_body import JobSpec, check_against_policy, parse_job_body
@@ -175,10 +175,11 @@ def check_gate(session: Session, trail: AuditTrail, job: JobRow, *, actor: Princ
     spec = JobSpec.model_validate(job.spec)
     year = trail.clock().year
     partners = policy_of(version).partners
-    shortfalls = budget_shortfalls(session, partners, epsilon=spec.epsilon, year=year)
+    shortfalls = reserve_within_caps(
+        session, job_id=job.id, partners=partners, epsilon=spec.epsilon, year=year, trail=trail
+    )
     if shortfalls:
         return transition(session, trail, job, JobState.FAILED, actor=actor, reason="; ".join(shortfalls))
-    reserve(session, job_id=job.id, partners=partners, epsilon=spec.epsilon, year=year, trail=trail)
     return transition(session, trail, job, JobState.QUEUED, actor=actor, reason="approved by every partner")
 
 

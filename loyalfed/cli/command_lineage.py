@@ -26,7 +26,10 @@ __all__ = [
     "consent_withdrawal",
     "model_id_of",
     "policy_draft_local",
+    "psi_cache_answer",
     "psi_cache_build",
+    "psi_cache_match",
+    "psi_cache_query",
     "psi_run",
     "scoring",
     "training",
@@ -188,10 +191,21 @@ def _file_input(path: Path, name: str) -> dict[str, str]:
     return {"partner": partner, "fingerprint": _sha256(path), "name": name}
 
 
+def _psi_scope(arguments: dict[str, Any], own: Path) -> dict[str, Any]:
+    """The matching's purpose and the two partners it is between (own folder and ``--recipient``)."""
+    folder = own.resolve() if own.is_dir() else own.resolve().parent
+    partners = [_name(folder.name, "partner")]
+    recipient = arguments.get("recipient")
+    if isinstance(recipient, str):
+        partners.append(_name(recipient, "partner"))
+    return {"purpose": str(arguments["purpose"]), "partners": tuple(partners)}
+
+
 def psi_run(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """psi.run: the mode and fingerprints of both member files (never their rows)."""
+    """psi.run: purpose, mode and fingerprints of both member files (never their rows)."""
     inputs = [_file_input(arguments["a"], "members a"), _file_input(arguments["b"], "members b")]
     step.update(inputs=inputs, details={"mode": str(arguments["mode"]), "psi_role": "both"})
+    step.update(purpose=str(arguments["purpose"]), partners=tuple(i["partner"] for i in inputs))
     out = arguments.get("out")
     if isinstance(out, Path) and out.is_file():
         step.update(outputs=[{"name": "matches", "sha256": _sha256(out)}])
@@ -200,6 +214,54 @@ def psi_run(step: AuditStep, arguments: dict[str, Any]) -> None:
 def psi_cache_build(step: AuditStep, arguments: dict[str, Any]) -> None:
     """psi.cache_epoch: a cached set encrypted under a new epoch key (the tags' hash, not the key)."""
     step.update(
+        **_psi_scope(arguments, arguments["set_file"]),
         inputs=[_file_input(arguments["set_file"], "members")],
         outputs=[{"name": "epoch tags", "sha256": _sha256(arguments["out"])}],
+        details={"mode": "cached_set", "psi_role": "holder_build"},
     )
+
+
+def _tags_input(arguments: dict[str, Any]) -> dict[str, str]:
+    """The holder's published epoch tags, by hash: ties this step to the epoch's ``build`` event."""
+    return {
+        "partner": _name(str(arguments["recipient"]), "partner"),
+        "fingerprint": _sha256(arguments["tags_file"]),
+        "name": "epoch tags",
+    }
+
+
+def psi_cache_query(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """psi.run (cached set, partner's query): its members' fingerprint, the epoch tags, the query's hash."""
+    step.update(
+        **_psi_scope(arguments, arguments["set_file"]),
+        inputs=[_file_input(arguments["set_file"], "members"), _tags_input(arguments)],
+        outputs=[{"name": "query", "sha256": _sha256(arguments["out"])}],
+        details={"mode": "cached_set", "psi_role": "partner_query"},
+    )
+
+
+def psi_cache_answer(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """psi.cache_epoch (holder's answer under the epoch key): the query and answer by hash, the count."""
+    key = json.loads(Path(arguments["key_file"]).read_text(encoding="utf-8"))
+    purpose = key.get("purpose")
+    step.update(
+        purpose=purpose if isinstance(purpose, str) else None,
+        partners=tuple(_name(str(p), "partner") for p in key.get("partners", ()) if isinstance(p, str)),
+        outputs=[
+            {"name": "query", "sha256": _sha256(arguments["query_file"])},
+            {"name": "answer", "sha256": _sha256(arguments["out"])},
+        ],
+        details={"mode": "cached_set", "psi_role": "holder_answer"},
+    )
+
+
+def psi_cache_match(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """psi.run (cached set, partner's match): inputs by fingerprint, the matches file by hash."""
+    step.update(
+        **_psi_scope(arguments, arguments["set_file"]),
+        inputs=[_file_input(arguments["set_file"], "members"), _tags_input(arguments)],
+        details={"mode": "cached_set", "psi_role": "partner_match"},
+    )
+    out = arguments.get("out")
+    if isinstance(out, Path) and out.is_file():
+        step.update(outputs=[{"name": "matches", "sha256": _sha256(out)}])

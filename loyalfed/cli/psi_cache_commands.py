@@ -74,6 +74,12 @@ def _prepared(
     return frame, prepare_identifiers(values, kind, secret=secret, default_region=region)
 
 
+def _prepared_partner(path: Path) -> str:
+    from loyalfed.cli.psi_member_tables import partner_folder
+
+    return partner_folder(path).name
+
+
 def _unusable(prepared: Any) -> dict[str, int]:
     return {"malformed": prepared.malformed, "empty": prepared.empty, "duplicates": prepared.duplicates}
 
@@ -153,8 +159,10 @@ def cache_build(
             prepared.items, epoch=epoch, engine=engine, tag_bytes=tag_bytes
         )
     _write(out, tags.encode())
+    # The purpose and partners travel with the key, so the answers' audit events can name them.
+    scope = {"purpose": purpose, "partners": [_prepared_partner(set_file), recipient]}
     _write_secret_json(
-        key_out, {"kind": _KEY_KIND, "epoch": epoch, "key": holder.key.hex(), "set_size": size}
+        key_out, {"kind": _KEY_KIND, "epoch": epoch, "key": holder.key.hex(), "set_size": size, **scope}
     )
     report = {
         "mode": "cached-set build (holder)",
@@ -172,6 +180,7 @@ def cache_build(
 
 
 @cache.command("query")
+@audited(EventType.PSI_RUN, command_lineage.psi_cache_query, role="partner_operator")
 def cache_query(
     set_file: Path = _SET,
     id_column: str = _ID,
@@ -217,6 +226,7 @@ def cache_query(
     help="Holder: answer a partner's query with the epoch key. " + _TRADE_OFF_HELP,
     short_help="Holder: answer a partner's query with the epoch key.",
 )
+@audited(EventType.PSI_CACHE_EPOCH, command_lineage.psi_cache_answer, role="partner_operator")
 def cache_answer(
     key_file: Path = typer.Option(..., "--key", help="The epoch key file written by `cache build`."),
     query_file: Path = typer.Option(..., "--query", help="The partner's query file."),
@@ -250,6 +260,7 @@ def cache_answer(
 
 
 @cache.command("match")
+@audited(EventType.PSI_RUN, command_lineage.psi_cache_match, role="partner_operator")
 def cache_match(
     set_file: Path = _SET,
     id_column: str = _ID,
