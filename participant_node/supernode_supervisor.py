@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from participant_node.approved_apps import launcher_environment, write_launcher
+
 __all__ = ["SuperNodeLaunch", "SuperNodeSupervisor", "node_config_arg"]
 
 _LOG = logging.getLogger(__name__)
@@ -47,7 +49,13 @@ class SuperNodeLaunch:
     node_config: Mapping[str, str]
     runtime_port: int
     log_file: Path
+    approved_apps: frozenset[str] = frozenset()  # sha256 of each approved FAB; none: every app refused
     executable: Path = field(default_factory=lambda: Path(sys.executable).parent / "flower-supernode")
+
+    @property
+    def launcher_dir(self) -> Path:
+        """Where the approving ``flwr-clientapp`` launcher is written (beside the SuperNode's log)."""
+        return self.log_file.parent / "clientapp-launcher"
 
     def command(self) -> list[str]:
         return [
@@ -75,6 +83,11 @@ class SuperNodeSupervisor:
         self._env = dict(env if env is not None else os.environ)
         # The SuperNode starts Flower's ClientApp and SuperExec programs by name: find them beside it.
         self._env["PATH"] = os.pathsep.join([str(launch.executable.parent), self._env.get("PATH", "")])
+        # ... except the ClientApp program, which is the node's approving launcher (found first).
+        write_launcher(launch.launcher_dir)
+        self._env = launcher_environment(
+            self._env, launcher_dir=launch.launcher_dir, approved=launch.approved_apps
+        )
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()

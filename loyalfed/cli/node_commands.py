@@ -43,8 +43,15 @@ def serve(
     points_settings: Path | None = typer.Option(
         None, "--points-settings", help="Points interchange settings (JSON); serves /points/v1."
     ),
+    approve_app: list[str] = typer.Option(
+        [],
+        "--approve-app",
+        help="sha256 of another Flower App (FAB) this node may run (repeat); the app shipped with "
+        "this loyalfed installation is always approved, any other is refused before its code loads.",
+    ),
 ) -> None:
     """Register with the coordinator, supervise the SuperNode, enforce approvals, budget and consent."""
+    from loyalfed.flower_app import flower_app_hash
     from participant_node.service.node_runtime import serve as serve_node
     from participant_node.service.settings import NodeSettings
 
@@ -65,12 +72,35 @@ def serve(
             yearly_epsilon_cap=yearly_epsilon_cap,
             heartbeat_interval_s=heartbeat_s,
             points_settings=points_settings,
+            approved_apps=(flower_app_hash(), *approve_app),
         )
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         raise typer.BadParameter(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
     serve_node(settings)
+
+
+@node.command("app-hash")
+def app_hash(
+    app_dir: Path | None = typer.Argument(
+        None, help="A Flower App folder (default: the app shipped with this loyalfed installation)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the sha256 of a Flower App's FAB: what `node serve --approve-app` takes."""
+    import hashlib
+    import json
+
+    from flwr.cli.build import build_fab_from_disk
+
+    from loyalfed.flower_app import flower_app_dir
+
+    folder = app_dir or flower_app_dir()
+    if not (folder / "pyproject.toml").is_file():
+        raise typer.BadParameter(f"{folder}: not a Flower App folder (no pyproject.toml)")
+    digest = hashlib.sha256(build_fab_from_disk(folder)).hexdigest()
+    typer.echo(json.dumps({"app_dir": str(folder), "fab_sha256": digest}) if as_json else digest)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["flower_app_dir"]
+__all__ = ["flower_app_dir", "flower_app_hash"]
 
 
 def flower_app_dir() -> Path:
     """The app directory to give ``flwr run`` (it holds the app's ``pyproject.toml``)."""
     return Path(__file__).resolve().parent
+
+
+def flower_app_hash() -> str:
+    """The sha256 of this app's FAB as ``flwr run`` builds it: what a node approves by default."""
+    import hashlib
+
+    from flwr.cli.build import build_fab_from_disk  # FAB entries carry a fixed date: deterministic
+
+    return hashlib.sha256(build_fab_from_disk(flower_app_dir())).hexdigest()

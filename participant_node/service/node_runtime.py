@@ -248,6 +248,7 @@ class NodeRuntime:
             },
             runtime_port=free_loopback_port(),
             log_file=self.settings.state / "logs" / "supernode.log",
+            approved_apps=frozenset(self.settings.approved_apps),
         )
         supervisor = SuperNodeSupervisor(launch)
         supervisor.start()

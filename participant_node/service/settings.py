@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from participant_node.approved_apps import app_hashes
+
 __all__ = ["NodeSettings"]
 
 
@@ -31,6 +33,9 @@ class NodeSettings(BaseSettings):
     points_settings
         The points interchange node's settings file (``participant_node.points.node_settings``);
         when given, the node serves ``/points/v1`` on its mTLS API.
+    approved_apps
+        The sha256 hashes of the Flower Apps (FABs) this node runs; a run of any other app is refused
+        before its code is loaded (``participant_node.approved_apps``).
     tls_key, public_host
         An operator-made TLS key (else the node makes its own), and the host name other nodes use
         when the API listens on a wildcard address.
@@ -57,6 +62,12 @@ class NodeSettings(BaseSettings):
     points_settings: Path | None = None
     audit_url: str | None = None
     audit_public_key: Path | None = None
+    approved_apps: tuple[str, ...] = ()
+
+    @field_validator("approved_apps")
+    @classmethod
+    def _fab_hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(app_hashes(value)))
 
     @field_validator("partner_dir")
     @classmethod
