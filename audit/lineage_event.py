@@ -76,6 +76,8 @@ class EventType(StrEnum):
     JOB_STOPPED = "job.stopped"
     JOB_FAILED = "job.failed"
     BUDGET_SET = "budget.set"
+    # A party showed a tree head inconsistent with the newest one seen of its log (RFC 9162 §8.3).
+    AUDIT_ALARM = "audit.alarm"
 
 
 class Role(StrEnum):

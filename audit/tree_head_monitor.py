@@ -122,6 +122,15 @@ class TreeHeadMonitor:
         client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, verify=verify)
         return cls(public_key, ServiceProofs(client), state_file=state_file)
 
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The pinned key of the log this monitor watches."""
+        return self._key
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """A proof from the log this monitor watches (so the monitor can show its head to others)."""
+        return self._prover.consistency_proof(old_size, new_size)
+
     def close(self) -> None:
         """Close the proof client if this monitor owns one."""
         close = getattr(self._prover, "close", None)

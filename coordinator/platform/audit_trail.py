@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from audit import AuditLog, EventType, LineageEvent
+from audit.head_exchange import HeadReport, head_report
 from coordinator.platform.principals import Principal
 
 __all__ = ["AuditTrail", "Clock", "utc_now"]
@@ -46,6 +47,13 @@ class AuditTrail:
 
     def close(self) -> None:
         self._log.close()
+
+    def head_report(self, *, since: int | None) -> HeadReport | None:
+        """This log's newest signed head with a consistency proof from ``since`` (None when empty)."""
+        with self._lock:
+            if self._log.size == 0:
+                return None
+            return head_report(self._log.tree_head(), self._log.public_key, self._log, since=since)
 
     def record(self, event_type: EventType, actor: Principal | None, **fields: Any) -> LineageEvent:
         """Append one event now; ``actor`` None means the coordinator itself (role ``coordinator``)."""

@@ -7,15 +7,17 @@ Registering a node also registers its SuperNode's public key with the supervised
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from audit import EventType
+from audit import EventType, HistoryRewrittenError, SignedTreeHead
+from audit.head_exchange import HeadReport, check_head_report
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.errors import ConflictError, InvalidRequestError, NotFoundError
 from coordinator.platform.organisations import get_organisation
@@ -25,6 +27,7 @@ from coordinator.store.tables import NodeRow
 
 __all__ = [
     "ONLINE_WINDOW",
+    "HeartbeatAnswer",
     "NodeStatus",
     "SuperNodeRegistrar",
     "heartbeat",
@@ -35,6 +38,7 @@ __all__ = [
 
 # A node is online when its last heartbeat is this recent.
 ONLINE_WINDOW = timedelta(seconds=30)
+_LOG = logging.getLogger("loyalfed.coordinator.nodes")
 
 
 class SuperNodeRegistrar(Protocol):
@@ -94,18 +98,62 @@ def register_node(
     return row
 
 
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    """What a heartbeat returns: the size of the node's log head kept here (prove from it next
+    time) and this coordinator's own log head with a proof from the size the node last accepted."""
+
+    audit_tree_size: int | None
+    coordinator_head: HeadReport | None
+
+
 def heartbeat(
-    session: Session, *, partner_id: str, version: str, audit_tree_head: dict[str, Any] | None, now: datetime
-) -> NodeRow:
-    """Record a heartbeat (liveness only: not a lineage event, it changes no data or decision)."""
+    session: Session,
+    trail: AuditTrail,
+    *,
+    partner_id: str,
+    version: str,
+    audit_head: HeadReport | None,
+    coordinator_tree_size: int | None,
+    now: datetime,
+) -> HeartbeatAnswer:
+    """Record a heartbeat (liveness only: not a lineage event) after checking the node's log head.
+
+    RFC 9162 §8.3: the newest head seen of each node's log is kept with the log's key (pinned at
+    the first heartbeat); a head that is not consistent with it — rolled back, forked, re-keyed — is
+    refused (``ConflictError``) and an ``audit.alarm`` event is appended to this coordinator's log.
+    """
     row = session.get(NodeRow, partner_id)
     if row is None:
         raise NotFoundError(f"node {partner_id} is not registered")
+    kept, pinned = _kept_head(row)
+    if audit_head is not None:
+        try:
+            newest = check_head_report(audit_head, kept=kept, pinned_key=pinned)
+        except HistoryRewrittenError as err:
+            session.rollback()
+            trail.record(EventType.AUDIT_ALARM, None, partner=partner_id, details={"log": "node"})
+            _LOG.error("node %s showed an inconsistent audit log head: %s", partner_id, err)
+            raise ConflictError(
+                f"node {partner_id}'s audit log is not consistent with the head this coordinator "
+                f"saw before: {err}"
+            ) from err
+        row.audit_tree_head = {"public_key": audit_head.public_key, "head": newest.model_dump(mode="json")}
+        kept = newest
     row.last_heartbeat, row.version = now, version
-    if audit_tree_head is not None:
-        row.audit_tree_head = audit_tree_head
     session.commit()
-    return row
+    return HeartbeatAnswer(
+        audit_tree_size=kept.tree_size if kept is not None else None,
+        coordinator_head=trail.head_report(since=coordinator_tree_size),
+    )
+
+
+def _kept_head(row: NodeRow) -> tuple[SignedTreeHead | None, str | None]:
+    """The newest head of the node's log seen here and its pinned key (none before the first)."""
+    stored = row.audit_tree_head
+    if not isinstance(stored, dict) or not isinstance(stored.get("public_key"), str):
+        return None, None
+    return SignedTreeHead.model_validate(stored["head"]), str(stored["public_key"])
 
 
 def _status(row: NodeRow, now: datetime) -> NodeStatus:

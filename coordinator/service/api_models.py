@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit.head_exchange import HeadReport
 from coordinator.platform.organisations import OrganisationKind
 from policies.roles import Role
 
@@ -87,7 +88,15 @@ class NodeRegistered(BaseModel):
 class HeartbeatCreate(BaseModel):
     model_config = _IN
     version: str = Field(min_length=1, max_length=64)
-    audit_tree_head: dict[str, Any] | None = None
+    # The node's audit log head, with a proof from the size this coordinator last answered.
+    audit_head: HeadReport | None = None
+    # The size of this coordinator's log head the node last accepted (a proof from it is answered).
+    coordinator_tree_size: int | None = Field(default=None, ge=0, le=2**62)
+
+
+class HeartbeatAnswer(BaseModel):
+    audit_tree_size: int | None
+    coordinator_head: HeadReport | None
 
 
 class NodePublic(BaseModel):

@@ -83,11 +83,22 @@ class CoordinatorClient:
             raise CoordinatorUnavailableError("coordinator registration answer lacks the SuperLink address")
         return Registration(answer["superlink_address"], answer["superlink_root_certificate_pem"])
 
-    def heartbeat(self, partner_id: str, *, version: str, audit_tree_head: dict[str, Any] | None) -> None:
+    def heartbeat(
+        self,
+        partner_id: str,
+        *,
+        version: str,
+        audit_head: dict[str, Any] | None,
+        coordinator_tree_size: int | None,
+    ) -> dict[str, Any]:
+        """Report liveness and this node's audit head; the answer carries the coordinator's head."""
         body: dict[str, Any] = {"version": version}
-        if audit_tree_head is not None:
-            body["audit_tree_head"] = audit_tree_head
-        self._call("POST", f"/nodes/{partner_id}/heartbeat", json=body)
+        if audit_head is not None:
+            body["audit_head"] = audit_head
+        if coordinator_tree_size is not None:
+            body["coordinator_tree_size"] = coordinator_tree_size
+        answer = self._call("POST", f"/nodes/{partner_id}/heartbeat", json=body)
+        return answer if isinstance(answer, dict) else {}
 
     def register_dataset(self, partner_id: str, name: str, tables: dict[str, dict[str, Any]]) -> None:
         self._call("POST", "/datasets", json={"partner_id": partner_id, "name": name, "tables": tables})

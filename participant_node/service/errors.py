@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from participant_node.errors import NodeError
 
-__all__ = ["CoordinatorUnavailableError", "JobRefusedError", "NodeSetupError", "ServiceError"]
+__all__ = [
+    "CoordinatorDistrustedError",
+    "CoordinatorUnavailableError",
+    "JobRefusedError",
+    "NodeSetupError",
+    "ServiceError",
+]
 
 
 class ServiceError(NodeError):
@@ -21,6 +27,10 @@ class CoordinatorUnavailableError(ServiceError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class CoordinatorDistrustedError(ServiceError):
+    """The coordinator showed an audit log head inconsistent with the newest one this node saw."""
 
 
 class JobRefusedError(ServiceError):

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import AuditClient, AuditError, AuditLog, EventType, LineageEvent, SignedTreeHead
+from audit.head_exchange import HeadReport, head_report
 from audit.tree_head_monitor import TreeHeadMonitor
 
 __all__ = ["NodeAudit"]
@@ -88,6 +89,16 @@ class NodeAudit:
         """The newest signed tree head this node has seen and checked."""
         return self.monitor.latest
 
-    def latest_head_json(self) -> dict[str, Any] | None:
-        head = self.latest_head()
-        return head.model_dump(mode="json") if head is not None else None
+    def head_report(self, *, since: int | None) -> HeadReport | None:
+        """The newest head seen of this node's log, with a consistency proof from ``since``."""
+        with self._lock:
+            head = self.monitor.latest
+            if head is None:
+                return None
+            prover = self._local if self._local is not None else self.monitor
+            try:
+                return head_report(head, self.monitor.public_key, prover, since=since)
+            except AuditError:
+                # The log cannot prove from that size: show the head alone (the receiver keeps its own).
+                _LOG.warning("node %s's audit log gave no proof from size %s", self.partner_id, since)
+                return head_report(head, self.monitor.public_key, prover, since=None)

@@ -5,7 +5,8 @@
 3. the loopback job endpoint for the node's own ClientApp (``local_api``) and the mTLS node API
    (``node_api``), each a uvicorn server in a thread;
 4. the supervised SuperNode (``supernode_supervisor``);
-5. heartbeats carrying the newest audit tree head, until SIGTERM/SIGINT; then everything stops.
+5. heartbeats exchanging audit tree heads, each side checking the other's (``audit_heartbeat``),
+   until SIGTERM/SIGINT — or until the coordinator shows an inconsistent log; then everything stops.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastapi import APIRouter
 from audit import AuditClient, EventType
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.matching.tls_scope import NodeTls, node_server_config
+from participant_node.service.audit_heartbeat import AuditHeartbeat
 from participant_node.service.coordinator_client import CoordinatorClient, Registration
 from participant_node.service.dataset_summary import dataset_summary
 from participant_node.service.errors import CoordinatorUnavailableError, NodeSetupError
@@ -255,11 +257,13 @@ class NodeRuntime:
         return supervisor
 
     def _heartbeat(self, client: CoordinatorClient, audit: NodeAudit) -> None:
+        """Heartbeat until stopped; a coordinator whose audit log is inconsistent stops the node."""
+        beats = AuditHeartbeat(
+            client, audit, state=self.settings.state, partner_id=self.partner_id, version=NODE_VERSION
+        )
         while True:
             try:
-                client.heartbeat(
-                    self.partner_id, version=NODE_VERSION, audit_tree_head=audit.latest_head_json()
-                )
+                beats.beat()
             except CoordinatorUnavailableError as err:
                 _LOG.warning("heartbeat failed: %s", err)
             if self._stop.wait(self.settings.heartbeat_interval_s):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from coordinator.platform import datasets, nodes
 from coordinator.platform.permissions import ApiAction, authorize
 from coordinator.service.api_models import (
     DatasetCreate,
     DatasetPublic,
+    HeartbeatAnswer,
     HeartbeatCreate,
     NodePublic,
     NodeRegister,
@@ -42,18 +43,21 @@ def register_node(
     )
 
 
-@router.post("/nodes/{partner_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/nodes/{partner_id}/heartbeat", response_model=HeartbeatAnswer)
 def heartbeat(
     partner_id: str, body: HeartbeatCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
-) -> None:
+) -> HeartbeatAnswer:
     authorize(principal, ApiAction.NODE_HEARTBEAT, organisation=partner_id)
-    nodes.heartbeat(
+    answer = nodes.heartbeat(
         session,
+        trail,
         partner_id=partner_id,
         version=body.version,
-        audit_tree_head=body.audit_tree_head,
+        audit_head=body.audit_head,
+        coordinator_tree_size=body.coordinator_tree_size,
         now=trail.clock(),
     )
+    return HeartbeatAnswer(audit_tree_size=answer.audit_tree_size, coordinator_head=answer.coordinator_head)
 
 
 @router.get("/nodes", response_model=list[NodePublic])
