@@ -97,9 +97,7 @@ class MatchingClient:
 
     def _fetch(self, params: SessionParams, kind: MessageKind, chunks: int) -> list[Frame]:
         url = f"/psi/v1/sessions/{params.session_id}/frames/{int(kind)}/"
-        return [
-            Frame.decode(self._call(partial(self.http.get, url + str(c))).content) for c in range(chunks)
-        ]
+        return [Frame.decode(self._call(partial(self.http.get, url + str(c))).content) for c in range(chunks)]
 
     def _put(self, params: SessionParams, frame: Frame) -> list[Frame]:
         url, body = f"/psi/v1/sessions/{params.session_id}/frames", frame.encode()

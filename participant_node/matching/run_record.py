@@ -18,6 +18,7 @@ class RunStatus(StrEnum):
     ABORTED = "aborted"  # closed before the result existed, or ended by a protocol error
     EXPIRED = "expired"  # no request within the session timeout
 
+
 # Version 2: refused runs are recorded too (rule, unknown sizes as None), with how the peer was
 # authenticated (``participant_node.matching.peer_identity``).
 RUN_RECORD_VERSION = 2

@@ -42,6 +42,7 @@ from participant_node.matching.member_set import MatchingSet
 from participant_node.matching.peer_identity import AuthenticatedPeer, PeerIdentityRefused, authenticate_peer
 from participant_node.matching.probing_guard import ProbingGuard
 from participant_node.matching.run_record import MatchingRunRecord, RunStatus
+from participant_node.matching.session_ledger import SessionLedger
 from participant_node.matching.sessions import ResponderSession, SessionRegistry
 from policies.purpose import Purpose
 from psi.errors import PsiError
@@ -121,6 +122,7 @@ class MatchingService:
         set_provider: SetProvider,
         guard: ProbingGuard,
         on_run: RunSink | None = None,
+        session_ledger: SessionLedger | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None),
         rng: Rng = os.urandom,
         workers: int | None = None,
@@ -130,8 +132,12 @@ class MatchingService:
         self._on_run = on_run or (lambda record: None)
         self.engine = GroupEngine(workers)
         self.sessions = SessionRegistry(
-            timedelta(seconds=config.session_timeout_s), lambda s: self._record(s, RunStatus.EXPIRED)
+            timedelta(seconds=config.session_timeout_s),
+            lambda s: self._record(s, RunStatus.EXPIRED),
+            ledger=session_ledger,
         )
+        for left_open in self.sessions.ledger.abort_unfinished(at=self.now()):
+            self._on_run(left_open.run_record(config.partner_id, at=self.now()))
 
     def open_session(self, opening: SessionOpening, *, connection: Mapping[str, Any]) -> SessionParams:
         """Authenticate the peer, check the request and the guards, create the responder.
@@ -272,6 +278,7 @@ class MatchingService:
         result = _finished(session) if status == RunStatus.COMPLETED else None
         if result is None:
             status = RunStatus.EXPIRED if status == RunStatus.EXPIRED else RunStatus.ABORTED
+        self.sessions.ledger.ended(session.params.session_id, status, at=self.now())
         self._on_run(
             MatchingRunRecord(
                 session_id=session.params.session_id,

@@ -2,8 +2,9 @@
 
 A session id names one run. Once a session is closed, aborted or expired its id is retired: an
 opening that reuses it is refused (``SessionReused``), so a peer cannot reopen a finished run and
-replay or extend it. Retired ids are kept for the life of the process; the number of sessions a
-peer can open is already bounded by the probing guard's runs per pair and day.
+replay or extend it. Every id is kept in the node's session ledger on disk (``session_ledger``),
+so a restart does not forget them; the number of sessions a peer can open is already bounded by
+the probing guard's runs per pair and day.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 
 from participant_node.matching.errors import SessionGone, SessionReused
 from participant_node.matching.member_set import MatchingSet
+from participant_node.matching.session_ledger import SessionLedger
 from psi.protocol import Responder
 from psi.wire import Frame, MessageKind, SessionParams
 
@@ -59,9 +61,16 @@ class ResponderSession:
 class SessionRegistry:
     """Open sessions by id, expiring after ``timeout`` without a request."""
 
-    def __init__(self, timeout: timedelta, on_expire: Callable[[ResponderSession], None]) -> None:
+    def __init__(
+        self,
+        timeout: timedelta,
+        on_expire: Callable[[ResponderSession], None],
+        *,
+        ledger: SessionLedger | None = None,
+    ) -> None:
         self.timeout = timeout
         self._on_expire = on_expire
+        self.ledger = ledger if ledger is not None else SessionLedger(":memory:")
         self._sessions: dict[str, ResponderSession] = {}
         self._retired: set[str] = set()
         self._lock = threading.Lock()
@@ -73,11 +82,27 @@ class SessionRegistry:
                 raise SessionReused(f"session {session_id} already exists")
             if session_id in self._retired:
                 raise SessionReused(f"session {session_id} was closed and cannot be reopened")
+        status = self.ledger.status(session_id)
+        if status is not None:
+            raise SessionReused(f"session {session_id} was used before ({status}) and cannot be reopened")
 
     def add(self, session: ResponderSession) -> None:
-        self.check_new(session.params.session_id)
+        params = session.params
         with self._lock:
-            self._sessions[session.params.session_id] = session
+            if params.session_id in self._sessions or params.session_id in self._retired:
+                raise SessionReused(f"session {params.session_id} already exists")
+            sizes = (params.responder_size, params.initiator_size)
+            first_use = self.ledger.opened(
+                params.session_id,
+                peer=session.peer,
+                purpose=session.purpose,
+                mode=str(params.mode),
+                sizes=sizes,
+                at=session.last_seen,
+            )
+            if not first_use:
+                raise SessionReused(f"session {params.session_id} was used before and cannot be reopened")
+            self._sessions[params.session_id] = session
 
     def get(self, session_id: str, *, now: datetime) -> ResponderSession:
         self.sweep(now=now)

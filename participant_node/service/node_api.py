@@ -19,6 +19,7 @@ from participant_node.matching.member_set import MatchingSet, gated_matching_set
 from participant_node.matching.probing_guard import ProbingGuard
 from participant_node.matching.run_record import MatchingRunRecord
 from participant_node.matching.service import MatchingService, create_matching_app
+from participant_node.matching.session_ledger import SessionLedger
 from participant_node.service.node_audit import NodeAudit
 from policies.purpose import Purpose
 
@@ -56,7 +57,10 @@ def _matching_service(
         )
 
     guard = ProbingGuard(state / "psi_guard.sqlite", config)
-    return MatchingService(config, set_provider=consented_set, guard=guard, on_run=on_run)
+    ledger = SessionLedger(state / "psi_sessions.sqlite")  # used session ids survive a restart
+    return MatchingService(
+        config, set_provider=consented_set, guard=guard, on_run=on_run, session_ledger=ledger
+    )
 
 
 def create_node_api(
