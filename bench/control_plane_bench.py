@@ -5,9 +5,11 @@ temporary state directory, no SuperLink), fills it with organisations, a policy 
 API, then measures per run:
 
 - p50/p95 latency of each read endpoint (sequential requests on one keep-alive connection);
-- job-status requests per second (``GET /jobs/{id}``) from several concurrent clients, and as a
-  reference measured in the same run the unauthenticated ``GET /health`` (no store access), so a
-  busy machine shows as a low reference rather than as a slow API.
+- job-status requests per second (``GET /jobs/{id}``) from several concurrent keep-alive
+  connections of ``bench/keepalive_load.py`` (asyncio, its own process, every answer checked), and
+  as a reference measured in the same run the unauthenticated ``GET /health`` (no store access), so
+  a busy machine shows as a low reference rather than as a slow API; and the server process's CPU
+  milliseconds per request of each.
 
 Prints one JSON object with medians over ``--runs`` and the targets of the platform issue
 (p95 <= 50 ms, >= 300 requests/s). The deployment-vs-simulation wall time of a 4-node churn job
@@ -27,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -135,28 +136,34 @@ def _latencies(url: str, token: str, path: str, requests: int) -> dict[str, floa
     return {"p50_ms": statistics.median(samples), "p95_ms": samples[int(0.95 * (len(samples) - 1))]}
 
 
-def _throughput(url: str, token: str, paths: list[str], clients: int, seconds: float) -> float:
-    counts = [0] * clients
-    stop = threading.Event()
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def worker(index: int) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-            n = 0
-            while not stop.is_set():
-                client.get(paths[n % len(paths)]).raise_for_status()
-                n += 1
-            counts[index] = n
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - start)
+def _throughput(
+    coordinator: Coordinator, token: str | None, paths: list[str], clients: int, seconds: float
+) -> dict[str, float]:
+    """Requests per second from ``bench/keepalive_load.py`` run as its own process, and the server's
+    CPU milliseconds per request over the same window (independent of what else loads the machine)."""
+    command = [sys.executable, str(Path(__file__).with_name("keepalive_load.py")), "--url", coordinator.url]
+    command += [arg for path in paths for arg in ("--path", path)]
+    command += ["--connections", str(clients), "--seconds", str(seconds)]
+    env = dict(os.environ)
+    if token:
+        env["LOYALFED_BENCH_TOKEN"] = token  # not on the command line, where ps would show it
+        command += ["--token-env", "LOYALFED_BENCH_TOKEN"]
+    cpu_before = _cpu_seconds(coordinator.process.pid)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    cpu = _cpu_seconds(coordinator.process.pid) - cpu_before
+    report = json.loads(done.stdout)
+    if report["errors"]:
+        raise RuntimeError(f"{report['errors']} failed requests under load, first: {report['first_error']}")
+    return {
+        "requests_per_s": float(report["requests_per_s"]),
+        "server_cpu_ms_per_request": 1000 * cpu / max(1, int(report["requests"])),
+    }
 
 
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,12 +188,18 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
                 for label, path in routes.items()
             }
             statuses = [f"/jobs/{job_id}" for job_id in job_ids]
-            rate = _throughput(coordinator.url, analyst, statuses, args.clients, args.seconds)
-            # Reference in the same run and process: the unauthenticated health route (no store).
-            reference = _throughput(coordinator.url, analyst, ["/health"], args.clients, args.seconds)
+            status = _throughput(coordinator, analyst, statuses, args.clients, args.seconds)
+            # Reference in the same run and server: the unauthenticated health route (no store).
+            reference = _throughput(coordinator, None, ["/health"], args.clients, args.seconds)
         finally:
             coordinator.stop()
-    return {"reads": reads, "job_status_requests_per_s": rate, "health_requests_per_s": reference}
+    return {
+        "reads": reads,
+        "job_status_requests_per_s": status["requests_per_s"],
+        "health_requests_per_s": reference["requests_per_s"],
+        "job_status_server_cpu_ms": status["server_cpu_ms_per_request"],
+        "health_server_cpu_ms": reference["server_cpu_ms_per_request"],
+    }
 
 
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,13 +210,16 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for path in paths
     }
-    rate = statistics.median(r["job_status_requests_per_s"] for r in runs)
-    reference = statistics.median(r["health_requests_per_s"] for r in runs)
-    return {
-        "reads": reads,
-        "job_status_requests_per_s": round(rate, 1),
-        "health_requests_per_s": round(reference, 1),
+    medians = {
+        key: round(statistics.median(r[key] for r in runs), 3)
+        for key in (
+            "job_status_requests_per_s",
+            "health_requests_per_s",
+            "job_status_server_cpu_ms",
+            "health_server_cpu_ms",
+        )
     }
+    return {"reads": reads, **medians}
 
 
 def _deployment_section(report: Path | None) -> dict[str, Any]:
@@ -235,6 +251,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput measurement per run")
     parser.add_argument("--deployment-report", type=Path, default=None)
     args = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)
     runs = []
     for index in range(args.runs):
         runs.append(run_once(args))
@@ -258,6 +275,13 @@ def main() -> None:
                 "job_status_over_health": round(
                     result["job_status_requests_per_s"] / result["health_requests_per_s"], 3
                 ),
+                # The server's own CPU per request (its process only): what the machine's other
+                # load does not change much, unlike the request rates.
+                "server_cpu_ms_per_request": {
+                    "GET /jobs/{id}": round(result["job_status_server_cpu_ms"], 3),
+                    "GET /health": round(result["health_server_cpu_ms"], 3),
+                },
+                "load_average_1m_at_start": load_at_start,
                 "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "targets": TARGETS,
                 "meets_targets": {

@@ -8,11 +8,12 @@ with the lineage event of the new state.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from audit import EventType
@@ -27,6 +28,7 @@ from coordinator.store.tables import JobLogRow, JobRefusalRow, JobRoundRow, JobR
 
 __all__ = [
     "TERMINAL",
+    "AnyRow",
     "JobDetail",
     "JobState",
     "append_log",
@@ -70,11 +72,17 @@ _EVENT = {
 }
 
 
+# A Core result row of any width (SQLAlchemy 2.1's Row is generic over its column types).
+AnyRow = Row[*tuple[Any, ...]]
+
+
 @dataclass(frozen=True)
 class JobDetail:
-    job: JobRow
-    rounds: list[JobRoundRow]
-    refusals: list[JobRefusalRow]
+    """A job's status with its rounds and refusals, as plain rows (read-only, attribute access)."""
+
+    job: AnyRow
+    rounds: Sequence[AnyRow]
+    refusals: Sequence[AnyRow]
 
 
 def get_job(session: Session, job_id: str) -> JobRow:
@@ -192,15 +200,26 @@ def list_jobs(session: Session, *, state: str | None = None, task: str | None = 
     return list(session.scalars(query))
 
 
+_JOBS, _ROUNDS, _REFUSALS = JobRow.__table__, JobRoundRow.__table__, JobRefusalRow.__table__
+
+
 def job_detail(session: Session, job_id: str) -> JobDetail:
-    job = get_job(session, job_id)
-    rounds = session.scalars(
-        select(JobRoundRow).where(JobRoundRow.job_id == job_id).order_by(JobRoundRow.round)
-    )
-    refusals = session.scalars(
-        select(JobRefusalRow).where(JobRefusalRow.job_id == job_id).order_by(JobRefusalRow.id)
-    )
-    return JobDetail(job, list(rounds), list(refusals))
+    """A job's status read with Core statements: status polling is the API's hottest read, and for it
+    the ORM's identity map and instance loading cost more than the queries themselves."""
+    job = session.execute(select(_JOBS).where(_JOBS.c.id == job_id)).one_or_none()
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    rounds = session.execute(
+        select(_ROUNDS.c.round, _ROUNDS.c.nodes_answered, _ROUNDS.c.epsilon_spent, _ROUNDS.c.metrics)
+        .where(_ROUNDS.c.job_id == job_id)
+        .order_by(_ROUNDS.c.round)
+    ).all()
+    refusals = session.execute(
+        select(_REFUSALS.c.partner_id, _REFUSALS.c.reason)
+        .where(_REFUSALS.c.job_id == job_id)
+        .order_by(_REFUSALS.c.id)
+    ).all()
+    return JobDetail(job, rounds, refusals)
 
 
 def read_logs(session: Session, job_id: str, *, after: int = 0, limit: int = 1000) -> list[JobLogRow]:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from coordinator.console import mount_console
 from coordinator.platform.audit_trail import AuditTrail, Clock, utc_now
+from coordinator.platform.principal_cache import PrincipalCache
 from coordinator.platform.principals import ensure_admin_token
 from coordinator.service.dependencies import ServiceState
 from coordinator.service.error_table import install_error_table
@@ -53,7 +54,9 @@ def open_state(settings: CoordinatorSettings, *, clock: Clock = utc_now) -> Serv
     token = settings.bootstrap_admin_token.get_secret_value() if settings.bootstrap_admin_token else None
     with sessions() as session:
         ensure_admin_token(session, settings.state_dir, now=clock(), bootstrap_token=token)
-    return ServiceState(settings=settings, sessions=sessions, trail=trail, engine=engine)
+    return ServiceState(
+        settings=settings, sessions=sessions, trail=trail, engine=engine, principals=PrincipalCache(sessions)
+    )
 
 
 def create_app(

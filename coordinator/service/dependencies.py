@@ -1,8 +1,14 @@
-"""Dependency aliases for thin routes: ``SessionDep``, ``TrailDep``, ``CurrentPrincipal``, ``StateDep``."""
+"""Dependency aliases for thin routes: ``SessionDep``, ``TrailDep``, ``CurrentPrincipal``, ``StateDep``.
+
+The aliases are ``async`` where they do no blocking I/O: FastAPI runs a plain ``def`` dependency
+in the thread pool, and a hop there and back per dependency cost more than the request's own work.
+Routes stay plain ``def`` (their store calls block), so a request makes one hop, two when its
+token is not in the principal cache.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
@@ -10,9 +16,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from coordinator.platform.audit_trail import AuditTrail
-from coordinator.platform.principals import Principal, authenticate
+from coordinator.platform.principal_cache import PrincipalCache
+from coordinator.platform.principals import Principal
 from coordinator.service.settings import CoordinatorSettings
 
 __all__ = [
@@ -48,10 +56,11 @@ class ServiceState:
     sessions: sessionmaker[Session]
     trail: AuditTrail
     engine: Engine
+    principals: PrincipalCache
     superlink: SuperLinkHandle | None = None
 
 
-def _state(request: Request) -> ServiceState:
+async def _state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.coordinator
     return state
 
@@ -59,12 +68,21 @@ def _state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(_state)]
 
 
-def _session(state: StateDep) -> Iterator[Session]:
-    with state.sessions() as session:
+async def _session(state: StateDep) -> AsyncIterator[Session]:
+    # Making a Session does no I/O (it connects on first use, in the route's thread). Closing one
+    # returns its connection: a local library call for SQLite, a round trip for a network database,
+    # which is kept off the event loop.
+    session = state.sessions()
+    try:
         yield session
+    finally:
+        if state.engine.dialect.name == "sqlite":
+            session.close()
+        else:
+            await run_in_threadpool(session.close)
 
 
-def _trail(state: StateDep) -> AuditTrail:
+async def _trail(state: StateDep) -> AuditTrail:
     return state.trail
 
 
@@ -73,10 +91,14 @@ TrailDep = Annotated[AuditTrail, Depends(_trail)]
 _bearer = HTTPBearer(auto_error=False, description="a token issued by the federation's administrator")
 
 
-def _principal(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+async def _principal(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    return authenticate(session, credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    cached = state.principals.cached(token)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(state.principals.authenticate, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

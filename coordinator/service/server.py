@@ -57,6 +57,10 @@ def serve(settings: CoordinatorSettings) -> None:
         port=port,
         log_level="warning",
         access_log=False,
+        # uvloop's event loop and the httptools parser (both declared dependencies) rather than
+        # uvicorn's pure-Python fallbacks, named so that a missing one fails at start, not silently.
+        loop="uvloop",
+        http="httptools",
         # A client holding a keep-alive TLS connection open must not keep the service (and its
         # SuperLink) running after SIGTERM: in-flight requests get this long, then shutdown proceeds.
         timeout_graceful_shutdown=5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, status
@@ -23,6 +24,7 @@ from coordinator.service.dependencies import CurrentPrincipal, SessionDep, State
 router = APIRouter()
 
 
+@cache
 def _version() -> str:
     try:
         return version("loyalfed")
@@ -31,7 +33,7 @@ def _version() -> str:
 
 
 @router.get("/health", response_model=HealthPublic, tags=["service"])
-def health(state: StateDep) -> HealthPublic:
+async def health(state: StateDep) -> HealthPublic:  # no I/O: served on the event loop
     running = state.superlink is not None and state.superlink.running
     return HealthPublic(superlink="running" if running else "stopped", version=_version())
 

@@ -24,8 +24,8 @@ from coordinator.store.tables import JobRow
 router = APIRouter(tags=["jobs"])
 
 
-def _public(job: JobRow, detail: jobs.JobDetail | None = None) -> JobPublic:
-    public = JobPublic(
+def _public(job: JobRow | jobs.AnyRow) -> JobPublic:
+    return JobPublic(
         job_id=job.id,
         state=job.state,
         task=job.task,
@@ -38,11 +38,12 @@ def _public(job: JobRow, detail: jobs.JobDetail | None = None) -> JobPublic:
         reason=job.reason,
         model_id=job.model_id,
     )
-    if detail is None:
-        return public
-    return public.model_copy(
+
+
+def _public_detail(detail: jobs.JobDetail) -> JobPublic:
+    return _public(detail.job).model_copy(
         update={
-            "spec": job.spec,
+            "spec": detail.job.spec,
             "rounds": [RoundPublic.model_validate(r, from_attributes=True) for r in detail.rounds],
             "refusals": [RefusalPublic.model_validate(r, from_attributes=True) for r in detail.refusals],
         }
@@ -69,8 +70,7 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobPublic)
 def show(job_id: str, principal: CurrentPrincipal, session: SessionDep) -> JobPublic:
     authorize(principal, ApiAction.JOB_READ)
-    detail = jobs.job_detail(session, job_id)
-    return _public(detail.job, detail)
+    return _public_detail(jobs.job_detail(session, job_id))
 
 
 @router.get("/jobs/{job_id}/logs", response_model=list[LogLinePublic])
