@@ -78,6 +78,12 @@ class EventType(StrEnum):
     BUDGET_SET = "budget.set"
     # A party showed a tree head inconsistent with the newest one seen of its log (RFC 9162 §8.3).
     AUDIT_ALARM = "audit.alarm"
+    # Points interchange and PSI as the coordinator sees them: agreements, totals, counts.
+    AGREEMENT_DRAFTED = "points.agreement_drafted"
+    AGREEMENT_SIGNED = "points.agreement_signed"
+    SETTLEMENT_REPORTED = "points.settlement_reported"
+    SETTLEMENT_MISMATCH = "points.settlement_mismatch"
+    PSI_RUN_REPORTED = "psi.run_reported"
 
 
 class Role(StrEnum):

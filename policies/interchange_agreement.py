@@ -41,6 +41,7 @@ __all__ = [
     "SignedAgreement",
     "parse_agreement",
     "sign_agreement",
+    "signature_verifies",
 ]
 
 AGREEMENT_SCHEMA_VERSION = 1
@@ -274,6 +275,11 @@ class SignedAgreement(BaseModel):
                     f"agreement {self.agreement.agreement_id} lacks a valid signature "
                     f"of {partner}'s data officer"
                 )
+
+
+def signature_verifies(key: Ed25519PublicKey, signature: AgreementSignature, digest: str) -> bool:
+    """``signature`` is ``key``'s, over agreement hash ``digest`` for the partner it names."""
+    return _verifies(key, signature, digest)
 
 
 def _verifies(key: Ed25519PublicKey, signature: AgreementSignature, digest: str) -> bool:

@@ -42,6 +42,13 @@ class ApiAction(StrEnum):
     MODEL_READ = "model.read"
     MODEL_DOWNLOAD = "model.download"
     AUDIT_READ = "audit.read"
+    AGREEMENT_DRAFT = "agreement.draft"
+    AGREEMENT_SIGN = "agreement.sign"
+    AGREEMENT_READ = "agreement.read"
+    SETTLEMENT_REPORT = "settlement.report"
+    SETTLEMENT_READ = "settlement.read"
+    PSI_RUN_REPORT = "psi_run.report"
+    PSI_RUN_READ = "psi_run.read"
 
 
 _PEOPLE = frozenset(
@@ -58,6 +65,9 @@ _READ = frozenset(
         ApiAction.BUDGET_READ,
         ApiAction.MODEL_READ,
         ApiAction.AUDIT_READ,
+        ApiAction.AGREEMENT_READ,
+        ApiAction.SETTLEMENT_READ,
+        ApiAction.PSI_RUN_READ,
     }
 )
 
@@ -77,6 +87,12 @@ MATRIX: dict[ApiAction, frozenset[Role]] = {action: _PEOPLE for action in _READ}
     ApiAction.MODEL_PUBLISH: frozenset({Role.JOB_RUN}),
     # Weights are an artefact of every partner's data: analysts, auditors and the admin only.
     ApiAction.MODEL_DOWNLOAD: frozenset({Role.ANALYST, Role.AUDITOR, Role.FEDERATION_ADMIN}),
+    # A partner's officer or operator drafts an agreement their partner is party to; only officers
+    # sign (with their own key); only the partner's node reports its settlement totals and PSI runs.
+    ApiAction.AGREEMENT_DRAFT: frozenset({Role.DATA_OFFICER, Role.PARTNER_OPERATOR}),
+    ApiAction.AGREEMENT_SIGN: frozenset({Role.DATA_OFFICER}),
+    ApiAction.SETTLEMENT_REPORT: frozenset({Role.NODE}),
+    ApiAction.PSI_RUN_REPORT: frozenset({Role.NODE}),
 }
 
 # Actions on a partner's own resources: the principal's organisation must be that partner.
@@ -88,6 +104,10 @@ ORGANISATION_SCOPED = frozenset(
         ApiAction.DATASET_REGISTER,
         ApiAction.DECISION_RECORD,
         ApiAction.BUDGET_SET,
+        ApiAction.AGREEMENT_DRAFT,
+        ApiAction.AGREEMENT_SIGN,
+        ApiAction.SETTLEMENT_REPORT,
+        ApiAction.PSI_RUN_REPORT,
     }
 )
 # Actions of a job-run credential: only on the job it was minted for.

@@ -12,7 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.head_exchange import HeadReport
+from coordinator.platform.interchange_agreements import AgreementStatus
 from coordinator.platform.organisations import OrganisationKind
+from coordinator.platform.points_settlements import SettlementDirection, SettlementStatus, SettlementTotals
+from coordinator.platform.psi_runs import PsiRunSummary
 from policies.roles import Role
 
 _IN = ConfigDict(extra="forbid", frozen=True)
@@ -261,3 +264,81 @@ class ModelPublic(BaseModel):
     artefact_size: int
     published_at: datetime
     card: dict[str, Any] | None = None
+
+
+# Points interchange and PSI reports. Request bodies of the nodes are the domain's own strict
+# models (``SettlementTotals``, ``PsiRunSummary``): what a node may send is defined once.
+SettlementCreate = SettlementTotals
+PsiRunCreate = PsiRunSummary
+
+
+class AgreementCreate(BaseModel):
+    model_config = _IN
+    agreement: dict[str, Any]
+
+
+class AgreementSignatureCreate(BaseModel):
+    model_config = _IN
+    partner: Id
+    officer: str = Field(min_length=1, max_length=128)
+    agreement_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$")
+    signed_at: datetime
+
+
+class AgreementSignaturePublic(BaseModel):
+    partner: str
+    officer: str
+    public_key: str
+    signature: str
+    signed_at: datetime
+    verified: bool
+
+
+class AgreementPublic(BaseModel):
+    agreement_hash: str
+    agreement_id: str
+    partners: list[str]
+    status: AgreementStatus
+    signed_by: list[str]
+    awaiting: list[str]
+    valid_from: datetime
+    valid_until: datetime
+    currency: str
+    drafted_at: datetime
+    document: dict[str, Any] | None = None
+    signatures: list[AgreementSignaturePublic] | None = None
+
+
+class SettlementPublic(BaseModel):
+    agreement_id: str
+    period_start: datetime
+    period_end: datetime
+    reporter: str
+    peer: str
+    currency: str
+    directions: list[SettlementDirection]
+    payer: str | None
+    payee: str | None
+    net_amount: str
+    reconciled: bool
+    status: SettlementStatus
+    differences: list[str]
+    reported_at: datetime
+
+
+class PsiRunPublic(BaseModel):
+    partner_id: str
+    session_id: str
+    psi_role: str
+    peer: str
+    purpose: str
+    mode: str
+    own_set_size: int | None
+    peer_set_size: int | None
+    result_cardinality: int | None
+    status: str
+    refusal: str | None
+    ran_at: datetime
+    reported_at: datetime

@@ -29,6 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AgreementRow",
+    "AgreementSignatureRow",
     "Base",
     "BudgetCapRow",
     "BudgetChargeRow",
@@ -44,6 +46,8 @@ __all__ = [
     "OrganisationRow",
     "PolicyVersionRow",
     "PrincipalRow",
+    "PsiRunRow",
+    "SettlementRow",
     "UtcDateTime",
 ]
 
@@ -247,3 +251,81 @@ class ModelRow(Base):
     artefact_size: Mapped[int] = mapped_column(Integer)
     artefact: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     published_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgreementRow(Base):
+    """A points-interchange agreement as drafted: its canonical document, keyed by content hash."""
+
+    __tablename__ = "interchange_agreements"
+
+    agreement_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agreement_id: Mapped[str] = mapped_column(_ID, index=True)
+    partner_a: Mapped[str] = mapped_column(_ID, index=True)
+    partner_b: Mapped[str] = mapped_column(_ID, index=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    drafted_by: Mapped[str] = mapped_column(_ID)
+    drafted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgreementSignatureRow(Base):
+    """One data officer's Ed25519 signature over an agreement hash, stored exactly as signed."""
+
+    __tablename__ = "interchange_agreement_signatures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agreement_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("interchange_agreements.agreement_hash")
+    )
+    partner_id: Mapped[str] = mapped_column(_ID)
+    officer: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128), unique=True)
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_by: Mapped[str] = mapped_column(_ID)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SettlementRow(Base):
+    """One partner node's settlement totals for an agreement and period (totals only, no transfers)."""
+
+    __tablename__ = "points_settlements"
+    __table_args__ = (UniqueConstraint("agreement_id", "period_start", "period_end", "reporter"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agreement_id: Mapped[str] = mapped_column(_ID, index=True)
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    period_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    reporter: Mapped[str] = mapped_column(_ID)
+    peer: Mapped[str] = mapped_column(_ID)
+    currency: Mapped[str] = mapped_column(String(3))
+    directions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    payer: Mapped[str | None] = mapped_column(_ID, nullable=True)
+    payee: Mapped[str | None] = mapped_column(_ID, nullable=True)
+    net_amount: Mapped[str] = mapped_column(String(40))
+    reconciled: Mapped[bool] = mapped_column(Boolean)
+    # reported (the peer has not reported yet) | matched | mismatch
+    status: Mapped[str] = mapped_column(String(16))
+    differences: Mapped[list[str]] = mapped_column(JSON)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PsiRunRow(Base):
+    """A node's summary of one PSI run it took part in: counts and status only."""
+
+    __tablename__ = "psi_runs"
+    __table_args__ = (UniqueConstraint("partner_id", "session_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(_ID, index=True)
+    session_id: Mapped[str] = mapped_column(_ID)
+    psi_role: Mapped[str] = mapped_column(String(16))
+    peer: Mapped[str] = mapped_column(_ID)
+    purpose: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(32))
+    own_set_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    peer_set_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result_cardinality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    refusal: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ran_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)

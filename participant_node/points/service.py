@@ -53,8 +53,12 @@ class PointsService:
         wrap_transport: TransportWrapper | None = None,
         partner_data: PartnerData | None = None,
         directory: MemberDirectory | PooledDirectory | None = None,
+        report_totals: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Where settlement totals go: the node service's authenticated coordinator client, when
+        # it runs this service; else a plain POST to settings.coordinator_url.
+        self._report_totals = report_totals
         self.partner = settings.partner_id
         self.ledger = Ledger(settings.database_url, synchronous=settings.synchronous, clock=clock)
         self.book = AgreementBook.from_folder(self.partner, settings.agreements_dir, settings.officer_keys)
@@ -200,12 +204,18 @@ class PointsService:
         return self.settlements.settle(peer, self.peer(peer), start, end, coordinator=self._coordinator_post)
 
     def _coordinator_post(self, totals: dict[str, Any]) -> None:
+        if self._report_totals is not None:
+            self._report_totals(totals)
+            return
         if self.settings.coordinator_url is None:
             return
+        url = f"{self.settings.coordinator_url}/api/v1/points/settlements"
         try:
-            httpx.post(f"{self.settings.coordinator_url}/api/v1/points/settlements", json=totals, timeout=10)
+            reply = httpx.post(url, json=totals, timeout=10)
         except httpx.HTTPError as err:
             raise PeerError(f"coordinator unreachable ({type(err).__name__})") from err
+        if reply.status_code >= 400:
+            raise PeerError(f"the coordinator refused the settlement totals (HTTP {reply.status_code})")
 
     def start(self) -> None:
         self.delivery.recover(in_doubt_after_s=self.settings.in_doubt_after_s)

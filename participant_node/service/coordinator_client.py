@@ -59,6 +59,10 @@ class CoordinatorClient:
             )
         return response.json() if response.content else None
 
+    def report_settlement(self, totals: dict[str, Any]) -> None:
+        """Send the totals of a reconciled settlement statement (never transfers or tokens)."""
+        self._call("POST", "/points/settlements", json=totals)
+
     def register(
         self,
         *,

@@ -115,7 +115,7 @@ class NodeRuntime:
         try:
             registration = self._register(client, audit)
             self._serve_local(audit, client)
-            self._serve_node_api(audit)
+            self._serve_node_api(audit, client)
             self.supervisor = self._supervise(registration)
             if self._on_ready is not None:
                 self._on_ready(self)
@@ -195,20 +195,23 @@ class NodeRuntime:
         app = create_local_app(service.serve, self.keys.local_secret_value())
         self._start_server(uvicorn.Config(app, host="127.0.0.1", port=self.local_port, log_level="warning"))
 
-    def _points_routers(self) -> list[APIRouter]:
-        """The points interchange router, when the node takes part in it (its service starts here)."""
+    def _points_routers(self, client: CoordinatorClient) -> list[APIRouter]:
+        """The points interchange router, when the node takes part in it (its service starts here);
+        settlement totals go to the coordinator with the node's own credential."""
         if self.settings.points_settings is None:
             return []
         from participant_node.points.api import create_points_router
         from participant_node.points.node_settings import load_settings
         from participant_node.points.service import PointsService
 
-        points = PointsService(load_settings(self.settings.points_settings))
+        points = PointsService(
+            load_settings(self.settings.points_settings), report_totals=client.report_settlement
+        )
         points.start()
         self._closers.append(points.close)
         return [create_points_router(points)]
 
-    def _serve_node_api(self, audit: NodeAudit) -> None:
+    def _serve_node_api(self, audit: NodeAudit, client: CoordinatorClient) -> None:
         app = create_node_api(
             partner_id=self.partner_id,
             data=self.data,
@@ -217,7 +220,7 @@ class NodeRuntime:
             audit=audit,
             region=self.settings.region,
             version=NODE_VERSION,
-            routers=self._points_routers(),
+            routers=self._points_routers(client),
         )
         tls = NodeTls(
             certfile=self.keys.tls_certificate, keyfile=self.keys.tls_key, ca=self.keys.federation_ca

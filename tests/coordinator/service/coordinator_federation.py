@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 from coordinator.service import CoordinatorSettings, create_app
 from coordinator.superlink_supervisor import free_port
 from policies.approval import ApprovalDecision
+from policies.interchange_agreement import parse_agreement, sign_agreement
 from policies.signed_approval import public_key_b64, sign_decision
 
 PARTNERS = ("freshmart-north", "freshmart-south")
@@ -38,6 +41,95 @@ def policy_document(policy_id: str = "churn-2026", epsilon: float = 3.0) -> dict
         "privacy": {"epsilon": epsilon, "delta": 1e-5},
         "impact_assessment": {"reference": "PIA-2026-01", "completed_on": "2026-01-10"},
         "joint_handling_agreement": "JHA-FreshMart-2026",
+    }
+
+
+def agreement_document(
+    agreement_id: str = "north-south-2026", partners: tuple[str, str] = PARTNERS
+) -> dict[str, Any]:
+    """A points-interchange agreement between ``partners`` (250 → 200 one way, 250 → 150 back)."""
+    caps = {
+        "min_points": 250,
+        "max_points": 5_000,
+        "member_daily_cap": 10_000,
+        "member_monthly_cap": 20_000,
+        "partner_daily_cap": 1_000_000,
+        "fee_per_point": "0.01",
+        "fee_ceiling": 30,
+    }
+    a, b = partners
+    return {
+        "agreement_id": agreement_id,
+        "partners": [a, b],
+        "programmes": {a: f"{a}-rewards", b: f"{b}-club"},
+        "currency": "CNY",
+        "terms": [
+            {"source": a, "destination": b, "block_in": 250, "block_out": 200, "settlement_price": "0.005"}
+            | caps,
+            {"source": b, "destination": a, "block_in": 250, "block_out": 150, "settlement_price": "0.004"}
+            | caps,
+        ],
+        "valid_from": "2026-01-01T00:00:00+00:00",
+        "valid_until": "2027-01-01T00:00:00+00:00",
+        "netting_period_days": 30,
+    }
+
+
+def settlement_totals(
+    agreement_id: str = "north-south-2026", partners: tuple[str, str] = PARTNERS, *, points: int = 5_000
+) -> dict[str, Any]:
+    """The body a node posts (``coordinator_totals``): ``points`` each way at the agreement's rates."""
+    a, b = partners
+    credited_ab, credited_ba = points * 200 // 250, points * 150 // 250
+    owed_ab, owed_ba = Decimal("0.005") * credited_ab, Decimal("0.004") * credited_ba
+    net = owed_ab - owed_ba
+    payer, payee = ((a, b) if net > 0 else (b, a)) if net else (None, None)
+    return {
+        "agreement_id": agreement_id,
+        "period_start": "2026-03-01T00:00:00+00:00",
+        "period_end": "2026-03-31T00:00:00+00:00",
+        "currency": "CNY",
+        "reconciled": True,
+        "directions": [
+            {
+                "source": a,
+                "destination": b,
+                "points": points,
+                "credited": credited_ab,
+                "amount": str(owed_ab),
+            },
+            {
+                "source": b,
+                "destination": a,
+                "points": points,
+                "credited": credited_ba,
+                "amount": str(owed_ba),
+            },
+        ],
+        "payer": payer,
+        "payee": payee,
+        "net_amount": str(abs(net)),
+    }
+
+
+def psi_run_record(partner: str, peer: str, session_id: str, *, shared: int = 420) -> dict[str, Any]:
+    """A node's PSI run record (``MatchingRunRecord.as_dict()``): counts only."""
+    return {
+        "session_id": session_id,
+        "role": "initiator",
+        "partner": partner,
+        "peer": peer,
+        "purpose": "loyalty.points_interchange",
+        "mode": "intersection",
+        "own_set_size": 1_000,
+        "peer_set_size": 900,
+        "result_cardinality": shared,
+        "consent_snapshot_hash": "ab" * 32,
+        "at": "2026-03-02T10:00:00+00:00",
+        "status": "completed",
+        "refusal": None,
+        "peer_authentication": "certificate",
+        "version": 2,
     }
 
 
@@ -82,6 +174,17 @@ class Federation:
             **kwargs,
         )
         return signed.to_dict()
+
+    def sign_agreement(self, partner: str, document: dict[str, Any]) -> dict[str, Any]:
+        """``partner``'s officer's signature over the agreement's hash, as the API takes it."""
+        signature = sign_agreement(
+            parse_agreement(document),
+            partner=partner,
+            officer=f"officer-{partner}",
+            key=self.officer_keys[partner],
+            at=datetime.now(UTC),
+        )
+        return signature.model_dump(mode="json")
 
     def decide(
         self, partner: str, version: dict[str, Any], decision: ApprovalDecision, **kwargs: Any

@@ -26,9 +26,12 @@ from policies.signed_approval import public_key_b64
 from tests.coordinator.service.coordinator_federation import (
     PARTNERS,
     Federation,
+    agreement_document,
     job_body,
     policy_document,
     populate,
+    psi_run_record,
+    settlement_totals,
 )
 
 OWN, OTHER = PARTNERS
@@ -43,6 +46,7 @@ class World:
     job_id: str
     model_id: str
     counter: list[int]
+    agreement_hash: str = ""
 
     def unique(self, stem: str) -> str:
         self.counter[0] += 1
@@ -271,12 +275,70 @@ def _audit_anomalies(w: World, org: str) -> Request:
     return "GET", "/audit/anomalies", {}
 
 
+THIRD = "brand-third"  # a partner outside the two of the world's agreement
+
+
+def _pair(org: str) -> tuple[str, str]:
+    return (OWN, OTHER) if org == OWN else (org, THIRD)
+
+
+@route("POST /points/agreements", {"officer", "operator"})
+def _agreement_draft(w: World, org: str) -> Request:
+    return (
+        "POST",
+        "/points/agreements",
+        {"json": {"agreement": agreement_document(w.unique("deal"), _pair(org))}},
+    )
+
+
+@route("GET /points/agreements", READERS)
+def _agreements(w: World, org: str) -> Request:
+    return "GET", "/points/agreements", {"params": {"pending": "true"}}
+
+
+@route("GET /points/agreements/{hash}", READERS)
+def _agreement(w: World, org: str) -> Request:
+    return "GET", f"/points/agreements/{w.agreement_hash}", {}
+
+
+@route("POST /points/agreements/{hash}/signatures", {"officer"})
+def _agreement_sign(w: World, org: str) -> Request:
+    # A fresh agreement each time (Ed25519 signatures are deterministic: a repeat would be a replay).
+    document = agreement_document(w.unique("deal"), _pair(org))
+    drafted = w.federation.call(f"operator-{OWN}", "POST", "/points/agreements", json={"agreement": document})
+    assert drafted.status_code == 201, drafted.text
+    body = w.federation.sign_agreement(OWN, document)
+    return "POST", f"/points/agreements/{drafted.json()['agreement_hash']}/signatures", {"json": body}
+
+
+@route("POST /points/settlements", {"node"})
+def _settlement(w: World, org: str) -> Request:
+    return "POST", "/points/settlements", {"json": settlement_totals(w.unique("deal"), _pair(org))}
+
+
+@route("GET /points/settlements", READERS)
+def _settlements(w: World, org: str) -> Request:
+    return "GET", "/points/settlements", {}
+
+
+@route("POST /psi/runs", {"node"})
+def _psi_run(w: World, org: str) -> Request:
+    return "POST", "/psi/runs", {"json": psi_run_record(org, _pair(org)[1], w.unique("session"))}
+
+
+@route("GET /psi/runs", READERS)
+def _psi_runs(w: World, org: str) -> Request:
+    return "GET", "/psi/runs", {}
+
+
 # Routes on a named partner's resources: a principal of the other partner is refused.
 ORGANISATION_ROUTES = (
     "POST /nodes/register",
     "POST /nodes/{partner}/heartbeat",
     "POST /datasets",
     "PUT /budgets/{partner}/{year}",
+    "POST /points/settlements",
+    "POST /psi/runs",
 )
 
 
@@ -298,7 +360,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         engine.dispose()
         model = _model_publish(World(federation, job_id, "", [0]), OWN)[2]["json"]
         model_id = federation.call("run", "POST", "/models", json=model).json()["model_id"]
-        yield World(federation, job_id, model_id, [0])
+        drafted = federation.call(
+            f"officer-{OWN}", "POST", "/points/agreements", json={"agreement": agreement_document()}
+        )
+        assert drafted.status_code == 201, drafted.text
+        yield World(federation, job_id, model_id, [0], drafted.json()["agreement_hash"])
 
 
 CELLS = [(name, role) for name in ROUTES for role in ROLES]
@@ -354,11 +420,41 @@ def test_every_route_of_the_api_is_in_the_matrix(world: World) -> None:
         f"{method.upper()} {path.removeprefix('/api/v1')}" for path, ops in paths.items() for method in ops
     }
     named = {
-        name.replace("{partner}", "{partner_id}").replace("{id}", "{x}").replace("{v}", "{version}")
+        name.replace("{partner}", "{partner_id}")
+        .replace("{id}", "{x}")
+        .replace("{hash}", "{x}")
+        .replace("{v}", "{version}")
         for name in ROUTES
     } | {"GET /health"}
     normalised = {
-        s.replace("{policy_id}", "{x}").replace("{job_id}", "{x}").replace("{model_id}", "{x}")
+        s.replace("{policy_id}", "{x}")
+        .replace("{job_id}", "{x}")
+        .replace("{model_id}", "{x}")
+        .replace("{agreement_hash}", "{x}")
         for s in served
     }
     assert normalised == named
+
+
+def test_an_officer_cannot_sign_an_agreement_for_another_partner(world: World) -> None:
+    document = agreement_document(world.unique("deal"))
+    drafted = world.federation.call(
+        f"officer-{OWN}", "POST", "/points/agreements", json={"agreement": document}
+    )
+    path = f"/points/agreements/{drafted.json()['agreement_hash']}/signatures"
+    as_other = world.federation.sign_agreement(OTHER, document)  # OTHER's officer key, sent by OWN's officer
+    reply = world.federation.call(f"officer-{OWN}", "POST", path, json=as_other)
+    assert reply.status_code == 403 and reply.json()["error"]["code"] == "signature_rejected"
+    outsiders = agreement_document(world.unique("deal"), (OTHER, THIRD))
+    world.federation.call(
+        "admin", "POST", "/organisations", json={"id": THIRD, "name": "T", "kind": "brand", "region": "CN"}
+    )
+    drafted = world.federation.call(
+        f"officer-{OTHER}", "POST", "/points/agreements", json={"agreement": outsiders}
+    )
+    assert drafted.status_code == 201, drafted.text
+    path = f"/points/agreements/{drafted.json()['agreement_hash']}"
+    assert world.federation.call(f"operator-{OWN}", "GET", path).status_code == 404  # not a party
+    signed = world.federation.sign_agreement(OWN, document)
+    reply = world.federation.call(f"officer-{OWN}", "POST", path + "/signatures", json=signed)
+    assert reply.status_code == 403

@@ -66,8 +66,14 @@ def test_migrations_create_every_table_and_record_head(database_url: str) -> Non
     migrate(engine)
     tables = set(sa.inspect(engine).get_table_names())
     assert {"organisations", "principals", "policy_versions", "decisions", "jobs", "models"} <= tables
+    assert {
+        "interchange_agreements",
+        "interchange_agreement_signatures",
+        "points_settlements",
+        "psi_runs",
+    } <= tables
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     engine.dispose()
 
 
