@@ -19,10 +19,10 @@ from tests.coordinator.service.coordinator_federation import PARTNERS
 
 OFFICER_PARTNER = PARTNERS[0]
 SCREENS: dict[str, tuple[str, ...]] = {
-    f"officer-{OFFICER_PARTNER}": ("inbox", "budget"),
+    f"officer-{OFFICER_PARTNER}": ("inbox", "budget", "agreements"),
     "analyst": ("jobs", "launch", "models", "compare"),
     "auditor": ("lineage", "log"),
-    f"operator-{OFFICER_PARTNER}": ("nodes", "datasets"),
+    f"operator-{OFFICER_PARTNER}": ("nodes", "datasets", "psi", "settlements", "agreements"),
 }
 
 

@@ -4,20 +4,27 @@ import { announce, field, h, mount } from "./dom.js";
 import { pickLocale, setLocale, t } from "./i18n.js";
 import * as analyst from "./screens/analyst.js";
 import * as auditor from "./screens/auditor.js";
+import * as interchange from "./screens/interchange.js";
 import * as officer from "./screens/officer.js";
 import * as operator from "./screens/operator.js";
 
 // What each role may open; an action a role may not take is not offered (and the API refuses it).
 const SCREENS = {
-  data_officer: [["inbox", "nav.inbox", officer.inbox], ["budget", "nav.budget", officer.budget]],
+  data_officer: [["inbox", "nav.inbox", officer.inbox], ["budget", "nav.budget", officer.budget],
+                 ["agreements", "nav.agreements", interchange.agreements]],
   analyst: [["jobs", "nav.jobs", analyst.jobs], ["launch", "nav.launch", analyst.launch],
             ["models", "nav.models", analyst.models], ["compare", "nav.compare", analyst.compare]],
   auditor: [["lineage", "nav.lineage", auditor.lineage], ["log", "nav.log", auditor.logStatus]],
-  partner_operator: [["nodes", "nav.nodes", operator.nodes], ["datasets", "nav.datasets", operator.datasets]],
-  federation_admin: [["nodes", "nav.nodes", operator.nodes], ["datasets", "nav.datasets", operator.datasets]],
+  partner_operator: [["nodes", "nav.nodes", operator.nodes], ["datasets", "nav.datasets", operator.datasets],
+                     ["psi", "nav.psiRuns", interchange.psiRuns], ["settlements", "nav.settlements", interchange.settlements],
+                     ["agreements", "nav.agreements", interchange.agreements]],
+  federation_admin: [["nodes", "nav.nodes", operator.nodes], ["datasets", "nav.datasets", operator.datasets],
+                     ["psi", "nav.psiRuns", interchange.psiRuns], ["settlements", "nav.settlements", interchange.settlements],
+                     ["agreements", "nav.agreements", interchange.agreements]],
 };
 // Detail pages reached from a list: "#/job/ID" and so on.
-const DETAILS = { job: analyst.jobDetail, model: analyst.modelDetail, policy: officer.policyDetail };
+const DETAILS = { job: analyst.jobDetail, model: analyst.modelDetail, policy: officer.policyDetail,
+                  agreement: interchange.agreementDetail };
 
 let me = null;
 const timers = new Set();
