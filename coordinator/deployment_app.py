@@ -25,6 +25,7 @@ from coordinator.job_errors import JobConfigError
 from coordinator.job_lifecycle import run_job
 from coordinator.job_outcome import JobOutcome
 from coordinator.model_card import build_model_card, write_model
+from coordinator.prompt_grid import PromptGrid
 from protocol import JobSpec, ProtocolError, RunConfigKey, read_model_card
 from protocol.model_card import WEIGHTS_FILE
 
@@ -55,7 +56,8 @@ def run_deployment_job(grid: Grid, context: Context) -> None:
     if not out_dir and reporter is None:
         raise JobConfigError("run_config needs out-dir or coordinator-url: where to publish the model")
     try:
-        _run(grid, job, config, reporter, out_dir)
+        # Replies are collected every 0.2 s rather than Flower's 3 s (coordinator.prompt_grid).
+        _run(PromptGrid(grid), job, config, reporter, out_dir)
     except (CoordinatorError, ProtocolError) as err:
         if reporter is not None:
             reporter.failed(job.job_id, str(err))

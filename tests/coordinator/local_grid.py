@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from enum import StrEnum
+from uuid import uuid4
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -36,6 +37,7 @@ class LocalGrid(Grid):
         self.fate = fate or (lambda node, message: Fate.DELIVERED)
         self.backlog: dict[int, list[Message]] = {node: [] for node in nodes}
         self.lost_or_late: list[tuple[int, str]] = []
+        self.replies: dict[str, Message] = {}  # pushed message id -> its reply, until pulled
         self._run = Run.create_empty(run_id=1)
 
     def set_run(self, run: Run) -> None:
@@ -52,10 +54,18 @@ class LocalGrid(Grid):
         return list(self.nodes)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError("use send_and_receive")
+        """Deliver each message now (as its fate says); its reply waits for ``pull_messages``."""
+        ids = []
+        for message in messages:
+            # Flower's in-memory grid gives a pushed message its id the same way.
+            message.metadata.__dict__["_message_id"] = str(uuid4())
+            ids.append(message.metadata.message_id)
+            for reply in self.send_and_receive([message]):
+                self.replies[message.metadata.message_id] = reply
+        return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError("use send_and_receive")
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
