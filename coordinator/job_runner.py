@@ -3,14 +3,17 @@
 Each tick (a background thread, every second): submitted and awaiting jobs are re-checked against
 the verified signed decisions and budgets; a queued job starts once every involved partner's node
 is online (a run token is minted, the Flower run submitted with the run configuration); running
-jobs whose stop was requested are stopped; a run that Flower reports ended without the ServerApp
-reporting an outcome is failed. Progress itself arrives from the ServerApp over the API.
+jobs whose stop was requested are stopped; a run that Flower reports ended (its status is read
+every 10 s) without the ServerApp reporting an outcome is failed. Progress itself arrives from the
+ServerApp over the API.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +53,8 @@ class JobRunner:
         coordinator_url: str,
         coordinator_ca: Path | None,
         interval_s: float = 1.0,
+        status_every_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._trail = trail
@@ -57,6 +62,10 @@ class JobRunner:
         self._url = coordinator_url
         self._ca = coordinator_ca
         self._interval_s = interval_s
+        # Flower's run status is read through its CLI (a process start, ~1 s of CPU): it is only the
+        # fallback for a run that ended without reporting, so it is read every ``status_every_s``.
+        self._status_every_s, self._clock = status_every_s, clock
+        self._status_read: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting_noted: set[str] = set()
@@ -106,6 +115,7 @@ class JobRunner:
             coordinator_url=self._url,
             token=token,
             ca=str(self._ca) if self._ca else "",
+            members_may_overlap=job_runs.members_may_overlap(session, partners),
         )
         try:
             job.flower_run_id = self._launcher.launch(job.id, config)
@@ -130,6 +140,10 @@ class JobRunner:
                 _log.warning("stopping run %s: %s", job.flower_run_id, err)
             job_runs.finish_run(session, self._trail, job_id=job.id, state=JobState.STOPPED, reason="stopped")
             return
+        now = self._clock()
+        if now - self._status_read.get(job.id, -self._status_every_s) < self._status_every_s:
+            return
+        self._status_read[job.id] = now
         status = self._launcher.status(job.flower_run_id)
         if status is not None and status.startswith(_ENDED):
             session.refresh(job)

@@ -32,6 +32,8 @@ __all__ = ["CONNECTION_NAME", "SuperLinkCertificates", "SuperLinkError", "SuperL
 
 CONNECTION_NAME = "coordinator"
 _log = logging.getLogger("loyalfed.coordinator.superlink")
+_SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"  # seconds (flwr 1.41's SuperExec)
+_TELEMETRY_ENV = "FLWR_TELEMETRY_ENABLED"  # Flower's usage telemetry, on unless "0"
 
 
 class SuperLinkError(CoordinatorError):
@@ -116,7 +118,14 @@ class SuperLinkSupervisor:
     def environment(self) -> dict[str, str]:
         """The environment for ``flwr`` commands against this SuperLink (FLWR_HOME under DIR)."""
         path = f"{self._bin}{os.pathsep}{os.environ.get('PATH', '')}"
-        return {**os.environ, "FLWR_HOME": str(self.flwr_home), "PATH": path}
+        quiet = {
+            # Its SuperExec would look for a new ServerApp task once a second; a job waits for that look.
+            _SUPEREXEC_POLL_ENV: os.environ.get(_SUPEREXEC_POLL_ENV, "0.2"),
+            # Flower's telemetry posts to telemetry.flower.ai from the SuperLink, its ServerApps and
+            # every ``flwr`` command (each exit waiting up to 4 s): off unless the operator turns it on.
+            _TELEMETRY_ENV: os.environ.get(_TELEMETRY_ENV, "0"),
+        }
+        return {**os.environ, **quiet, "FLWR_HOME": str(self.flwr_home), "PATH": path}
 
     def _write_flower_config(self) -> None:
         self.flwr_home.mkdir(parents=True, exist_ok=True, mode=0o700)

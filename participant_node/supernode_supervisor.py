@@ -29,6 +29,9 @@ __all__ = ["SuperNodeLaunch", "SuperNodeSupervisor", "node_config_arg"]
 _LOG = logging.getLogger(__name__)
 _BACKOFF_START_S, _BACKOFF_MAX_S = 1.0, 30.0
 _STOP_GRACE_S = 10.0
+# Flower's SuperExec reads its task poll interval (seconds) from this variable (flwr 1.41).
+SUPEREXEC_POLL_ENV, SUPEREXEC_POLL_S = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1"
+TELEMETRY_ENV = "FLWR_TELEMETRY_ENABLED"  # Flower's usage telemetry, on unless "0"
 
 
 def node_config_arg(config: Mapping[str, str]) -> str:
@@ -88,6 +91,13 @@ class SuperNodeSupervisor:
         self._env = launcher_environment(
             self._env, launcher_dir=launch.launcher_dir, approved=launch.approved_apps
         )
+        # Its SuperExec looks for a new ClientApp task every second by default; every message of a
+        # job waits for that look, so it looks every 0.1 s (a local call on the node's own host).
+        self._env.setdefault(SUPEREXEC_POLL_ENV, SUPEREXEC_POLL_S)
+        # Flower's telemetry posts an event to telemetry.flower.ai from every SuperNode, SuperExec
+        # and per-message ClientApp process, and each exit waits up to 4 s for it: a partner's node
+        # sends nothing to third parties unless its operator sets FLWR_TELEMETRY_ENABLED=1.
+        self._env.setdefault(TELEMETRY_ENV, "0")
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
