@@ -17,9 +17,10 @@ from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.decisions import signed_decisions_for_hash
 from coordinator.platform.errors import ConflictError
 from coordinator.platform.jobs import JobState, append_log, get_job, transition
+from coordinator.platform.organisations import OrganisationKind
 from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import ADMIN_ORGANISATION, create_principal
-from coordinator.store.tables import JobRow, PrincipalRow
+from coordinator.store.tables import JobRow, OrganisationRow, PrincipalRow
 from policies.roles import Role
 from protocol import JobSpec, RunConfigKey, SignedDecisionRecord
 
@@ -28,6 +29,7 @@ __all__ = [
     "finish_run",
     "job_spec_for_run",
     "jobs_in",
+    "members_may_overlap",
     "note",
     "run_config",
     "run_partners",
@@ -88,7 +90,26 @@ def finish_run(session: Session, trail: AuditTrail, *, job_id: str, state: JobSt
     transition(session, trail, job, state, reason=reason)
 
 
-def run_config(spec: JobSpec, *, expected_nodes: int, coordinator_url: str, token: str, ca: str) -> str:
+def members_may_overlap(session: Session, partners: tuple[str, ...]) -> bool:
+    """Whether a member may sit at several of ``partners``: yes unless every one is a store group.
+
+    Each member homes at exactly one of a retailer's store groups; a brand partner (a pharmacy, a
+    fuel brand) can hold the same person again. The model card composes ε across nodes accordingly.
+    """
+    kinds = session.scalars(select(OrganisationRow.kind).where(OrganisationRow.id.in_(partners)))
+    found = list(kinds)
+    return len(found) < len(partners) or any(kind != OrganisationKind.STORE_GROUP for kind in found)
+
+
+def run_config(
+    spec: JobSpec,
+    *,
+    expected_nodes: int,
+    coordinator_url: str,
+    token: str,
+    ca: str,
+    members_may_overlap: bool = True,
+) -> str:
     """The run's configuration as a TOML document for ``flwr run --run-config FILE.toml``.
 
     A file, not ``key=value`` pairs: Flower's pair syntax cannot carry a quoted JSON value. Each
@@ -101,6 +122,7 @@ def run_config(spec: JobSpec, *, expected_nodes: int, coordinator_url: str, toke
         RunConfigKey.COORDINATOR_URL: coordinator_url,
         RunConfigKey.JOB_TOKEN: token,
         RunConfigKey.COORDINATOR_CA: ca,
+        RunConfigKey.MEMBERS_MAY_OVERLAP: members_may_overlap,
     }
     return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
