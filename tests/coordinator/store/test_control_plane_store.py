@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from coordinator.platform import budgets, decisions, jobs, model_registry, organisations, policy_registry
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.errors import ConflictError, NotAuthenticatedError
-from coordinator.platform.job_runs import begin_run, finish_run, job_spec_for_run
+from coordinator.platform.job_runs import (
+    begin_run,
+    finish_run,
+    job_spec_for_run,
+    members_may_overlap,
+    run_config,
+)
 from coordinator.platform.organisations import OrganisationKind
 from coordinator.platform.principals import Principal, authenticate, create_principal, ensure_admin_token
 from coordinator.store.database import migrate, open_engine, open_store
@@ -188,6 +194,13 @@ def test_job_gate_budget_run_and_model_round_trip(store: tuple) -> None:
             ("freshmart-north", 2.5, 7.5),
             ("freshmart-south", 2.5, 7.5),
         ]
+        # Store groups only: each member sits at one node. An organisation not known to be one may overlap.
+        assert members_may_overlap(session, PARTNERS) is False
+        assert members_may_overlap(session, (*PARTNERS, "careplus")) is True
+        config = run_config(
+            spec, expected_nodes=2, coordinator_url="", token="", ca="", members_may_overlap=False
+        )
+        assert "members-may-overlap = false" in config
         token = begin_run(session, trail, job_id=job.id)
         runner = authenticate(session, token)
         assert runner.role is Role.JOB_RUN and runner.job_id == job.id
