@@ -11,6 +11,7 @@ fingerprint, the consent snapshot hash and the policy, so an unchanged selection
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from participant_node.consent import GatedData, MemberDataUse
 from participant_node.consent.node_gate import apply_selection, select_members
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
 from participant_node.training.errors import TrainingError
+from policies.consent_filter import ConsentSelection
 from policies.policy import DataUsePolicy
 from protocol import JobSpec
 
@@ -119,6 +121,12 @@ def load_local_task_data(
     )
 
 
+def _members_key(selection: ConsentSelection) -> str:
+    """sha256 of the selected member ids in order (node-local: a cache key, never sent or logged)."""
+    ids = pd.util.hash_pandas_object(pd.Series(selection.member_ids.sort_values()), index=False)
+    return hashlib.sha256(ids.to_numpy().tobytes()).hexdigest()
+
+
 def _load_publicly_scaled(
     partner_dir: Path, spec: JobSpec, use: MemberDataUse, schema: FeatureSchema
 ) -> LocalTaskData:
@@ -132,11 +140,15 @@ def _load_publicly_scaled(
     selection, crosses = select_members(partner, use)
     fairness = replace(use, reads=_FAIRNESS_READS, fairness=True)
     fair_selection, _ = select_members(partner, fairness)
+    # The features depend on which members were selected, not on when: the snapshot hash names the
+    # moment too, so it would miss on every message. Keyed on the selected members themselves; the
+    # cached data is returned with this moment's snapshot hash and exclusion count.
     key = (
         partner_dir,
         fingerprint,
-        selection.snapshot_hash,
-        fair_selection.snapshot_hash,
+        _members_key(selection),
+        _members_key(fair_selection),
+        crosses,
         use.policy.content_hash() if use.policy is not None else None,
         use.retention_as_of,
         spec.task,
@@ -147,7 +159,11 @@ def _load_publicly_scaled(
     with _lock:
         cached = _dataset_cache.get(key)
     if cached is not None:
-        return cached
+        return replace(
+            cached,
+            consent_snapshot_hash=selection.snapshot_hash,
+            members_excluded_by_consent=selection.excluded,
+        )
     gated = apply_selection(partner, use, selection, crosses)
     # Demographic columns for fairness evaluation only, of members with the separate sensitive-data
     # consent (PIPL Art. 29 / GDPR Art. 9) and, under a policy, only its sensitive columns.
