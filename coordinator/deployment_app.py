@@ -56,7 +56,7 @@ def run_deployment_job(grid: Grid, context: Context) -> None:
     if not out_dir and reporter is None:
         raise JobConfigError("run_config needs out-dir or coordinator-url: where to publish the model")
     try:
-        # Replies are collected every 0.2 s rather than Flower's 3 s (coordinator.prompt_grid).
+        # Replies are collected every 0.5 s rather than Flower's 3 s (coordinator.prompt_grid).
         _run(PromptGrid(grid), job, config, reporter, out_dir)
     except (CoordinatorError, ProtocolError) as err:
         if reporter is not None:

@@ -4,7 +4,7 @@ Each tick (a background thread, every second): submitted and awaiting jobs are r
 the verified signed decisions and budgets; a queued job starts once every involved partner's node
 is online (a run token is minted, the Flower run submitted with the run configuration); running
 jobs whose stop was requested are stopped; a run that Flower reports ended (its status is read
-every 10 s) without the ServerApp reporting an outcome is failed. Progress itself arrives from the
+every 30 s) without the ServerApp reporting an outcome is failed. Progress itself arrives from the
 ServerApp over the API.
 """
 
@@ -53,7 +53,7 @@ class JobRunner:
         coordinator_url: str,
         coordinator_ca: Path | None,
         interval_s: float = 1.0,
-        status_every_s: float = 10.0,
+        status_every_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions

@@ -1,4 +1,4 @@
-"""A Flower ``Grid`` that collects replies promptly: it polls the SuperLink every 0.2 s, not every 3 s.
+"""A Flower ``Grid`` that collects replies promptly: it polls the SuperLink every 0.5 s, not every 3 s.
 
 Flower's deployment grid (``flwr.superlink.grid.http_grid``) pulls replies once right after pushing
 and then every 3 s. A round whose nodes answer in 1.1 s therefore takes 3 s, and a job of a dozen
@@ -21,7 +21,7 @@ from flwr.supercore.run import Run
 
 __all__ = ["DEFAULT_POLL_INTERVAL_S", "PromptGrid"]
 
-DEFAULT_POLL_INTERVAL_S = 0.2
+DEFAULT_POLL_INTERVAL_S = 0.5
 
 
 class PromptGrid(Grid):

@@ -120,7 +120,7 @@ class SuperLinkSupervisor:
         path = f"{self._bin}{os.pathsep}{os.environ.get('PATH', '')}"
         quiet = {
             # Its SuperExec would look for a new ServerApp task once a second; a job waits for that look.
-            _SUPEREXEC_POLL_ENV: os.environ.get(_SUPEREXEC_POLL_ENV, "0.2"),
+            _SUPEREXEC_POLL_ENV: os.environ.get(_SUPEREXEC_POLL_ENV, "0.5"),
             # Flower's telemetry posts to telemetry.flower.ai from the SuperLink, its ServerApps and
             # every ``flwr`` command (each exit waiting up to 4 s): off unless the operator turns it on.
             _TELEMETRY_ENV: os.environ.get(_TELEMETRY_ENV, "0"),
