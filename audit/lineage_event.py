@@ -57,6 +57,7 @@ class EventType(StrEnum):
     JOB_ROUND = "job.round"
     JOB_FINISHED = "job.finished"
     JOB_REFUSED = "job.refused"
+    BUDGET_RESERVED = "budget.reserved"
     BUDGET_CHARGED = "budget.charged"
     MODEL_PUBLISHED = "model.published"
     MODEL_SCORED = "model.scored"

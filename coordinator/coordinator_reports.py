@@ -78,8 +78,12 @@ class CoordinatorReporter:
         self._post(f"/jobs/{job_id}/events", body, attempts=_ATTEMPTS)
 
     def budget_settled(self, job_id: str, spent: dict[str, PrivacySpentReply]) -> None:
-        figures = ", ".join(f"{p} ε={s.epsilon:.4f}" for p, s in sorted(spent.items())) or "no node answered"
-        self.log(job_id, f"ledger settled from the nodes' accountants: {figures}")
+        """Each node's accountant figure settles the coordinator's budget table for the job."""
+        for partner, reply in sorted(spent.items()):
+            body = {"kind": "settlement", "partner_id": partner, "epsilon": reply.epsilon}
+            self._post(f"/jobs/{job_id}/events", body, attempts=_ATTEMPTS)
+        if not spent:
+            self.log(job_id, "no node answered the settlement: the reservations stay charged")
 
     def stop_requested(self, job_id: str) -> bool:
         return False  # the coordinator stops a run through Flower's Control API

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 from audit import EventType
 from coordinator.budget_lock import lock_cap_rows
 from coordinator.platform.audit_trail import AuditTrail
-from coordinator.platform.errors import InvalidRequestError
+from coordinator.platform.errors import ConflictError, InvalidRequestError
 from coordinator.platform.organisations import get_organisation
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import BudgetCapRow, BudgetChargeRow, OrganisationRow
 
-__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "list_budgets", "reserve_within_caps", "set_cap"]
+__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "list_budgets", "reserve_within_caps", "set_cap", "settle"]
 
 # A partner's cap until its data officer sets one: a conservative yearly allowance.
 DEFAULT_YEARLY_CAP = 10.0
@@ -108,3 +108,17 @@ def reserve_within_caps(
             for p in ordered
         )
     return phrases
+
+
+def settle(session: Session, *, job_id: str, partner_id: str, epsilon: float) -> BudgetChargeRow:
+    """Replace the job's reservation on a partner with the ε that partner's accountant charged.
+
+    Not committed: the caller commits with its lineage event. A job that ends without settling
+    keeps its whole reservation as spent (overcharging only refuses later jobs early; the node's
+    own accountant and cap stay the binding check).
+    """
+    row = session.get(BudgetChargeRow, (job_id, partner_id))
+    if row is None:
+        raise ConflictError(f"job {job_id} holds no budget on {partner_id}: nothing to settle")
+    row.epsilon = epsilon
+    return row

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 
 from audit import EventType
 from coordinator.platform.audit_trail import AuditTrail
+from coordinator.platform.budgets import settle
 from coordinator.platform.errors import ConflictError, InvalidRequestError
 from coordinator.platform.jobs import JobState, append_log, get_job, transition
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import JobRefusalRow, JobRoundRow, JobRow
 
-__all__ = ["record_log", "record_outcome", "record_progress", "record_refusal"]
+__all__ = ["record_log", "record_outcome", "record_progress", "record_refusal", "record_settlement"]
 
 
 def _running(session: Session, job_id: str) -> JobRow:
@@ -76,6 +77,30 @@ def record_refusal(
         session, EventType.JOB_REFUSED, actor, job_id=job_id, partner=partner_id, policy_hash=job.policy_hash
     )
     return row
+
+
+def record_settlement(
+    session: Session, trail: AuditTrail, *, actor: Principal, job_id: str, partner_id: str, epsilon: float
+) -> None:
+    """Settle the job's charge on a partner to what the partner's own node accountant reports.
+
+    The node's accountant is the authority (it charges before it sends an update, so lost, late and
+    aborted rounds are in its figure): the reservation is replaced by that figure.
+    """
+    job = _running(session, job_id)
+    if not math.isfinite(epsilon) or epsilon < 0:
+        raise InvalidRequestError("epsilon must be a finite non-negative number")
+    settle(session, job_id=job_id, partner_id=partner_id, epsilon=epsilon)
+    append_log(session, job.id, f"budget of {partner_id} settled at ε {epsilon:.4g}", trail=trail)
+    trail.commit(
+        session,
+        EventType.BUDGET_CHARGED,
+        actor,
+        job_id=job_id,
+        partner=partner_id,
+        policy_hash=job.policy_hash,
+        epsilon=epsilon,
+    )
 
 
 def record_log(session: Session, *, trail: AuditTrail, job_id: str, level: str, message: str) -> None:

@@ -227,8 +227,10 @@ class ProgressCreate(BaseModel):
 
 class EventCreate(BaseModel):
     model_config = _IN
-    kind: Literal["refusal", "log", "outcome"]
+    kind: Literal["refusal", "log", "outcome", "settlement"]
     partner_id: Id | None = None
+    # settlement: the ε the partner's own node accountant charged to the job (cumulative).
+    epsilon: float | None = Field(default=None, ge=0.0, le=1_000.0, allow_inf_nan=False)
     reason: str | None = Field(default=None, max_length=1_000)
     level: Literal["debug", "info", "warning", "error"] = "info"
     message: str | None = Field(default=None, max_length=2_000)

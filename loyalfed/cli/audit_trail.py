@@ -128,6 +128,8 @@ class AuditStep:
     extra: list[tuple[EventType, dict[str, Any]]] = field(default_factory=list)
     sink: _Sink | None = None
     skipped: bool = False
+    # Appended instead when the command ends in an error (a job that started fails, not refused).
+    refused: EventType | None = None
 
     def update(self, **fields: Any) -> None:
         """Add to the main event (ids, hashes, counts, ε — never a member identifier)."""
@@ -168,15 +170,16 @@ def audit_step(
     """Append the step's events when the block completes; ``refused`` is appended if it raises a
     typed error (the refusal is an operation too), then the error propagates."""
     name, acting_role = cli_actor(actor, role)
-    step = AuditStep(event_type, name, acting_role, {})
+    step = AuditStep(event_type, name, acting_role, {}, refused=refused)
     step.update(**fields)
     step.sink = _open_sink(federation)
     try:
         yield step
         step.sink.append(step.events())
     except Exception as err:
-        if refused is not None and not isinstance(err, AuditError | click.exceptions.Exit):
-            step.sink.append([step.event(refused, {**step.fields, "details": {"refusal": _token(err)}})])
+        if step.refused is not None and not isinstance(err, AuditError | click.exceptions.Exit):
+            details = {"refusal": _token(err)}
+            step.sink.append([step.event(step.refused, {**step.fields, "details": details})])
         raise
     finally:
         step.sink.close()

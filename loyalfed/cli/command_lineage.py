@@ -21,11 +21,14 @@ from audit.lineage_event import EventType
 from loyalfed.cli.audit_trail import AuditStep
 
 __all__ = [
+    "agreement_approval",
+    "agreement_draft",
     "budget_cap",
     "consent_import",
     "consent_withdrawal",
     "model_id_of",
     "policy_draft_local",
+    "policy_hash_of",
     "psi_cache_answer",
     "psi_cache_build",
     "psi_cache_match",
@@ -66,6 +69,28 @@ def policy_draft_local(step: AuditStep, arguments: dict[str, Any]) -> None:
         for partner in policy.partners:
             officer = {"actor": f"data_officer:{partner}", "role": "data_officer", "partner": partner}
             step.add(EventType.POLICY_APPROVED, **common, **officer)
+
+
+def _agreement(path: Path) -> dict[str, Any]:
+    from participant_node.points.agreement_book import load_signed_agreement
+
+    agreement = load_signed_agreement(path).agreement
+    return {
+        "policy_hash": agreement.content_hash(),
+        "purpose": "loyalty.points_interchange",
+        "partners": tuple(_name(p, "partner") for p in agreement.partners),
+        "details": {"document": "interchange_agreement"},
+    }
+
+
+def agreement_draft(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """policy.drafted for a points-interchange agreement: its content hash and its two partners."""
+    step.update(**_agreement(Path(arguments["out"])))
+
+
+def agreement_approval(step: AuditStep, arguments: dict[str, Any]) -> None:
+    """policy.approved: one partner's officer signed the agreement's content hash."""
+    step.update(**_agreement(Path(arguments["file"])), partner=_name(str(arguments["partner"]), "partner"))
 
 
 def consent_import(step: AuditStep, arguments: dict[str, Any]) -> None:
@@ -109,33 +134,23 @@ def _model_outputs(model_dir: Path) -> list[dict[str, str]]:
     return [{"name": n, "sha256": _sha256(model_dir / n)} for n in names if (model_dir / n).is_file()]
 
 
-def training(step: AuditStep, arguments: dict[str, Any]) -> None:
-    """A finished job: its rounds, each node's ε charge, the job's end and the model's publication."""
-    out: Path = arguments["out"]
+def training(step: AuditStep, out: Path) -> None:
+    """A finished job (the main event) and its model's publication, from the model card just written.
+
+    The reservation, start, rounds and budget charges were appended while the job ran
+    (``loyalfed.cli.training_audit``).
+    """
     card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
     inputs = [
         {"partner": partner, "fingerprint": fingerprint, "name": "partner data"}
         for partner, fingerprint in sorted(card.get("data_fingerprints", {}).items())
         if fingerprint
     ]
-    policy = _policy_hash(arguments, card)
-    job = {"job_id": card["job_id"], "purpose": card["purpose"], "policy_hash": policy}
+    job = {"job_id": card["job_id"], "purpose": card["purpose"], "policy_hash": _card_policy_hash(card)}
     step.update(**job, inputs=inputs, epsilon=card["target_epsilon"], delta=card["delta"])
-    step.update(partners=tuple(node["partner_id"] for node in card["nodes"]))
-    for history in card.get("round_history", []):
-        step.add(
-            EventType.JOB_ROUND, **job, details={"round": history["round"], "nodes_ok": history["nodes_ok"]}
-        )
-    for node in card["nodes"]:
-        step.add(
-            EventType.BUDGET_CHARGED,
-            **job,
-            partner=node["partner_id"],
-            epsilon=node["epsilon"],
-            delta=node["delta"],
-            consent_snapshot_hash=node.get("consent_snapshot_hash"),
-        )
-    step.add(EventType.JOB_FINISHED, **job, inputs=inputs, details={"rounds": card["rounds"]})
+    step.update(
+        partners=tuple(node["partner_id"] for node in card["nodes"]), details={"rounds": card["rounds"]}
+    )
     step.add(
         EventType.MODEL_PUBLISHED,
         **job,
@@ -147,22 +162,25 @@ def training(step: AuditStep, arguments: dict[str, Any]) -> None:
     )
 
 
-def _policy_hash(arguments: dict[str, Any], card: dict[str, Any]) -> str | None:
+def _card_policy_hash(card: dict[str, Any]) -> str | None:
     for key in ("policy_hash", "policy_sha256"):
         if isinstance(card.get(key), str):
             return str(card[key])
     policy = card.get("policy")
     if isinstance(policy, dict) and isinstance(policy.get("hash") or policy.get("content_hash"), str):
         return str(policy.get("hash") or policy.get("content_hash"))
-    if arguments.get("policy"):
-        from coordinator.approvals import PolicyRegistry, resolve_policy
-
-        registry = PolicyRegistry.at_path(Path(arguments["registry"]))
-        try:
-            return str(resolve_policy(registry, arguments["policy"]).content_hash)
-        finally:
-            registry.close()
     return None
+
+
+def policy_hash_of(policy: str, registry: Path) -> str:
+    """The content hash of the policy a job names (file, id, id@version or hash) in ``registry``."""
+    from coordinator.approvals import PolicyRegistry, resolve_policy
+
+    book = PolicyRegistry.at_path(registry)
+    try:
+        return str(resolve_policy(book, policy).content_hash)
+    finally:
+        book.close()
 
 
 def scoring(step: AuditStep, arguments: dict[str, Any]) -> None:

@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
+from audit.lineage_event import EventType
+from loyalfed.cli import command_lineage
+from loyalfed.cli.audit_trail import audited
 from participant_node.points.agreement_book import load_signed_agreement, officer_key
 from participant_node.points.errors import PointsError
 from participant_node.points.node_settings import load_settings
@@ -124,6 +127,7 @@ def keygen(
 
 
 @agreement.command("draft")
+@audited(EventType.POLICY_DRAFTED, command_lineage.agreement_draft, role="analyst")
 def draft(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Agreement YAML or JSON."),
     out: Path = typer.Option(
@@ -142,6 +146,7 @@ def draft(
 
 
 @agreement.command("approve")
+@audited(EventType.POLICY_APPROVED, command_lineage.agreement_approval, role="data_officer", actor_param="")
 def approve(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The *.agreement.json to sign."),
     partner: str = typer.Option(..., "--partner", help="The partner this officer signs for."),

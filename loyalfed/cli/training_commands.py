@@ -15,9 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from audit.lineage_event import EventType
-from coordinator.budget_ledger import BudgetLedger
 from loyalfed.cli import command_lineage as lineage
-from loyalfed.cli.audit_trail import audited
+from loyalfed.cli.audit_trail import AuditStep, audit_step, audited
 from models.task import ModelKind
 from models.task import Task as TaskName
 from protocol import JobSpec, ModelCard, StrategyName, parse_job_spec
@@ -25,14 +24,14 @@ from protocol import JobSpec, ModelCard, StrategyName, parse_job_spec
 if TYPE_CHECKING:  # the ServerApp pulls in Flower: load it only when a job runs
     from coordinator.job_outcome import RoundReport
     from coordinator.job_progress import RoundCallback
+    from loyalfed.cli.training_audit import AuditedLedger
 
 budget = typer.Typer(help="Privacy budgets: yearly ε caps per partner dataset and what jobs spent.")
 
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to the root app."""
-    job = audited(EventType.JOB_STARTED, lineage.training, role="analyst", refused=EventType.JOB_REFUSED)
-    app.command("train")(job(train))
+    app.command("train")(train)
     app.command("score")(audited(EventType.MODEL_SCORED, lineage.scoring, role="analyst")(score))
     app.add_typer(budget, name="budget", no_args_is_help=True)
 
@@ -42,12 +41,13 @@ def default_ledger_path(federation: Path) -> Path:
     return federation / ".coordinator" / "budget_ledger.sqlite"
 
 
-def _open_ledger(ledger: Path | None, federation: Path) -> BudgetLedger:
+def _open_ledger(ledger: Path | None, federation: Path) -> AuditedLedger:
+    from loyalfed.cli.training_audit import AuditedLedger
     from participant_node.private_state import private_directory, private_file
 
     path = ledger or default_ledger_path(federation)
     private_file(private_directory(path.parent) / path.name)  # coordinator state: 0700 folder, 0600 file
-    return BudgetLedger(f"sqlite:///{path}")
+    return AuditedLedger(f"sqlite:///{path}")
 
 
 def train(
@@ -113,43 +113,69 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print only the model card as JSON."),
 ) -> None:
     """Train a churn or propensity model with federated DP-SGD over the partners of a federation."""
+    tuning = {"local_steps": local_steps, "server_momentum": server_momentum, "average_last": average_last}
+    options = {
+        **{name: value for name, value in tuning.items() if value is not None},
+        "task": task,
+        "model": model,
+        "epsilon": epsilon,
+        "delta": delta,
+        "rounds": rounds,
+        "strategy": strategy,
+        "min_nodes": min_nodes,
+        "eval_every": eval_every,
+        "patience": patience,
+        "secure_agg": secure_agg,
+        "category_mix": category_mix,
+        "standardise": standardise,
+        "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
+        "as_of": date.fromisoformat(as_of) if as_of else None,
+        "horizon_days": horizon_days,
+    }
+    chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
+    # Each step of the job is appended to the audit log as it happens (loyalfed.cli.training_audit).
+    with audit_step(
+        EventType.JOB_FINISHED, role="analyst", federation=federation, refused=EventType.JOB_REFUSED
+    ) as step:
+        job = parse_job_spec(options)
+        card = _run_job(job, federation, chosen, ledger, policy, registry, out, step, as_json=as_json)
+    if as_json:
+        typer.echo(card.model_dump_json(indent=2))
+        return
+    _print_card(Console(), card, out)
+
+
+def _run_job(
+    job: JobSpec,
+    federation: Path,
+    chosen: list[str] | None,
+    ledger: Path | None,
+    policy: str,
+    registry: Path,
+    out: Path,
+    step: AuditStep,
+    *,
+    as_json: bool,
+) -> ModelCard:
+    """Run the job with its trail appended as it goes; write the model; record its publication."""
     from coordinator.model_card import build_model_card, write_model
+    from loyalfed.cli.training_audit import JobTrail
     from loyalfed.federated_run import JobPolicies, run_federated_job
     from protocol import read_model_card
 
-    tuning = {"local_steps": local_steps, "server_momentum": server_momentum, "average_last": average_last}
-    job = parse_job_spec(
-        {
-            **{name: value for name, value in tuning.items() if value is not None},
-            "task": task,
-            "model": model,
-            "epsilon": epsilon,
-            "delta": delta,
-            "rounds": rounds,
-            "strategy": strategy,
-            "min_nodes": min_nodes,
-            "eval_every": eval_every,
-            "patience": patience,
-            "secure_agg": secure_agg,
-            "category_mix": category_mix,
-            "standardise": standardise,
-            "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,
-            "as_of": date.fromisoformat(as_of) if as_of else None,
-            "horizon_days": horizon_days,
-        }
-    )
-    chosen = [p.strip() for p in partners.split(",") if p.strip()] if partners else None
+    policy_hash = lineage.policy_hash_of(policy, registry)
     book = _open_ledger(ledger, federation)
     console = Console(stderr=True, quiet=as_json)
     try:
         with _round_progress(console, job) as on_round:
+            book.trail = JobTrail(step, job, policy_hash=policy_hash, on_round=on_round)
             run = run_federated_job(
                 federation,
                 job,
                 policies=JobPolicies.one_for_all(registry, policy, [job]),
                 partner_ids=chosen,
                 ledger=book,
-                on_round=on_round,
+                progress=book.trail,
                 checkpoint_dir=out / "checkpoints",
             )
     finally:
@@ -157,10 +183,8 @@ def train(
     assert run.outcome.arrays is not None
     card = build_model_card(run.outcome, members_may_overlap=run.members_may_overlap, policy=run.policy)
     write_model(out, run.outcome.arrays, card)
-    if as_json:
-        typer.echo(read_model_card(out).model_dump_json(indent=2))
-        return
-    _print_card(Console(), read_model_card(out), out)
+    lineage.training(step, out)
+    return read_model_card(out)
 
 
 @contextmanager

@@ -105,6 +105,11 @@ def test_a_cli_session_is_in_the_audit_log_and_verifies(
     ):
         assert expected in types, (expected, types)
     assert types.count(EventType.BUDGET_CHARGED) == len(PARTNERS)
+    # The job's events were appended as it ran: reservation, start, rounds, charges, end, model.
+    job_steps = [EventType.BUDGET_RESERVED, EventType.JOB_STARTED, EventType.JOB_ROUND]
+    job_steps += [EventType.BUDGET_CHARGED, EventType.JOB_FINISHED, EventType.MODEL_PUBLISHED]
+    positions = [types.index(kind) for kind in job_steps]
+    assert positions == sorted(positions), types
     assert member.encode() not in log.read_bytes()
 
     report = json.loads(cli("audit", "verify", "--public-key", key, "--since-head", str(head), "--json"))

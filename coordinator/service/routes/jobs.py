@@ -119,6 +119,12 @@ def event(
         job_reports.record_refusal(
             session, trail, actor=principal, job_id=job_id, partner_id=body.partner_id, reason=body.reason
         )
+    elif body.kind == "settlement":
+        if body.partner_id is None or body.epsilon is None:
+            raise InvalidRequestError("a settlement names partner_id and epsilon")
+        job_reports.record_settlement(
+            session, trail, actor=principal, job_id=job_id, partner_id=body.partner_id, epsilon=body.epsilon
+        )
     elif body.kind == "log":
         job_reports.record_log(
             session, trail=trail, job_id=job_id, level=body.level, message=body.message or ""

@@ -50,6 +50,15 @@ def test_officers_keygen_draft_approve_show(tmp_path: Path) -> None:
             str(tmp_path / f"{partner}.key"),
         )
     assert signed["signed_by"] == ["careplus", "freshmart"]
+    from audit.audit_log import AuditLog
+
+    with AuditLog.open(tmp_path / "loyalfed-state" / "audit.sqlite") as log:  # tests/conftest.py's
+        events = [event for _, event in log.iter_events()]
+    assert [(e.event_type, e.partner, e.policy_hash) for e in events] == [
+        ("policy.drafted", None, drafted["content_hash"]),
+        ("policy.approved", "freshmart", drafted["content_hash"]),
+        ("policy.approved", "careplus", drafted["content_hash"]),
+    ]
     node = tmp_path / "node.json"
     node.write_text(
         json.dumps(
