@@ -237,6 +237,9 @@ def request_stop(session: Session, trail: AuditTrail, *, actor: Principal, job_i
     if state is JobState.RUNNING:
         job.stop_requested = True
         append_log(session, job.id, f"stop requested by {actor.name}", trail=trail)
-        session.commit()
+        details = {"state": "stop_requested"}
+        trail.commit(
+            session, EventType.JOB_STOPPED, actor, job_id=job.id, policy_hash=job.policy_hash, details=details
+        )
         return job
     return transition(session, trail, job, JobState.STOPPED, actor=actor, reason=f"stopped by {actor.name}")

@@ -193,6 +193,16 @@ def test_job_run_token_reports_progress_refusals_and_model(federation: Federatio
     assert federation.call("analyst", "POST", f"/jobs/{job_id}/progress", json=progress).status_code == 403
     refusal = {"kind": "refusal", "partner_id": "freshmart-south", "reason": "no signed approval"}
     assert federation.call("run", "POST", f"/jobs/{job_id}/events", json=refusal).status_code == 204
+    _settle_from_node_accountants(federation, job_id, state_dir)
+    # A stop asked of a running job is flagged for the runner, and is itself an audit event.
+    assert federation.call("analyst", "POST", f"/jobs/{job_id}/stop").json()["state"] == "running"
+    with AuditLog.open(state_dir / "audit.sqlite") as log:
+        last = [event for _, event in log.iter_events()][-1]
+    assert (last.event_type, last.job_id, last.details) == (
+        "job.stopped",
+        job_id,
+        {"state": "stop_requested"},
+    )
     weights = b"\x00weights\x01" * 100
     model = {
         "job_id": job_id,
@@ -219,3 +229,21 @@ def test_job_run_token_reports_progress_refusals_and_model(federation: Federatio
     listed = federation.call("node-freshmart-north", "GET", "/models").json()
     assert [m["artefact_sha256"] for m in listed] == [hashlib.sha256(weights).hexdigest()]
     assert json.dumps(listed).find("weights") < 0
+
+
+def _settle_from_node_accountants(federation: Federation, job_id: str, state_dir: Path) -> None:
+    """The ServerApp reports each node accountant's figure; the budget table settles to it (the
+    reservation was ε 1.0 on each partner; the second node's update never arrived)."""
+    spent = {PARTNERS[0]: 0.8062, PARTNERS[1]: 0.0}
+    for partner, epsilon in spent.items():
+        body = {"kind": "settlement", "partner_id": partner, "epsilon": epsilon}
+        assert federation.call("run", "POST", f"/jobs/{job_id}/events", json=body).status_code == 204
+    stranger = {"kind": "settlement", "partner_id": "nobody", "epsilon": 0.1}
+    assert federation.call("run", "POST", f"/jobs/{job_id}/events", json=stranger).status_code == 409
+    forged = {"kind": "settlement", "partner_id": PARTNERS[0], "epsilon": 0.0}
+    assert federation.call("analyst", "POST", f"/jobs/{job_id}/events", json=forged).status_code == 403
+    budgets = federation.call("auditor", "GET", "/budgets").json()
+    assert {b["partner_id"]: b["epsilon_reserved"] for b in budgets} == spent
+    with AuditLog.open(state_dir / "audit.sqlite") as log:
+        charged = [(e.partner, e.epsilon) for _, e in log.iter_events() if e.event_type == "budget.charged"]
+    assert charged == list(spent.items())

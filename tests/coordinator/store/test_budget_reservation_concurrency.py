@@ -1,6 +1,6 @@
 """The coordinator service's budget table under concurrent job submissions from separate processes.
 
-Twelve processes open the service's store (a SQLite file, then a real PostgreSQL server), wait at
+Ten processes open the service's store (a SQLite file, then a real PostgreSQL server), wait at
 a barrier and each submit a job on the same approved policy; the start gate checks both partners'
 yearly caps and reserves in one transaction under the budget lock, so exactly as many jobs are
 queued as fit and the reservations never exceed either cap.
@@ -28,7 +28,7 @@ from policies.signed_approval import public_key_b64, sign_decision
 from tests.coordinator.service.coordinator_federation import PARTNERS, job_body, policy_document
 
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
-PROCESSES = 12
+PROCESSES = 10
 CAP = 10.0
 JOB_EPSILON = 1.5  # 6 jobs fit in 10 (9.0); a 7th would reach 10.5
 
