@@ -58,7 +58,8 @@ def require_job_policies(
     if not policies.registry.is_file():
         raise PolicyNotApprovedError(
             f"no policy registry at {policies.registry}: draft a policy and have every partner's data "
-            "officer approve it (`loyalfed policy draft FILE --approve-as-local-officers` for experiments)"
+            "officer approve it (`loyalfed policy draft-local FILE --approve-as-local-officers` "
+            "for experiments)"
         )
     regions = {p.partner_id: p.region for p in federation.partners if p.partner_id in partner_ids}
     registry = PolicyRegistry.at_path(policies.registry)

@@ -128,7 +128,7 @@ def experiment_policy(
     """A training policy for an experiment on bundled data: the partners, their regions, the ε/δ cap.
 
     Draft it and have it approved in one step with ``approve_as_local_officers`` (or the CLI's
-    ``loyalfed policy draft FILE --approve-as-local-officers``); it is checked like any other.
+    ``loyalfed policy draft-local FILE --approve-as-local-officers``); it is checked like any other.
     """
     slug = purpose.value.split(".")[-1].replace("_", "-")
     area = sorted(set(regions))

@@ -102,7 +102,8 @@ def train(
         ...,
         "--policy",
         help="The data-use policy the job runs under (file, id, id@version or hash), approved by every "
-        "partner's data officer (`loyalfed policy draft FILE --approve-as-local-officers` for experiments).",
+        "partner's data officer (`loyalfed policy draft-local FILE --approve-as-local-officers` for "
+        "experiments).",
     ),
     registry: Path = typer.Option(
         Path(".loyalfed") / "registry.sqlite",
