@@ -110,11 +110,21 @@ def test_a_protocol_error_aborts_the_session(serve, client_tls, clock, tmp_path:
 def test_no_500_anywhere_in_the_openapi(
     pki, clock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Generated requests (valid and invalid) from a peer with a valid certificate: never a 500."""
+    """Generated requests (valid and invalid) from a peer with a valid certificate, over the node's
+    whole API (``create_node_api``: health and the PSI responder with its state on disk): never a 500."""
+    from test_sessions_across_restart import _careplus
+
+    from participant_node.service.node_api import create_node_api
+    from participant_node.service.node_audit import NodeAudit
     from tests.openapi_fuzz import fuzz_app
 
-    careplus = _service("careplus", 0, 50, records=[], clock=clock, tmp=tmp_path)
-    app = create_matching_app(careplus)
+    data, state = _careplus(tmp_path / "careplus"), tmp_path / "careplus-state"
+    state.mkdir(mode=0o700)
+    audit = NodeAudit(state, "careplus")
+    app = create_node_api(
+        partner_id="careplus", data=lambda: data, matching_secret=b"s" * 32, state=state, audit=audit,
+        region="CN", version="0.1.0",
+    )  # fmt: skip
     certificate = pki.certificate("freshmart").read_text()
 
     async def as_freshmart(scope, receive, send):  # what tls_scope adds on a verified mTLS connection
@@ -126,5 +136,6 @@ def test_no_500_anywhere_in_the_openapi(
     report = fuzz_app(app, headers=[{}], max_examples=examples, asgi_app=as_freshmart)
     with capsys.disabled():
         statuses = dict(sorted(report.statuses.items()))
-        print(f"\nnode PSI API fuzz: {report.requests} requests, statuses {statuses}")
+        print(f"\nnode API fuzz: {report.requests} requests, statuses {statuses}")
+    audit.close()
     assert report.server_errors == [] and report.requests > 4 * examples
