@@ -60,6 +60,9 @@ class EventType(StrEnum):
     BUDGET_RESERVED = "budget.reserved"
     BUDGET_CHARGED = "budget.charged"
     MODEL_PUBLISHED = "model.published"
+    # The retail plans' fairness rule: a gap above 15 points between demographic groups, clear of
+    # the groups' noise, on a published model's card (one event per attribute).
+    MODEL_FAIRNESS_ALARM = "model.fairness_alarm"
     MODEL_SCORED = "model.scored"
     POINTS_SETTLED = "points.settled"
     POINTS_LINKED = "points.linked"

@@ -9,16 +9,15 @@ and for Complete Journey, on the SAME consented held-out members (``models.heldo
 * ``centralized_non_private``: the same on the project's features (``default_feature_schema``),
   standardised with the pooled training members' moments;
 * ``federated_dp``: the real job path on Flower's simulation engine at each ε (every node's consent
-  gate, pooled standardisation, Opacus DP-SGD, FedAvg), its DP-SGD schedule chosen by
-  ``models.dp_schedule.dp_sgd_schedule`` from what the coordinator may know (rounded member counts
-  per node, ε, δ, the task); the median exact held-out AUC of ``--repeats`` runs with fresh noise,
-  every run listed;
-* the card's AUC beside the exact AUC: ``card_auc_k_histograms`` is what the job path publishes
-  today (k-member histograms per node), ``card_auc_fine_secure_sum`` is the pooled AUC of the fine
-  score histograms summed across nodes (``models.score_histogram_metrics``: what secure aggregation
-  hands the coordinator), both on the same members as the exact AUC;
-* ``fairness_eps3``: AUC and positive-rate gaps between demographic groups of the ε = 3 model,
-  from group histograms summed across nodes, groups under k named as too small;
+  gate, pooled standardisation, Opacus DP-SGD, FedAvgM, SecAgg+), the DP-SGD schedule left to the
+  job (``JobSpec.schedule_by_rule``: the coordinator applies ``models.dp_schedule``'s rule to the
+  nodes' rounded member counts, ε, δ and the task); the median exact held-out AUC of ``--repeats``
+  runs with fresh noise, every run listed (``--large-repeats`` for shapes of 10^5 members per node);
+* the card's AUC beside the exact AUC: ``card_auc`` is what the job publishes -- the pooled AUC of
+  the nodes' fine score histograms summed under SecAgg+ (``coordinator.secure_server_app``) --, on
+  the same members as the exact AUC;
+* ``fairness_eps3``: the ε = 3 job card's gaps between demographic groups (group histograms summed
+  under SecAgg+, groups under k named as too small, the alarm only when clear of noise);
 * ``membership_inference``: the loss-threshold attack (``models.membership_inference``) against
   one ε = 3 federated model and against the non-private model, training members versus held-out.
 
@@ -27,7 +26,8 @@ centralized non-private on shapes with at least 10^4 members per node (0.02 belo
 within 0.01 of exact; attack AUC at most 0.55 at ε = 3.
 
     python bench/fl_generalisation.py [--quick] [--shapes NAME ...] [--no-complete-journey]
-                                      [--epsilons 1 3 8] [--repeats 3] [--out bench/results]
+                                      [--epsilons 1 3 8] [--repeats 3] [--large-repeats 1]
+                                      [--out bench/results]
 
 ``--quick`` runs two small shapes, one repeat: minutes on two shared cores, for iteration.
 Prints one JSON line per shape as it finishes, then the whole result; writes
@@ -51,21 +51,21 @@ from typing import Any
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.datasets.synthetic import generate_synthetic_federation
 from loyalfed.datasets.synthetic_shapes import SHAPES, FederationShape
-from loyalfed.federated_run import run_federated_jobs, select_partners
+from loyalfed.federated_run import experiment_policies, run_federated_jobs, select_partners
 from models import TaskDataset, make_model, predict_proba, train_centralized
-from models.dp_schedule import dp_sgd_schedule, rounded_member_count
 from models.feature_schema import FeatureSchema, plain_rfm_schema
 from models.feature_standardisation import FeatureMoments
 from models.membership_inference import loss_attack
 from models.metrics import roc_auc
-from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal, group_fairness
 from models.task import Task as TaskName
 from participant_node.data import load_federation
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from protocol import JobSpec
 
 QUICK_SHAPES = ["cj-like-1k", "short-history-jpy-1k"]
-DEFAULT_SHAPES = [name for name in SHAPES if name != "cj-like-100k"]
+# Smallest first: on a shared machine the 10^5-member federation comes last.
+DEFAULT_SHAPES = sorted(SHAPES, key=lambda name: SHAPES[name].members_per_node)
+_LARGE = 100_000
 _COMPLETE_JOURNEY = "complete-journey"
 
 
@@ -97,32 +97,30 @@ def _centralized_logreg(nodes: dict[str, LocalTaskData]) -> tuple[float, Any, Ta
 def _jobs(
     base: JobSpec, nodes: dict[str, LocalTaskData], epsilons: list[float], repeats: int, *, rule: bool
 ) -> list[JobSpec]:
-    """``repeats`` jobs per ε, scheduled by the rule (or with the job's fixed defaults)."""
-    counts = [rounded_member_count(len(d.train)) for d in nodes.values()]
+    """``repeats`` jobs per ε under SecAgg+, scheduled by the job's rule (or its fixed defaults)."""
     token = uuid.uuid4().hex[:8]  # fresh job ids: a node refuses to re-run a job it already spent on
     jobs = []
     for eps in epsilons:
-        schedule = dp_sgd_schedule(counts, epsilon=eps, delta=base.delta, task=base.task)
-        fields = schedule.job_fields() if rule else {}
         for repeat in range(repeats):
             job_id = f"gen-{base.task.value}-{'rule' if rule else 'fixed'}-eps{eps:g}-{token}-r{repeat}"
-            jobs.append(base.model_copy(update={"epsilon": eps, "job_id": job_id, **fields}))
+            fields = {"epsilon": eps, "job_id": job_id, "secure_agg": True, "schedule_by_rule": rule}
+            jobs.append(JobSpec(**{**base.model_dump(), **fields}))
     return jobs
-
-
-def _card_aucs(model: Any, nodes: dict[str, LocalTaskData]) -> float:
-    """Pooled AUC from each node's fine histogram, summed as secure aggregation would sum them."""
-    parts = [ScoreHistogramTotal.of(d.heldout.y, predict_proba(model, d.heldout.X)) for d in nodes.values()]
-    return FederatedScoreMetrics.of(ScoreHistogramTotal.summed(parts)).auc
 
 
 def _federated(
     federation: Path, jobs: list[JobSpec], nodes: dict[str, LocalTaskData]
-) -> tuple[dict[str, Any], dict[float, Any]]:
+) -> tuple[dict[str, Any], dict[float, Any], dict[float, Any]]:
     _, heldout = _pooled(nodes)
-    runs = run_federated_jobs(federation, jobs)
+    # The bundled data's local officers approve one policy per job (as `loyalfed train` does).
+    policies = experiment_policies(
+        federation, jobs, registry=federation.parent / f"{federation.name}-registry.sqlite"
+    )
+    runs = run_federated_jobs(federation, jobs, policies=policies)
     by_eps: dict[float, list[dict[str, float]]] = {}
     first_model: dict[float, Any] = {}
+    fairness: dict[float, Any] = {}
+    ran: dict[float, JobSpec] = {}
     for run in runs:
         job, outcome = run.outcome.job, run.outcome
         assert outcome.arrays is not None and outcome.evaluation is not None
@@ -132,28 +130,23 @@ def _federated(
         by_eps.setdefault(job.epsilon, []).append(
             {
                 "auc": round(exact, 4),
-                "card_auc_k_histograms": round(outcome.evaluation.auc, 4),
-                "card_auc_fine_secure_sum": round(_card_aucs(model, nodes), 4),
+                "card_auc": round(outcome.evaluation.auc, 4),
+                "card_minus_exact": round(outcome.evaluation.auc - exact, 4),
                 "max_node_epsilon": round(max(n.epsilon for n in outcome.nodes.values()), 4),
             }
         )
         first_model.setdefault(job.epsilon, model)
+        ran.setdefault(job.epsilon, job)
+        fairness.setdefault(job.epsilon, {a: f.to_dict() for a, f in outcome.evaluation.fairness.items()})
     out: dict[str, Any] = {}
     for eps, cells in sorted(by_eps.items()):
-        job = next(j for j in jobs if j.epsilon == eps)
+        job = ran[eps]
         out[f"{eps:g}"] = {
             "auc": round(statistics.median(c["auc"] for c in cells), 4),
             "auc_runs": [c["auc"] for c in cells],
-            "card_auc_k_histograms": round(statistics.median(c["card_auc_k_histograms"] for c in cells), 4),
-            "card_auc_fine_secure_sum": round(
-                statistics.median(c["card_auc_fine_secure_sum"] for c in cells), 4
-            ),
-            "card_minus_exact_max_abs": round(
-                max(abs(c["card_auc_fine_secure_sum"] - c["auc"]) for c in cells), 4
-            ),
-            "k_histogram_card_minus_exact_max_abs": round(
-                max(abs(c["card_auc_k_histograms"] - c["auc"]) for c in cells), 4
-            ),
+            "card_auc": round(statistics.median(c["card_auc"] for c in cells), 4),
+            "card_auc_runs": [c["card_auc"] for c in cells],
+            "card_minus_exact_max_abs": round(max(abs(c["card_minus_exact"]) for c in cells), 4),
             "max_node_epsilon": max(c["max_node_epsilon"] for c in cells),
             "schedule": {
                 "batch_size": job.batch_size,
@@ -163,28 +156,7 @@ def _federated(
                 "local_steps": job.local_steps,
             },
         }
-    return out, first_model
-
-
-def _fairness(model: Any, nodes: dict[str, LocalTaskData]) -> dict[str, Any]:
-    """Group gaps from per-group fine histograms summed across nodes (what secure aggregation sums)."""
-    overall: list[ScoreHistogramTotal] = []
-    by_group: dict[str, dict[str, list[ScoreHistogramTotal]]] = {}
-    for data in nodes.values():
-        scores = predict_proba(model, data.heldout.X)
-        overall.append(ScoreHistogramTotal.of(data.heldout.y, scores))
-        for attribute, labels in data.heldout.groups.items():
-            for group in sorted(set(labels) - {"unknown"}):
-                member = labels == group
-                part = ScoreHistogramTotal.of(data.heldout.y[member], scores[member])
-                by_group.setdefault(attribute, {}).setdefault(group, []).append(part)
-    total = ScoreHistogramTotal.summed(overall)
-    return {
-        attribute: group_fairness(
-            total, {g: ScoreHistogramTotal.summed(parts) for g, parts in groups.items()}, attribute=attribute
-        ).to_dict()
-        for attribute, groups in sorted(by_group.items())
-    }
+    return out, first_model, fairness
 
 
 def _attack(model: Any, train: TaskDataset, heldout: TaskDataset) -> dict[str, Any]:
@@ -206,10 +178,10 @@ def run_shape(
     central_auc, central_model, train, heldout = _centralized_logreg(nodes)
     jobs = _jobs(base, nodes, epsilons, repeats, rule=True)
     fixed = _jobs(base, nodes, [3.0], repeats, rule=False) if compare_fixed else []
-    federated, models_by_eps = _federated(federation, jobs, nodes)
+    federated, models_by_eps, card_fairness = _federated(federation, jobs, nodes)
     if fixed:
         # The job's fixed defaults (tuned on Complete Journey) at ε = 3: what the rule changes.
-        fixed_result, _ = _federated(federation, fixed, nodes)
+        fixed_result, _, _ = _federated(federation, fixed, nodes)
         federated_fixed = fixed_result["3"]
     else:
         federated_fixed = None
@@ -217,7 +189,7 @@ def run_shape(
     fairness: dict[str, Any] = {}
     if 3.0 in models_by_eps:
         attack["federated_eps3"] = _attack(models_by_eps[3.0], train, heldout)
-        fairness = _fairness(models_by_eps[3.0], nodes)
+        fairness = card_fairness.get(3.0, {})
     sizes = [len(d.train) + len(d.heldout) for d in nodes.values()]
     result = {
         "shape": name,
@@ -271,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--large-repeats", type=int, default=1, help="repeats for shapes of 10^5 members per node (slow)"
+    )
+    parser.add_argument(
         "--compare-fixed-defaults", action="store_true", help="also run ε = 3 with the job's fixed defaults"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -293,14 +268,21 @@ def main(argv: list[str] | None = None) -> int:
             )
         for name, build in plan:
             federation, base = build()
+            large = name in SHAPES and SHAPES[name].members_per_node >= _LARGE
             results[name] = run_shape(
-                name, federation, base, args.epsilons, repeats, compare_fixed=args.compare_fixed_defaults
+                name,
+                federation,
+                base,
+                args.epsilons,
+                min(repeats, args.large_repeats) if large else repeats,
+                compare_fixed=args.compare_fixed_defaults,
             )
             print(json.dumps({name: results[name]}), flush=True)
     summary = {
         "benchmark": "churn recipe across federation shapes: plain-RFM floor, centralized, federated DP",
         "epsilons": args.epsilons,
         "repeats": repeats,
+        "repeats_at_10^5_members_per_node": min(repeats, args.large_repeats),
         "shapes": results,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "note": "2-core machine shared with other workloads; every DP run draws fresh noise",

@@ -1,50 +1,35 @@
-"""Federated evaluation from per-node score histograms: pooled and per-node ROC-AUC, PR-AUC, Brier.
+"""Federated evaluation from the SUM of the nodes' evaluation vectors: pooled metrics and fairness.
 
-Nodes send only binned counts (every bin over ≥ k members). A node's bins may be coarser than
-another's (small bins are merged at the node), so pooling evaluates every node's cumulative counts
-at the union of all edges, interpolating linearly in logit(score) inside a merged bin, i.e.
-assuming scores spread evenly on the logit scale within it. The ROC is then the polyline through
-those points and the AUC its trapezoid area, which counts a positive and a negative in the same
-bin as half a correct ordering: exactly the Mann-Whitney statistic with ties (Hanley and McNeil,
-Radiology 1982) when the bins are not merged.
+Every node counts its held-out members on one public layout (``protocol.EvaluationLayout``: the
+fine score grid of ``models.score_histogram_metrics``, overall and per demographic group); the
+coordinator receives the element-wise sum over nodes -- masked by SecAgg+ so no node's vector is
+seen (``coordinator.secure_server_app.SecureEvaluation``), or as DP-noised vectors summed here
+(``coordinator.histogram_evaluation``). From the total alone:
 
-A node's own AUC is the exact one it reports (``Histogram.auc``: the Mann-Whitney statistic over all
-its held-out members, an aggregate over ≥ k members like its Brier score), falling back to its
-histogram's when it reports none: at 60–110 held-out members a node's k-histogram has 3–5 bins and
-reads 0.03–0.07 low.
+* the pooled ROC-AUC (Mann-Whitney with ties inside a 0.001-wide bin), PR-AUC, the ROC curve drawn
+  only at thresholds k members apart, and calibration bins of at least k members
+  (``models.FederatedScoreMetrics``);
+* per demographic attribute, each group's AUC and predicted-positive rate, groups under k members
+  in the federation's total named as too small, and the 15-point alarm when a gap is clear of the
+  groups' sampling and DP noise (``models.group_fairness``).
+
+The Brier score, the held-out count and each node's own AUC are the clear aggregates each node
+reports over its ≥ k held-out members.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = [
-    "FAIRNESS_GAP_WARNING",
-    "EvaluationSummary",
-    "Histogram",
-    "fairness_gaps",
-    "pooled_roc",
-    "summarise",
-]
+from models.group_fairness import GroupFairness, group_fairness
+from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal
+from protocol import EvaluationLayout, EvaluationReply
 
-
-@dataclass(frozen=True)
-class Histogram:
-    """One node's held-out counts per score bin, plus its Brier score (a mean over the same members)."""
-
-    partner_id: str
-    edges: tuple[float, ...]
-    positives: tuple[int, ...]
-    negatives: tuple[int, ...]
-    brier: float
-    auc: float | None = None  # the node's exact AUC over the same members, when it reports one
-
-    @property
-    def n(self) -> int:
-        return sum(self.positives) + sum(self.negatives)
+__all__ = ["EvaluationSummary", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -57,125 +42,66 @@ class EvaluationSummary:
     node_auc: dict[str, float]
     roc_fpr: tuple[float, ...]
     roc_tpr: tuple[float, ...]
-    fairness: dict[str, dict[str, object]] = field(default_factory=dict)
+    calibration_mean_predicted: tuple[float | None, ...] = ()
+    calibration_fraction_positive: tuple[float | None, ...] = ()
+    calibration_counts: tuple[int | None, ...] = ()
+    fairness: dict[str, GroupFairness] = field(default_factory=dict)
+    noise_sigma: float = 0.0  # standard deviation of the DP noise on each summed count (0: exact)
+    secure_sum: bool = False  # the total came out of secure aggregation
+    bins: int = 0
+
+    @property
+    def fairness_alarms(self) -> list[str]:
+        """The attributes whose gap raised the 15-point alarm."""
+        return [a for a, f in sorted(self.fairness.items()) if f.alarm]
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
-    return np.log(p / (1 - p))
+def _without_score_sums(total: ScoreHistogramTotal) -> ScoreHistogramTotal:
+    nan = np.full(total.n_bins, np.nan)
+    return ScoreHistogramTotal(total.positives, total.negatives, nan, math.nan, math.nan)
 
 
-def _counts_at_or_above(hist: Histogram, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolated (positives, negatives) with score ≥ each threshold."""
-    edges = _logit(np.asarray(hist.edges, dtype=float))
-    pos = np.asarray(hist.positives, dtype=float)
-    neg = np.asarray(hist.negatives, dtype=float)
-    # Cumulative counts at or above each edge: exact at the node's own edges.
-    pos_above = np.concatenate((np.cumsum(pos[::-1])[::-1], [0.0]))
-    neg_above = np.concatenate((np.cumsum(neg[::-1])[::-1], [0.0]))
-    t = _logit(thresholds)
-    return np.interp(t, edges, pos_above), np.interp(t, edges, neg_above)
+def summarise(
+    layout: EvaluationLayout,
+    total: np.ndarray,
+    replies: Sequence[EvaluationReply],
+    *,
+    k: int,
+    secure_sum: bool,
+) -> EvaluationSummary:
+    """Pooled metrics of the summed vector ``total`` and the nodes' clear aggregates ``replies``.
 
-
-def pooled_roc(histograms: Sequence[Histogram]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, tp, fp) at every edge of every histogram, from the highest threshold to the lowest."""
-    thresholds = np.unique(np.concatenate([np.asarray(h.edges) for h in histograms]))[::-1]
-    tp = np.zeros(len(thresholds))
-    fp = np.zeros(len(thresholds))
-    for hist in histograms:
-        p, n = _counts_at_or_above(hist, thresholds)
-        tp += p
-        fp += n
-    total_pos = sum(sum(h.positives) for h in histograms)
-    total_neg = sum(sum(h.negatives) for h in histograms)
-    if total_pos == 0 or total_neg == 0:
-        raise ValueError("AUC needs at least one positive and one negative member")
-    return fp / total_neg, tp / total_pos, tp, fp
-
-
-def _auc(histograms: Sequence[Histogram]) -> float:
-    fpr, tpr, _, _ = pooled_roc(histograms)
-    return float(np.trapezoid(tpr, fpr))
-
-
-def _pr_auc(histograms: Sequence[Histogram]) -> float:
-    """Average precision: Σ (recallᵢ − recallᵢ₋₁) · precisionᵢ over the pooled thresholds."""
-    _, tpr, tp, fp = pooled_roc(histograms)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
-    recall_steps = np.diff(np.concatenate(([0.0], tpr)))
-    return float(np.sum(recall_steps * precision))
-
-
-def summarise(histograms: Sequence[Histogram]) -> EvaluationSummary:
-    """Pooled metrics over every node's held-out members, and each node's own AUC."""
-    if not histograms:
-        raise ValueError("no histograms to evaluate")
-    fpr, tpr, _, _ = pooled_roc(histograms)
-    n = sum(h.n for h in histograms)
-    positives = sum(sum(h.positives) for h in histograms)
-    node_auc: dict[str, float] = {}
-    for hist in histograms:
-        if sum(hist.positives) and sum(hist.negatives):
-            node_auc[hist.partner_id] = hist.auc if hist.auc is not None else _auc([hist])
-    return EvaluationSummary(
-        auc=float(np.trapezoid(tpr, fpr)),
-        pr_auc=_pr_auc(histograms),
-        brier=float(sum(h.brier * h.n for h in histograms) / n),
-        n=n,
-        base_rate=positives / n,
-        node_auc=node_auc,
-        roc_fpr=tuple(float(x) for x in fpr),
-        roc_tpr=tuple(float(x) for x in tpr),
-    )
-
-
-# The retail plans' fairness rule: a gap above 15 points in AUC or predicted-positive rate is flagged.
-FAIRNESS_GAP_WARNING = 0.15
-
-
-def _share_at_or_above(histograms: Sequence[Histogram], threshold: float) -> float:
-    total = sum(h.n for h in histograms)
-    above = 0.0
-    for hist in histograms:
-        p, n = _counts_at_or_above(hist, np.array([threshold]))
-        above += float(p[0] + n[0])
-    return above / total
-
-
-def _base_rate_threshold(histograms: Sequence[Histogram]) -> float:
-    """The score above which the pooled predicted-positive share equals the pooled base rate."""
-    base_rate = sum(sum(h.positives) for h in histograms) / sum(h.n for h in histograms)
-    grid = 1.0 / (1.0 + np.exp(-np.linspace(-8, 8, 801)))
-    shares = np.array([_share_at_or_above(histograms, t) for t in grid])  # decreasing in t
-    return float(np.interp(-base_rate, -shares, grid))
-
-
-def fairness_gaps(
-    overall: Sequence[Histogram], groups: dict[str, dict[str, list[Histogram]]]
-) -> dict[str, dict[str, object]]:
-    """Per attribute: pooled AUC and predicted-positive rate per group, and the largest gaps.
-
-    Every group histogram already holds ≥ k members at its node (smaller groups are never sent).
-    The threshold makes the pooled predicted-positive rate equal the pooled base rate, as
-    ``models.metrics.fairness_gaps`` does for centralized models.
+    Raises ``ValueError`` when the total holds fewer than ``k`` members or only one class.
     """
-    threshold = _base_rate_threshold(overall)
-    out: dict[str, dict[str, object]] = {}
-    for attribute, by_group in sorted(groups.items()):
-        auc = {
-            g: _auc(h)
-            for g, h in by_group.items()
-            if sum(sum(x.positives) for x in h) and sum(sum(x.negatives) for x in h)
-        }
-        rate = {g: _share_at_or_above(h, threshold) for g, h in by_group.items()}
-        auc_gap = max(auc.values()) - min(auc.values()) if len(auc) >= 2 else 0.0
-        rate_gap = max(rate.values()) - min(rate.values()) if len(rate) >= 2 else 0.0
-        out[attribute] = {
-            "auc_by_group": {g: round(v, 4) for g, v in sorted(auc.items())},
-            "positive_rate_by_group": {g: round(v, 4) for g, v in sorted(rate.items())},
-            "auc_gap": round(auc_gap, 4),
-            "positive_rate_gap": round(rate_gap, 4),
-            "warning": bool(auc_gap > FAIRNESS_GAP_WARNING or rate_gap > FAIRNESS_GAP_WARNING),
-        }
-    return out
+    if not replies:
+        raise ValueError("no node evaluated the model")
+    overall, groups = layout.split(total)
+    sigma = math.sqrt(sum(r.noise_sigma**2 for r in replies))
+    if sigma > 0:  # a noisy release carries counts only: calibration means use bin centres
+        overall = _without_score_sums(overall)
+    metrics = FederatedScoreMetrics.of(overall, k=k)
+    n = sum(r.num_examples for r in replies)
+    by_attribute: dict[str, dict[str, ScoreHistogramTotal]] = {}
+    for (attribute, group), part in groups.items():
+        by_attribute.setdefault(attribute, {})[group] = part
+    fairness = {
+        attribute: group_fairness(overall, parts, attribute=attribute, k=k, count_noise_sigma=sigma)
+        for attribute, parts in sorted(by_attribute.items())
+    }
+    return EvaluationSummary(
+        auc=metrics.auc,
+        pr_auc=metrics.pr_auc,
+        brier=sum(r.brier * r.num_examples for r in replies) / n,
+        n=n,
+        base_rate=metrics.base_rate,
+        node_auc={r.node.partner_id: r.auc for r in replies if r.auc is not None},
+        roc_fpr=metrics.roc_fpr,
+        roc_tpr=metrics.roc_tpr,
+        calibration_mean_predicted=metrics.calibration_mean_predicted,
+        calibration_fraction_positive=metrics.calibration_fraction_positive,
+        calibration_counts=metrics.calibration_counts,
+        fairness=fairness,
+        noise_sigma=sigma,
+        secure_sum=secure_sum,
+        bins=layout.bins,
+    )

@@ -1,30 +1,49 @@
-"""Histogram evaluation: a strategy wrapper that evaluates on every node from k-member histograms.
+"""Histogram evaluation: a strategy wrapper that pools every node's held-out evaluation vector.
 
-Each node scores its own held-out members and sends only score histograms whose every bin holds at
-least k members, its Brier score and exact AUC (aggregates over ≥ k members); the coordinator pools
-them (``coordinator.federated_evaluation``) into the pooled ROC-AUC, PR-AUC, Brier score, each
-node's AUC and, where groups reach k members at a node, fairness gaps.
+Before its first evaluation it fixes the job's public layout (``protocol.EvaluationLayout``): the
+union of the group labels the nodes hold (``query.group_labels``) and the bin count -- the fine
+grid for an exact secure sum, coarser bins for a noisy release (``noisy_release_bins``: binning
+error balanced against noise). Plain evaluation rounds (this wrapper's ``configure_evaluate`` /
+``aggregate_evaluate``) receive each node's DP-noised vector and sum them here; secure rounds
+(``coordinator.secure_server_app.SecureEvaluation``) receive only the masked sum. Either way
+``finish`` turns the total into the pooled summary (``coordinator.federated_evaluation``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import replace
+import math
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from coordinator.federated_evaluation import EvaluationSummary, Histogram, fairness_gaps, summarise
+from coordinator.federated_evaluation import EvaluationSummary, summarise
 from coordinator.job_errors import JobFailedError
 from coordinator.strategy_wrapper import StrategyWrapper
-from protocol import EvaluationReply, HistogramCounts, MalformedReplyError, RecordKey
+from models.score_histogram_metrics import FINE_BINS, gaussian_sigma, noisy_release_bins
+from protocol import (
+    ConfigKey,
+    EvaluationLayout,
+    EvaluationReply,
+    GroupLabelsReply,
+    JobSpec,
+    MalformedReplyError,
+    QueryAction,
+    RecordKey,
+    job_config_record,
+    query_type,
+    release_epsilon,
+)
 
-__all__ = ["HistogramEvaluation", "summary_of"]
+__all__ = ["HistogramEvaluation"]
 
 _log = logging.getLogger(__name__)
+# The base rate assumed when sizing a noisy release's bins (public: no label statistic is used).
+_ASSUMED_BASE_RATE = 0.2
 
 
 class HistogramEvaluation(StrategyWrapper):
@@ -34,56 +53,106 @@ class HistogramEvaluation(StrategyWrapper):
     ----------
     strategy
         The wrapped strategy (its evaluation calls are replaced, its training calls kept).
-    min_nodes
-        Fewer answering nodes than this fail the evaluation (``JobFailedError``).
+    job
+        The job (its k, ε, δ and whether the sum runs under secure aggregation).
     """
 
-    def __init__(self, strategy: Strategy, *, min_nodes: int) -> None:
+    def __init__(self, strategy: Strategy, *, job: JobSpec) -> None:
         super().__init__(strategy)
-        self.min_nodes = min_nodes
+        self.job = job
+        self.min_nodes = job.min_nodes
+        self.layout: EvaluationLayout | None = None
         self.last: EvaluationSummary | None = None
+
+    def layout_for(self, grid: Grid, *, secure: bool) -> EvaluationLayout:
+        """The job's evaluation layout, asked of the nodes once."""
+        if self.layout is None:
+            self.layout = _layout(grid, self.job, secure=secure)
+        return self.layout
+
+    def evaluation_config(self, layout: EvaluationLayout) -> ConfigRecord:
+        config = job_config_record(self.job)
+        config[ConfigKey.EVALUATION_LAYOUT] = layout.to_wire()
+        return config
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        content = RecordDict({RecordKey.ARRAYS: arrays, RecordKey.CONFIG: config})
+        layout = self.layout_for(grid, secure=False)
+        content = RecordDict({RecordKey.ARRAYS: arrays, RecordKey.CONFIG: self.evaluation_config(layout)})
         return [
             Message(content, dst_node_id=node, message_type=MessageType.EVALUATE)
             for node in grid.get_node_ids()
         ]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        parsed = [reply for message in replies if (reply := _parse(server_round, message)) is not None]
+        assert self.layout is not None, "configure_evaluate fixes the layout first"
+        parsed = [
+            reply for message in replies if (reply := _parse(server_round, message, self.layout)) is not None
+        ]
         if len(parsed) < self.min_nodes:
             raise JobFailedError(
                 f"evaluation: only {len(parsed)} nodes answered; the job needs {self.min_nodes}"
             )
-        self.last = summary_of(parsed)
-        return MetricRecord({"auc": self.last.auc, "pr-auc": self.last.pr_auc, "brier": self.last.brier})
+        total = np.sum([reply.vector for reply in parsed], axis=0)
+        summary = self.finish(parsed, total, secure_sum=False)
+        return MetricRecord({"auc": summary.auc, "pr-auc": summary.pr_auc, "brier": summary.brier})
+
+    def finish(
+        self, replies: Sequence[EvaluationReply], total: np.ndarray, *, secure_sum: bool
+    ) -> EvaluationSummary:
+        """The pooled summary of ``total`` (the nodes' summed vectors); kept in ``last``."""
+        assert self.layout is not None
+        try:
+            self.last = summarise(self.layout, total, replies, k=self.job.k_min, secure_sum=secure_sum)
+        except ValueError as err:
+            raise JobFailedError(f"evaluation: {err}") from err
+        return self.last
 
 
-def _parse(server_round: int, message: Message) -> EvaluationReply | None:
+def _parse(server_round: int, message: Message, layout: EvaluationLayout) -> EvaluationReply | None:
     node = message.metadata.src_node_id
     if message.has_error():
         _log.warning("evaluation %s: node %s failed: %s", server_round, node, message.error.reason)
         return None
     try:
-        return EvaluationReply.parse(message.content)
+        reply = EvaluationReply.parse(message.content)
+        layout.split(reply.vector)  # the node used the job's layout
+        if reply.noise_sigma <= 0:
+            raise MalformedReplyError("a node's vector seen alone must carry DP noise")
+        return reply
     except MalformedReplyError as err:
         _log.warning("evaluation %s: node %s sent a malformed reply: %s", server_round, node, err)
         return None
 
 
-def _histogram(partner_id: str, counts: HistogramCounts, *, brier: float, auc: float | None) -> Histogram:
-    return Histogram(partner_id, counts.edges, counts.positives, counts.negatives, brier=brier, auc=auc)
-
-
-def summary_of(replies: list[EvaluationReply]) -> EvaluationSummary:
-    """Pooled metrics over the nodes' replies, with fairness gaps where groups reached k members."""
-    overall = [_histogram(r.node.partner_id, r.histogram, brier=r.brier, auc=r.auc) for r in replies]
-    groups: dict[str, dict[str, list[Histogram]]] = {}
-    for reply in replies:
-        for (attribute, group), counts in reply.groups.items():
-            hist = _histogram(reply.node.partner_id, counts, brier=float("nan"), auc=None)
-            groups.setdefault(attribute, {}).setdefault(group, []).append(hist)
-    return replace(summarise(overall), fairness=fairness_gaps(overall, groups) if groups else {})
+def _layout(grid: Grid, job: JobSpec, *, secure: bool) -> EvaluationLayout:
+    """Union of the nodes' group labels; bins for an exact sum or sized to the release's noise."""
+    content = RecordDict({RecordKey.CONFIG: job_config_record(job)})
+    kind = query_type(QueryAction.GROUP_LABELS)
+    messages = [Message(content, dst_node_id=n, message_type=kind) for n in grid.get_node_ids()]
+    labels: set[tuple[str, str]] = set()
+    heldout = 0
+    for reply in grid.send_and_receive(messages, timeout=job.round_timeout_s):
+        if reply.has_error():
+            continue
+        try:
+            parsed = GroupLabelsReply.parse(reply.content)
+        except MalformedReplyError as err:
+            _log.warning("group labels: node %s sent a malformed reply: %s", reply.metadata.src_node_id, err)
+            continue
+        labels.update(parsed.labels)
+        heldout += parsed.heldout_members
+    epsilon = release_epsilon(job, secure=secure)
+    if epsilon <= 0:
+        return EvaluationLayout(FINE_BINS, tuple(sorted(labels)))
+    attributes = len({a for a, _ in labels})
+    # σ of the summed counts, by the analytic Gaussian mechanism for all planned releases at once
+    # (the node's RDP calibration is close to it); sizing only, the node decides its own noise.
+    per_node = gaussian_sigma(epsilon=epsilon, delta=job.delta) * math.sqrt(
+        job.evaluations_planned * (1 + attributes)
+    )
+    nodes = len(list(grid.get_node_ids()))
+    sigma = per_node if secure else per_node * math.sqrt(nodes)
+    bins = noisy_release_bins(sigma=sigma, expected_members=heldout, base_rate=_ASSUMED_BASE_RATE)
+    return EvaluationLayout(bins, tuple(sorted(labels)))

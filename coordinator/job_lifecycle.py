@@ -5,7 +5,8 @@ The server asks every node to describe itself (partner id, data fingerprint) and
 would be exceeded). A standardising job pools the nodes' feature moments first
 (``coordinator.pooled_standardisation``). Each round then trains through the job's composed
 strategy (``coordinator.job_strategy``), checkpoints the global weights and reports progress;
-evaluation rounds pool the nodes' k-member histograms and may stop the job early when the pooled
+evaluation rounds sum the nodes' score histograms (``coordinator.histogram_evaluation``; under
+SecAgg+ ``coordinator.secure_server_app.SecureEvaluation``) and may stop the job early when the pooled
 validation AUC stops improving. The published model is the mean of the last ``average_last``
 global models, with the standardisation folded into its input layer. Whatever happens, the ledger
 is finally settled from every node's own accountant (``coordinator.budget_settlement``).
@@ -32,6 +33,7 @@ from coordinator.job_progress import JobProgress, NoProgress
 from coordinator.job_strategy import JobStrategy, compose_strategy, initial_arrays, published_arrays
 from coordinator.node_refusal import RefusalCallback, refuse_if_refused
 from coordinator.pooled_standardisation import pooled_standardisation
+from models.dp_schedule import dp_sgd_schedule
 from protocol import (
     JobSpec,
     MalformedReplyError,
@@ -43,7 +45,7 @@ from protocol import (
     query_type,
 )
 
-__all__ = ["TrainRound", "plain_round", "run_job"]
+__all__ = ["EvaluateRound", "TrainRound", "plain_evaluation", "plain_round", "run_job"]
 
 _log = logging.getLogger(__name__)
 _AUC_IMPROVEMENT = 1e-4  # a pooled validation AUC must beat the best by this much to count
@@ -55,6 +57,14 @@ class TrainRound(Protocol):
     def __call__(
         self, grid: Grid, strategy: JobStrategy, outcome: JobOutcome, server_round: int
     ) -> ArrayRecord: ...
+
+
+class EvaluateRound(Protocol):
+    """Evaluates ``arrays`` on every node's held-out members and returns the pooled summary."""
+
+    def __call__(
+        self, grid: Grid, strategy: JobStrategy, job: JobSpec, arrays: ArrayRecord, server_round: int
+    ) -> EvaluationSummary: ...
 
 
 def plain_round(grid: Grid, strategy: JobStrategy, outcome: JobOutcome, server_round: int) -> ArrayRecord:
@@ -78,6 +88,7 @@ def run_job(
     checkpoint_dir: Path | None = None,
     train_round: TrainRound = plain_round,
     outcome: JobOutcome | None = None,
+    evaluate_round: EvaluateRound | None = None,
 ) -> JobOutcome:
     """Run ``job`` over the nodes of ``grid``; raise typed errors (refused, failed, stopped).
 
@@ -102,16 +113,36 @@ def run_job(
     outcome.job, outcome.arrays = job, initial_arrays(job)
     try:
         if job.standardise and job.standardisation is None:
-            standardisation = pooled_standardisation(grid, list(partners), job, on_refusal=refused)
-            outcome.job = job.with_standardisation(standardisation)
+            pooled = pooled_standardisation(grid, list(partners), job, on_refusal=refused)
+            outcome.job = job.with_standardisation(pooled.standardisation)
+            if job.schedule_by_rule:
+                outcome.job = _scheduled(outcome.job, pooled.rounded_counts)
         strategy = compose_strategy(outcome.job, len(node_ids), on_refusal=refused)
         outcome.nodes = strategy.guard.reports
-        _train(grid, strategy, outcome, sink, checkpoint_dir, train_round)
-        outcome.evaluation = _evaluate(grid, strategy, outcome.job, outcome.arrays, server_round=0)
+        evaluate = evaluate_round or plain_evaluation
+        _train(grid, strategy, outcome, sink, checkpoint_dir, train_round, evaluate)
+        assert outcome.arrays is not None
+        outcome.evaluation = evaluate(grid, strategy, outcome.job, outcome.arrays, 0)
         outcome.arrays = published_arrays(outcome.job, outcome.arrays)
     finally:
         _settle(grid, partners, outcome, ledger, sink)
     return outcome
+
+
+def _scheduled(job: JobSpec, rounded_counts: tuple[int, ...]) -> JobSpec:
+    """The job with the DP-SGD schedule of ``models.dp_schedule``'s rule for nodes of these sizes."""
+    schedule = dp_sgd_schedule(
+        rounded_counts,
+        epsilon=job.epsilon,
+        delta=job.delta,
+        task=job.task,
+        model=job.model,
+        n_features=job.schema.n_features,
+    )
+    _log.info(
+        "job %s: DP-SGD schedule by rule for nodes of ~%s members: %s", job.job_id, rounded_counts, schedule
+    )
+    return job.with_schedule(schedule.job_fields())
 
 
 def _settle(
@@ -165,6 +196,7 @@ def _train(
     sink: JobProgress,
     checkpoint_dir: Path | None,
     train_round: TrainRound,
+    evaluate: EvaluateRound,
 ) -> None:
     job, best_auc, stale = outcome.job, -1.0, 0
     for server_round in range(1, job.rounds + 1):
@@ -174,7 +206,7 @@ def _train(
         outcome.arrays = train_round(grid, strategy, outcome, server_round)
         auc = None
         if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
-            auc = _evaluate(grid, strategy, job, outcome.arrays, server_round=server_round).auc
+            auc = evaluate(grid, strategy, job, outcome.arrays, server_round).auc
             best_auc, stale = (auc, 0) if auc > best_auc + _AUC_IMPROVEMENT else (best_auc, stale + 1)
         report = _round_report(strategy, job, server_round, time.perf_counter() - started, auc)
         outcome.rounds.append(report)
@@ -206,10 +238,10 @@ def _round_report(
     )
 
 
-def _evaluate(
-    grid: Grid, strategy: JobStrategy, job: JobSpec, arrays: ArrayRecord | None, *, server_round: int
+def plain_evaluation(
+    grid: Grid, strategy: JobStrategy, job: JobSpec, arrays: ArrayRecord, server_round: int
 ) -> EvaluationSummary:
-    assert arrays is not None
+    """Each node sends its DP-noised vector; the histogram evaluation sums them."""
     messages = strategy.guard.configure_evaluate(server_round, arrays, job_config_record(job), grid)
     strategy.guard.aggregate_evaluate(
         server_round, grid.send_and_receive(messages, timeout=job.round_timeout_s)

@@ -3,8 +3,9 @@
 ``BudgetGuard(HistogramEvaluation(IterateAveraging(FedAvgM(server_momentum=β))))``: Flower's
 FedAvgM weights the nodes' models by their training-member counts and applies server momentum
 (FedProx jobs add the proximal term at the nodes, ``JobSpec.proximal_mu``); iterate averaging keeps
-the models to publish; histogram evaluation replaces Flower's metric averaging by k-member score
-histograms; the budget guard admits only well-formed, in-budget updates and stops on a refusal.
+the models to publish; histogram evaluation replaces Flower's metric averaging by the sum of the
+nodes' fine score histograms (DP-noised, or masked under SecAgg+); the budget guard admits only
+well-formed, in-budget updates and stops on a refusal.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def compose_strategy(job: JobSpec, nodes: int, *, on_refusal: RefusalCallback | 
         server_momentum=job.server_momentum,
     )
     averaging = IterateAveraging(momentum, average_last=job.average_last)
-    evaluation = HistogramEvaluation(averaging, min_nodes=job.min_nodes)
+    evaluation = HistogramEvaluation(averaging, job=job)
     guard = BudgetGuard(evaluation, job, on_refusal=on_refusal)
     return JobStrategy(guard=guard, evaluation=evaluation, averaging=averaging, momentum=momentum)
 

@@ -21,7 +21,9 @@ from coordinator.job_outcome import JobOutcome, NodeReport, RoundReport
 from coordinator.secure_server_app import SecureJobOutcome
 from protocol.model_card import (
     WEIGHTS_FILE,
+    CardCalibration,
     CardDpSgd,
+    CardFairnessGap,
     CardFeatureSchema,
     CardMetrics,
     CardNode,
@@ -40,11 +42,19 @@ _MECHANISMS = {
     "(epsilon, delta) from each node's own RDP accountant",
     "feature_scaling": "public bounds fixed in the feature schema; no statistic of member data is used",
     "training_member_counts": "aggregate over at least 2k members (a node with fewer refuses to train)",
-    "evaluation_histograms": "aggregate: score bins merged at the node until each holds at least k members",
+    "evaluation_histograms": "each node's fine score histograms (1000 bins, overall and per group) with "
+    "Gaussian noise on every count, (epsilon, delta)-DP for the node's held-out members, charged to "
+    "its own accountant; held-out members never train, so this composes in parallel with training; "
+    "the card thresholds what it publishes at k members of the total",
     "brier_and_heldout_counts": "aggregate over at least k held-out members",
     "node_auc": "aggregate: each node's exact ROC-AUC over its at least k held-out members",
-    "label_rates": "aggregate: derived from the k-member histograms, never sent separately",
+    "label_rates": "derived from the summed histograms, never sent separately",
 }
+_SECURE_HISTOGRAMS = (
+    "each node's fine score histograms (1000 bins, overall and per group) summed under SecAgg+: the "
+    "coordinator sees only the federation's total (with DP noise on the counts when the job sets "
+    "evaluation_epsilon); the card thresholds what it publishes at k members of the total"
+)
 
 
 _POOLED_STANDARDISATION = (
@@ -55,8 +65,10 @@ _POOLED_STANDARDISATION = (
 )
 
 
-def _mechanisms(*, secure_agg: bool, standardised: bool) -> dict[str, str]:
+def _mechanisms(*, secure_agg: bool, standardised: bool, secure_sum: bool) -> dict[str, str]:
     mechanisms = dict(_MECHANISMS)
+    if secure_sum:
+        mechanisms["evaluation_histograms"] = _SECURE_HISTOGRAMS
     if standardised:
         mechanisms["feature_scaling"] = _POOLED_STANDARDISATION
     if secure_agg:
@@ -140,7 +152,11 @@ def build_model_card(
         nodes=[_card_node(n) for n in nodes],
         metrics=_metrics(outcome),
         round_history=[_card_round(r) for r in outcome.rounds],
-        mechanisms=_mechanisms(secure_agg=secagg is not None, standardised=standardisation is not None),
+        mechanisms=_mechanisms(
+            secure_agg=secagg is not None,
+            standardised=standardisation is not None,
+            secure_sum=outcome.evaluation is not None and outcome.evaluation.secure_sum,
+        ),
         data_fingerprints={n.partner_id: n.data_fingerprint for n in nodes},
         lineage_id=lineage_id or job.job_id,
         created_at=now or datetime.now(UTC),
@@ -177,19 +193,32 @@ def _metrics(outcome: JobOutcome) -> CardMetrics | None:
     evaluation = outcome.evaluation
     if evaluation is None:
         return None
-    not_reported = f"no demographic group holds k={outcome.job.k_min} held-out members at a node"
+    how = "summed under SecAgg+" if evaluation.secure_sum else "DP-noised per node and summed"
+    gaps = {a: CardFairnessGap(**f.to_dict()) for a, f in evaluation.fairness.items()}  # type: ignore[arg-type]
+    not_reported = "no held-out member of the federation has a consented demographic attribute"
     return CardMetrics(
         auc=round(evaluation.auc, 4),
         pr_auc=round(evaluation.pr_auc, 4),
         brier=round(evaluation.brier, 4),
         base_rate=round(evaluation.base_rate, 4),
         node_auc={k: round(v, 4) for k, v in sorted(evaluation.node_auc.items())},
-        fairness_gaps=evaluation.fairness or {"not_reported": not_reported},  # type: ignore[arg-type]
-        evaluation="auc, pr_auc and the ROC curve: pooled held-out members of every node, from "
-        "k-member score histograms; node_auc: each node's exact AUC over its held-out members",
+        fairness_gaps=gaps or {"not_reported": not_reported},  # type: ignore[arg-type]
+        evaluation=f"auc, pr_auc, the ROC curve and calibration: every node's held-out members, from "
+        f"{evaluation.bins}-bin score histograms {how}, thresholded at k members of the total; "
+        "node_auc: each node's exact AUC over its held-out members",
         roc_curve=CardRocCurve(
             fpr=[round(x, 5) for x in evaluation.roc_fpr], tpr=[round(x, 5) for x in evaluation.roc_tpr]
         ),
+        calibration=CardCalibration(
+            mean_predicted=[
+                None if v is None else round(v, 4) for v in evaluation.calibration_mean_predicted
+            ],
+            fraction_positive=[
+                None if v is None else round(v, 4) for v in evaluation.calibration_fraction_positive
+            ],
+            members=list(evaluation.calibration_counts),
+        ),
+        heldout_noise_sigma=round(evaluation.noise_sigma, 4),
     )
 
 

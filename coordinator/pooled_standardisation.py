@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flwr.app import Message, RecordDict
@@ -17,6 +18,7 @@ from flwr.serverapp import Grid
 
 from coordinator.job_errors import JobFailedError
 from coordinator.node_refusal import RefusalCallback, refuse_if_refused
+from models.dp_schedule import rounded_member_count
 from models.feature_standardisation import FeatureMoments, Standardisation
 from protocol import (
     JobSpec,
@@ -29,7 +31,7 @@ from protocol import (
 )
 from protocol.replies import moments_fields
 
-__all__ = ["feature_moments_of", "pooled_standardisation"]
+__all__ = ["PooledMoments", "feature_moments_of", "pooled_standardisation"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,9 +41,18 @@ def feature_moments_of(record: Mapping[str, Any]) -> FeatureMoments:
     return FeatureMoments(**moments_fields(record))
 
 
+@dataclass(frozen=True)
+class PooledMoments:
+    """The pooled standardisation and each answering node's training-member count, rounded to two
+    significant figures (what a node's schema summary discloses anyway)."""
+
+    standardisation: Standardisation
+    rounded_counts: tuple[int, ...]
+
+
 def pooled_standardisation(
     grid: Grid, node_ids: list[int], job: JobSpec, *, on_refusal: RefusalCallback | None = None
-) -> Standardisation:
+) -> PooledMoments:
     """Ask the described nodes for their feature moments and pool them (k-member aggregates)."""
     content = RecordDict({RecordKey.CONFIG: job_config_record(job)})
     kind = query_type(QueryAction.FEATURE_MOMENTS)
@@ -69,4 +80,4 @@ def pooled_standardisation(
             f"nodes sent moments of {standardisation.n_features} features; "
             f"the schema has {job.schema.n_features}"
         )
-    return standardisation
+    return PooledMoments(standardisation, tuple(rounded_member_count(p.count) for p in parts))

@@ -24,6 +24,13 @@ parameters, sized to the nodes of a round:
   [0, 2^22) and masks modulo 2^32 (Flower's defaults), so a sum of up to 2^10 nodes cannot wrap. The
   rounding step 2R / 2^22 / w (≈ 1e-3 for R = 100 and 420 members) is far below the DP noise a round
   adds to each coordinate (≈ lr · σ C / B · √steps ≈ 0.1), so masking costs no utility.
+
+Evaluation runs under SecAgg+ too (``SecureEvaluation``): each node's held-out score-histogram
+vector (``protocol.evaluation_sum``) is the masked "update" of a train message carrying
+``ConfigKey.SECURE_SUM``, with weight 1, so the server learns only the mean over the K nodes, i.e.
+the sum / K, and multiplies back. Its quantisation is exact for counts: clipping range R = 2^20 and
+2^22 levels make one level 0.5, so an integer count (at most 2^20 per bin and node) is quantised
+without rounding; score sums are stochastically rounded to 0.5 (unbiased).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import flwr.compat.common.recorddict_compat as compat
+import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from flwr.common import FitRes, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.client_manager import SimpleClientManager
@@ -46,17 +54,19 @@ from flwr.serverapp import Grid, ServerApp
 
 from coordinator.budget_guard import RoundTally
 from coordinator.budget_ledger import BudgetLedger
+from coordinator.federated_evaluation import EvaluationSummary
 from coordinator.job_errors import JobFailedError, JobRefusedError
 from coordinator.job_outcome import JobOutcome
 from coordinator.job_progress import JobProgress
 from coordinator.job_strategy import JobStrategy
 from coordinator.server_app import make_server_app
 from coordinator.strategy_wrapper import aggregate_as_reply
-from protocol import JobSpec, MalformedReplyError, RecordKey, TrainReply
+from protocol import EvaluationReply, JobSpec, MalformedReplyError, NodeRecord, RecordKey, TrainReply
 from protocol.wire_keys import ConfigKey
 
 __all__ = [
     "SecAggParameters",
+    "SecureEvaluation",
     "SecureJobOutcome",
     "SecureRound",
     "make_secure_server_app",
@@ -156,6 +166,7 @@ def make_secure_server_app(
         train_round=SecureRound,
         new_outcome=lambda job: SecureJobOutcome(job=job),
         grid_wrapper=grid_wrapper,
+        evaluate_round=SecureEvaluation,
     )
 
 
@@ -209,18 +220,77 @@ class SecureRound:
         return arrays
 
 
+# Evaluation vectors: one quantisation level is 2R / 2^22 = 0.5, so integer counts stay exact.
+_COUNT_CLIPPING_RANGE, _COUNT_QUANTIZATION = float(2**20), 2**22
+
+
+class SecureEvaluation:
+    """One SecAgg+ evaluation over every connected node: the coordinator learns only the sum."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def __call__(
+        self, grid: Grid, strategy: JobStrategy, job: JobSpec, arrays: ArrayRecord, server_round: int
+    ) -> EvaluationSummary:
+        evaluation = strategy.evaluation
+        layout = evaluation.layout_for(grid, secure=True)
+        node_ids = list(grid.get_node_ids())
+        base = secagg_parameters(job, len(node_ids))
+        results: list[FitRes] = []
+        config = {str(k): v for k, v in evaluation.evaluation_config(layout).items()}
+        config[ConfigKey.SECURE_SUM] = True
+        legacy = _legacy_context(grid, self.context, job, node_ids, results.extend, config=config)  # type: ignore[arg-type]
+        legacy.state.array_records[_PARAMS] = compat.parameters_to_arrayrecord(
+            ndarrays_to_parameters(arrays.to_numpy_ndarrays()), keep_input=True
+        )
+        legacy.state.config_records[_CONFIG] = ConfigRecord({_ROUND: server_round})
+        workflow = SecAggPlusWorkflow(
+            num_shares=1.0,
+            reconstruction_threshold=base.reconstruction_threshold / base.num_shares,
+            max_weight=1.0,
+            clipping_range=_COUNT_CLIPPING_RANGE,
+            quantization_range=_COUNT_QUANTIZATION,
+            modulus_range=base.modulus_range,
+            timeout=job.round_timeout_s,
+        )
+        workflow(grid, legacy)
+        replies = [reply for res in results if (reply := _evaluation_reply(res)) is not None]
+        if len(replies) < job.min_nodes or len(replies) != len(results):
+            raise JobFailedError(
+                f"evaluation {server_round}: {len(replies)} of {len(node_ids)} nodes completed the "
+                f"secure sum with a well-formed reply; the job needs {job.min_nodes}"
+            )
+        # The workflow returns the mean of the K summed vectors (each of weight 1).
+        mean = parameters_to_ndarrays(results[0].parameters)[0]
+        return evaluation.finish(replies, np.asarray(mean, dtype=np.float64) * len(results), secure_sum=True)
+
+
+def _evaluation_reply(res: FitRes) -> EvaluationReply | None:
+    """A node's clear evaluation aggregates in a FitRes (None if malformed)."""
+    metrics = {k: v for k, v in res.metrics.items() if not k.startswith(_NODE_PREFIX)}
+    node = {k[len(_NODE_PREFIX) :]: v for k, v in res.metrics.items() if k.startswith(_NODE_PREFIX)}
+    try:
+        record = NodeRecord.parse(RecordDict({RecordKey.NODE: ConfigRecord(node)}))  # type: ignore[arg-type]
+        return EvaluationReply.of_metrics(record, metrics, np.zeros(0))
+    except MalformedReplyError:
+        return None
+
+
 def _legacy_context(
     grid: Grid,
     context: Context,
     job: JobSpec,
     node_ids: list[int],
     on_results: Callable[[list[FitRes]], None],
+    *,
+    config: dict[str, Scalar] | None = None,
 ) -> LegacyContext:
-    """A legacy strategy over exactly the connected nodes, sending the job's spec to each."""
+    """A legacy strategy over exactly the connected nodes, sending the job's spec (or ``config``)."""
     manager = SimpleClientManager()
     for node_id in node_ids:
         manager.register(GridClientProxy(node_id, grid, context.run_id))
-    config: dict[str, Scalar] = {str(ConfigKey.JOB_SPEC): job.to_wire()}
+    config = config or {str(ConfigKey.JOB_SPEC): job.to_wire()}
 
     def fit_config(server_round: int) -> dict[str, Scalar]:
         return {**config, ConfigKey.SERVER_ROUND: server_round}

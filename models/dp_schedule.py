@@ -61,7 +61,7 @@ from dataclasses import dataclass
 
 from models.task import ModelKind, Task
 
-__all__ = ["DpSgdSchedule", "dp_sgd_schedule", "gdp_mu", "rounded_member_count"]
+__all__ = ["DpSgdSchedule", "dp_sgd_schedule", "gdp_mu", "rounded_member_count", "tight_step"]
 
 ROUNDS, LOCAL_STEPS, LOOSE_LOCAL_STEPS = 8, 5, 20
 MIN_BATCH, MAX_BATCH = 256, 16_384
@@ -75,6 +75,11 @@ _STEP = {
     (Task.CHURN, ModelKind.MLP): 1.2,
     (Task.PROPENSITY, ModelKind.MLP): 1.2,
 }
+
+
+def tight_step(task: Task | str, model: ModelKind | str) -> float:
+    """lr · C of the tight-clip regime for ``task`` and ``model`` (rule 3 of the module docstring)."""
+    return _STEP[Task(task), ModelKind(model)]
 
 
 @dataclass(frozen=True)

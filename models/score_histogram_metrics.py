@@ -36,17 +36,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.metrics import DEFAULT_K, FAIRNESS_GAP_WARNING
+from models.metrics import DEFAULT_K
 
 __all__ = [
     "CALIBRATION_BINS",
     "FINE_BINS",
     "FederatedScoreMetrics",
-    "GroupFairness",
     "ScoreHistogramTotal",
-    "base_rate_threshold_bin",
+    "binned_auc",
     "gaussian_sigma",
-    "group_fairness",
     "noisy_release_bins",
     "score_histogram_vector",
 ]
@@ -202,7 +200,7 @@ class FederatedScoreMetrics:
         mean, fraction, counts = _calibration(total, pos, neg, k)
         n = n_pos + n_neg
         return cls(
-            auc=_auc(pos, neg),
+            auc=binned_auc(pos, neg),
             pr_auc=_average_precision(pos, neg),
             brier=_brier(total, n_pos, n),
             n=round(n),
@@ -216,7 +214,7 @@ class FederatedScoreMetrics:
         )
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+def binned_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """Mann-Whitney over bins: a positive beats every negative in a lower bin, ties half in its own."""
     negatives_below = np.cumsum(neg) - neg
     return float(np.sum(pos * (negatives_below + 0.5 * neg)) / (pos.sum() * neg.sum()))
@@ -316,84 +314,3 @@ def noisy_release_bins(
     best = (3.0 * n_pos**2 / sigma**2) ** (1.0 / 3.0)
     divisors = [b for b in range(CALIBRATION_BINS, fine_bins + 1, CALIBRATION_BINS) if fine_bins % b == 0]
     return min(divisors, key=lambda b: abs(math.log(b) - math.log(max(best, 1.0))))
-
-
-@dataclass(frozen=True)
-class GroupFairness:
-    """Per-group AUC and predicted-positive rate of one attribute, from the groups' summed totals.
-
-    ``too_small`` names the groups with fewer than k held-out members in the federation's total:
-    nothing is published about them but that they were too small to report.
-    """
-
-    attribute: str
-    auc_by_group: dict[str, float]
-    positive_rate_by_group: dict[str, float]
-    members_by_group: dict[str, int]
-    too_small: tuple[str, ...]
-    auc_gap: float
-    positive_rate_gap: float
-    threshold: float
-
-    @property
-    def alarm(self) -> bool:
-        """True when either gap exceeds `models.metrics.FAIRNESS_GAP_WARNING` (15 points)."""
-        return self.auc_gap > FAIRNESS_GAP_WARNING or self.positive_rate_gap > FAIRNESS_GAP_WARNING
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "auc_by_group": {g: round(v, 4) for g, v in sorted(self.auc_by_group.items())},
-            "positive_rate_by_group": {
-                g: round(v, 4) for g, v in sorted(self.positive_rate_by_group.items())
-            },
-            "members_by_group": dict(sorted(self.members_by_group.items())),
-            "too_small_to_report": list(self.too_small),
-            "auc_gap": round(self.auc_gap, 4),
-            "positive_rate_gap": round(self.positive_rate_gap, 4),
-            "alarm": self.alarm,
-        }
-
-
-def base_rate_threshold_bin(total: ScoreHistogramTotal) -> int:
-    """The first fine bin counted as predicted positive, so the pooled predicted-positive share is
-    as close as the grid allows to the pooled base rate (like `models.metrics.fairness_gaps`)."""
-    pos, neg = np.clip(total.positives, 0, None), np.clip(total.negatives, 0, None)
-    n = float(pos.sum() + neg.sum())
-    share_at_or_above = np.cumsum((pos + neg)[::-1])[::-1] / n
-    return int(np.argmin(np.abs(share_at_or_above - pos.sum() / n)))
-
-
-def group_fairness(
-    overall: ScoreHistogramTotal,
-    groups: dict[str, ScoreHistogramTotal],
-    *,
-    attribute: str,
-    k: int = DEFAULT_K,
-) -> GroupFairness:
-    """Gaps between the groups of ``attribute``, each group's histogram summed across nodes."""
-    cut = base_rate_threshold_bin(overall)
-    auc, rate, members, small = {}, {}, {}, []
-    for group, total in sorted(groups.items()):
-        pos, neg = np.clip(total.positives, 0, None), np.clip(total.negatives, 0, None)
-        n = float(pos.sum() + neg.sum())
-        if n < k:
-            small.append(group)
-            continue
-        members[group] = round(n)
-        rate[group] = float((pos[cut:].sum() + neg[cut:].sum()) / n)
-        if pos.sum() > 0 and neg.sum() > 0:
-            auc[group] = _auc(pos, neg)
-    return GroupFairness(
-        attribute=attribute,
-        auc_by_group=auc,
-        positive_rate_by_group=rate,
-        members_by_group=members,
-        too_small=tuple(small),
-        auc_gap=_spread(auc),
-        positive_rate_gap=_spread(rate),
-        threshold=cut / overall.n_bins,
-    )
-
-
-def _spread(values: dict[str, float]) -> float:
-    return float(max(values.values()) - min(values.values())) if len(values) >= 2 else 0.0

@@ -73,6 +73,6 @@ app.train()(_serve)
 app.evaluate()(_serve)
 app.query()(_serve)
 # protocol.QueryAction's values, spelled out so this module stays import-light (a test pins them).
-QUERY_ACTIONS = ("describe", "feature_moments", "privacy_spent")
+QUERY_ACTIONS = ("describe", "feature_moments", "privacy_spent", "group_labels")
 for _action in QUERY_ACTIONS:
     app.query(_action)(_serve)

@@ -5,11 +5,17 @@ message action and record key, the typed replies (including a node's refusal), a
 """
 
 from protocol.errors import JobSpecError, MalformedReplyError, ModelCardError, ProtocolError
+from protocol.evaluation_sum import (
+    EvaluationLayout,
+    EvaluationReply,
+    GroupLabelsReply,
+    ReleaseNoise,
+    release_epsilon,
+    release_noise,
+)
 from protocol.job_spec import JOB_SPEC_VERSION, JobSpec, SignedDecisionRecord, StrategyName, parse_job_spec
 from protocol.model_card import CARD_VERSION, ModelCard, read_model_card, write_model_card
 from protocol.replies import (
-    EvaluationReply,
-    HistogramCounts,
     MomentsReply,
     NodeRecord,
     PrivacySpentReply,
@@ -24,8 +30,9 @@ __all__ = [
     "CARD_VERSION",
     "JOB_SPEC_VERSION",
     "ConfigKey",
+    "EvaluationLayout",
     "EvaluationReply",
-    "HistogramCounts",
+    "GroupLabelsReply",
     "JobSpec",
     "JobSpecError",
     "MalformedReplyError",
@@ -38,6 +45,7 @@ __all__ = [
     "QueryAction",
     "RecordKey",
     "Refusal",
+    "ReleaseNoise",
     "RunConfigKey",
     "SignedDecisionRecord",
     "StrategyName",
@@ -47,6 +55,8 @@ __all__ = [
     "query_type",
     "read_model_card",
     "refusal_of",
+    "release_epsilon",
+    "release_noise",
     "server_round_of",
     "spec_of",
     "write_model_card",

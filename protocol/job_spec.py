@@ -26,8 +26,9 @@ from protocol.wire_keys import RunConfigKey
 
 __all__ = ["JOB_SPEC_VERSION", "JobSpec", "SignedDecisionRecord", "StrategyName", "parse_job_spec"]
 
-JOB_SPEC_VERSION: Literal[1] = 1
+JOB_SPEC_VERSION: Literal[2] = 2
 _TUNED = ("batch_size", "learning_rate", "max_grad_norm")
+_SCHEDULE = (*_TUNED, "local_steps")
 
 
 class StrategyName(StrEnum):
@@ -57,7 +58,7 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    spec_version: Literal[1] = JOB_SPEC_VERSION
+    spec_version: Literal[2] = JOB_SPEC_VERSION
     job_id: str = Field(default_factory=lambda: f"job-{uuid.uuid4().hex[:12]}", min_length=1, max_length=64)
     task: Task = Task.CHURN
     model: ModelKind = ModelKind.LOGREG
@@ -69,6 +70,9 @@ class JobSpec(BaseModel):
     batch_size: int = Field(default=0, ge=0)
     learning_rate: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=0.0, ge=0.0)
+    # True when the analyst set none of the schedule (batch, lr, clip, local steps): the coordinator
+    # then sets it by models.dp_schedule's rule from the nodes' rounded member counts.
+    schedule_by_rule: bool = False
     strategy: StrategyName = StrategyName.FEDAVG
     proximal_mu: float = Field(default=0.0, ge=0.0)
     server_momentum: float = Field(default=0.5, ge=0.0, lt=1.0)
@@ -88,6 +92,10 @@ class JobSpec(BaseModel):
     feature_mean: tuple[float, ...] | None = None
     feature_scale: tuple[float, ...] | None = None
     secure_agg: bool = False
+    # ε of the held-out score histograms (protocol.evaluation_sum.release_epsilon); 0: the job's ε
+    # when a node's histograms are seen alone, none (an exact total) under secure aggregation.
+    # Held-out members never train, so it composes in parallel with the training ε.
+    evaluation_epsilon: float = Field(default=0.0, ge=0.0, le=100.0)
     seed: int = 7
     # The data-use policy the job runs under, and its partners' officers' signed decisions.
     policy_id: str | None = Field(default=None, min_length=1, max_length=128)
@@ -106,7 +114,9 @@ class JobSpec(BaseModel):
         except ValueError:
             return data  # an unknown task or network: the field validation names it
         tuning = TASK_TUNING[task, model, bool(data.get("standardise", True))]
-        filled = {name: getattr(tuning, name) for name in _TUNED if not data.get(name)}
+        filled: dict[str, Any] = {name: getattr(tuning, name) for name in _TUNED if not data.get(name)}
+        if "schedule_by_rule" not in data:
+            filled["schedule_by_rule"] = not any(data.get(name) for name in _SCHEDULE)
         as_of, horizon = task_defaults(task)
         if data.get("as_of") in (None, ""):
             filled["as_of"] = as_of
@@ -158,6 +168,17 @@ class JobSpec(BaseModel):
     def total_steps(self) -> int:
         """Local DP-SGD steps the job takes at one node over all its rounds."""
         return self.rounds * self.local_steps
+
+    @property
+    def evaluations_planned(self) -> int:
+        """Evaluations of the held-out members the job may run: every ``eval_every`` rounds before
+        the last, and the final one (their DP releases compose at each node)."""
+        return (self.rounds - 1) // self.eval_every + 1 if self.eval_every else 1
+
+    def with_schedule(self, fields: Mapping[str, int | float]) -> JobSpec:
+        """This job with its DP-SGD schedule set (``models.DpSgdSchedule.job_fields``), validated."""
+        chosen = {k: v for k, v in fields.items() if k != "rounds"}  # the analyst's rounds stand
+        return JobSpec(**{**self.model_dump(), **chosen, "schedule_by_rule": False})
 
     def with_standardisation(self, standardisation: Standardisation) -> JobSpec:
         """This job with its pooled standardisation fixed (validated like any other field)."""

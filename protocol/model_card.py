@@ -10,6 +10,7 @@ the pooled evaluation and which mechanism covers every figure that left a node.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ __all__ = [
     "CARD_FILE",
     "CARD_VERSION",
     "WEIGHTS_FILE",
+    "CardCalibration",
     "CardDpSgd",
     "CardFairnessGap",
     "CardFeatureSchema",
@@ -30,6 +32,7 @@ __all__ = [
     "CardRound",
     "CardStandardisation",
     "ModelCard",
+    "fairness_alarms",
     "read_model_card",
     "write_model_card",
 ]
@@ -79,7 +82,21 @@ class CardFairnessGap(_Frozen):
     positive_rate_by_group: dict[str, float]
     auc_gap: float
     positive_rate_gap: float
-    warning: bool
+    warning: bool  # the 15-point alarm: a gap above 15 points, clear of the groups' noise
+    members_by_group: dict[str, int] = {}
+    too_small_to_report: list[str] = []  # groups under k held-out members in the federation
+    too_small_for_auc: list[str] = []  # groups with too few members of one class for an AUC
+    auc_gap_standard_error: float = 0.0
+    positive_rate_gap_standard_error: float = 0.0
+    gap_within_noise: bool = False  # a gap above 15 points the groups' sizes cannot tell from chance
+
+
+class CardCalibration(_Frozen):
+    """Ten equal-width score bins; a bin under k held-out members is withheld (None)."""
+
+    mean_predicted: list[float | None]
+    fraction_positive: list[float | None]
+    members: list[int | None]
 
 
 class CardRocCurve(_Frozen):
@@ -97,6 +114,8 @@ class CardMetrics(_Frozen):
     fairness_gaps: dict[str, CardFairnessGap] | dict[Literal["not_reported"], str]
     evaluation: str
     roc_curve: CardRocCurve
+    calibration: CardCalibration | None = None
+    heldout_noise_sigma: float = 0.0  # DP noise on each summed held-out count (0: an exact sum)
 
 
 class CardRound(_Frozen):
@@ -196,3 +215,27 @@ def read_model_card(model_dir: Path) -> ModelCard:
     except OSError as err:
         raise ModelCardError(f"{path}: no model card ({err.strerror})") from err
     return parse_model_card(text, source=str(path))
+
+
+def fairness_alarms(card: Mapping[str, Any]) -> list[dict[str, str | float | int]]:
+    """One audit-event ``details`` record per attribute whose gap raised the 15-point alarm.
+
+    Reads a card as JSON (``ModelCard.model_dump(mode="json")``); numbers and the attribute name
+    only (group labels stay on the card), with how many groups were too small to report.
+    """
+    metrics = card.get("metrics") or {}
+    gaps = metrics.get("fairness_gaps") or {}
+    out: list[dict[str, str | float | int]] = []
+    for attribute, gap in sorted(gaps.items()):
+        if not isinstance(gap, Mapping) or not gap.get("warning"):
+            continue
+        out.append(
+            {
+                "attribute": attribute,
+                "auc_gap": float(gap.get("auc_gap", 0.0)),
+                "positive_rate_gap": float(gap.get("positive_rate_gap", 0.0)),
+                "groups_reported": len(gap.get("positive_rate_by_group", {})),
+                "groups_too_small": len(gap.get("too_small_to_report", [])),
+            }
+        )
+    return out

@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 from flwr.app import ConfigRecord, MetricRecord, RecordDict
 
 from protocol.errors import MalformedReplyError
 from protocol.wire_keys import (
-    EvaluationKey,
     MomentsKey,
     NodeKey,
     RecordKey,
     RefusalKey,
     SpentKey,
     TrainKey,
-    group_histogram_key,
-    parse_group_histogram_key,
 )
 
 __all__ = [
-    "EvaluationReply",
-    "HistogramCounts",
     "MomentsReply",
     "NodeRecord",
     "PrivacySpentReply",
@@ -176,80 +171,6 @@ class TrainReply:
             train_loss=float(_value(m, name, TrainKey.TRAIN_LOSS)),
             cpu_seconds=float(m.get(TrainKey.CPU_SECONDS, 0.0)),
         )
-
-
-@dataclass(frozen=True)
-class HistogramCounts:
-    """Held-out positives and negatives per score bin (every bin over ≥ k members at the node)."""
-
-    edges: tuple[float, ...]
-    positives: tuple[int, ...]
-    negatives: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not len(self.edges) == len(self.positives) + 1 == len(self.negatives) + 1 or len(self.edges) < 2:
-            raise MalformedReplyError("a histogram needs one more edge than counts, and one bin at least")
-
-
-@dataclass(frozen=True)
-class EvaluationReply:
-    """An evaluate reply: the k-member histogram, Brier score, exact AUC and per-group histograms."""
-
-    node: NodeRecord
-    num_examples: int
-    brier: float
-    histogram: HistogramCounts
-    auc: float | None = None
-    groups: dict[tuple[str, str], HistogramCounts] = field(default_factory=dict)
-
-    def to_content(self) -> RecordDict:
-        metrics: dict[str, Any] = {
-            EvaluationKey.NUM_EXAMPLES: self.num_examples,
-            EvaluationKey.BRIER: self.brier,
-            EvaluationKey.HIST_EDGES: list(self.histogram.edges),
-            EvaluationKey.HIST_POS: list(self.histogram.positives),
-            EvaluationKey.HIST_NEG: list(self.histogram.negatives),
-        }
-        if self.auc is not None:
-            metrics[EvaluationKey.AUC] = self.auc
-        for (attribute, group), hist in self.groups.items():
-            metrics[group_histogram_key(attribute, group, "edges")] = list(hist.edges)
-            metrics[group_histogram_key(attribute, group, "pos")] = list(hist.positives)
-            metrics[group_histogram_key(attribute, group, "neg")] = list(hist.negatives)
-        return RecordDict({RecordKey.METRICS: MetricRecord(metrics), RecordKey.NODE: self.node.to_record()})
-
-    @classmethod
-    def parse(cls, content: RecordDict) -> Self:
-        m, name = _record(content, RecordKey.METRICS), RecordKey.METRICS
-        auc = m.get(EvaluationKey.AUC)
-        return cls(
-            node=NodeRecord.parse(content),
-            num_examples=_count(m, name, EvaluationKey.NUM_EXAMPLES),
-            brier=_number(m, name, EvaluationKey.BRIER, minimum=0.0),
-            histogram=HistogramCounts(
-                _numbers(m, name, EvaluationKey.HIST_EDGES),
-                _counts(m, name, EvaluationKey.HIST_POS),
-                _counts(m, name, EvaluationKey.HIST_NEG),
-            ),
-            # A node's exact AUC is kept only when it is a number in [0, 1].
-            auc=float(auc) if isinstance(auc, int | float) and 0.0 <= float(auc) <= 1.0 else None,
-            groups=_groups(m),
-        )
-
-
-def _groups(metrics: Mapping[str, Any]) -> dict[tuple[str, str], HistogramCounts]:
-    out: dict[tuple[str, str], HistogramCounts] = {}
-    for key in metrics:
-        parsed = parse_group_histogram_key(key)
-        if parsed is None or parsed[2] != "edges":
-            continue
-        attribute, group, _ = parsed
-        out[(attribute, group)] = HistogramCounts(
-            _numbers(metrics, RecordKey.METRICS, key),
-            _counts(metrics, RecordKey.METRICS, group_histogram_key(attribute, group, "pos")),
-            _counts(metrics, RecordKey.METRICS, group_histogram_key(attribute, group, "neg")),
-        )
-    return out
 
 
 @dataclass(frozen=True)

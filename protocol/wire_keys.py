@@ -12,6 +12,7 @@ from enum import StrEnum
 __all__ = [
     "ConfigKey",
     "EvaluationKey",
+    "GroupsKey",
     "MomentsKey",
     "NodeKey",
     "QueryAction",
@@ -20,8 +21,6 @@ __all__ = [
     "RunConfigKey",
     "SpentKey",
     "TrainKey",
-    "group_histogram_key",
-    "parse_group_histogram_key",
 ]
 
 
@@ -31,6 +30,7 @@ class QueryAction(StrEnum):
     DESCRIBE = "describe"  # partner id and data fingerprint, before any member data is read
     FEATURE_MOMENTS = "feature_moments"  # k-member feature moments for the pooled standardisation
     PRIVACY_SPENT = "privacy_spent"  # what the node's own accountant charged to one job
+    GROUP_LABELS = "group_labels"  # the demographic group labels among the node's held-out members
 
 
 class RecordKey(StrEnum):
@@ -43,6 +43,8 @@ class RecordKey(StrEnum):
     MOMENTS = "moments"  # MetricRecord: feature moments (reply)
     SPENT = "spent"  # ConfigRecord: the node's accountant's figures for one job (reply)
     REFUSAL = "refusal"  # ConfigRecord: the node refuses the job, with its reason (reply)
+    HISTOGRAMS = "histograms"  # ArrayRecord: the node's score-histogram vector (evaluate reply)
+    GROUPS = "groups"  # ConfigRecord: group labels and the rounded held-out count (reply)
 
 
 class ConfigKey(StrEnum):
@@ -50,6 +52,8 @@ class ConfigKey(StrEnum):
 
     JOB_SPEC = "job-spec"  # protocol.JobSpec as JSON (one versioned value, not ~30 loose keys)
     SERVER_ROUND = "server-round"  # added by Flower's strategies to every train/evaluate config
+    EVALUATION_LAYOUT = "evaluation-layout"  # protocol.EvaluationLayout as JSON (evaluate requests)
+    SECURE_SUM = "secure-sum"  # a SecAgg+ train message that sums evaluation histograms instead
 
 
 class NodeKey(StrEnum):
@@ -76,15 +80,20 @@ class TrainKey(StrEnum):
 
 
 class EvaluationKey(StrEnum):
-    """Keys of the ``metrics`` record of an evaluate reply (k-member aggregates only)."""
+    """Keys of the ``metrics`` record of an evaluate reply (aggregates over >= k members)."""
 
     NUM_EXAMPLES = "num-examples"
     BRIER = "brier"
     AUC = "auc"
-    HIST_EDGES = "hist-edges"
-    HIST_POS = "hist-pos"
-    HIST_NEG = "hist-neg"
-    GROUP_PREFIX = "group:"  # "group:<attribute>=<group>:edges|pos|neg"
+    NOISE_SIGMA = "noise-sigma"  # the standard deviation of the DP noise the node added to each count
+    VECTOR = "vector"  # the name of the one Array in the ``histograms`` record
+
+
+class GroupsKey(StrEnum):
+    """Keys of the ``groups`` record of a group-labels reply."""
+
+    LABELS = "labels"  # "<attribute>=<group>" of every group among the node's held-out members
+    HELDOUT_MEMBERS = "heldout-members"  # rounded to two significant figures
 
 
 class MomentsKey(StrEnum):
@@ -123,24 +132,3 @@ class RunConfigKey(StrEnum):
     COORDINATOR_URL = "coordinator-url"  # the coordinator service that receives progress
     JOB_TOKEN = "job-token"  # the job-run token minted by the coordinator for this run
     COORDINATOR_CA = "coordinator-ca"  # path of the coordinator's CA certificate
-
-
-_GROUP_SUFFIXES = ("edges", "pos", "neg")
-
-
-def group_histogram_key(attribute: str, group: str, part: str) -> str:
-    """The metrics key of one part (edges, pos, neg) of a demographic group's histogram."""
-    if part not in _GROUP_SUFFIXES:
-        raise ValueError(f"part must be one of {_GROUP_SUFFIXES}, got {part!r}")
-    return f"{EvaluationKey.GROUP_PREFIX}{attribute}={group}:{part}"
-
-
-def parse_group_histogram_key(key: str) -> tuple[str, str, str] | None:
-    """(attribute, group, part) of a group histogram key, or None for any other key."""
-    if not key.startswith(EvaluationKey.GROUP_PREFIX):
-        return None
-    body, _, part = key[len(EvaluationKey.GROUP_PREFIX) :].rpartition(":")
-    attribute, sep, group = body.partition("=")
-    if not sep or part not in _GROUP_SUFFIXES:
-        return None
-    return attribute, group, part

@@ -21,6 +21,7 @@ from coordinator.platform.errors import ConflictError, InvalidRequestError, NotF
 from coordinator.platform.jobs import JobState, get_job
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import ModelRow
+from protocol.model_card import fairness_alarms
 
 __all__ = ["MAX_WEIGHTS_BYTES", "get_model", "list_models", "publish_model"]
 
@@ -66,6 +67,8 @@ def publish_model(
         policy_hash=job.policy_hash,
         outputs=(ArtefactRef(name="model weights", sha256=digest),),
     )
+    for details in fairness_alarms(card):
+        trail.record(EventType.MODEL_FAIRNESS_ALARM, actor, job_id=job_id, model_id=row.id, details=details)
     return row
 
 

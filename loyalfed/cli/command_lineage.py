@@ -19,6 +19,7 @@ from typing import Any
 from audit.identifier_guard import identifier_problem
 from audit.lineage_event import EventType
 from loyalfed.cli.audit_trail import AuditStep
+from protocol.model_card import fairness_alarms
 
 __all__ = [
     "agreement_approval",
@@ -160,6 +161,8 @@ def training(step: AuditStep, out: Path) -> None:
         epsilon=card["epsilon_worst_case_member"],
         delta=card["delta"],
     )
+    for details in fairness_alarms(card):
+        step.add(EventType.MODEL_FAIRNESS_ALARM, **job, model_id=model_id_of(out), details=details)
 
 
 def _card_policy_hash(card: dict[str, Any]) -> str | None:

@@ -10,10 +10,16 @@ the node, and under which mechanism:
 * ``train``: the model weights after DP-SGD (member-level (ε, δ) from the node's own accountant,
   charged *before* the update is computed, so a lost reply is still accounted), the training-member
   count (an aggregate over ≥ 2k members), and the accountant's figures;
-* ``evaluate``: score histograms with every bin over ≥ k members, and the mean Brier score, the
-  exact ROC-AUC and the held-out count (aggregates over ≥ k members);
-* ``query.privacy_spent``: what the node's accountant charged to the job (the coordinator's ledger
-  settles from it, whatever replies were lost on the way).
+* ``query.group_labels``: the demographic group labels among the held-out members (no counts) and
+  the held-out count rounded to two significant figures, from which the coordinator fixes the
+  public layout of the evaluation vectors;
+* ``evaluate``: the held-out members' score-histogram vector on that layout, released under DP
+  noise, or masked under SecAgg+ when a ``train`` message asks for the secure sum
+  (``participant_node.training.heldout_release``); and the mean Brier score, the exact ROC-AUC and
+  the held-out count (aggregates over ≥ k members);
+* ``query.privacy_spent``: what the node's accountant charged to the job, the larger of its
+  training and held-out members' ε (disjoint sets: parallel composition); the coordinator's ledger
+  settles from it, whatever replies were lost on the way.
 
 A job the node will not serve (a spec it cannot accept, a step its accountant refuses) gets a typed
 ``protocol.Refusal`` reply with the node's own safe reason; other failures raise ``NodeError``
@@ -31,24 +37,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.app.message_type import MessageType
 
+from models.dp_schedule import rounded_member_count
 from models.feature_standardisation import FeatureMoments
-from models.metrics import roc_auc
 from models.networks import make_model
 from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
 from participant_node.training.errors import PrivacyBudgetError, TrainingError
+from participant_node.training.heldout_release import heldout_dataset, release_heldout_evaluation
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from participant_node.training.privacy_accountant import (
     NodePrivacyAccountant,
     calibrate_noise_multiplier,
     effective_delta,
 )
-from participant_node.training.score_histogram import binned_scores
 from protocol import (
-    EvaluationReply,
-    HistogramCounts,
+    ConfigKey,
+    EvaluationLayout,
+    GroupLabelsReply,
     JobSpec,
     JobSpecError,
     MomentsReply,
@@ -151,6 +158,9 @@ def feature_moments(content: RecordDict, node: NodeContext) -> RecordDict:
 
 
 def train(content: RecordDict, node: NodeContext) -> RecordDict:
+    if _config(content).get(ConfigKey.SECURE_SUM):
+        # A SecAgg+ round summing evaluation vectors rides on train messages: it trains nothing.
+        return _evaluation(content, node, secure=True)
     spec = spec_of(content)
     data = load_local_task_data(node.partner_dir, spec, at=node.clock())
     model = _model_with(_arrays_of(content), spec, data)
@@ -166,10 +176,42 @@ def train(content: RecordDict, node: NodeContext) -> RecordDict:
 
 
 def evaluate(content: RecordDict, node: NodeContext) -> RecordDict:
+    return _evaluation(content, node, secure=False)
+
+
+def _config(content: RecordDict) -> Mapping[str, object]:
+    return content.config_records.get(RecordKey.CONFIG, ConfigRecord())
+
+
+def _evaluation(content: RecordDict, node: NodeContext, *, secure: bool) -> RecordDict:
     spec = spec_of(content)
+    layout_wire = _config(content).get(ConfigKey.EVALUATION_LAYOUT)
+    layout = EvaluationLayout.from_wire(layout_wire) if layout_wire else EvaluationLayout()
     data = load_local_task_data(node.partner_dir, spec, at=node.clock())
     model = _model_with(_arrays_of(content), spec, data)
-    return _evaluate(model, data, spec.k_min, _node_record(node, data)).to_content()
+    reply = release_heldout_evaluation(
+        model,
+        data,
+        spec,
+        layout,
+        node=_node_record(node, data),
+        accountant=node.accountant,
+        secure=secure,
+        release_file=node.state_dir / "evaluation_releases" / f"{spec.job_id}.npz",
+    )
+    return reply.to_content()
+
+
+def group_labels(content: RecordDict, node: NodeContext) -> RecordDict:
+    spec = spec_of(content)
+    data = load_local_task_data(node.partner_dir, spec, at=node.clock())
+    labels = sorted(
+        (attribute, str(group))
+        for attribute, values in data.heldout.groups.items()
+        for group in set(values) - {"unknown"}
+    )
+    heldout = rounded_member_count(len(data.heldout))
+    return GroupLabelsReply(_node_record(node, data), tuple(labels), heldout).to_content()
 
 
 def privacy_spent(content: RecordDict, node: NodeContext) -> RecordDict:
@@ -178,8 +220,9 @@ def privacy_spent(content: RecordDict, node: NodeContext) -> RecordDict:
     accountant = node.accountant
     entries = accountant.entries(dataset=node.partner_id, purpose=spec.purpose, job_id=spec.job_id)
     delta = min((e.delta for e in entries), default=spec.delta)
-    epsilon = accountant.epsilon(
-        dataset=node.partner_id, purpose=spec.purpose, delta=delta, job_id=spec.job_id
+    epsilon = max(
+        accountant.epsilon(dataset=dataset, purpose=spec.purpose, delta=delta, job_id=spec.job_id)
+        for dataset in (node.partner_id, heldout_dataset(node.partner_id))
     )
     reply = PrivacySpentReply(node.partner_id, spec.job_id, epsilon, delta, sum(e.steps for e in entries))
     return reply.to_content()
@@ -190,6 +233,7 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
     (MessageType.QUERY, QueryAction.DESCRIBE): describe,
     (MessageType.QUERY, QueryAction.FEATURE_MOMENTS): feature_moments,
     (MessageType.QUERY, QueryAction.PRIVACY_SPENT): privacy_spent,
+    (MessageType.QUERY, QueryAction.GROUP_LABELS): group_labels,
     (MessageType.TRAIN, ""): train,
     (MessageType.EVALUATE, ""): evaluate,
 }
@@ -251,33 +295,6 @@ def _train_round(node: NodeContext, spec: JobSpec, data: LocalTaskData, model: t
         steps=sum(e.steps for e in previous) + stats.steps,
         train_loss=stats.mean_loss,
         cpu_seconds=time.process_time() - cpu_started,
-    )
-
-
-def _evaluate(model: torch.nn.Module, data: LocalTaskData, k: int, node: NodeRecord) -> EvaluationReply:
-    with torch.no_grad():
-        scores = torch.sigmoid(model(torch.from_numpy(data.heldout.X))).numpy().astype(np.float64)
-    labels = data.heldout.y.astype(np.float64)
-    if len(labels) < k:
-        raise TrainingError(f"only {len(labels)} held-out members; evaluation needs at least k={k}")
-    histogram = binned_scores(scores, labels, k=k)
-    # Fairness: the same k-binned histogram per demographic group with at least k members; smaller
-    # groups (and members who did not state the attribute) are never reported.
-    groups: dict[tuple[str, str], HistogramCounts] = {}
-    for attribute, values in data.heldout.groups.items():
-        for group in sorted(set(values) - {"unknown"}):
-            member = values == group
-            if member.sum() >= k:
-                hist = binned_scores(scores[member], labels[member], k=k)
-                groups[(attribute, str(group))] = HistogramCounts(hist.edges, hist.positives, hist.negatives)
-    return EvaluationReply(
-        node=node,
-        num_examples=len(labels),
-        brier=float(np.mean((scores - labels) ** 2)),
-        histogram=HistogramCounts(histogram.edges, histogram.positives, histogram.negatives),
-        # The exact AUC over all (>= k) held-out members, when both labels occur.
-        auc=float(roc_auc(labels, scores)) if 0 < labels.sum() < len(labels) else None,
-        groups=groups,
     )
 
 

@@ -16,6 +16,11 @@ ever sees a masked vector per node and the unmasked weighted sum over nodes.
 
 The node's accounting figures (ε, σ, q, steps) and its counts travel in clear in ``fitres.metrics``:
 they are the same aggregates the plain path sends (see ``client_app``).
+
+A train message whose config carries ``ConfigKey.SECURE_SUM`` asks for the node's held-out
+evaluation vector instead (``protocol.evaluation_sum``): the mod sends that vector as the "update",
+with weight 1 (``num_examples`` = 1 = the workflow's ``max_weight``), so SecAgg+ hands the
+coordinator the mean of the vectors over the K nodes, i.e. their sum divided by K, and nothing else.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from models.networks import make_model
 from participant_node.training.client_app import make_client_app
 from participant_node.training.errors import TrainingError
 from participant_node.training.job_handler import Clock
-from protocol import JobSpec, RecordKey, TrainReply, refusal_of
+from protocol import EvaluationReply, JobSpec, RecordKey, TrainReply, refusal_of
 from protocol.wire_keys import ConfigKey
 
 __all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "make_secure_client_app"]
@@ -66,6 +71,8 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
     refusal = refusal_of(reply.content)
     if refusal is not None:  # SecAgg+ needs a FitRes: the refusal travels as the node's error
         raise TrainingError(str(refusal))
+    if RecordKey.HISTOGRAMS in reply.content.array_records:
+        return _evaluation_fitres(reply, msg)
     train = TrainReply.parse(reply.content)  # the node's own reply has the protocol's shape
     local = reply.content.array_records[RecordKey.ARRAYS].to_numpy_ndarrays()
     update = [(new - old).astype(np.float32) for new, old in zip(local, global_weights, strict=True)]
@@ -77,6 +84,21 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
         num_examples=train.num_examples,
         metrics={
             **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+            **{NODE_FIELD_PREFIX + k: v for k, v in node.items() if isinstance(v, int | float | str)},
+        },
+    )
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
+
+
+def _evaluation_fitres(reply: Message, msg: Message) -> Message:
+    evaluation = EvaluationReply.parse(reply.content)
+    node = reply.content.config_records[RecordKey.NODE]
+    fitres = FitRes(
+        status=Status(code=Code.OK, message="ok"),
+        parameters=ndarrays_to_parameters([evaluation.vector]),
+        num_examples=1,
+        metrics={
+            **evaluation.metrics(),
             **{NODE_FIELD_PREFIX + k: v for k, v in node.items() if isinstance(v, int | float | str)},
         },
     )

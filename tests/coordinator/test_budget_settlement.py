@@ -21,6 +21,7 @@ from coordinator.job_errors import JobFailedError, JobRefusedError, JobStoppedEr
 from coordinator.job_lifecycle import run_job
 from coordinator.job_outcome import RoundReport
 from coordinator.job_progress import NoProgress
+from participant_node.training.heldout_release import heldout_dataset
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec, PrivacySpentReply, Refusal
 
@@ -64,10 +65,12 @@ def _job(job_id: str, **overrides: object) -> JobSpec:
 
 
 def _accountant_epsilon(node: NodeContext, job: JobSpec) -> float:
+    """The job's ε at the node: the larger of its training and held-out members' (disjoint sets)."""
     entries = node.accountant.entries(dataset=node.partner_id, purpose=job.purpose, job_id=job.job_id)
     delta = min((e.delta for e in entries), default=job.delta)
-    return node.accountant.epsilon(
-        dataset=node.partner_id, purpose=job.purpose, delta=delta, job_id=job.job_id
+    return max(
+        node.accountant.epsilon(dataset=dataset, purpose=job.purpose, delta=delta, job_id=job.job_id)
+        for dataset in (node.partner_id, heldout_dataset(node.partner_id))
     )
 
 

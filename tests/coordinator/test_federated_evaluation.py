@@ -1,83 +1,108 @@
-"""Pooled AUC from k-binned node histograms against the exact per-member AUC."""
+"""Federated evaluation from the sum of the nodes' fine score histograms.
+
+In process: the pooled metrics of summed node vectors against the exact per-member figures; and a
+real job over the four Complete Journey store groups on the in-process grid (real nodes, real
+accountants), whose plain evaluations release DP-noised vectors charged to the held-out members.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
 import numpy as np
 import pytest
+from flwr.app import Message
+from flwr.supercore.task_identity import TaskIdentity
+from local_grid import LocalGrid
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from coordinator.federated_evaluation import Histogram, fairness_gaps, summarise
-from participant_node.training.score_histogram import BASE_EDGES, binned_scores
+from coordinator.federated_evaluation import summarise
+from coordinator.job_lifecycle import run_job
+from coordinator.model_card import build_model_card
+from participant_node.training.heldout_release import heldout_dataset
+from participant_node.training.job_handler import NodeContext
+from protocol import EvaluationLayout, EvaluationReply, JobSpec, NodeRecord
 
 
-def _node(rng: np.random.Generator, n: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+@pytest.fixture(autouse=True)
+def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flower's Message needs a run identity; a real grid sets it (as in test_budget_settlement).
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
+PARTNERS = ("freshmart-north", "freshmart-south", "freshmart-east", "freshmart-west")
+
+
+def _node(rng: np.random.Generator, n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = (rng.random(n) < 0.2).astype(float)
-    logits = rng.normal(-1.5 + shift * labels, 1.0)
-    return 1 / (1 + np.exp(-logits)), labels
+    scores = 1 / (1 + np.exp(-rng.normal(-1.5 + shift * labels, 1.0)))
+    bands = rng.choice(np.array(["18-34", "35-54", "rare"], dtype=object), n, p=[0.5, 0.497, 0.003])
+    return labels, scores, bands
 
 
-def _histogram(name: str, scores: np.ndarray, labels: np.ndarray, k: int) -> Histogram:
-    h = binned_scores(scores, labels, k=k)
-    brier = float(np.mean((scores - labels) ** 2))
-    return Histogram(name, h.edges, h.positives, h.negatives, brier)
-
-
-def test_every_released_bin_holds_at_least_k_members() -> None:
-    scores, labels = _node(np.random.default_rng(1), 137, 1.0)
-    h = binned_scores(scores, labels, k=20)
-    assert all(p + n >= 20 for p, n in zip(h.positives, h.negatives, strict=True))
-    assert h.n == 137 and h.edges[0] == 0.0 and h.edges[-1] == 1.0
-    with pytest.raises(ValueError, match="at least k=20"):
-        binned_scores(scores[:19], labels[:19], k=20)
-
-
-def test_unmerged_histograms_give_the_mann_whitney_auc_of_the_binned_scores() -> None:
-    rng = np.random.default_rng(2)
-    scores, labels = _node(rng, 2000, 1.2)
-    hist = _histogram("a", scores, labels, k=1)
-    bin_index = np.searchsorted(BASE_EDGES, scores, side="right")
-    assert summarise([hist]).auc == pytest.approx(roc_auc_score(labels, bin_index), abs=1e-9)
-
-
-def test_pooled_auc_from_k_binned_nodes_is_close_to_the_exact_auc() -> None:
+def test_summed_vectors_give_the_exact_pooled_metrics_and_name_small_groups() -> None:
     rng = np.random.default_rng(3)
-    nodes = [_node(rng, n, 1.2) for n in (500, 450, 520, 480)]
-    summary = summarise([_histogram(f"n{i}", s, y, k=20) for i, (s, y) in enumerate(nodes)])
-    scores = np.concatenate([s for s, _ in nodes])
-    labels = np.concatenate([y for _, y in nodes])
-    assert summary.auc == pytest.approx(roc_auc_score(labels, scores), abs=0.01)
-    # Merged top bins hide the precision of the very highest scores: PR-AUC is coarser than ROC-AUC.
-    assert summary.pr_auc == pytest.approx(average_precision_score(labels, scores), abs=0.06)
-    assert summary.n == 1950 and set(summary.node_auc) == {"n0", "n1", "n2", "n3"}
-    assert summary.brier == pytest.approx(float(np.mean((scores - labels) ** 2)))
+    nodes = [_node(rng, n, shift) for n, shift in ((900, 1.0), (400, 1.8), (2_000, 0.6))]
+    layout = EvaluationLayout(groups=(("age_band", "18-34"), ("age_band", "35-54"), ("age_band", "rare")))
+    vectors = [layout.vector(y, p, {"age_band": b}) for y, p, b in nodes]
+    replies = [
+        EvaluationReply(NodeRecord(f"n{i}", "f" * 64), len(y), float(np.mean((p - y) ** 2)), None, 0.0)
+        for i, (y, p, _) in enumerate(nodes)
+    ]
+    summary = summarise(layout, np.sum(vectors, axis=0), replies, k=20, secure_sum=True)
+    y = np.concatenate([n[0] for n in nodes])
+    p = np.concatenate([n[1] for n in nodes])
+    assert summary.auc == pytest.approx(roc_auc_score(y, p), abs=1e-3)
+    assert summary.pr_auc == pytest.approx(average_precision_score(y, p), abs=5e-3)
+    assert summary.brier == pytest.approx(float(np.mean((p - y) ** 2)), abs=1e-9)
+    assert summary.n == len(y)
+    fairness = summary.fairness["age_band"]
+    assert fairness.too_small == ("rare",) and set(fairness.auc_by_group) == {"18-34", "35-54"}
+    assert not fairness.alarm  # one model, two large groups: no gap
 
 
-def test_fairness_gaps_from_group_histograms_flag_a_group_the_model_ranks_worse() -> None:
-    rng = np.random.default_rng(4)
-    good_s, good_y = _node(rng, 600, 2.0)
-    poor_s, poor_y = _node(rng, 600, 0.3)
-    overall = [_histogram("a", np.concatenate([good_s, poor_s]), np.concatenate([good_y, poor_y]), k=20)]
-    groups = {
-        "age_band": {
-            "25-34": [_histogram("a", good_s, good_y, k=20)],
-            "65+": [_histogram("a", poor_s, poor_y, k=20)],
-        }
+class _Recording(LocalGrid):
+    def __init__(self, nodes: dict[int, NodeContext]) -> None:
+        super().__init__(nodes)
+        self.evaluations: list[EvaluationReply] = []
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        self.evaluations += [
+            EvaluationReply.parse(r.content) for r in replies if r.metadata.message_type == "evaluate"
+        ]
+        return replies
+
+
+def test_a_plain_job_releases_only_noisy_vectors_charged_to_the_heldout_members(
+    cj_federation: Path, tmp_path: Path
+) -> None:
+    federation = tmp_path / "federation"
+    shutil.copytree(cj_federation, federation)
+    nodes = {
+        node_id: NodeContext(federation / p, partner_id=p, state_dir=tmp_path / p)
+        for node_id, p in enumerate(PARTNERS, start=11)
     }
-    gaps = fairness_gaps(overall, groups)["age_band"]
-    exact_gap = roc_auc_score(good_y, good_s) - roc_auc_score(poor_y, poor_s)
-    assert gaps["auc_gap"] == pytest.approx(exact_gap, abs=0.03)
-    assert gaps["warning"] is True and set(gaps["positive_rate_by_group"]) == {"25-34", "65+"}
-
-
-def test_a_nodes_own_auc_is_the_exact_one_it_reports_not_its_coarse_histograms() -> None:
-    rng = np.random.default_rng(5)
-    scores, labels = _node(rng, 70, 1.2)  # a small node: its k=20 histogram has 3 bins
-    exact = float(roc_auc_score(labels, scores))
-    binned = _histogram("small", scores, labels, k=20)
-    assert summarise([binned]).node_auc["small"] < exact - 0.01
-    reported = Histogram(
-        binned.partner_id, binned.edges, binned.positives, binned.negatives, binned.brier, exact
-    )
-    summary = summarise([reported])
-    assert summary.node_auc["small"] == exact
-    assert summary.auc == summarise([binned]).auc  # the pooled AUC stays the histograms' own
+    job = JobSpec(job_id="job-test-noisy-eval", rounds=2, local_steps=1, min_nodes=3, eval_every=1)
+    grid = _Recording(nodes)
+    outcome = run_job(grid, job, expected_nodes=4)
+    assert len(grid.evaluations) == 4 * job.evaluations_planned == 8
+    for reply in grid.evaluations:
+        counts = reply.vector[: 2 * 10]
+        assert reply.noise_sigma > 1.0 and not np.allclose(counts, np.round(counts))  # noisy counts
+    evaluation = outcome.evaluation
+    assert evaluation is not None and not evaluation.secure_sum and evaluation.noise_sigma > 0
+    for node in nodes.values():
+        spent = node.accountant.epsilon(
+            dataset=heldout_dataset(node.partner_id), purpose=job.purpose, delta=job.delta, job_id=job.job_id
+        )
+        assert 0.5 * job.epsilon < spent <= job.epsilon * 1.01  # two releases, calibrated together
+    card = build_model_card(outcome, members_may_overlap=False)
+    assert card.metrics is not None and card.metrics.heldout_noise_sigma > 0
+    assert "Gaussian noise" in card.mechanisms["evaluation_histograms"]

@@ -4,7 +4,9 @@ One simulation: each node records (at the node) the plain update it handed to Se
 grid records what actually reached the coordinator. The coordinator's copies must be masked (not the
 node's quantised update, spread over the whole 2^32 ring), while the model the coordinator ends with
 is exactly the initial model plus the weighted means of the plain updates, and the job still yields a
-useful churn model, a settled ledger and a card naming SecAgg+.
+useful churn model, a settled ledger and a card naming SecAgg+. The final evaluation runs under
+SecAgg+ too: the card's pooled metrics come from the masked sum of the nodes' fine histograms and
+match the exact figures on the same held-out members.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from coordinator.job_strategy import initial_arrays, published_arrays
 from coordinator.model_card import build_model_card
 from coordinator.secure_server_app import make_secure_server_app, secagg_parameters
 from loyalfed.federated_run import _simulate, select_partners
+from models import TaskDataset, make_model, predict_proba
+from models.metrics import pr_auc, roc_auc
 from participant_node.data import load_federation
+from participant_node.training.local_task_data import load_local_task_data
 from participant_node.training.secure_client_app import make_secure_client_app
 from protocol import JobSpec
 
@@ -127,7 +132,8 @@ def _plain_updates(updates: Path, server_round: int) -> list[tuple[int, list[np.
 
 def test_the_coordinator_only_sees_masked_updates(secure_run: tuple) -> None:
     _, grid, updates, _ = secure_run
-    assert len(grid.masked) == 4 * JOB.rounds
+    # One masked vector per node and training round, and one per node for the final evaluation.
+    assert len(grid.masked) == 4 * (JOB.rounds + 1)
     params = secagg_parameters(JOB, 4)
     for node_id, masked in grid.masked:
         flat = np.concatenate([np.ravel(a) for a in masked]).astype(np.int64)
@@ -142,10 +148,10 @@ def test_the_coordinator_only_sees_masked_updates(secure_run: tuple) -> None:
             scaled = [u * ratio for u in update]
             quantised = quantize(scaled, params.clipping_range, params.quantization_range)
             unmasked.append(np.concatenate([np.ravel(q) for q in quantised]).astype(np.int64))
-    assert len(unmasked) == len(grid.masked)
+    assert len(unmasked) == 4 * JOB.rounds
     received = [np.concatenate([np.ravel(a) for a in m[1:]]).astype(np.int64) for _, m in grid.masked]
     for plain in unmasked:
-        assert all(np.mean(plain == seen) < 0.01 for seen in received)
+        assert all(np.mean(plain == seen) < 0.01 for seen in received if seen.shape == plain.shape)
 
 
 def test_the_unmasked_sum_is_the_weighted_mean_of_the_plain_updates(secure_run: tuple) -> None:
@@ -192,6 +198,35 @@ def test_secure_job_yields_a_useful_model_a_settled_ledger_and_an_honest_card(se
             (JOB.job_id, "analytics.churn_model", pytest.approx(node["epsilon"]), "spent")
         ]
     ledger.close()
+
+
+def test_the_card_reports_the_exact_pooled_metrics_from_the_secure_sum_of_histograms(
+    secure_run: tuple, cj_federation: Path
+) -> None:
+    outcome, _, updates, _ = secure_run
+    evaluation = outcome.evaluation
+    assert evaluation is not None and evaluation.secure_sum and evaluation.noise_sigma == 0.0
+    # What each node handed SecAgg+ for the final evaluation (round 0), read at the node: its sum
+    # is what the coordinator worked from, and no node's vector reached the coordinator.
+    layout_length = len(np.load(next(updates.glob("*-0.npz")))["arr_0"])
+    assert len(list(updates.glob("*-0.npz"))) == 4
+    # The exact pooled AUC of the published model over every node's held-out members.
+    job = outcome.job
+    nodes = [
+        load_local_task_data(p[1], job, at=datetime.now(UTC).replace(tzinfo=None))
+        for p in select_partners(load_federation(cj_federation), None)
+    ]
+    heldout = TaskDataset.concatenate(d.heldout for d in nodes)
+    model = make_model(job.model, heldout.X.shape[1])
+    model.load_state_dict(outcome.arrays.to_torch_state_dict())
+    scores = predict_proba(model, heldout.X)
+    assert evaluation.n == len(heldout) and layout_length > 3 * 1000
+    assert evaluation.auc == pytest.approx(roc_auc(heldout.y, scores), abs=0.01)
+    assert evaluation.pr_auc == pytest.approx(pr_auc(heldout.y, scores), abs=0.01)
+    assert evaluation.brier == pytest.approx(float(np.mean((scores - heldout.y) ** 2)), abs=1e-6)
+    card = build_model_card(outcome, members_may_overlap=False)
+    assert card.metrics is not None and "SecAgg+" in card.mechanisms["evaluation_histograms"]
+    assert card.metrics.calibration is not None and len(card.metrics.calibration.members) == 10
 
 
 def test_a_card_claims_secure_aggregation_only_when_secagg_ran() -> None:

@@ -7,13 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.metrics import brier, calibration_curve, fairness_gaps, pr_auc, roc_auc
+from models.metrics import brier, calibration_curve, pr_auc, roc_auc
 from models.score_histogram_metrics import (
     FINE_BINS,
     FederatedScoreMetrics,
     ScoreHistogramTotal,
     gaussian_sigma,
-    group_fairness,
     noisy_release_bins,
     score_histogram_vector,
 )
@@ -94,25 +93,3 @@ def test_noisy_release_uses_coarser_bins_for_fewer_members() -> None:
     )
     noisy = total.with_count_noise(sigma, np.random.default_rng(0))
     assert FederatedScoreMetrics.of(noisy, k=20).auc == pytest.approx(roc_auc(y, p), abs=0.01)
-
-
-def test_group_fairness_from_summed_group_histograms_matches_the_centralized_gaps() -> None:
-    y, p = _members(4_000, 5)
-    rng = np.random.default_rng(6)
-    band = rng.choice(
-        np.array(["18-34", "35-54", "55+", "tiny"], dtype=object), len(y), p=[0.4, 0.4, 0.195, 0.005]
-    )
-    p = np.where(band == "55+", np.clip(p * 1.6, 0, 1), p)  # the model over-scores one group
-    overall = ScoreHistogramTotal.of(y, p)
-    groups = {g: ScoreHistogramTotal.of(y[band == g], p[band == g]) for g in set(band)}
-    result = group_fairness(overall, groups, attribute="age_band", k=25)
-    exact = fairness_gaps(y, p, {"age_band": band}, min_group_size=25)[0]
-    assert result.too_small == ("tiny",)
-    for group, auc in exact.auc_by_group.items():
-        assert result.auc_by_group[group] == pytest.approx(auc, abs=2e-3)
-        assert result.positive_rate_by_group[group] == pytest.approx(
-            exact.positive_rate_by_group[group], abs=0.01
-        )
-    assert result.alarm == (result.positive_rate_gap > 0.15 or result.auc_gap > 0.15)
-    assert result.positive_rate_gap > 0.15 and result.alarm
-    assert result.to_dict()["too_small_to_report"] == ["tiny"]

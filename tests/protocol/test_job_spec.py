@@ -49,7 +49,7 @@ def test_a_node_refuses_unknown_fields_and_a_purpose_from_the_wire() -> None:
     with pytest.raises(JobSpecError, match="no 'job-spec'"):
         spec_of(RecordDict({"config": ConfigRecord({"job-id": "x"})}))
     with pytest.raises(JobSpecError, match="spec_version"):
-        JobSpec.from_wire(JobSpec().model_copy(update={"spec_version": 2}).model_dump_json())
+        JobSpec.from_wire(JobSpec().model_copy(update={"spec_version": 1}).model_dump_json())
 
 
 def test_an_invalid_spec_names_the_field() -> None:

@@ -56,3 +56,35 @@ def test_a_bad_card_names_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "model_card.json").write_text("{not json")
     with pytest.raises(ModelCardError, match="not JSON"):
         read_model_card(tmp_path)
+
+
+def test_fairness_alarms_name_each_alarming_attribute_with_numbers_only() -> None:
+    from audit import EventType
+    from audit.lineage_event import LineageEvent
+    from protocol.model_card import fairness_alarms
+
+    gap = {
+        "auc_by_group": {"25-34": 0.8, "65+": 0.6},
+        "positive_rate_by_group": {"25-34": 0.2, "65+": 0.1},
+        "too_small_to_report": ["19-24"],
+        "auc_gap": 0.2,
+        "positive_rate_gap": 0.1,
+        "warning": True,
+    }
+    quiet = {**gap, "warning": False, "gap_within_noise": True}
+    card = {"metrics": {"fairness_gaps": {"age_band": gap, "income_band": quiet}}}
+    (details,) = fairness_alarms(card)
+    assert details == {
+        "attribute": "age_band",
+        "auc_gap": 0.2,
+        "positive_rate_gap": 0.1,
+        "groups_reported": 2,
+        "groups_too_small": 1,
+    }
+    # It is a valid audit event's details (no group label, no member identifier).
+    event = LineageEvent(
+        event_type=EventType.MODEL_FAIRNESS_ALARM, time="2026-01-01T00:00:00Z", actor="coordinator",
+        role="coordinator", job_id="job-1", details=details,
+    )  # fmt: skip
+    assert event.details["attribute"] == "age_band"
+    assert fairness_alarms({"metrics": {"fairness_gaps": {"not_reported": "no groups"}}}) == []

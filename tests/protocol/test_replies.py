@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from protocol import (
+    EvaluationLayout,
     EvaluationReply,
-    HistogramCounts,
+    GroupLabelsReply,
     MalformedReplyError,
     MomentsReply,
     NodeRecord,
@@ -29,9 +31,14 @@ def _train_content(reply: TrainReply) -> RecordDict:
 def test_replies_round_trip() -> None:
     train = TrainReply(NODE, 300, 1.2, 1e-5, 0.9, 0.5, 10, 0.41, 0.2)
     assert TrainReply.parse(_train_content(train)) == train
-    hist = HistogramCounts((0.0, 0.4, 1.0), (3, 30), (20, 5))
-    evaluation = EvaluationReply(NODE, 58, 0.12, hist, auc=0.8, groups={("age_band", "25-34"): hist})
-    assert EvaluationReply.parse(evaluation.to_content()) == evaluation
+    layout = EvaluationLayout(100, (("age_band", "25-34"), ("gender", "F")))
+    vector = np.arange(layout.length, dtype=np.float64)
+    evaluation = EvaluationReply(NODE, 58, 0.12, 0.8, 3.5, vector)
+    parsed = EvaluationReply.parse(evaluation.to_content())
+    assert parsed.metrics() == evaluation.metrics() and np.array_equal(parsed.vector, vector)
+    assert EvaluationLayout.from_wire(layout.to_wire()) == layout
+    labels = GroupLabelsReply(NODE, (("age_band", "25-34"), ("gender", "F")), 1200)
+    assert GroupLabelsReply.parse(labels.to_content()) == labels
     moments = MomentsReply(NODE, 30, (3.0, 6.0), (1.5, 2.5))
     assert MomentsReply.parse(moments.to_content()) == moments
     spent = PrivacySpentReply("freshmart-north", "job-1", 0.997, 1e-5, 30)
@@ -96,16 +103,18 @@ def test_a_malformed_histogram_or_refusal_is_a_typed_error() -> None:
                 {
                     "num-examples": 5,
                     "brier": 0.1,
-                    "hist-edges": [0.0, 1.0],
-                    "hist-pos": [1, 2],
-                    "hist-neg": [1],
+                    "noise-sigma": -1.0,
                 }
             ),
             "node": NODE.to_record(),
         }
     )
-    with pytest.raises(MalformedReplyError, match="one more edge than counts"):
+    with pytest.raises(MalformedReplyError, match="non-negative"):
         EvaluationReply.parse(bad)
+    with pytest.raises(MalformedReplyError, match="values, the layout has"):
+        EvaluationLayout(100).split(np.zeros(7))
+    with pytest.raises(MalformedReplyError, match="divide 1000"):
+        EvaluationLayout(30)
     with pytest.raises(MalformedReplyError, match="'reason'"):
         refusal_of(RecordDict({"refusal": ConfigRecord({"partner-id": "p"})}))
 

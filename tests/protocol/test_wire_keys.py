@@ -6,6 +6,7 @@ from protocol import JOB_SPEC_VERSION, JobSpec
 from protocol.wire_keys import (
     ConfigKey,
     EvaluationKey,
+    GroupsKey,
     MomentsKey,
     NodeKey,
     QueryAction,
@@ -14,8 +15,6 @@ from protocol.wire_keys import (
     RunConfigKey,
     SpentKey,
     TrainKey,
-    group_histogram_key,
-    parse_group_histogram_key,
 )
 
 PINNED = {
@@ -23,6 +22,7 @@ PINNED = {
         "DESCRIBE": "describe",
         "FEATURE_MOMENTS": "feature_moments",
         "PRIVACY_SPENT": "privacy_spent",
+        "GROUP_LABELS": "group_labels",
     },
     RecordKey: {
         "ARRAYS": "arrays",
@@ -32,8 +32,15 @@ PINNED = {
         "MOMENTS": "moments",
         "SPENT": "spent",
         "REFUSAL": "refusal",
+        "HISTOGRAMS": "histograms",
+        "GROUPS": "groups",
     },
-    ConfigKey: {"JOB_SPEC": "job-spec", "SERVER_ROUND": "server-round"},
+    ConfigKey: {
+        "JOB_SPEC": "job-spec",
+        "SERVER_ROUND": "server-round",
+        "EVALUATION_LAYOUT": "evaluation-layout",
+        "SECURE_SUM": "secure-sum",
+    },
     NodeKey: {
         "PARTNER_ID": "partner-id",
         "DATA_FINGERPRINT": "data-fingerprint",
@@ -55,11 +62,10 @@ PINNED = {
         "NUM_EXAMPLES": "num-examples",
         "BRIER": "brier",
         "AUC": "auc",
-        "HIST_EDGES": "hist-edges",
-        "HIST_POS": "hist-pos",
-        "HIST_NEG": "hist-neg",
-        "GROUP_PREFIX": "group:",
+        "NOISE_SIGMA": "noise-sigma",
+        "VECTOR": "vector",
     },
+    GroupsKey: {"LABELS": "labels", "HELDOUT_MEMBERS": "heldout-members"},
     MomentsKey: {"COUNT": "count", "SUMS": "sums", "SUMS_OF_SQUARES": "sums-of-squares"},
     RefusalKey: {"PARTNER_ID": "partner-id", "REASON": "reason"},
     SpentKey: {
@@ -81,13 +87,14 @@ PINNED = {
     },
 }
 
-# The job spec's JSON fields (version 1), in order.
+# The job spec's JSON fields (version 2), in order.
 SPEC_FIELDS = [
     "spec_version", "job_id", "task", "model", "epsilon", "delta", "rounds", "local_steps", "batch_size",
-    "learning_rate", "max_grad_norm", "strategy", "proximal_mu", "server_momentum", "average_last",
-    "min_nodes", "round_timeout_s", "eval_every", "patience", "as_of", "horizon_days", "k_min",
-    "category_mix", "standardise", "feature_mean", "feature_scale", "secure_agg", "seed", "policy_id",
-    "policy_version", "policy_hash", "signed_decisions",
+    "learning_rate", "max_grad_norm", "schedule_by_rule", "strategy", "proximal_mu", "server_momentum",
+    "average_last", "min_nodes", "round_timeout_s", "eval_every", "patience", "as_of", "horizon_days",
+    "k_min",
+    "category_mix", "standardise", "feature_mean", "feature_scale", "secure_agg", "evaluation_epsilon",
+    "seed", "policy_id", "policy_version", "policy_hash", "signed_decisions",
 ]  # fmt: skip
 
 
@@ -97,13 +104,5 @@ def test_every_key_is_pinned() -> None:
 
 
 def test_the_job_spec_fields_and_version_are_pinned() -> None:
-    assert JOB_SPEC_VERSION == 1
+    assert JOB_SPEC_VERSION == 2
     assert list(JobSpec.model_fields) == SPEC_FIELDS
-
-
-def test_group_histogram_keys_round_trip() -> None:
-    key = group_histogram_key("age_band", "25-34", "pos")
-    assert key == "group:age_band=25-34:pos"
-    assert parse_group_histogram_key(key) == ("age_band", "25-34", "pos")
-    assert parse_group_histogram_key("hist-pos") is None
-    assert parse_group_histogram_key("group:no-equals:pos") is None

@@ -296,10 +296,22 @@ def _report(ctx: DemoContext, cards: list[ModelCard], exact: dict[str, float]) -
             ctx.report.add_text(f"{card.task}: fairness gaps {gaps['not_reported']}.")
         elif gaps:
             ctx.report.add_table(
-                f"{card.task}: fairness gaps (groups of ≥ k held-out members)",
-                ["attribute", "AUC gap", "positive-rate gap", "warning (> 15 points)"],
+                f"{card.task}: fairness gaps (groups of ≥ k held-out members in the federation)",
                 [
-                    [a, f"{g.auc_gap:.3f}", f"{g.positive_rate_gap:.3f}", "yes" if g.warning else "no"]
+                    "attribute",
+                    "AUC gap",
+                    "positive-rate gap",
+                    "alarm (> 15 points, clear of noise)",
+                    "too small",
+                ],
+                [
+                    [
+                        a,
+                        f"{g.auc_gap:.3f}",
+                        f"{g.positive_rate_gap:.3f}",
+                        "yes" if g.warning else ("no (gap within noise)" if g.gap_within_noise else "no"),
+                        ", ".join(g.too_small_to_report) or "none",
+                    ]
                     for a, g in gaps.items()
                     if not isinstance(g, str)
                 ],

@@ -126,7 +126,7 @@ def test_a_job_outside_its_policy_or_naming_coordinator_fields_is_refused(federa
     )
     assert accepted.status_code == 201
     spec = federation.call("analyst", "GET", f"/jobs/{accepted.json()['job_id']}").json()["spec"]
-    assert spec["job_id"] == accepted.json()["job_id"] and spec["spec_version"] == 1
+    assert spec["job_id"] == accepted.json()["job_id"] and spec["spec_version"] == 2
 
 
 def test_a_rejection_needs_a_reason(federation: Federation) -> None:
