@@ -164,8 +164,11 @@ def _behaviour(v: _Visits, n_members: int, schema: FeatureSchema) -> dict[str, n
     # The 8-week trend reacts late to a member who has just stopped; the last two weeks against the
     # member's own daily rate catch that (a two-week "very recent" window, as in the RFM literature).
     last = v.days_before <= _LAST_DAYS
-    last_rate = np.bincount(v.member[last], weights=v.amount[last], minlength=n_members) / _LAST_DAYS
-    daily_rate = spend / span
+    # Net spend floored at 0, as in `_trends`: refunds can make a period's net spend negative.
+    last_rate = (
+        np.maximum(np.bincount(v.member[last], weights=v.amount[last], minlength=n_members), 0.0) / _LAST_DAYS
+    )
+    daily_rate = np.maximum(spend, 0.0) / span
     ratio = np.divide(last_rate, daily_rate, out=np.ones(n_members), where=daily_rate > 0)
     raw["spend_last_2w_ratio"] = _ratio_to_unit(ratio)
     return raw
@@ -191,14 +194,22 @@ def _weekly_spend_variation(v: _Visits, n_members: int, oldest: np.ndarray) -> n
 
 
 def _trends(v: _Visits, n_members: int, oldest: np.ndarray, trend_days: int) -> dict[str, np.ndarray]:
-    """Last-``trend_days`` rates versus the member's earlier rates, as r / (1 + r) in [0, 1]."""
+    """Last-``trend_days`` rates versus the member's earlier rates, as r / (1 + r) in [0, 1].
+
+    Refunds are negative amounts: a period's NET spend can fall below zero, which is no spend at
+    all for a trend (a ratio below 0 has no meaning and r / (1 + r) would leave [0, 1]), so each
+    period's net spend is floored at 0.
+    """
     recent = v.days_before <= trend_days
     earlier_days = oldest - trend_days
     comparable = earlier_days >= _MIN_HISTORY_DAYS
     out: dict[str, np.ndarray] = {}
     for name, weights in (("spend_trend", v.amount), ("visit_trend", np.ones_like(v.amount))):
-        recent_rate = np.bincount(v.member[recent], weights=weights[recent], minlength=n_members) / trend_days
-        earlier_total = np.bincount(v.member[~recent], weights=weights[~recent], minlength=n_members)
+        recent_total = np.bincount(v.member[recent], weights=weights[recent], minlength=n_members)
+        recent_rate = np.maximum(recent_total, 0.0) / trend_days
+        earlier_total = np.maximum(
+            np.bincount(v.member[~recent], weights=weights[~recent], minlength=n_members), 0.0
+        )
         earlier_rate = np.divide(earlier_total, earlier_days, out=np.zeros(n_members), where=comparable)
         ratio = np.divide(recent_rate, earlier_rate, out=np.full(n_members, np.inf), where=earlier_rate > 0)
         ratio = np.where(comparable, ratio, _NEUTRAL_TREND)
@@ -255,12 +266,23 @@ def _discount_share(tx: pd.DataFrame, n_members: int) -> np.ndarray:
 
 
 def _distinct_per_member(tx: pd.DataFrame, column: str, n_members: int) -> np.ndarray:
+    """Distinct non-empty values of an optional column per member; a missing or blank value (an
+    online order without a store, say) names no store and is not counted."""
     if column not in tx.columns:
         return np.zeros(n_members)
-    codes = tx["code"].to_numpy()
-    value_code, _ = pd.factorize(tx[column].astype(str))
-    pairs = np.unique(codes * (int(value_code.max(initial=0)) + 1) + value_code)
-    return np.bincount(pairs // (int(value_code.max(initial=0)) + 1), minlength=n_members).astype(np.float64)
+    raw_code, uniques = pd.factorize(tx[column])  # missing values get -1
+    # Values compare as trimmed text (1 and "1" are one store); the few distinct values, not every
+    # row, are converted.
+    text = [str(u).strip() for u in uniques]
+    merged, _ = pd.factorize(np.asarray(text, dtype=object))
+    known = raw_code >= 0
+    blank = np.asarray([not t for t in text], dtype=bool)
+    known[known] = ~blank[raw_code[known]]
+    codes = tx["code"].to_numpy()[known]
+    value_code = merged[raw_code[known]] if len(text) else np.zeros(0, dtype=np.int64)
+    width = int(value_code.max(initial=0)) + 1
+    pairs = np.unique(codes * width + value_code)
+    return np.bincount(pairs // width, minlength=n_members).astype(np.float64)
 
 
 def _campaign_history(

@@ -232,3 +232,27 @@ def test_without_category_mix_there_are_no_share_columns() -> None:
     tx = _tx([("m1", "2017-03-01", 10.0)]).assign(category="GROCERY")
     X = build_features(_members("m1"), tx, as_of=AS_OF, schema=compact)
     assert list(X.columns) == list(compact.names) and not X.filter(like="category_share_").columns.size
+
+
+def test_refunds_never_push_trends_out_of_the_unit_interval() -> None:
+    # m1's net spend in the last eight weeks (and two weeks) is negative: a refund of an earlier
+    # purchase. Its trend is "spend fell to nothing" (0), never a negative or inflated ratio.
+    tx = _tx(
+        [
+            ("m1", "2017-01-01", 50.0),
+            ("m1", "2017-02-01", 50.0),
+            ("m1", "2017-08-01", -80.0),
+            ("m1", "2017-08-25", -5.0),
+        ]
+    )
+    X = build_features(_members("m1", "m2"), tx, as_of=AS_OF, schema=SCHEMA)
+    assert ((X.to_numpy() >= 0) & (X.to_numpy() <= 1)).all()
+    assert X.loc["m1", "spend_trend"] == 0.0 and X.loc["m1", "spend_last_2w_ratio"] == 0.0
+
+
+@pytest.mark.parametrize("store", [[None, None], ["", " "], [np.nan, np.nan], ["s1", None]])
+def test_blank_or_missing_store_ids_name_no_store(store: list[object]) -> None:
+    tx = _tx([("m1", "2017-05-01", 10.0), ("m1", "2017-08-01", 30.0)]).assign(store_id=store)
+    X = build_features(_members("m1", "m2"), tx, as_of=AS_OF, schema=SCHEMA)
+    expected = sum(1 for s in store if isinstance(s, str) and s.strip())
+    assert _raw(SCHEMA, "stores_visited", X.loc["m1", "stores_visited"]) == pytest.approx(expected, abs=1e-4)
