@@ -19,6 +19,8 @@ from audit import AuditLog, EventType, LineageEvent
 from audit.anomaly_report import find_anomalies
 from audit.openlineage_export import to_run_event
 from audit.tree_head import SignedTreeHead
+from coordinator.platform.federation_lineage import LINEAGE_NODE_LIMIT
+from coordinator.platform.federation_lineage import federation_lineage as lineage_graph
 
 __all__ = [
     "LINEAGE_NODE_LIMIT",
@@ -31,9 +33,6 @@ __all__ = [
     "latest_head",
     "openlineage_events",
 ]
-
-# A graph a person can read: beyond this many nodes the newest are kept and the reply says so.
-LINEAGE_NODE_LIMIT = 400
 
 
 @dataclass(frozen=True)
@@ -106,58 +105,12 @@ def erasures(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
     return rows
 
 
-Nodes = dict[str, dict[str, str]]
-Edges = set[tuple[str, str, str]]
-
-
-def _add(nodes: Nodes, node_id: str, kind: str, label: str) -> str:
-    nodes.setdefault(node_id, {"id": node_id, "kind": kind, "label": label})
-    return node_id
-
-
-def _link(event: LineageEvent, nodes: Nodes, edges: Edges) -> None:
-    job = _add(nodes, f"job:{event.job_id}", "job", event.job_id) if event.job_id else None
-    model = _add(nodes, f"model:{event.model_id}", "model", event.model_id) if event.model_id else None
-    policy = None
-    if event.policy_hash:
-        policy = _add(nodes, f"policy:{event.policy_hash}", "policy", event.policy_hash[:12])
-    for ref in event.inputs:
-        label = f"{ref.partner} {ref.name or ref.fingerprint[:8]}"
-        dataset = _add(nodes, f"dataset:{ref.partner}:{ref.fingerprint}", "dataset", label)
-        if job:
-            edges.add((dataset, job, "input"))
-    if job and model:
-        edges.add((job, model, "produced"))
-    governed = job or model
-    if policy and governed:
-        edges.add((policy, governed, "governs"))
-    if (
-        policy
-        and event.partner
-        and event.event_type in (EventType.POLICY_APPROVED, EventType.POLICY_REJECTED)
-    ):
-        decision = "approved" if event.event_type is EventType.POLICY_APPROVED else "rejected"
-        approval = _add(
-            nodes, f"approval:{event.partner}:{event.policy_hash}", "approval", f"{event.partner}"
-        )
-        edges.add((approval, policy, decision))
-
-
 def federation_lineage(log: AuditLog, which: EventFilter) -> dict[str, Any]:
     """Datasets → jobs → models, policies and approvals beside them, for the events in the filter."""
-    nodes: Nodes = {}
-    edges: Edges = set()
-    for _, event in _filtered(log, which):
-        _link(event, nodes, edges)
-    kept = list(nodes)[-LINEAGE_NODE_LIMIT:]
-    keep = set(kept)
-    return {
-        "nodes": [nodes[n] for n in kept],
-        "edges": [
-            {"source": s, "target": t, "relation": r} for s, t, r in sorted(edges) if s in keep and t in keep
-        ],
-        "truncated": len(nodes) > LINEAGE_NODE_LIMIT,
-    }
+    scope = EventFilter(scope=which.scope)
+    return lineage_graph(
+        (event for _, event in log.iter_events()), in_scope=scope.admits, admitted=which.admits
+    )
 
 
 def openlineage_events(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:

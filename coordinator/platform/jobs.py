@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from audit import EventType
@@ -33,6 +33,7 @@ __all__ = [
     "JobState",
     "append_log",
     "check_gate",
+    "count_jobs",
     "get_job",
     "job_detail",
     "list_jobs",
@@ -191,13 +192,29 @@ def check_gate(session: Session, trail: AuditTrail, job: JobRow, *, actor: Princ
     return transition(session, trail, job, JobState.QUEUED, actor=actor, reason="approved by every partner")
 
 
-def list_jobs(session: Session, *, state: str | None = None, task: str | None = None) -> list[JobRow]:
-    query = select(JobRow).order_by(JobRow.submitted_at.desc())
+def _jobs_where(query: Select[Any], state: str | None, task: str | None) -> Select[Any]:
     if state:
         query = query.where(JobRow.state == state)
     if task:
         query = query.where(JobRow.task == task)
-    return list(session.scalars(query))
+    return query
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: str | None = None,
+    task: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[JobRow]:
+    """Newest first; ``limit`` and ``offset`` page through them (no limit: every job)."""
+    query = _jobs_where(select(JobRow), state, task).order_by(JobRow.submitted_at.desc(), JobRow.id)
+    return list(session.scalars(query.offset(offset).limit(limit)))
+
+
+def count_jobs(session: Session, *, state: str | None = None, task: str | None = None) -> int:
+    return int(session.scalar(_jobs_where(select(func.count()).select_from(JobRow), state, task)) or 0)
 
 
 _JOBS, _ROUNDS, _REFUSALS = JobRow.__table__, JobRoundRow.__table__, JobRefusalRow.__table__

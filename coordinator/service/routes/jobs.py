@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from coordinator.platform import job_reports, jobs
 from coordinator.platform.errors import InvalidRequestError
@@ -61,10 +61,21 @@ def submit(
 
 @router.get("/jobs", response_model=list[JobPublic])
 def list_jobs(
-    principal: CurrentPrincipal, session: SessionDep, state: str | None = None, task: str | None = None
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+    state: str | None = None,
+    task: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[JobPublic]:
+    """Newest first; with ``limit``, one page of them and the total in ``X-Total-Count``."""
     authorize(principal, ApiAction.JOB_READ)
-    return [_public(job) for job in jobs.list_jobs(session, state=state, task=task)]
+    rows = jobs.list_jobs(session, state=state, task=task, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(
+        jobs.count_jobs(session, state=state, task=task) if limit is not None else len(rows)
+    )
+    return [_public(job) for job in rows]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)

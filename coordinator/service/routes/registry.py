@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from coordinator.platform import budgets, model_registry
+from coordinator.platform.budget_usage import budget_usage as budget_usage_of
 from coordinator.platform.errors import InvalidRequestError
 from coordinator.platform.permissions import ApiAction, authorize
 from coordinator.service.api_models import BudgetPublic, BudgetSet, ModelCreate, ModelPublic
@@ -38,6 +40,29 @@ def list_budgets(
     authorize(principal, ApiAction.BUDGET_READ)
     views = budgets.list_budgets(session, year=year or trail.clock().year, partner=partner)
     return [_budget(v) for v in views]
+
+
+@router.get("/budgets/{partner_id}/usage", tags=["budgets"])
+def budget_usage(
+    partner_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    trail: TrailDep,
+    year: Annotated[int | None, Query(ge=2000, le=2200)] = None,
+) -> dict[str, Any]:
+    """The partner's ε by purpose and dataset, month by month over the year, against its cap."""
+    authorize(principal, ApiAction.BUDGET_READ)
+    usage = budget_usage_of(session, partner_id=partner_id, year=year or trail.clock().year)
+    return {
+        "partner_id": usage.partner_id,
+        "year": usage.year,
+        "epsilon_cap": usage.epsilon_cap,
+        "series": [
+            {"purpose": s.purpose, "dataset": s.dataset, "months": s.months, "epsilon": s.epsilon,
+             "jobs": len(s.jobs)}
+            for s in usage.series
+        ],
+    }  # fmt: skip
 
 
 @router.put("/budgets/{partner_id}/{year}", response_model=BudgetPublic, tags=["budgets"])
