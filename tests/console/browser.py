@@ -8,6 +8,8 @@ bundled axe-core rules on the page as it stands.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -40,15 +45,26 @@ class RequestLog:
         return outside
 
 
+def spki_pin(certificate_pem: bytes) -> str:
+    """base64 SHA-256 of a certificate's public key: what ``--ignore-certificate-errors-spki-list``
+    takes, so Chromium trusts exactly this server key (the federation CA is not in its trust store)."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    der = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+
+
 @contextmanager
-def chromium_browser() -> Iterator[Any]:
+def chromium_browser(*, trust_spki: tuple[str, ...] = ()) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
     if executable is None:
         raise RuntimeError("Debian's chromium is not installed (apt-get install chromium)")
+    args = list(CHROMIUM_ARGS)
+    if trust_spki:
+        args.append(f"--ignore-certificate-errors-spki-list={','.join(trust_spki)}")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=args)
         try:
             yield browser
         finally:

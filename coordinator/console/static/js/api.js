@@ -10,7 +10,7 @@ export function setToken(value) {
   if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, withTotal = false) {
   const headers = { Accept: "application/json" };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -26,11 +26,13 @@ async function call(method, path, body) {
     const error = (data && data.error) || {};
     throw new ApiError(response.status, error.code || String(response.status), error.message || response.statusText);
   }
-  return data;
+  return withTotal ? { rows: data, total: Number(response.headers.get("X-Total-Count") ?? data.length) } : data;
 }
 
 export const api = {
   get: (path) => call("GET", path),
+  // One page of a list and the list's total (the X-Total-Count header).
+  page: (path) => call("GET", path, undefined, true),
   post: (path, body) => call("POST", path, body ?? {}),
   put: (path, body) => call("PUT", path, body ?? {}),
 };

@@ -25,7 +25,8 @@ export function field(labelKey, control, hintKey) {
   control.id = id;
   const hint = hintKey ? h("span", { class: "note", id: `${id}-hint` }, t(hintKey)) : null;
   if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("label", { class: "field", for: id }, h("span", {}, t(labelKey)), control, hint);
+  // The label holds its text only, so a control's accessible name is exactly its label.
+  return h("div", { class: "field" }, h("label", { for: id }, t(labelKey)), control, hint);
 }
 
 // columns: [{key, label, num?, render?(row)}]

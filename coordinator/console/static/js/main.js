@@ -68,6 +68,8 @@ async function route() {
   for (const id of timers) clearInterval(id);
   timers.clear();
   if (!me) return;
+  const main = document.getElementById("main");
+  delete main.dataset.ready;
   const [name, ...rest] = (location.hash.replace(/^#\/?/, "") || "").split("/");
   const screens = SCREENS[me.role] || [];
   const chosen = screens.find(([id]) => id === name);
@@ -79,10 +81,13 @@ async function route() {
     else if (DETAILS[name] && rest.length) await DETAILS[name](...rest.map(decodeURIComponent));
     else if (screens.length) { location.hash = `#/${screens[0][0]}`; return; }
     else mount(h("p", {}, t("error.noScreens")));
-    document.getElementById("main").focus();
+    main.focus();
   } catch (err) {
     mount(h("p", { class: "error", role: "alert" }, describe(err)));
   }
+  // The screen has its data and is drawn: tests and the load-time bench wait for this mark.
+  main.dataset.ready = name;
+  performance.mark(`loyalfed:ready:${name}`);
 }
 
 async function start() {

@@ -7,7 +7,8 @@ import { formatDate, formatNumber, t } from "../i18n.js";
 import { describe, screen } from "../main.js";
 
 const STATE_KIND = { finished: "ok", failed: "bad", stopped: "bad", running: "warn", queued: "warn" };
-export const FAIRNESS_ALARM = 0.15; // models' fairness rule: a gap of 15 points or more raises the alarm
+
+const PAGE = 50; // jobs per page: the list stays quick however many jobs the federation has run
 
 function stateBadge(state) { return badge(t(`state.${state}`), STATE_KIND[state]); }
 
@@ -17,12 +18,18 @@ export async function jobs() {
   const task = h("select", {}, h("option", { value: "" }, t("common.any")),
     ["churn", "propensity"].map((s) => h("option", { value: s }, t(`task.${s}`))));
   const results = h("div");
+  let offset = 0;
   const load = async () => {
-    const query = new URLSearchParams();
+    const query = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
     if (state.value) query.set("state", state.value);
     if (task.value) query.set("task", task.value);
-    const rows = await api.get(`/jobs?${query}`);
-    results.replaceChildren(table("jobs.caption", [
+    const { rows, total } = await api.page(`/jobs?${query}`);
+    const turn = (by) => async () => { offset = Math.max(0, offset + by); await load(); };
+    const pager = h("p", { class: "pager" },
+      t("jobs.showing", { from: formatNumber(total ? offset + 1 : 0), to: formatNumber(offset + rows.length), total: formatNumber(total) }), " ",
+      h("button", { type: "button", class: "secondary", disabled: offset === 0, onclick: turn(-PAGE) }, t("jobs.newer")), " ",
+      h("button", { type: "button", class: "secondary", disabled: offset + rows.length >= total, onclick: turn(PAGE) }, t("jobs.older")));
+    results.replaceChildren(pager, table("jobs.caption", [
       { label: "jobs.id", render: (j) => h("a", { href: `#/job/${encodeURIComponent(j.job_id)}` }, j.job_id) },
       { label: "jobs.task", render: (j) => t(`task.${j.task}`) },
       { label: "jobs.state", render: (j) => stateBadge(j.state) },
@@ -30,8 +37,9 @@ export async function jobs() {
       { label: "jobs.model", render: (j) => (j.model_id ? h("a", { href: `#/model/${encodeURIComponent(j.model_id)}` }, j.model_id) : "—") },
     ], rows));
   };
-  state.addEventListener("change", load);
-  task.addEventListener("change", load);
+  const filter = async () => { offset = 0; await load(); };
+  state.addEventListener("change", filter);
+  task.addEventListener("change", filter);
   mount(h("h1", {}, t("jobs.title")), h("div", { class: "panel" }, field("jobs.filterState", state), field("jobs.filterTask", task)), results);
   await load();
 }
@@ -89,9 +97,12 @@ export async function launch() {
   await review();
 }
 
+// The ServerApp reports the pooled validation AUC on evaluation rounds (coordinator_reports).
+function roundAuc(round) { return round.metrics ? round.metrics.validation_auc : undefined; }
+
 function progressCharts(job) {
   const rounds = job.rounds || [];
-  const auc = rounds.filter((r) => r.metrics && r.metrics.auc !== undefined).map((r) => [r.round, r.metrics.auc]);
+  const auc = rounds.filter((r) => roundAuc(r) !== undefined).map((r) => [r.round, roundAuc(r)]);
   const eps = rounds.map((r) => [r.round, r.epsilon_spent]);
   const last = Math.max(1, ...rounds.map((r) => r.round));
   return h("div", { class: "grid" },
@@ -114,7 +125,7 @@ export async function jobDetail(jobId) {
       table("job.roundsCaption", [
         { label: "job.round", num: true, key: "round" },
         { label: "job.nodesAnswered", num: true, key: "nodes_answered" },
-        { label: "job.pooledAuc", num: true, render: (r) => formatNumber(r.metrics && r.metrics.auc, 3) },
+        { label: "job.pooledAuc", num: true, render: (r) => formatNumber(roundAuc(r), 3) },
         { label: "job.epsilonSpent", num: true, render: (r) => formatNumber(r.epsilon_spent, 3) },
       ], job.rounds || []),
       progressCharts(job),
@@ -130,16 +141,23 @@ function rocSeries(card, name) {
   return roc ? { name, points: roc.fpr.map((x, i) => [x, roc.tpr[i]]) } : null;
 }
 
+// The card's ten calibration bins; a bin under k held-out members is withheld (null) and not drawn.
 function calibrationSeries(card, name) {
   const bins = card.metrics && card.metrics.calibration;
-  return bins ? { name, points: bins.predicted.map((x, i) => [x, bins.observed[i]]) } : null;
+  if (!bins) return null;
+  const points = bins.mean_predicted.map((x, i) => [x, bins.fraction_positive[i]]).filter(([x, y]) => x !== null && y !== null);
+  return points.length ? { name, points } : null;
 }
 
+// The alarm is the card's own verdict (the models' fairness rule: a gap above 15 points, clear of
+// the groups' noise); the console draws it, it does not re-derive it.
 function fairnessView(card) {
   const gaps = (card.metrics && card.metrics.fairness_gaps) || {};
   if ("not_reported" in gaps) return h("p", { class: "note" }, t("model.fairnessNotReported", { why: gaps.not_reported }));
-  return h("div", {}, Object.entries(gaps).map(([attribute, gap]) => h("div", { class: gap.warning || gap.auc_gap >= FAIRNESS_ALARM || gap.positive_rate_gap >= FAIRNESS_ALARM ? "alarm" : "panel" },
-    h("h3", {}, attribute, " ", gap.warning || gap.auc_gap >= FAIRNESS_ALARM || gap.positive_rate_gap >= FAIRNESS_ALARM ? badge(t("model.fairnessAlarm"), "bad") : badge(t("model.fairnessOk"), "ok")),
+  return h("div", {}, Object.entries(gaps).map(([attribute, gap]) => h("div", { class: gap.warning ? "alarm" : "panel", role: gap.warning ? "alert" : undefined },
+    h("h3", {}, attribute, " ", gap.warning ? badge(t("model.fairnessAlarm"), "bad") : badge(t("model.fairnessOk"), "ok")),
+    gap.gap_within_noise ? h("p", { class: "note" }, t("model.gapWithinNoise")) : null,
+    (gap.too_small_to_report || []).length ? h("p", { class: "note" }, t("model.groupsTooSmall", { groups: gap.too_small_to_report.join(", ") })) : null,
     table("model.fairnessCaption", [
       { label: "model.group", key: "group" },
       { label: "model.auc", num: true, render: (r) => formatNumber(r.auc, 3) },

@@ -1,7 +1,7 @@
 // Data officer: the approvals inbox (with the diff against what this officer last approved), signing
 // decisions with the officer's own key, and the partner's privacy budget over the year.
 import { api } from "../api.js";
-import { budgetBars } from "../charts.js";
+import { budgetBars, lineChart } from "../charts.js";
 import { announce, badge, field, h, mount, table } from "../dom.js";
 import { formatDate, formatNumber, t } from "../i18n.js";
 import { describe, screen } from "../main.js";
@@ -49,9 +49,9 @@ export async function policyDetail(policyId, versionText) {
   const me = screen.me();
   const version = Number(versionText);
   const path = `/policies/${encodeURIComponent(policyId)}`;
-  const [current, datasets] = await Promise.all([api.get(`${path}/versions/${version}`), api.get("/datasets")]);
-  const earlier = await Promise.all(Array.from({ length: version - 1 }, (_, i) => api.get(`${path}/versions/${i + 1}`)));
-  const since = lastApprovedVersion(earlier, me.organisation, version);
+  // One request for every version's approvals (not one per version: a policy may have many).
+  const [current, policy, datasets] = await Promise.all([api.get(`${path}/versions/${version}`), api.get(path), api.get("/datasets")]);
+  const since = lastApprovedVersion(policy.versions || [], me.organisation, version);
   const diff = since === null ? null : await api.get(`${path}/diff?from=${since}&to=${version}`);
   const mine = datasets.filter((d) => d.partner_id === me.organisation);
   const keyInput = h("input", { type: "file", accept: ".key,.pem" });
@@ -84,9 +84,20 @@ export async function policyDetail(policyId, versionText) {
       h("button", { type: "button", class: "secondary", onclick: decide("rejected") }, t("policy.reject")), result));
 }
 
+// ε used so far in the year, month by month, for each purpose and dataset, against the yearly cap.
+function usageChart(usage) {
+  const cumulative = (months) => months.reduce((acc, v, i) => [...acc, [i + 1, (i ? acc[i - 1][1] : 0) + v]], []);
+  const series = usage.series.map((s) => ({ name: `${s.purpose} · ${s.dataset}`, points: cumulative(s.months) }));
+  series.push({ name: t("budget.cap"), points: [[1, usage.epsilon_cap], [12, usage.epsilon_cap]] });
+  const top = Math.max(usage.epsilon_cap, ...series.flatMap((s) => s.points.map((p) => p[1])));
+  return lineChart({ label: t("budget.usageChart", { year: usage.year }), series, xLabel: t("budget.month"), yLabel: "ε",
+    domain: [1, 12, 0, top], width: 640, height: 320 });
+}
+
 export async function budget() {
   const me = screen.me();
-  const rows = await api.get(`/budgets?partner=${encodeURIComponent(me.organisation)}`);
+  const partner = encodeURIComponent(me.organisation);
+  const [rows, usage] = await Promise.all([api.get(`/budgets?partner=${partner}`), api.get(`/budgets/${partner}/usage`)]);
   const used = (r) => r.epsilon_cap - r.epsilon_remaining;
   const bars = rows.map((r) => ({ label: `${r.partner_id} ${r.year}`, used: used(r), cap: r.epsilon_cap }));
   mount(h("h1", {}, t("budget.title")),
@@ -95,5 +106,13 @@ export async function budget() {
       { label: "budget.year", key: "year" },
       { label: "budget.spent", num: true, render: (r) => formatNumber(used(r), 2) },
       { label: "budget.cap", num: true, render: (r) => formatNumber(r.epsilon_cap, 2) },
-    ], rows));
+    ], rows),
+    h("h2", {}, t("budget.byPurpose", { year: usage.year })),
+    usage.series.length ? usageChart(usage) : null,
+    table("budget.byPurposeCaption", [
+      { label: "policy.purpose", key: "purpose" },
+      { label: "datasets.name", key: "dataset" },
+      { label: "budget.jobs", num: true, render: (s) => formatNumber(s.jobs) },
+      { label: "budget.spent", num: true, render: (s) => formatNumber(s.epsilon, 2) },
+    ], usage.series));
 }
