@@ -319,9 +319,9 @@ class AuditLog:
                     break
         return found
 
-    def iter_events(self) -> Iterable[LogEntry]:
-        """Every entry in log order (read in pages, so a concurrent append cannot interleave)."""
-        after = -1
+    def iter_events(self, *, after: int = -1) -> Iterable[LogEntry]:
+        """Every entry after ``after`` (default: all) in log order (read in pages, so a concurrent
+        append cannot interleave)."""
         while True:
             with self._lock:
                 rows = self._conn.execute(

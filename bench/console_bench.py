@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # tmpfs when there is one: the fill's fsyncs are not what this measures.
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    load_before = round(os.getloadavg()[0], 2)  # a loaded machine slows every page, store or not
     with tempfile.TemporaryDirectory(prefix="loyalfed-console-bench-", dir=base) as folder:
         started = time.perf_counter()
         full = build_store(Path(folder) / "full" / "state", jobs=args.jobs, events=args.events)
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "store": {"jobs": args.jobs, "audit_events": full.audit_events, "fill_seconds": round(fill_s, 1)},
         "small_store": {"jobs": 10, "audit_events": small.audit_events},
         "browser": "Debian chromium, headless, loopback HTTP",
+        "machine": {"cpus": os.cpu_count(), "load_average_1m": [load_before, round(os.getloadavg()[0], 2)]},
         "locale": args.locale,
         "runs": args.runs,
         "target_ms": TARGET_MS,

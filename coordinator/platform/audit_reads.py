@@ -10,13 +10,14 @@ material.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from audit import AuditLog, EventType, LineageEvent
 from audit.anomaly_report import find_anomalies
+from audit.audit_log import LogEntry
 from audit.openlineage_export import to_run_event
 from audit.tree_head import SignedTreeHead
 from coordinator.platform.federation_lineage import LINEAGE_NODE_LIMIT
@@ -68,7 +69,13 @@ def consistency(log: AuditLog, first: int, second: int) -> list[str]:
     return [node.hex() for node in log.consistency_proof(first, second)]
 
 
-def _filtered(log: AuditLog, which: EventFilter) -> Iterator[tuple[int, LineageEvent]]:
+class EventSource(Protocol):
+    """The log's entries in order: an ``AuditLog``, or its parsed entries (``ParsedEvents``)."""
+
+    def iter_events(self) -> Iterable[LogEntry]: ...
+
+
+def _filtered(log: EventSource, which: EventFilter) -> Iterator[tuple[int, LineageEvent]]:
     for seq, event in log.iter_events():
         if which.admits(event):
             yield seq, event
@@ -78,7 +85,7 @@ def _public(seq: int, event: LineageEvent) -> dict[str, Any]:
     return {"seq": seq, **event.model_dump(mode="json", exclude_none=True)}
 
 
-def events_page(log: AuditLog, which: EventFilter, *, offset: int, limit: int) -> list[dict[str, Any]]:
+def events_page(log: EventSource, which: EventFilter, *, offset: int, limit: int) -> list[dict[str, Any]]:
     page: list[dict[str, Any]] = []
     for index, (seq, event) in enumerate(_filtered(log, which)):
         if index >= offset + limit:
@@ -88,7 +95,7 @@ def events_page(log: AuditLog, which: EventFilter, *, offset: int, limit: int) -
     return page
 
 
-def erasures(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
+def erasures(log: EventSource, which: EventFilter) -> list[dict[str, Any]]:
     """Every erasure event in scope, with its deadline and completion where the event carries them."""
     rows = []
     for seq, event in _filtered(log, which):
@@ -105,7 +112,7 @@ def erasures(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
     return rows
 
 
-def federation_lineage(log: AuditLog, which: EventFilter) -> dict[str, Any]:
+def federation_lineage(log: EventSource, which: EventFilter) -> dict[str, Any]:
     """Datasets → jobs → models, policies and approvals beside them, for the events in the filter."""
     scope = EventFilter(scope=which.scope)
     return lineage_graph(
@@ -113,12 +120,12 @@ def federation_lineage(log: AuditLog, which: EventFilter) -> dict[str, Any]:
     )
 
 
-def openlineage_events(log: AuditLog, which: EventFilter) -> list[dict[str, Any]]:
+def openlineage_events(log: EventSource, which: EventFilter) -> list[dict[str, Any]]:
     """OpenLineage run events (the client's own serialisation) for the events in scope."""
     from openlineage.client.serde import Serde
 
     return [dict(Serde.to_dict(to_run_event(seq, event))) for seq, event in _filtered(log, which)]
 
 
-def anomalies(log: AuditLog, which: EventFilter) -> list[dict[str, object]]:
+def anomalies(log: EventSource, which: EventFilter) -> list[dict[str, object]]:
     return [anomaly.as_dict() for anomaly in find_anomalies(list(_filtered(log, which)))]

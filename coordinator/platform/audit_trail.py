@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from audit import AuditLog, EventType, LineageEvent
 from audit.head_exchange import HeadReport, head_report
+from coordinator.platform.parsed_events import ParsedEvents
 from coordinator.platform.principals import Principal
 
 __all__ = ["AuditTrail", "Clock", "utc_now"]
@@ -36,6 +37,7 @@ class AuditTrail:
         self._log = log
         self._lock = threading.Lock()
         self.clock = clock
+        self.events = ParsedEvents(log)  # what the audit reads walk: each entry parsed once
 
     @classmethod
     def open(cls, path: Path, *, clock: Clock = utc_now) -> AuditTrail:

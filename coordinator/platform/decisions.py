@@ -8,6 +8,7 @@ accepted once, and a decision older than the newest stored one for (policy hash,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -128,16 +129,34 @@ def signed_decisions_for_hash(session: Session, policy_hash: str) -> list[Signed
     return [SignedDecision(row.statement, row.signature) for row in session.scalars(query)]
 
 
+@functools.lru_cache(maxsize=8192)
+def _verified_statement(
+    statement: str, signature: str, keys: tuple[str, ...], policy_hash: str, partner_id: str
+) -> DecisionStatement | None:
+    """The statement if one of ``keys`` signed exactly these bytes for this hash and partner.
+
+    Pure in its arguments (the stored bytes and the registered keys, as read at each call), so a
+    repeated read of the same row reuses the result instead of redoing the Ed25519 verification.
+    """
+    try:
+        return SignedDecision(statement, signature).verify_for(
+            [public_key_from_b64(key) for key in keys], policy_hash=policy_hash, partner_id=partner_id
+        )
+    except SignatureRejectedError:
+        return None
+
+
 def _verified(session: Session, rows: Iterable[DecisionRow]) -> list[Approval]:
     """Re-verify every stored statement: an edited row (decision flipped in the database) is ignored."""
     approvals = []
+    keys: dict[str, tuple[str, ...]] = {}
     for row in rows:
-        keys = [public_key_from_b64(key) for key in officer_keys(session, row.partner_id)]
-        try:
-            statement = SignedDecision(row.statement, row.signature).verify_for(
-                keys, policy_hash=row.policy_hash, partner_id=row.partner_id
-            )
-        except SignatureRejectedError:
+        if row.partner_id not in keys:
+            keys[row.partner_id] = tuple(officer_keys(session, row.partner_id))
+        statement = _verified_statement(
+            row.statement, row.signature, keys[row.partner_id], row.policy_hash, row.partner_id
+        )
+        if statement is None:
             continue
         approvals.append(
             Approval(

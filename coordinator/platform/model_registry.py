@@ -11,8 +11,8 @@ import hmac
 import uuid
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, defer
 
 from audit import EventType
 from audit.lineage_event import ArtefactRef
@@ -79,8 +79,17 @@ def get_model(session: Session, model_id: str) -> ModelRow:
     return row
 
 
-def list_models(session: Session, *, task: str | None = None) -> list[ModelRow]:
-    query = select(ModelRow).order_by(ModelRow.published_at.desc())
+def list_models(
+    session: Session, *, task: str | None = None, limit: int | None = None, offset: int = 0
+) -> list[ModelRow]:
+    """Newest first, without their weights and cards (a list shows neither)."""
+    query = select(ModelRow).options(defer(ModelRow.artefact), defer(ModelRow.card))
     if task:
         query = query.where(ModelRow.task == task)
+    query = query.order_by(ModelRow.published_at.desc(), ModelRow.id).offset(offset).limit(limit)
     return list(session.scalars(query))
+
+
+def count_models(session: Session, *, task: str | None = None) -> int:
+    query = select(func.count()).select_from(ModelRow)
+    return int(session.scalar(query.where(ModelRow.task == task) if task else query) or 0)

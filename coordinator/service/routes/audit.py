@@ -81,8 +81,8 @@ def events(
 ) -> list[dict[str, Any]]:
     which = _filter(principal, partner=partner, job=job, since=since, until=until, event_type=event_type)
     if event_type is EventType.CONSENT_ERASED:
-        return audit_reads.erasures(trail.log, which)[offset : offset + limit]
-    return audit_reads.events_page(trail.log, which, offset=offset, limit=limit)
+        return audit_reads.erasures(trail.events, which)[offset : offset + limit]
+    return audit_reads.events_page(trail.events, which, offset=offset, limit=limit)
 
 
 @router.get("/lineage")
@@ -96,14 +96,14 @@ def lineage(
 ) -> dict[str, Any]:
     """Datasets → jobs → models with policies and approvals, for the events in the filter."""
     which = _filter(principal, partner=partner, job=job, since=since, until=until)
-    return audit_reads.federation_lineage(trail.log, which)
+    return audit_reads.federation_lineage(trail.events, which)
 
 
 @router.get("/openlineage")
 def openlineage(principal: CurrentPrincipal, trail: TrailDep) -> list[dict[str, Any]]:
-    return audit_reads.openlineage_events(trail.log, _filter(principal))
+    return audit_reads.openlineage_events(trail.events, _filter(principal))
 
 
 @router.get("/anomalies")
 def anomalies(principal: CurrentPrincipal, trail: TrailDep) -> list[dict[str, object]]:
-    return audit_reads.anomalies(trail.log, _filter(principal))
+    return audit_reads.anomalies(trail.events, _filter(principal))

@@ -116,10 +116,19 @@ def publish(
 
 @router.get("/models", response_model=list[ModelPublic], tags=["models"])
 def list_models(
-    principal: CurrentPrincipal, session: SessionDep, task: str | None = None
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+    task: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ModelPublic]:
+    """Newest first; with ``limit``, one page of them and the total in ``X-Total-Count``."""
     authorize(principal, ApiAction.MODEL_READ)
-    return [_model(r) for r in model_registry.list_models(session, task=task)]
+    rows = model_registry.list_models(session, task=task, limit=limit, offset=offset)
+    total = model_registry.count_models(session, task=task) if limit is not None else len(rows)
+    response.headers["X-Total-Count"] = str(total)
+    return [_model(r) for r in rows]
 
 
 @router.get("/models/{model_id}", response_model=ModelPublic, tags=["models"])

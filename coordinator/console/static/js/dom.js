@@ -48,3 +48,11 @@ export function mount(...children) {
 }
 
 export function announce(message) { document.getElementById("status").textContent = message; }
+
+// "Items 1–50 of 1,000" with buttons to the newer and older pages; turn(by) moves the offset.
+export function pager({ offset, shown, total, size, turn, fmt }) {
+  return h("p", { class: "pager" },
+    t("common.showing", { from: fmt(total ? offset + 1 : 0), to: fmt(offset + shown), total: fmt(total) }), " ",
+    h("button", { type: "button", class: "secondary", disabled: offset === 0, onclick: () => turn(-size) }, t("common.newer")), " ",
+    h("button", { type: "button", class: "secondary", disabled: offset + shown >= total, onclick: () => turn(size) }, t("common.older")));
+}

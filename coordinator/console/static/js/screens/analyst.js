@@ -2,13 +2,14 @@
 // cards (ROC, calibration, fairness with the 15-point alarm) and compare two runs.
 import { api } from "../api.js";
 import { lineChart } from "../charts.js";
-import { announce, badge, field, h, mount, table } from "../dom.js";
+import { announce, badge, field, h, mount, pager, table } from "../dom.js";
 import { formatDate, formatNumber, t } from "../i18n.js";
 import { describe, screen } from "../main.js";
 
 const STATE_KIND = { finished: "ok", failed: "bad", stopped: "bad", running: "warn", queued: "warn" };
 
-const PAGE = 50; // jobs per page: the list stays quick however many jobs the federation has run
+const PAGE = 50; // rows per page: lists stay quick however many jobs the federation has run
+const COMPARE_CHOICES = 200; // the newest models offered for a comparison
 
 function stateBadge(state) { return badge(t(`state.${state}`), STATE_KIND[state]); }
 
@@ -24,12 +25,8 @@ export async function jobs() {
     if (state.value) query.set("state", state.value);
     if (task.value) query.set("task", task.value);
     const { rows, total } = await api.page(`/jobs?${query}`);
-    const turn = (by) => async () => { offset = Math.max(0, offset + by); await load(); };
-    const pager = h("p", { class: "pager" },
-      t("jobs.showing", { from: formatNumber(total ? offset + 1 : 0), to: formatNumber(offset + rows.length), total: formatNumber(total) }), " ",
-      h("button", { type: "button", class: "secondary", disabled: offset === 0, onclick: turn(-PAGE) }, t("jobs.newer")), " ",
-      h("button", { type: "button", class: "secondary", disabled: offset + rows.length >= total, onclick: turn(PAGE) }, t("jobs.older")));
-    results.replaceChildren(pager, table("jobs.caption", [
+    const turn = async (by) => { offset = Math.max(0, offset + by); await load(); };
+    results.replaceChildren(pager({ offset, shown: rows.length, total, size: PAGE, turn, fmt: formatNumber }), table("jobs.caption", [
       { label: "jobs.id", render: (j) => h("a", { href: `#/job/${encodeURIComponent(j.job_id)}` }, j.job_id) },
       { label: "jobs.task", render: (j) => t(`task.${j.task}`) },
       { label: "jobs.state", render: (j) => stateBadge(j.state) },
@@ -175,14 +172,25 @@ function cardCharts(cards) {
 }
 
 export async function models() {
-  const rows = await api.get("/models");
-  mount(h("h1", {}, t("models.title")), table("models.caption", [
+  const results = h("div");
+  let offset = 0;
+  const load = async () => {
+    const { rows, total } = await api.page(`/models?limit=${PAGE}&offset=${offset}`);
+    const turn = async (by) => { offset = Math.max(0, offset + by); await load(); };
+    results.replaceChildren(pager({ offset, shown: rows.length, total, size: PAGE, turn, fmt: formatNumber }), modelTable(rows));
+  };
+  mount(h("h1", {}, t("models.title")), results);
+  await load();
+}
+
+function modelTable(rows) {
+  return table("models.caption", [
     { label: "models.id", render: (m) => h("a", { href: `#/model/${encodeURIComponent(m.model_id)}` }, m.model_id) },
     { label: "jobs.task", render: (m) => t(`task.${m.task}`) },
     { label: "models.job", render: (m) => h("a", { href: `#/job/${encodeURIComponent(m.job_id)}` }, m.job_id) },
     { label: "models.published", render: (m) => formatDate(m.published_at) },
     { label: "models.artefact", render: (m) => h("code", {}, m.artefact_sha256.slice(0, 16)) },
-  ], rows));
+  ], rows);
 }
 
 function cardSummary(card) {
@@ -203,7 +211,7 @@ export async function modelDetail(modelId) {
 }
 
 export async function compare() {
-  const rows = await api.get("/models");
+  const rows = await api.get(`/models?limit=${COMPARE_CHOICES}`);
   const a = h("select", {}, rows.map((m) => h("option", { value: m.model_id }, m.model_id)));
   const b = h("select", {}, rows.map((m) => h("option", { value: m.model_id }, m.model_id)));
   if (rows.length > 1) b.value = rows[1].model_id;
