@@ -216,6 +216,11 @@ def _events(w: World, org: str) -> Request:
     return "POST", f"/jobs/{w.job_id}/events", {"json": {"kind": "log", "message": "round 1 done"}}
 
 
+@route("GET /budgets/{partner}/usage", READERS)
+def _budget_usage(w: World, org: str) -> Request:
+    return "GET", f"/budgets/{org}/usage", {}
+
+
 @route("PUT /budgets/{partner}/{year}", {"officer"})
 def _budget(w: World, org: str) -> Request:
     return "PUT", f"/budgets/{org}/{YEAR}", {"json": {"epsilon_cap": 9.0}}
