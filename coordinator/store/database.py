@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +40,13 @@ def open_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False})
+            # Checking a connection out never waits (no overflow limit): a local file connection is
+            # cheap, and the event loop reads job status from it (coordinator.service.routes.jobs),
+            # where a wait for a connection held by a request the loop itself must finish would
+            # stall every request.
+            database = make_url(url).database
+            pooling = {"pool_size": 10, "max_overflow": -1} if database and database != ":memory:" else {}
+            engine = create_engine(url, connect_args={"check_same_thread": False}, **pooling)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True)

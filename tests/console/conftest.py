@@ -37,7 +37,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+# One coordinator and one browser for every console test module (package scope): each start costs
+# seconds of the suite's time budget.
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     from coordinator.service import CoordinatorSettings, create_app
 
@@ -65,7 +67,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if chromium_path() is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
