@@ -108,15 +108,29 @@ def _jobs(
     return jobs
 
 
+def _simulate_with_retries(federation: Path, jobs: list[JobSpec], attempts: int = 3) -> list[Any]:
+    """Run the jobs; on a loaded machine Ray's node start-up (a fixed 30 s wait) can time out before
+    any job starts: retry with fresh job ids (a node refuses a job id it has already served)."""
+    for attempt in range(attempts):
+        tries = [j.model_copy(update={"job_id": f"{j.job_id}-a{attempt}"}) for j in jobs]
+        # The bundled data's local officers approve one policy per job (as `loyalfed train` does).
+        registry = federation.parent / f"{federation.name}-registry-{attempt}.sqlite"
+        policies = experiment_policies(federation, tries, registry=registry)
+        try:
+            return run_federated_jobs(federation, tries, policies=policies)
+        except RuntimeError as err:
+            if attempt == attempts - 1:
+                raise
+            print(json.dumps({"simulation_failed_retrying": str(err)[:200]}), file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
+
+
 def _federated(
     federation: Path, jobs: list[JobSpec], nodes: dict[str, LocalTaskData]
 ) -> tuple[dict[str, Any], dict[float, Any], dict[float, Any]]:
     _, heldout = _pooled(nodes)
     # The bundled data's local officers approve one policy per job (as `loyalfed train` does).
-    policies = experiment_policies(
-        federation, jobs, registry=federation.parent / f"{federation.name}-registry.sqlite"
-    )
-    runs = run_federated_jobs(federation, jobs, policies=policies)
+    runs = _simulate_with_retries(federation, jobs)
     by_eps: dict[float, list[dict[str, float]]] = {}
     first_model: dict[float, Any] = {}
     fairness: dict[float, Any] = {}
