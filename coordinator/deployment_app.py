@@ -79,13 +79,20 @@ def _run(
             expected_nodes=int(str(config.get(RunConfigKey.EXPECTED_NODES, job.min_nodes))),
             ledger=ledger,
             progress=reporter,
-            checkpoint_dir=Path(out_dir) / "checkpoints" if out_dir else None,
+            checkpoint_dir=_checkpoint_dir(config, out_dir),
         )
     finally:
         if ledger is not None:
             ledger.close()
     _publish(outcome, config, reporter, out_dir)
     return outcome
+
+
+def _checkpoint_dir(config: Mapping[str, object], out_dir: str) -> Path | None:
+    configured = str(config.get(RunConfigKey.CHECKPOINT_DIR, ""))
+    if configured:
+        return Path(configured)
+    return Path(out_dir) / "checkpoints" if out_dir else None
 
 
 def _publish(

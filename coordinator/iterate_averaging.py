@@ -51,6 +51,15 @@ class IterateAveraging(StrategyWrapper):
             self._recent.append(arrays)
         return arrays, metrics
 
+    def kept(self) -> list[ArrayRecord]:
+        """The latest global models, oldest first (what a round checkpoint saves)."""
+        return list(self._recent)
+
+    def restore(self, kept: list[ArrayRecord]) -> None:
+        """Keep ``kept`` (a round checkpoint's models, oldest first) as if aggregated here."""
+        self._recent.clear()
+        self._recent.extend(kept)
+
     def published(self) -> ArrayRecord | None:
         """The mean of the last ``average_last`` global models (None before the first round)."""
         if not self._recent:

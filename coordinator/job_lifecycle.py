@@ -31,8 +31,10 @@ from coordinator.job_errors import JobFailedError, JobStoppedError
 from coordinator.job_outcome import JobOutcome, RoundReport
 from coordinator.job_progress import JobProgress, NoProgress
 from coordinator.job_strategy import JobStrategy, compose_strategy, initial_arrays, published_arrays
+from coordinator.node_deadline_grid import NodeDeadlineGrid
 from coordinator.node_refusal import RefusalCallback, refuse_if_refused
 from coordinator.pooled_standardisation import pooled_standardisation
+from coordinator.round_checkpoint import RoundCheckpoint, load_checkpoint, save_checkpoint
 from models.dp_schedule import dp_sgd_schedule
 from protocol import (
     JobSpec,
@@ -92,16 +94,21 @@ def run_job(
 ) -> JobOutcome:
     """Run ``job`` over the nodes of ``grid``; raise typed errors (refused, failed, stopped).
 
-    ``outcome`` may be given pre-made (a subclass the ``train_round`` fills in further).
+    ``outcome`` may be given pre-made (a subclass the ``train_round`` fills in further). With a
+    ``checkpoint_dir`` every finished round is checkpointed there, and a job that finds a checkpoint
+    of its own there resumes after that round (its ε was reserved by the run that wrote it).
     """
     sink = progress or NoProgress()
+    # Nodes may crash or lose their network at any time: no wait for them is without a deadline.
+    grid = NodeDeadlineGrid(grid, minimum=max(job.min_nodes, 1), timeout_s=job.round_timeout_s)
 
     def refused(refusal: Refusal) -> None:
         sink.node_refused(job.job_id, refusal)
 
     node_ids = _wait_for_nodes(grid, expected_nodes, timeout=job.round_timeout_s)
     partners = _describe(grid, node_ids, job, refused)
-    if ledger is not None:
+    resumed = load_checkpoint(checkpoint_dir, job.job_id) if checkpoint_dir is not None else None
+    if ledger is not None and resumed is None:
         ledger.reserve(
             sorted(partners.values()),
             job_id=job.job_id,
@@ -112,15 +119,19 @@ def run_job(
     outcome = outcome or JobOutcome(job=job)
     outcome.job, outcome.arrays = job, initial_arrays(job)
     try:
-        if job.standardise and job.standardisation is None:
+        if resumed is not None:
+            outcome.job = resumed.job
+        elif job.standardise and job.standardisation is None:
             pooled = pooled_standardisation(grid, list(partners), job, on_refusal=refused)
             outcome.job = job.with_standardisation(pooled.standardisation)
             if job.schedule_by_rule:
                 outcome.job = _scheduled(outcome.job, pooled.rounded_counts)
         strategy = compose_strategy(outcome.job, len(node_ids), on_refusal=refused)
         outcome.nodes = strategy.guard.reports
+        if resumed is not None:
+            _restore(strategy, outcome, resumed)
         evaluate = evaluate_round or plain_evaluation
-        _train(grid, strategy, outcome, sink, checkpoint_dir, train_round, evaluate)
+        _train(grid, strategy, outcome, sink, checkpoint_dir, train_round, evaluate, resumed)
         assert outcome.arrays is not None
         outcome.evaluation = evaluate(grid, strategy, outcome.job, outcome.arrays, 0)
         outcome.arrays = published_arrays(outcome.job, outcome.arrays)
@@ -197,9 +208,13 @@ def _train(
     checkpoint_dir: Path | None,
     train_round: TrainRound,
     evaluate: EvaluateRound,
+    resumed: RoundCheckpoint | None = None,
 ) -> None:
-    job, best_auc, stale = outcome.job, -1.0, 0
-    for server_round in range(1, job.rounds + 1):
+    job, best_auc, stale, first = outcome.job, -1.0, 0, 1
+    if resumed is not None:
+        best_auc, stale, first = resumed.best_auc, resumed.stale, resumed.server_round + 1
+        _log.info("job %s resumes after round %s", job.job_id, resumed.server_round)
+    for server_round in range(first, job.rounds + 1):
         if sink.stop_requested(job.job_id):
             raise JobStoppedError(f"job {job.job_id} stopped on request before round {server_round}")
         started = time.perf_counter()
@@ -212,12 +227,42 @@ def _train(
         outcome.rounds.append(report)
         if checkpoint_dir is not None:
             _checkpoint(checkpoint_dir, server_round, published_arrays(job, outcome.arrays))
+            save_checkpoint(
+                checkpoint_dir, _round_checkpoint(strategy, outcome, server_round, best_auc, stale)
+            )
         sink.round_finished(report)
         if job.patience and stale >= job.patience:
             outcome.stopped_early = True
             _log.info("early stop after round %s: validation AUC has not improved", server_round)
             break
     outcome.arrays = strategy.averaging.published() or outcome.arrays
+
+
+def _round_checkpoint(
+    strategy: JobStrategy, outcome: JobOutcome, server_round: int, best_auc: float, stale: int
+) -> RoundCheckpoint:
+    assert outcome.arrays is not None
+    return RoundCheckpoint(
+        server_round=server_round,
+        job=outcome.job,
+        arrays=outcome.arrays,
+        momentum=strategy.momentum.momentum_vector,
+        recent=strategy.averaging.kept(),
+        rounds=list(outcome.rounds),
+        nodes=dict(strategy.guard.reports),
+        best_auc=best_auc,
+        stale=stale,
+    )
+
+
+def _restore(strategy: JobStrategy, outcome: JobOutcome, checkpoint: RoundCheckpoint) -> None:
+    """The strategy and the outcome as they were after the checkpoint's round."""
+    outcome.arrays = checkpoint.arrays
+    outcome.rounds = list(checkpoint.rounds)
+    strategy.guard.reports.update(checkpoint.nodes)
+    strategy.momentum.current_arrays = checkpoint.arrays
+    strategy.momentum.momentum_vector = checkpoint.momentum
+    strategy.averaging.restore(checkpoint.recent)
 
 
 def _round_report(

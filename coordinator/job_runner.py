@@ -4,8 +4,10 @@ Each tick (a background thread, every second): submitted and awaiting jobs are r
 the verified signed decisions and budgets; a queued job starts once every involved partner's node
 is online (a run token is minted, the Flower run submitted with the run configuration); running
 jobs whose stop was requested are stopped; a run that Flower reports ended (its status is read
-every 30 s) without the ServerApp reporting an outcome is failed. Progress itself arrives from the
-ServerApp over the API.
+every 30 s) without the ServerApp reporting an outcome (the coordinator or its SuperLink crashed
+under it) resumes as a new Flower run from the job's last round checkpoint, at most
+``max_resumes`` times, and is failed when it has no checkpoint or no resume left. Progress itself
+arrives from the ServerApp over the API.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from coordinator.platform import job_runs
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.jobs import JobState, check_gate
 from coordinator.platform.nodes import online_partners
+from coordinator.round_checkpoint import saved_round
 from coordinator.store.tables import JobRow
 
 __all__ = ["JobRunner", "RunLauncher"]
@@ -52,6 +55,8 @@ class JobRunner:
         *,
         coordinator_url: str,
         coordinator_ca: Path | None,
+        runs_dir: Path | None = None,
+        max_resumes: int = 3,
         interval_s: float = 1.0,
         status_every_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -69,6 +74,9 @@ class JobRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting_noted: set[str] = set()
+        self._runs_dir = runs_dir
+        self._max_resumes = max_resumes
+        self._resumes: dict[str, int] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
@@ -116,6 +124,7 @@ class JobRunner:
             token=token,
             ca=str(self._ca) if self._ca else "",
             members_may_overlap=job_runs.members_may_overlap(session, partners),
+            checkpoint_dir=str(self.checkpoint_dir(job.id) or ""),
         )
         try:
             job.flower_run_id = self._launcher.launch(job.id, config)
@@ -129,6 +138,44 @@ class JobRunner:
             )
             return
         job_runs.note(session, self._trail, job, f"Flower run {job.flower_run_id} submitted")
+
+    def checkpoint_dir(self, job_id: str) -> Path | None:
+        """Where job ``job_id``'s ServerApp checkpoints its rounds (None: nowhere, no resume)."""
+        return self._runs_dir / job_id / "checkpoint" if self._runs_dir is not None else None
+
+    def _resume(self, session: Session, job: JobRow, status: str) -> bool:
+        """Relaunch a job whose run was lost from its checkpoint; False when it cannot resume."""
+        directory = self.checkpoint_dir(job.id)
+        after_round = saved_round(directory) if directory is not None else None
+        if self._launcher is None or after_round is None or job.flower_run_id is None:
+            return False
+        if self._resumes.get(job.id, 0) >= self._max_resumes:
+            return False
+        self._resumes[job.id] = self._resumes.get(job.id, 0) + 1
+        token = job_runs.resume_run(
+            session, self._trail, job_id=job.id, ended_run=job.flower_run_id, ended_status=status,
+            after_round=after_round,
+        )  # fmt: skip
+        partners = job_runs.run_partners(session, job)
+        config = job_runs.run_config(
+            job_runs.job_spec_for_run(session, job),
+            expected_nodes=len(partners),
+            coordinator_url=self._url,
+            token=token,
+            ca=str(self._ca) if self._ca else "",
+            members_may_overlap=job_runs.members_may_overlap(session, partners),
+            checkpoint_dir=str(directory),
+        )
+        try:
+            job.flower_run_id = self._launcher.launch(job.id, config)
+        except (CoordinatorError, OSError) as err:
+            reason = f"the Flower run could not be resumed ({err})"
+            job_runs.finish_run(session, self._trail, job_id=job.id, state=JobState.FAILED, reason=reason)
+            return True
+        job_runs.note(
+            session, self._trail, job, f"Flower run {job.flower_run_id} resumes after round {after_round}"
+        )
+        return True
 
     def _watch(self, session: Session, job: JobRow) -> None:
         if self._launcher is None or job.flower_run_id is None:
@@ -147,7 +194,7 @@ class JobRunner:
         status = self._launcher.status(job.flower_run_id)
         if status is not None and status.startswith(_ENDED):
             session.refresh(job)
-            if job.state == JobState.RUNNING.value:
+            if job.state == JobState.RUNNING.value and not self._resume(session, job, status):
                 job_runs.finish_run(
                     session,
                     self._trail,

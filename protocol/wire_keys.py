@@ -132,3 +132,4 @@ class RunConfigKey(StrEnum):
     COORDINATOR_URL = "coordinator-url"  # the coordinator service that receives progress
     JOB_TOKEN = "job-token"  # the job-run token minted by the coordinator for this run
     COORDINATOR_CA = "coordinator-ca"  # path of the coordinator's CA certificate
+    CHECKPOINT_DIR = "checkpoint-dir"  # the job's round checkpoints (coordinator's disk); may be empty

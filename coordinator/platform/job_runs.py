@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from audit import EventType
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.decisions import signed_decisions_for_hash
 from coordinator.platform.errors import ConflictError
@@ -20,7 +21,7 @@ from coordinator.platform.jobs import JobState, append_log, get_job, transition
 from coordinator.platform.organisations import OrganisationKind
 from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import ADMIN_ORGANISATION, create_principal
-from coordinator.store.tables import JobRow, OrganisationRow, PrincipalRow
+from coordinator.store.tables import JobRoundRow, JobRow, OrganisationRow, PrincipalRow
 from policies.roles import Role
 from protocol import JobSpec, RunConfigKey, SignedDecisionRecord
 
@@ -31,6 +32,7 @@ __all__ = [
     "jobs_in",
     "members_may_overlap",
     "note",
+    "resume_run",
     "run_config",
     "run_partners",
 ]
@@ -80,6 +82,47 @@ def begin_run(session: Session, trail: AuditTrail, *, job_id: str) -> str:
     return token
 
 
+def resume_run(
+    session: Session, trail: AuditTrail, *, job_id: str, ended_run: str, ended_status: str, after_round: int
+) -> str:
+    """A running job whose Flower run was lost goes on from its checkpoint: the lost run's credential
+    is revoked, a new one minted (returned, shown once), and the audit log records the gap: the run
+    that ended, the last round it finished and when, and when the job resumed."""
+    job = get_job(session, job_id)
+    if job.state != JobState.RUNNING.value:
+        raise ConflictError(f"job {job_id} is {job.state}; only a running job resumes")
+    now = trail.clock()
+    for row in session.scalars(select(PrincipalRow).where(PrincipalRow.job_id == job_id)):
+        row.revoked_at = row.revoked_at or now
+    _principal, token = create_principal(
+        session, name="job run", role=Role.JOB_RUN, organisation=ADMIN_ORGANISATION, now=now, job_id=job_id
+    )
+    last = session.scalar(select(func.max(JobRoundRow.recorded_at)).where(JobRoundRow.job_id == job_id))
+    # The gap, as numbers and tokens (the audit log takes no free text): when the last round was
+    # recorded and when the job resumed, in Unix seconds.
+    gap: dict[str, int | float | str] = {
+        "state": "resumed",
+        "resumed_after_round": after_round,
+        "ended_status": ended_status.replace(":", ".") if ended_status else "unknown",
+        "resumed_at_unix": now.timestamp(),
+    }
+    if ended_run.isdigit():
+        gap["ended_run"] = int(ended_run)
+    if last is not None:
+        gap["last_round_at_unix"] = last.timestamp()
+        gap["gap_seconds"] = round(now.timestamp() - last.timestamp(), 3)
+    append_log(
+        session,
+        job_id,
+        f"Flower run {ended_run} ended ({ended_status}); resuming after round {after_round}",
+        trail=trail,
+    )
+    trail.commit(
+        session, EventType.JOB_STARTED, None, job_id=job_id, policy_hash=job.policy_hash, details=gap
+    )
+    return token
+
+
 def finish_run(session: Session, trail: AuditTrail, *, job_id: str, state: JobState, reason: str) -> None:
     """End a run from the coordinator's side (stop, launch failure) and revoke its credential."""
     job = get_job(session, job_id)
@@ -109,6 +152,7 @@ def run_config(
     token: str,
     ca: str,
     members_may_overlap: bool = True,
+    checkpoint_dir: str = "",
 ) -> str:
     """The run's configuration as a TOML document for ``flwr run --run-config FILE.toml``.
 
@@ -123,6 +167,7 @@ def run_config(
         RunConfigKey.JOB_TOKEN: token,
         RunConfigKey.COORDINATOR_CA: ca,
         RunConfigKey.MEMBERS_MAY_OVERLAP: members_may_overlap,
+        RunConfigKey.CHECKPOINT_DIR: checkpoint_dir,
     }
     return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 

@@ -42,6 +42,7 @@ def background_parts(settings: CoordinatorSettings, state: ServiceState, *, port
             launcher,
             coordinator_url=settings.base_url(port),
             coordinator_ca=settings.tls_ca,
+            runs_dir=settings.state_dir / "runs" if launcher is not None else None,
         )
     )
     return parts

@@ -52,6 +52,7 @@ from participant_node.training.privacy_accountant import (
     calibrate_noise_multiplier,
     effective_delta,
 )
+from participant_node.training.round_replies import RoundReplies
 from protocol import (
     ConfigKey,
     EvaluationLayout,
@@ -113,6 +114,10 @@ class NodeContext:
     def accountant(self) -> NodePrivacyAccountant:
         return NodePrivacyAccountant(self.state_dir / "privacy_accountant.json")
 
+    @property
+    def round_replies(self) -> RoundReplies:
+        return RoundReplies(self.state_dir / "round_replies")
+
     def record_usage(self, job_id: str, server_round: int, member_ids: np.ndarray) -> None:
         """Keep, at the node only, which members each round trained on (answers 'was my data used?')."""
         path = self.state_dir / "usage" / f"{job_id}.jsonl"
@@ -162,16 +167,24 @@ def train(content: RecordDict, node: NodeContext) -> RecordDict:
         # A SecAgg+ round summing evaluation vectors rides on train messages: it trains nothing.
         return _evaluation(content, node, secure=True)
     spec = spec_of(content)
+    incoming, server_round = _arrays_of(content), server_round_of(content)
+    # A round asked again with the same model (a job resumed after a coordinator crash) gets the
+    # reply already released, not a second noisy update (participant_node.training.round_replies).
+    kept = node.round_replies.get(spec.job_id, server_round, incoming)
+    if kept is not None:
+        return _train_content(*kept)
     data = load_local_task_data(node.partner_dir, spec, at=node.clock())
-    model = _model_with(_arrays_of(content), spec, data)
+    model = _model_with(incoming, spec, data)
     reply = _train_round(node, spec, data, model)
-    node.record_usage(spec.job_id, server_round_of(content), data.train.member_ids)
+    node.record_usage(spec.job_id, server_round, data.train.member_ids)
+    arrays = ArrayRecord(model.state_dict())
+    node.round_replies.put(spec.job_id, server_round, incoming, arrays, reply)
+    return _train_content(arrays, reply)
+
+
+def _train_content(arrays: ArrayRecord, reply: TrainReply) -> RecordDict:
     return RecordDict(
-        {
-            RecordKey.ARRAYS: ArrayRecord(model.state_dict()),
-            RecordKey.METRICS: reply.metrics(),
-            RecordKey.NODE: reply.node.to_record(),
-        }
+        {RecordKey.ARRAYS: arrays, RecordKey.METRICS: reply.metrics(), RecordKey.NODE: reply.node.to_record()}
     )
 
 

@@ -84,6 +84,7 @@ PINNED = {
         "COORDINATOR_URL": "coordinator-url",
         "JOB_TOKEN": "job-token",
         "COORDINATOR_CA": "coordinator-ca",
+        "CHECKPOINT_DIR": "checkpoint-dir",
     },
 }
 
