@@ -69,20 +69,29 @@ class LoopbackFederation:
         progress: Callable[[str], None] = lambda _line: None,
     ) -> None:
         self.root, self.partners, self.flower_app, self._say = root, list(partners), flower_app, progress
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.port, self.superlink_port = free_port(), free_port()
+        self.url = f"https://{self.host_of('coordinator')}:{self.port}"
         self.ca_file = root / "ca" / "ca.crt"
         self.tokens: dict[str, str] = {}
         self.officer_keys: dict[str, Path] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
+    # where each party runs: loopback here; a subclass may give each party a host of its own ------
+    def host_of(self, party: str) -> str:
+        """The address ``party`` (``coordinator`` or a partner id) listens on and is reached at."""
+        return "127.0.0.1"
+
+    def placed(self, party: str, command: list[str]) -> list[str]:
+        """``command`` as run on ``party``'s host (unchanged: every party shares this machine)."""
+        return command
+
     # processes ---------------------------------------------------------------------------------
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log = (self.root / "logs" / f"{name}.log").open("ab")
         # A session of its own per process: stop() ends the SuperLink/SuperNode children with it.
         self.processes[name] = subprocess.Popen(
-            command,
+            self.placed(name.removeprefix("node-"), command),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**self.env, **(extra_env or {})},
@@ -129,7 +138,8 @@ class LoopbackFederation:
 
     def _start_coordinator(self, ca: Any, timeout_s: float) -> None:
         tls = self.root / "coordinator-tls"
-        files = create_key_and_request(tls, CertificateRole.COORDINATOR, hosts=["127.0.0.1", "localhost"])
+        hosts = list(dict.fromkeys([self.host_of("coordinator"), "127.0.0.1", "localhost"]))
+        files = create_key_and_request(tls, CertificateRole.COORDINATOR, hosts=hosts)
         certificate = sign_request(ca, files.request.read_bytes(), role=CertificateRole.COORDINATOR)
         (tls / "coordinator.pem").write_bytes(certificate)
         # The SuperLink serves the same coordinator identity under the same federation CA.
@@ -143,6 +153,9 @@ class LoopbackFederation:
         command = [
             str(BIN / "loyalfed"), "coordinator", "serve",
             "--state", str(self.root / "coordinator"), "--port", str(self.port),
+            "--host", self.host_of("coordinator"),
+            # A fixed SuperLink port: nodes keep the address they registered with across restarts.
+            "--superlink-port", str(self.superlink_port),
             "--tls-cert", str(tls / "coordinator.pem"), "--tls-key", str(files.private_key),
             "--tls-ca", str(self.ca_file), "--superlink-certs", str(superlink),
         ]  # fmt: skip
@@ -211,7 +224,8 @@ class LoopbackFederation:
 
     def _start_node(self, seat: PartnerSeat, ca: Any) -> None:
         state = self.root / "nodes" / seat.partner_id
-        keys = ensure_node_keys(state, partner=seat.partner_id, hosts=["127.0.0.1"])  # what serve does first
+        host = self.host_of(seat.partner_id)
+        keys = ensure_node_keys(state, partner=seat.partner_id, hosts=[host])  # what serve does first
         # The federation CA signs the node's request (it checked out of band who sent it).
         signed = sign_request(
             ca, keys.tls_request.read_bytes(), role=CertificateRole.NODE, partner=seat.partner_id
@@ -223,7 +237,7 @@ class LoopbackFederation:
             "--partner-dir", str(seat.data_dir), "--partner-id", seat.partner_id,
             "--coordinator", self.url, "--coordinator-ca", str(self.ca_file),
             "--officer-public-key", str(self.root / "officers" / seat.partner_id / "officer.pub"),
-            "--state", str(state), "--port", str(free_port()), "--region", seat.region,
+            "--state", str(state), "--port", str(free_port()), "--region", seat.region, "--host", host,
             "--heartbeat-interval", "2",
         ]  # fmt: skip
         self._say(f"starting node {seat.partner_id} (its own SuperNode, keys and gate)")
