@@ -159,7 +159,7 @@ function fairnessView(card) {
       { label: "model.group", key: "group" },
       { label: "model.auc", num: true, render: (r) => formatNumber(r.auc, 3) },
       { label: "model.positiveRate", num: true, render: (r) => formatNumber(r.rate, 3) },
-    ], Object.keys(gap.auc_by_group).map((group) => ({ group, auc: gap.auc_by_group[group], rate: gap.positive_rate_by_group[group] }))),
+    ], [...new Set([...Object.keys(gap.positive_rate_by_group), ...Object.keys(gap.auc_by_group)])].map((group) => ({ group, auc: gap.auc_by_group[group], rate: gap.positive_rate_by_group[group] }))),
     h("p", {}, t("model.gaps", { auc: formatNumber(gap.auc_gap * 100, 1), rate: formatNumber(gap.positive_rate_gap * 100, 1) })))));
 }
 
