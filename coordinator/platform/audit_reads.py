@@ -48,11 +48,14 @@ class EventFilter:
     event_type: EventType | None = None
 
     def admits(self, event: LineageEvent) -> bool:
-        names = event.partner_names()
+        if self.scope is not None or self.partner is not None:  # partner_names costs: only when asked
+            names = event.partner_names()
+            if (self.scope is not None and self.scope not in names) or (
+                self.partner is not None and self.partner not in names
+            ):
+                return False
         return (
-            (self.scope is None or self.scope in names)
-            and (self.partner is None or self.partner in names)
-            and (self.job is None or self.job in (event.job_id, event.model_id))
+            (self.job is None or self.job in (event.job_id, event.model_id))
             and (self.since is None or event.time >= self.since)
             and (self.until is None or event.time <= self.until)
             and (self.event_type is None or event.event_type is self.event_type)
