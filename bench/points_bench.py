@@ -49,6 +49,20 @@ def _drained(cluster: PointsCluster, a: str, b: str) -> bool:
     return busy == 0
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _nodes_cpu_s(cluster: PointsCluster) -> float | None:
+    used = [_cpu_s(p.pid) for p in cluster.processes.values()]
+    return None if None in used else sum(u for u in used if u is not None)
+
+
 def _submit(
     cluster: PointsCluster, a: str, b: str, members: list[str], jobs: list[int], batch: int, mode: str
 ) -> int:
@@ -89,6 +103,7 @@ def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) 
             def work(k: int) -> None:
                 results[k] = _submit(cluster, a, b, members, shares[k], size, mode)
 
+            cpu_before = _nodes_cpu_s(cluster)
             started = time.perf_counter()
             workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
             for w in workers:
@@ -98,6 +113,7 @@ def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) 
             while not _drained(cluster, a, b):
                 time.sleep(0.01)
             seconds = time.perf_counter() - started
+            cpu_after = _nodes_cpu_s(cluster)
             status = cluster.call(b, "GET", "/points/v1/status")
     committed = status.get("destination_posted", 0)
     return {
@@ -108,6 +124,14 @@ def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) 
         "posted_at_source": sum(results),
         "seconds": round(seconds, 3),
         "committed_per_s": round(committed / seconds, 1),
+        # Both node processes' CPU per committed transfer: what the protocol costs, whatever else
+        # the machine is running (the rate above is what a loaded machine left us).
+        "nodes_cpu_ms_per_transfer": (
+            round((cpu_after - cpu_before) * 1000 / max(committed, 1), 3)
+            if cpu_before is not None and cpu_after is not None
+            else None
+        ),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -136,6 +160,7 @@ def main() -> int:
         "fault_seed": args.seed,
         "runs": {},
         "median_committed_per_s": {},
+        "median_nodes_cpu_ms_per_transfer": {},
     }
     for mode in args.modes.split(","):
         runs = [
@@ -146,6 +171,8 @@ def main() -> int:
         ]
         report["runs"][mode] = runs
         report["median_committed_per_s"][mode] = statistics.median(r["committed_per_s"] for r in runs)
+        cpu = [r["nodes_cpu_ms_per_transfer"] for r in runs if r["nodes_cpu_ms_per_transfer"] is not None]
+        report["median_nodes_cpu_ms_per_transfer"][mode] = statistics.median(cpu) if cpu else None
         print(f"{mode}: {[r['committed_per_s'] for r in runs]}", file=sys.stderr)
     report["targets_per_s"] = TARGETS
     report["cpu_reference_s"] = _cpu_reference_s()  # compare runs on different or busy machines

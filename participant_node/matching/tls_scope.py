@@ -21,10 +21,12 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
     "NodeTls",
     "PeerCertificateH11Protocol",
+    "PeerCertificateHttpToolsProtocol",
     "node_server_config",
     "tls_extension",
 ]
@@ -75,6 +77,17 @@ class PeerCertificateH11Protocol(H11Protocol):
             self.app = _with_tls(self.app, tls_extension(ssl_object))
 
 
+class PeerCertificateHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (a C HTTP parser, several times cheaper per request than h11),
+    adding the ASGI TLS extension on TLS connections exactly as ``PeerCertificateH11Protocol``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.app = _with_tls(self.app, tls_extension(ssl_object))
+
+
 @dataclass(frozen=True)
 class NodeTls:
     """The node's certificate and key, and the federation CA its peers' certificates must chain to."""
@@ -85,17 +98,24 @@ class NodeTls:
 
 
 def node_server_config(
-    app: Any, *, tls: NodeTls, host: str = "127.0.0.1", port: int = 8443, **options: Any
+    app: Any,
+    *,
+    tls: NodeTls,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    http: type[H11Protocol] | type[HttpToolsProtocol] = PeerCertificateH11Protocol,
+    **options: Any,
 ) -> uvicorn.Config:
     """A uvicorn config that requires a client certificate and hands it to ``app``.
 
-    Proxy headers are off: behind mTLS nothing upstream may rewrite the client's address.
+    ``http`` is one of the two protocol classes above. Proxy headers are off: behind mTLS nothing
+    upstream may rewrite the client's address.
     """
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=PeerCertificateH11Protocol,
+        http=http,
         ssl_certfile=str(tls.certfile),
         ssl_keyfile=str(tls.keyfile),
         ssl_ca_certs=str(tls.ca),

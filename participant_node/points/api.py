@@ -16,6 +16,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -75,11 +76,17 @@ class SettleIn(BaseModel):
 
 def _certificate(request: Request) -> tuple[str | None, bytes | None]:
     tls = (request.scope.get("extensions") or {}).get("tls") or {}
-    chain = list(tls.get("client_cert_chain") or ())
-    if not chain:
-        return None, None
+    chain = tls.get("client_cert_chain") or ()
+    return _identity(chain[0]) if chain else (None, None)
+
+
+@lru_cache(maxsize=256)
+def _identity(pem: str) -> tuple[str | None, bytes | None]:
+    """The partner a verified certificate names, and its DER form. The TLS layer verified the
+    certificate before the request reached us, so this parse is a pure function of the PEM text:
+    cached, a connection's requests do not re-parse the same certificate each time."""
     try:
-        return partner_from_certificate(chain[0]), ssl.PEM_cert_to_DER_cert(chain[0])
+        return partner_from_certificate(pem), ssl.PEM_cert_to_DER_cert(pem)
     except PeerIdentityRefused:
         return None, None
 

@@ -7,6 +7,7 @@ come back as ``PeerError`` with the status and the peer's public message, never 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import httpx
@@ -99,13 +100,19 @@ def _check_identity(response: httpx.Response, peer: str) -> bytes | None:
     if ssl_object is None:
         return None  # plain HTTP: the server decides whether it accepts that (nodes refuse it by default)
     der = ssl_object.getpeercert(True)
-    try:
-        named = partner_from_certificate(der) if der else None
-    except PeerIdentityRefused:
-        named = None
+    named = _partner_named(bytes(der)) if der else None
     if named != peer:
         raise PeerError(f"the node that answered is {named or 'not a named partner'}, expected {peer}")
     return bytes(der)
+
+
+@lru_cache(maxsize=64)
+def _partner_named(der: bytes) -> str | None:
+    """The partner a verified certificate names (cached: the same peer answers every message)."""
+    try:
+        return partner_from_certificate(der)
+    except PeerIdentityRefused:
+        return None
 
 
 def _public_message(response: httpx.Response) -> str:

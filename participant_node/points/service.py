@@ -97,7 +97,10 @@ class PointsService:
     def _peer_client(self, peer: str, url: str, wrap: TransportWrapper | None) -> PeerClient:
         context = ssl.create_default_context(cafile=str(self.pki.ca))
         context.load_cert_chain(str(self.pki.certificate(self.partner)), str(self.pki.key(self.partner)))
-        transport: httpx.BaseTransport = httpx.HTTPTransport(verify=context, retries=0)
+        # Persistent mTLS connections to the peer (HTTP/1.1 keep-alive, matched by the runner's
+        # keep-alive timeout): one handshake per connection, not per message.
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
+        transport: httpx.BaseTransport = httpx.HTTPTransport(verify=context, retries=0, limits=limits)
         if self.settings.fault_seed is not None:
             rate = self.settings.fault_rate
             plan = FaultPlan(self.settings.fault_seed, rate, rate, rate, rate)

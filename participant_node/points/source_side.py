@@ -301,8 +301,11 @@ class SourceSide:
         messages: dict[str, ReserveRequest] = {}
         for (peer, agreement_id), group in by_agreement.items():
             agreement = self.book.by_id(agreement_id)
+            # Rows this node validated when it reserved them: built without re-validating each field.
             items = tuple(
-                ReserveItem(transfer_id=r.key, link_token=r.link_token, points=r.points, credited=r.credited)
+                ReserveItem.model_construct(
+                    transfer_id=r.key, link_token=r.link_token, points=r.points, credited=r.credited
+                )
                 for r in group
             )
             messages[peer] = ReserveRequest(
