@@ -144,6 +144,9 @@ class InterchangeAgreement(BaseModel):
     netting_period_days: int = Field(default=30, ge=1, le=366)
     transfer_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
     epoch: int = Field(default=1, ge=1)
+    # Moved points keep the expiry they had at the source (unset), or expire this many months after
+    # the transfer posts at the destination (the agreement's own rule).
+    moved_points_expiry_months: int | None = Field(default=None, ge=1, le=600)
 
     @model_validator(mode="after")
     def _rules(self) -> InterchangeAgreement:
@@ -192,7 +195,12 @@ class InterchangeAgreement(BaseModel):
             )
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if data["moved_points_expiry_months"] is None:
+            # Unset is the rule agreements had before the field existed: their hashes (and the
+            # officers' signatures over them) stay valid.
+            del data["moved_points_expiry_months"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:
         """sha256 of the canonical JSON: what both officers sign."""

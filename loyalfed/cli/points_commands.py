@@ -238,14 +238,16 @@ def transfer(
 
 @points.command("balance")
 def balance(member: str = typer.Option(..., "--member"), node: Path = _NODE, as_json: bool = _JSON) -> None:
-    """The member's points at this node (available, posted, pending)."""
+    """The member's points at this node (available, posted, pending) and when they expire."""
     with _service(node) as service:
         result = service.balance(member)
+    soonest = result["expiring"][0] if result["expiring"] else None
     _emit(
         result,
         as_json,
         f"available {result['available']:,} (posted {result['posted']:,}, "
-        f"pending debits {result['pending_debits']:,})",
+        f"pending debits {result['pending_debits']:,})"
+        + (f"; {soonest['points']:,} expire {soonest['expires_at'][:10]}" if soonest else ""),
     )
 
 

@@ -122,11 +122,14 @@ class Delivery:
             for k in keys
             if k in rows
         )
+        answered = {k for k in keys if k not in rows}  # nothing left to tell about these
         if decisions:
-            self._peer(peer).resolve(ResolveRequest(action=ResolveAction(action), items=decisions))
+            reply = self._peer(peer).resolve(ResolveRequest(action=ResolveAction(action), items=decisions))
+            answered |= {r.transfer_id for r in reply.results}
+        acknowledged = [seq for seq, key in items if key in answered]  # the rest waits for a next round
         with self.ledger.transaction() as tx:
-            tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_([seq for seq, _ in items])))
-        return len(items)
+            tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(acknowledged)))
+        return len(acknowledged)
 
     def resolve_in_doubt(self, *, older_than_s: float) -> tuple[int, int]:
         """As destination: ask each source about reservations open longer than ``older_than_s``."""

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from audit.lineage_event import EventType
-from participant_node.points import link_store
+from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
 from participant_node.points.bulk_statements import insert_rows
@@ -49,6 +49,7 @@ from participant_node.points.wire import (
     ResolveRequest,
 )
 from policies.interchange_agreement import AgreementError, InterchangeAgreement
+from policies.loyalty_programme import add_months
 
 __all__ = ["DestinationSide"]
 
@@ -132,6 +133,8 @@ class DestinationSide:
             return _refused(item.transfer_id, err.rule)
         if quote.credited != item.credited:
             return _refused(item.transfer_id, "rate_mismatch")
+        if item.expiry and sum(e.points for e in item.expiry) != item.credited:
+            return _refused(item.transfer_id, "expiry_mismatch")
         return None
 
     def _reserve_fresh(
@@ -168,6 +171,7 @@ class DestinationSide:
             )
             results[key] = ItemResult(transfer_id=item.transfer_id, status=_ANSWER[state], reason=reason)
             if outcome.ok:
+                point_lots.hold(tx.conn, key, member_account(member), _credit_expiry(item, tx.now_us))
                 self._event(
                     tx, EventType.POINTS_RESERVED, peer, item.transfer_id, link_hash(item.link_token), item
                 )
@@ -214,6 +218,7 @@ class DestinationSide:
             by_time.setdefault(decided[keys[row.key]], []).append(row.key)
         for at, group in by_time.items():
             set_state(tx.conn, group, target, tx.now_us, decided_at_us=at)
+        self._settle_lots(tx, [r for r in done], target)
         event = EventType.POINTS_POSTED if target == State.POSTED else EventType.POINTS_VOIDED
         for row in done:
             self._event(tx, event, peer, keys[row.key], row.link_hash, row)
@@ -222,6 +227,24 @@ class DestinationSide:
             tx.conn.execute(ROWS.insert(), [_tombstone(k, keys[k], peer, tx.now_us) for k in tombstones])
         fresh = load_rows(tx.conn, list(keys))
         return [_resolution_answer(fresh.get(k), t, target) for k, t in keys.items()]
+
+    def _settle_lots(self, tx: LedgerTx, rows: list[Any], target: State) -> None:
+        """A posted credit's points join the member's lots with the expiry they were reserved with,
+        or the agreement's own rule (months from now); a voided credit's hold goes."""
+        keys = [r.key for r in rows]
+        months = {r.agreement_id: self.book.by_id(r.agreement_id).moved_points_expiry_months for r in rows}
+        own_rule = [r for r in rows if target == State.POSTED and months[r.agreement_id]]
+        point_lots.release(tx.conn, [r.key for r in own_rule])
+        if target == State.POSTED:
+            point_lots.credit_held(tx.conn, [k for k in keys if k not in {r.key for r in own_rule}])
+        else:
+            point_lots.release(tx.conn, keys)
+        now = datetime.fromtimestamp(tx.now_us / 1_000_000, UTC)
+        for row in own_rule:
+            until = add_months(now, months[row.agreement_id] or 0)
+            point_lots.add_lots(
+                tx.conn, row.member_account, [point_lots.Slice(row.credited, int(until.timestamp() * 1e6))]
+            )
 
     def in_doubt(self, *, older_than_s: float) -> dict[str, list[str]]:
         """Reservations still open after ``older_than_s``: peer -> transfer ids to ask the source about."""
@@ -252,7 +275,14 @@ class DestinationSide:
 
 
 def _item_hash(item: ReserveItem) -> str:
-    return fields_hash(item.link_token, item.points, item.credited)
+    expiry = [(e.points, e.expires_at_us) for e in item.expiry]
+    return fields_hash(item.link_token, item.points, item.credited, *expiry)
+
+
+def _credit_expiry(item: ReserveItem, now_us: int) -> list[point_lots.Slice]:
+    if item.expiry:
+        return [point_lots.Slice(e.points, e.expires_at_us) for e in item.expiry]
+    return [point_lots.Slice(item.credited, point_lots.untracked_expiry(now_us))]
 
 
 def _refused(transfer_id: str, rule: str) -> ItemResult:

@@ -4,31 +4,46 @@ In the spirit of TigerBeetle's simulator (VOPR) and FoundationDB's deterministic
 fault is a pure function of the seed, the message (its path and body digest) and how many times
 that message was sent before, so the same seed injects the same faults into the same messages in
 any run, whatever the thread timing. ``FaultyTransport`` wraps a real httpx transport (the mTLS
-connection stays real):
+connection stays real) and faults both directions of every exchange:
 
+requests (the caller's message to the peer)
 - ``drop_request``: the message never leaves (the caller sees a connection error);
-- ``drop_response``: the peer processes it, the answer is lost (the caller sees a read timeout);
 - ``duplicate``: the peer receives it twice;
 - ``delay``: the caller sees a timeout now, and the message arrives later, after newer ones
-  (reordering).
+  (reordering);
 
-A message is faulted on at most ``max_faults_per_message`` attempts, so retries get through.
-``RecordingTransport`` keeps every byte sent and received, for the capture test.
+replies (the peer's answer, e.g. the source's answer to the receiver's recovery queries)
+- ``drop_response``: the peer processes the message, the answer is lost (the caller sees a read
+  timeout);
+- ``duplicate_reply``: the caller gets the answer, and a copy of it arrives again later, as the
+  answer to a newer message on the same endpoint;
+- ``delay_reply``: the caller sees a timeout now; the answer arrives later, in place of the answer
+  to a newer message on the same endpoint (an old answer overtaking a new one: reordering).
+
+An answer delivered late takes the place of the newer message's own answer, which is lost: the
+caller must accept only answers about what it asked (``PeerClient`` checks the transfer ids) and
+must be safe with an answer that is true but old (every state a peer reports only moves forward).
+Which message meets which fault is fixed by the seed; which newer message a held answer lands on
+depends on timing. A message is faulted on at most ``max_faults_per_message`` attempts, so retries
+get through. ``RecordingTransport`` keeps every byte sent and received, for the capture test.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import httpx
 
 __all__ = ["Fault", "FaultPlan", "FaultyTransport", "RecordingTransport"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class Fault(StrEnum):
@@ -37,6 +52,8 @@ class Fault(StrEnum):
     DROP_RESPONSE = "drop_response"
     DUPLICATE = "duplicate"
     DELAY = "delay"
+    DUPLICATE_REPLY = "duplicate_reply"
+    DELAY_REPLY = "delay_reply"
 
 
 @dataclass(frozen=True)
@@ -48,11 +65,13 @@ class FaultPlan:
     drop_response: float = 0.05
     duplicate: float = 0.05
     delay: float = 0.05
+    duplicate_reply: float = 0.05
+    delay_reply: float = 0.05
     max_delay_s: float = 0.3
     max_faults_per_message: int = 2
 
     def __post_init__(self) -> None:
-        rates = (self.drop_request, self.drop_response, self.duplicate, self.delay)
+        rates = self._rates().values()
         if any(r < 0 for r in rates) or sum(rates) >= 1:
             raise ValueError("fault rates must be non-negative and sum to less than 1")
 
@@ -69,16 +88,26 @@ class FaultPlan:
         if attempt >= self.max_faults_per_message:
             return Fault.NONE
         u = self._uniform(message, attempt, b"fault")
-        for kind, rate in (
-            (Fault.DROP_REQUEST, self.drop_request),
-            (Fault.DROP_RESPONSE, self.drop_response),
-            (Fault.DUPLICATE, self.duplicate),
-            (Fault.DELAY, self.delay),
-        ):
+        for kind, rate in self._rates().items():
             if u < rate:
                 return kind
             u -= rate
         return Fault.NONE
+
+    @classmethod
+    def uniform(cls, seed: int, rate: float) -> FaultPlan:
+        """Every kind of fault at ``rate``."""
+        return cls(seed, rate, rate, rate, rate, rate, rate)
+
+    def _rates(self) -> dict[Fault, float]:
+        return {
+            Fault.DROP_REQUEST: self.drop_request,
+            Fault.DROP_RESPONSE: self.drop_response,
+            Fault.DUPLICATE: self.duplicate,
+            Fault.DELAY: self.delay,
+            Fault.DUPLICATE_REPLY: self.duplicate_reply,
+            Fault.DELAY_REPLY: self.delay_reply,
+        }
 
     def delay_of(self, message: bytes, attempt: int) -> float:
         return self.max_delay_s * self._uniform(message, attempt, b"delay")
@@ -86,23 +115,29 @@ class FaultPlan:
 
 @dataclass
 class FaultyTransport(httpx.BaseTransport):
-    """Applies a ``FaultPlan`` to every request through ``inner``."""
+    """Applies a ``FaultPlan`` to every request through ``inner`` and to the peer's answers."""
 
     inner: httpx.BaseTransport
     plan: FaultPlan
     injected: Counter[str] = field(default_factory=Counter)
     _attempts: Counter[bytes] = field(default_factory=Counter)
+    _held: dict[str, deque[httpx.Response]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        message = hashlib.sha256(request.url.path.encode() + b"\0" + body).digest()
+        path = request.url.path
+        message = hashlib.sha256(path.encode() + b"\0" + body).digest()
         with self._lock:
             attempt = self._attempts[message]
             self._attempts[message] += 1
         fault = self.plan.fault(message, attempt)
+        endpoint = path.rsplit("/", 1)[-1]
         with self._lock:
             self.injected[fault] += 1
+            self.injected[f"{endpoint}:{fault}"] += 1
+        if fault is not Fault.NONE:  # the node's log keeps the plan's record across restarts
+            _LOG.warning("fault plan: %s on %s (attempt %d)", fault, endpoint, attempt)
         if fault is Fault.DROP_REQUEST:
             raise httpx.ConnectError("fault plan: request dropped", request=request)
         if fault is Fault.DELAY:
@@ -114,7 +149,32 @@ class FaultyTransport(httpx.BaseTransport):
             response = self._send(request, body)
         if fault is Fault.DROP_RESPONSE:
             raise httpx.ReadTimeout("fault plan: response dropped", request=request)
-        return response
+        if fault is Fault.DELAY_REPLY:
+            self._hold(path, response)
+            raise httpx.ReadTimeout("fault plan: reply delayed", request=request)
+        if fault is Fault.DUPLICATE_REPLY:
+            self._hold(path, response)
+            return response
+        return self._older_reply(path, response)
+
+    def _hold(self, path: str, response: httpx.Response) -> None:
+        with self._lock:
+            self._held.setdefault(path, deque()).append(response)
+
+    def _older_reply(self, path: str, fresh: httpx.Response) -> httpx.Response:
+        """A held answer arrives now, in place of ``fresh`` (lost), over the same verified connection."""
+        with self._lock:
+            held = self._held.get(path)
+            old = held.popleft() if held else None
+        if old is None:
+            return fresh
+        return httpx.Response(
+            old.status_code,
+            headers=old.headers,
+            content=old.content,
+            request=fresh.request,
+            extensions=fresh.extensions,
+        )
 
     def _send(self, request: httpx.Request, body: bytes) -> httpx.Response:
         copy = httpx.Request(

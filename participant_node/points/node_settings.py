@@ -44,7 +44,7 @@ class PointsNodeSettings(BaseModel):
     recovery_every_s: float = Field(default=2.0, gt=0)
     peer_timeout_s: float = Field(default=5.0, gt=0)
     fault_seed: int | None = None
-    fault_rate: float = Field(default=0.04, ge=0, lt=0.25)
+    fault_rate: float = Field(default=0.04, ge=0, lt=0.16)  # per kind; six kinds in FaultPlan
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2), encoding="utf-8")

@@ -18,6 +18,7 @@ from participant_node.points.errors import PeerError
 from participant_node.points.wire import (
     DecisionReply,
     DecisionRequest,
+    ItemResult,
     LinkAnswer,
     LinkOpening,
     LinkReveal,
@@ -71,14 +72,30 @@ class PeerClient:
         except ValidationError as err:
             raise PeerError(f"{self.peer} answered outside the protocol ({reply.__name__})") from err
 
+    # Every answer must be about transfers this message asked about: an answer that arrives late,
+    # in place of a newer message's own (reordered, duplicated), is used only for what it is true
+    # about; an answer to another message altogether is refused, as if it had been lost.
+
     def reserve(self, request: ReserveRequest) -> ReserveReply:
-        return self._post(PEER_PATHS["reserve"], request, ReserveReply)
+        reply = self._post(PEER_PATHS["reserve"], request, ReserveReply)
+        self._answers(reply.results, {i.transfer_id for i in request.items})
+        return reply
 
     def resolve(self, request: ResolveRequest) -> ResolveReply:
-        return self._post(PEER_PATHS["resolve"], request, ResolveReply)
+        reply = self._post(PEER_PATHS["resolve"], request, ResolveReply)
+        self._answers(reply.results, {i.transfer_id for i in request.items})
+        return reply
 
     def decisions(self, request: DecisionRequest) -> DecisionReply:
-        return self._post(PEER_PATHS["decisions"], request, DecisionReply)
+        reply = self._post(PEER_PATHS["decisions"], request, DecisionReply)
+        if len(reply.decisions) != len(reply.decided_at_us):
+            raise PeerError(f"{self.peer} answered outside the protocol (DecisionReply)")
+        self._answers(reply.decisions, set(request.transfer_ids))
+        return reply
+
+    def _answers(self, results: tuple[ItemResult, ...], asked: set[str]) -> None:
+        if any(r.transfer_id not in asked for r in results):
+            raise PeerError(f"{self.peer} answered another message (transfer ids not asked)")
 
     def link_open(self, opening: LinkOpening) -> LinkAnswer:
         return self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from audit.audit_log import AuditLog
 from participant_node.data import PartnerData
 from participant_node.matching.federation_pki import FederationCertificates
+from participant_node.points import point_lots
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import AuditForwarder
 from participant_node.points.delivery import Delivery, RecoveryReport
@@ -102,8 +103,7 @@ class PointsService:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
         transport: httpx.BaseTransport = httpx.HTTPTransport(verify=context, retries=0, limits=limits)
         if self.settings.fault_seed is not None:
-            rate = self.settings.fault_rate
-            plan = FaultPlan(self.settings.fault_seed, rate, rate, rate, rate)
+            plan = FaultPlan.uniform(self.settings.fault_seed, self.settings.fault_rate)
             transport = self.faults.setdefault(peer, FaultyTransport(transport, plan))
         if wrap is not None:
             transport = wrap(peer, transport)
@@ -161,15 +161,24 @@ class PointsService:
         return self.links.link(peer, self.peer(peer))
 
     def balance(self, member_id: str) -> dict[str, Any]:
-        balance = self.ledger.balance(member_account(member_id))
+        account = member_account(member_id)
+        balance = self.ledger.balance(account)
         if balance is None:
             raise PointsError("no points account for this member at this node")
+        with self.ledger.reading() as conn:
+            lots = point_lots.lots_of(conn, account)
         return {
             "available": balance.available,
             "posted": balance.posted,
             "pending_debits": balance.debits_pending,
             "pending_credits": balance.credits_pending,
+            "expiring": [{"points": lot.points, "expires_at": _iso(lot.expires_at_us)} for lot in lots],
         }
+
+    def expire_points(self) -> int:
+        """Move every lot whose expiry passed to the expiry account; returns the points expired."""
+        with self.ledger.transaction() as tx:
+            return point_lots.expire_due(tx)
 
     def history(self, member_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         account = member_account(member_id)
@@ -180,7 +189,7 @@ class PointsService:
                 "kind": r["kind"],
                 "code": r["code"],
                 "amount": r["amount"] if r["credit_account"] == account else -r["amount"],
-                "at": datetime.fromtimestamp(r["at_us"] / 1_000_000, UTC).isoformat(),
+                "at": _iso(r["at_us"]),
             }
             for r in rows
         ]
@@ -193,14 +202,20 @@ class PointsService:
             counts = {f"{role}_{state}": int(n) for role, state, n in conn.execute(query)}
             counts["outbox"] = int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
         for transport in self.faults.values():
-            for fault, n in transport.injected.items():
-                counts[f"faults_{fault}"] = counts.get(f"faults_{fault}", 0) + n
+            for fault, n in transport.injected.items():  # "drop_request", "decisions:delay_reply"…
+                name = "faults_" + fault.replace(":", "_")
+                counts[name] = counts.get(name, 0) + n
         return counts
 
     def recover(self) -> RecoveryReport:
         report = self.delivery.recover(in_doubt_after_s=0.0)
-        self.audit.drain()
+        self._housekeeping()
         return report
+
+    def _housekeeping(self) -> None:
+        """What the periodic pass does besides recovery: expire lapsed points, forward audit events."""
+        self.expire_points()
+        self.audit.drain()
 
     def settle(self, peer: str, start: datetime, end: datetime) -> dict[str, Any]:
         self.recover()
@@ -225,7 +240,7 @@ class PointsService:
         self.delivery.start(
             recovery_every_s=self.settings.recovery_every_s,
             in_doubt_after_s=self.settings.in_doubt_after_s,
-            periodic=self.audit.drain,
+            periodic=self._housekeeping,
         )
 
     def close(self) -> None:
@@ -237,3 +252,7 @@ class PointsService:
             self._audit_log.close()
         self.links.engine.close()
         self.ledger.close()
+
+
+def _iso(at_us: int) -> str:
+    return datetime.fromtimestamp(at_us / 1_000_000, UTC).isoformat()

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from audit.lineage_event import EventType
-from participant_node.points import link_store
+from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
 from participant_node.points.bulk_statements import insert_rows
@@ -43,6 +43,7 @@ from participant_node.points.linking import link_hash
 from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.wire import (
     DecisionReply,
+    ExpirySlice,
     InboundStatus,
     ItemResult,
     ReserveItem,
@@ -53,6 +54,8 @@ from participant_node.points.wire import (
 from policies.interchange_agreement import AgreementError
 
 __all__ = ["SourceSide", "TransferReceipt", "TransferRequest"]
+
+_EXPIRED = "exceeds_unexpired_points"  # the member's balance counts points whose expiry passed
 
 
 @dataclass(frozen=True)
@@ -231,14 +234,24 @@ class SourceSide:
         return _receipt(row)
 
     def _reserve_priced(self, tx: LedgerTx, priced: list[_Priced]) -> list[TransferReceipt]:
-        outcomes = iter(tx.apply([leg for p in priced for leg in _legs(p)]))
-        rows, receipts = [], []
+        # The points moved (and the fee) come out of the member's unexpired lots, earliest first.
+        taken = point_lots.take(
+            tx,
+            [(p.request.transfer_id, member_account(p.request.member_id), p.points + p.fee) for p in priced],
+        )
+        unexpired = {key: slices is not None for key, slices in taken.items()}
+        ready = [p for p in priced if unexpired[p.request.transfer_id]]
+        applied = iter(tx.apply([leg for p in ready for leg in _legs(p)]))
+        rows, receipts, refused = [], [], []
         for p in priced:
-            results = [next(outcomes) for _ in _legs(p)]
+            results = [next(applied) for _ in _legs(p)] if unexpired[p.request.transfer_id] else []
             failed = next(
-                (o.result for o in results if not o.ok and o.result != Result.LINKED_EVENT_FAILED), None
+                (o.result for o in results if not o.ok and o.result != Result.LINKED_EVENT_FAILED),
+                None if results else _EXPIRED,
             )
-            state = State.RESERVED if all(o.ok for o in results) else State.REFUSED
+            state = State.RESERVED if failed is None else State.REFUSED
+            if failed is not None:
+                refused.append(p.request.transfer_id)
             rows.append(self._row(tx.now_us, p, state, None if failed is None else str(failed)))
             receipts.append(
                 TransferReceipt(
@@ -262,6 +275,7 @@ class SourceSide:
                     link_hash=link_hash(p.token),
                     details={"points": p.points, "fee": p.fee, "credited": p.credited, "side": "source"},
                 )
+        point_lots.restore(tx.conn, refused)
         if rows:
             insert_rows(tx.conn, ROWS, rows)
         for peer in {p.request.peer for p in priced}:
@@ -295,6 +309,7 @@ class SourceSide:
         """The reserve message per peer for those ``keys`` still awaiting the peer's answer."""
         with self.ledger.reading() as conn:
             rows = [r for r in load_rows(conn, list(keys)).values() if r.state == State.RESERVED]
+            held = point_lots.held(conn, [r.key for r in rows])
         by_agreement: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
             by_agreement.setdefault((row.peer, row.agreement_id), []).append(row)
@@ -304,7 +319,11 @@ class SourceSide:
             # Rows this node validated when it reserved them: built without re-validating each field.
             items = tuple(
                 ReserveItem.model_construct(
-                    transfer_id=r.key, link_token=r.link_token, points=r.points, credited=r.credited
+                    transfer_id=r.key,
+                    link_token=r.link_token,
+                    points=r.points,
+                    credited=r.credited,
+                    expiry=_moved_expiry(r, held.get(r.key, [])),
                 )
                 for r in group
             )
@@ -353,6 +372,8 @@ class SourceSide:
         tx.apply([leg for row in void for leg in _resolution(row, TransferKind.VOID)])
         now = tx.now_us
         set_state(tx.conn, [r.key for r in posted], State.POSTED, now, decided_at_us=now)
+        point_lots.release(tx.conn, [r.key for r in posted])
+        point_lots.restore(tx.conn, [r.key for r in late + void])
         for row in posted:
             self._event(tx, EventType.POINTS_POSTED, row)
         voided = late + void
@@ -415,6 +436,15 @@ class SourceSide:
         with self.ledger.reading() as conn:
             rows = load_rows(conn, list(keys))
         return [_receipt(rows[k]) for k in keys if k in rows]
+
+
+def _moved_expiry(row: Any, taken: list[point_lots.Slice]) -> tuple[ExpirySlice, ...]:
+    """The credit's expiry: the lots its points came from (or, untracked, the default from the
+    reservation's moment: the same on every resend, as the destination's idempotency needs)."""
+    credit = point_lots.split_credit(taken, row.points, row.credited) if taken else []
+    if not credit:
+        credit = [point_lots.Slice(row.credited, point_lots.untracked_expiry(row.created_at_us))]
+    return tuple(ExpirySlice.model_construct(points=c.points, expires_at_us=c.expires_at_us) for c in credit)
 
 
 def _receipt(row: Any) -> TransferReceipt:

@@ -136,6 +136,24 @@ outbox = Table(
     Column("created_at_us", BigInteger, nullable=False),
     Index("points_outbox_key", "key"),
 )
+# Points by expiry: a member account's unexpired points, one row per expiry moment (a "lot").
+lots = Table(
+    "points_lots",
+    METADATA,
+    Column("account", String(200), primary_key=True),
+    Column("expires_at_us", BigInteger, primary_key=True),
+    Column("points", BigInteger, nullable=False),
+)
+# The lots a reservation holds until it is posted or voided: at the source the points it took
+# (restored on a void), at the destination the expiry of the points it will credit.
+lot_holds = Table(
+    "points_lot_holds",
+    METADATA,
+    Column("key", String(200), primary_key=True),
+    Column("expires_at_us", BigInteger, primary_key=True),
+    Column("account", String(200), nullable=False),
+    Column("points", BigInteger, nullable=False),
+)
 audit_outbox = Table(
     "points_audit_outbox",
     METADATA,
@@ -163,6 +181,8 @@ TABLES = {
         links,
         interchange,
         outbox,
+        lots,
+        lot_holds,
         audit_outbox,
         statements,
     )

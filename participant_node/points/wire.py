@@ -19,6 +19,7 @@ __all__ = [
     "TRANSFER_ID_PATTERN",
     "DecisionReply",
     "DecisionRequest",
+    "ExpirySlice",
     "InboundStatus",
     "LinkAnswer",
     "LinkOpening",
@@ -77,12 +78,22 @@ class InboundStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class ExpirySlice(BaseModel):
+    """``points`` of a credit that expire at ``expires_at_us`` (the source's lots they came from)."""
+
+    model_config = _FROZEN
+    points: int = Field(gt=0)
+    expires_at_us: int = Field(ge=0)
+
+
 class ReserveItem(BaseModel):
     model_config = _FROZEN
     transfer_id: str = Field(max_length=64)
     link_token: str = Field(pattern=r"^[0-9a-f]{64}$")
     points: int = Field(gt=0)
     credited: int = Field(gt=0)
+    # When the credited points expire: slices summing to ``credited`` (moved points keep their expiry).
+    expiry: tuple[ExpirySlice, ...] = Field(default=(), max_length=120)
 
     _id = field_validator("transfer_id")(classmethod(lambda cls, v: check_transfer_id(v)))
 

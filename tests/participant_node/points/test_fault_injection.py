@@ -2,6 +2,11 @@
 killed (SIGKILL) and restarted: afterwards nothing is lost, nothing applied twice, nothing pending,
 and the settlement statements equal the ledger sums on both sides.
 
+The plan faults both nodes' messages in both directions: the source's reserves and decisions and
+the destination's answers to them, and the destination's recovery queries and the source's answers
+to those (dropped, duplicated, delivered late in place of a newer answer). Each node logs every
+fault it injects, so the count survives the receiver's restarts.
+
 Replay a run with ``LOYALFED_FAULT_SEED=<seed>``: the plan faults the same messages the same way
 (which transfer meets which fault is a function of the seed and the message).
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -83,13 +89,31 @@ def _submit(cluster: PointsCluster, jobs: list[tuple[str, str]], receipts: dict[
                 cluster.client(A).post("/points/v1/transfers/batch", json={"items": items}, timeout=60)
 
 
-def _kill_receiver(cluster: PointsCluster, done: threading.Event, kills: list[float]) -> None:
+def _kill_receiver(
+    cluster: PointsCluster, done: threading.Event, receipts: dict[str, str], kills: list[float]
+) -> None:
+    """SIGKILL the receiver when the clients have their answers for 20 % and 55 % of the transfers
+    (seeded jitter), restart it after a seeded pause: transfers are in flight both times."""
     rng = random.Random(SEED)
-    while not done.wait(rng.uniform(3.0, 6.0)):
+    for share in (0.2 + rng.uniform(0, 0.05), 0.55 + rng.uniform(0, 0.05)):
+        while len(receipts) < share * TRANSFERS:
+            if done.wait(0.05):
+                return
         cluster.kill(B)
         kills.append(time.monotonic())
         time.sleep(rng.uniform(0.2, 1.0))
         cluster.start(B, wait_s=180)
+
+
+_FAULT_LINE = re.compile(r"fault plan: (\w+) on (\w+)")
+
+
+def _faults_logged(log: Path) -> dict[tuple[str, str], int]:
+    """(fault, endpoint) -> how many times the node's plan injected it (over all its restarts)."""
+    counts: dict[tuple[str, str], int] = {}
+    for fault, endpoint in _FAULT_LINE.findall(log.read_text(encoding="utf-8", errors="replace")):
+        counts[(fault, endpoint)] = counts.get((fault, endpoint), 0) + 1
+    return counts
 
 
 def _drain(cluster: PointsCluster, deadline_s: float = 180.0) -> None:
@@ -119,11 +143,11 @@ def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: P
     receipts: dict[str, str] = {}
     kills: list[float] = []
     with PointsCluster(pair, log_dir=tmp_path / "logs") as cluster:
-        cluster.start(A)
-        cluster.start(B)
+        cluster.start(A, wait_s=180)
+        cluster.start(B, wait_s=180)
         assert cluster.call(A, "POST", "/points/v1/links", json={"peer": B})["linked"] == 1_100
         done = threading.Event()
-        killer = threading.Thread(target=_kill_receiver, args=(cluster, done, kills))
+        killer = threading.Thread(target=_kill_receiver, args=(cluster, done, receipts, kills))
         killer.start()
         workers = [
             threading.Thread(target=_submit, args=(cluster, jobs[k::THREADS], receipts))
@@ -136,13 +160,19 @@ def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: P
         done.set()
         killer.join()
         _drain(cluster)
-        faults = cluster.call(A, "GET", "/points/v1/status")
     after = {p: _totals(u) for p, u in urls.items()}
     rows = {p: _rows(u) for p, u in urls.items()}
     _check(before, after, rows, receipts, urls, pair.agreement)
-    assert kills, "the receiver was never killed"
-    for fault in ("drop_request", "drop_response", "duplicate", "delay"):
-        assert faults.get(f"faults_{fault}", 0) > 0, f"no {fault} injected (seed {SEED}): {faults}"
+    assert len(kills) == 2, "the receiver was not killed twice"
+    faults = {p: _faults_logged(tmp_path / "logs" / f"{p}.log") for p in (A, B)}
+    kinds = ("drop_request", "drop_response", "duplicate", "delay", "duplicate_reply", "delay_reply")
+    for kind in kinds:  # every kind of fault, on the source's messages and on the answers to them
+        assert faults[A].get((kind, "reserve"), 0) > 0, f"no {kind} on reserves (seed {SEED})"
+    # The receiver's recovery queries and the source's answers to them were faulted too.
+    on_queries = {k: n for (k, endpoint), n in faults[B].items() if endpoint == "decisions"}
+    assert on_queries.get("drop_request", 0) + on_queries.get("delay", 0) > 0, on_queries
+    replies = ("drop_response", "duplicate_reply", "delay_reply")
+    assert sum(on_queries.get(k, 0) for k in replies) > 0, f"no answer to a query faulted: {on_queries}"
 
 
 def _check(before: dict, after: dict, rows: dict, receipts: dict, urls: dict, agreement: Any) -> None:

@@ -21,6 +21,7 @@ from audit.lineage_event import EventType
 from loyalfed.points_federation import LOOPBACK, NodePair, prepare_synthetic_pair
 from participant_node.consent import ConsentStore, store_path
 from participant_node.matching.tls_scope import node_server_config
+from participant_node.points import point_lots
 from participant_node.points.fault_plan import RecordingTransport
 from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
@@ -94,6 +95,36 @@ def test_transfer_moves_points_at_the_agreed_rate(linked: Nodes) -> None:
     assert cp.ledger.verify().pending == 0 and fm.ledger.verify().ok and cp.ledger.verify().ok
     credited = [h for h in cp.history("CP-0000100") if h["code"] == "interchange_in"]
     assert [(h["kind"], h["amount"]) for h in credited] == [("post", 800), ("pending", 800)]
+
+
+def test_moved_points_keep_their_source_expiry(linked: Nodes) -> None:
+    """The credit carries the expiry of the source lots it came from (earliest first, the fee last)."""
+    fm, cp = linked.services[A], linked.services[B]
+    fm.expire_points()
+    now = datetime.now(UTC).isoformat()
+    source = [
+        (e["points"], e["expires_at"]) for e in fm.balance(member(104))["expiring"] if e["expires_at"] > now
+    ]
+    before = {e["expires_at"]: e["points"] for e in cp.balance("CP-0000104")["expiring"]}
+    receipt = fm.transfer([TransferRequest("conv-expiry01", member(104), B, 1_000)])[0]
+    assert receipt.state == "posted", receipt
+    assert fm.recover().outbox_left == 0  # the post has reached CarePlus
+    taken, left = [], receipt.points + receipt.fee
+    for points, expires_at in source:
+        taken.append((min(points, left), expires_at))
+        left -= taken[-1][0]
+        if left == 0:
+            break
+    moved = point_lots.split_credit(
+        [point_lots.Slice(p, int(datetime.fromisoformat(e).timestamp() * 1e6)) for p, e in taken], 1_000, 800
+    )
+    after = {e["expires_at"]: e["points"] for e in cp.balance("CP-0000104")["expiring"]}
+    gained = {e: after[e] - before.get(e, 0) for e in after if after[e] != before.get(e, 0)}
+    expected = {datetime.fromtimestamp(s.expires_at_us / 1e6, UTC).isoformat(): s.points for s in moved}
+    assert gained == expected and sum(gained.values()) == 800
+    for service, who in ((fm, member(104)), (cp, "CP-0000104")):  # lots still sum to the balance
+        balance = service.balance(who)
+        assert sum(e["points"] for e in balance["expiring"]) == balance["available"]
 
 
 def test_same_id_same_outcome_different_fields_refused(linked: Nodes) -> None:
