@@ -14,6 +14,7 @@ the credit too (the clock stops when both nodes have nothing pending and nothing
 Each mode runs ``--runs`` times on fresh nodes; the medians are reported with every run.
 
     python bench/points_bench.py [--transfers 3000] [--runs 3] [--threads 32] [--batch 100]
+                                 [--synchronous FULL|NORMAL]
 """
 
 from __future__ import annotations
@@ -84,11 +85,18 @@ def _submit(
     return posted
 
 
-def run_once(mode: str, *, transfers: int, threads: int, batch: int, seed: int) -> dict[str, Any]:
+def run_once(
+    mode: str, *, transfers: int, threads: int, batch: int, seed: int, synchronous: str
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="points-bench-") as tmp:
         root = Path(tmp)
         pair = prepare_synthetic_pair(
-            root, members=2_000, shared=1_500, fault_seed=seed if mode == "faults" else None, audit=True
+            root,
+            members=2_000,
+            shared=1_500,
+            synchronous=synchronous,
+            fault_seed=seed if mode == "faults" else None,
+            audit=True,
         )
         a, b = pair.agreement.partners
         with PointsCluster(pair, log_dir=root / "logs") as cluster:
@@ -151,6 +159,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20261206)
+    # FULL is the nodes' default (a commit survives power loss); NORMAL survives a killed process
+    # only (see docs/points_interchange.md, "Durability and throughput").
+    parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--modes", default="single,batched,faults")
     args = parser.parse_args()
     report: dict[str, Any] = {
@@ -158,6 +169,7 @@ def main() -> int:
         "threads": args.threads,
         "batch": args.batch,
         "fault_seed": args.seed,
+        "sqlite_synchronous": args.synchronous,
         "runs": {},
         "median_committed_per_s": {},
         "median_nodes_cpu_ms_per_transfer": {},
@@ -165,7 +177,12 @@ def main() -> int:
     for mode in args.modes.split(","):
         runs = [
             run_once(
-                mode, transfers=args.transfers, threads=args.threads, batch=args.batch, seed=args.seed + r
+                mode,
+                transfers=args.transfers,
+                threads=args.threads,
+                batch=args.batch,
+                seed=args.seed + r,
+                synchronous=args.synchronous,
             )
             for r in range(args.runs)
         ]

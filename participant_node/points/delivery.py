@@ -57,10 +57,11 @@ class Delivery:
         peers: Mapping[str, PeerClient],
         *,
         batch: int = 2_000,
+        reserve_batch: int = 500,
         resend_after_s: float = 1.0,
     ) -> None:
         self.ledger, self.source, self.destination, self.peers = ledger, source, destination, peers
-        self.batch, self.resend_after_s = batch, resend_after_s
+        self.batch, self.reserve_batch, self.resend_after_s = batch, reserve_batch, resend_after_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,7 +107,8 @@ class Delivery:
     def _deliver(self, peer: str, action: str, items: list[tuple[int, str]]) -> int:
         keys = [key for _, key in dict.fromkeys(items)]
         if action == "reserve":
-            self.send_reserves(keys)
+            for start in range(0, len(keys), self.reserve_batch):  # a peer reserves each in one go
+                self.send_reserves(keys[start : start + self.reserve_batch])
             with self.ledger.transaction() as tx:
                 rows = load_rows(tx.conn, keys)
                 done = [k for k in keys if k not in rows or rows[k].state != "reserved"]

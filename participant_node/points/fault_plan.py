@@ -152,16 +152,16 @@ class FaultyTransport(httpx.BaseTransport):
         if fault is Fault.DELAY_REPLY:
             self._hold(path, response)
             raise httpx.ReadTimeout("fault plan: reply delayed", request=request)
+        delivered = self._older_reply(path, request, response)
         if fault is Fault.DUPLICATE_REPLY:
-            self._hold(path, response)
-            return response
-        return self._older_reply(path, response)
+            self._hold(path, response)  # a copy of this answer arrives again later
+        return delivered
 
     def _hold(self, path: str, response: httpx.Response) -> None:
         with self._lock:
             self._held.setdefault(path, deque()).append(response)
 
-    def _older_reply(self, path: str, fresh: httpx.Response) -> httpx.Response:
+    def _older_reply(self, path: str, request: httpx.Request, fresh: httpx.Response) -> httpx.Response:
         """A held answer arrives now, in place of ``fresh`` (lost), over the same verified connection."""
         with self._lock:
             held = self._held.get(path)
@@ -172,7 +172,7 @@ class FaultyTransport(httpx.BaseTransport):
             old.status_code,
             headers=old.headers,
             content=old.content,
-            request=fresh.request,
+            request=request,
             extensions=fresh.extensions,
         )
 

@@ -42,7 +42,10 @@ class PointsNodeSettings(BaseModel):
     resend_after_s: float = Field(default=1.0, gt=0)
     in_doubt_after_s: float = Field(default=5.0, ge=0)
     recovery_every_s: float = Field(default=2.0, gt=0)
-    peer_timeout_s: float = Field(default=5.0, gt=0)
+    # How long to wait for a peer's answer. Generous: an answer that comes late is still useful,
+    # while giving up early makes the outbox resend work the peer is still doing (under load the
+    # two would chase each other). A dead peer fails at once (connection refused or reset).
+    peer_timeout_s: float = Field(default=30.0, gt=0)
     fault_seed: int | None = None
     fault_rate: float = Field(default=0.04, ge=0, lt=0.16)  # per kind; six kinds in FaultPlan
 

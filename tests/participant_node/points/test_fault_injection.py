@@ -133,7 +133,7 @@ def _drain(cluster: PointsCluster, deadline_s: float = 180.0) -> None:
 @pytest.mark.slow
 def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: Path) -> None:
     pair = prepare_synthetic_pair(
-        tmp_path, members=1_300, shared=1_100, fault_seed=SEED, fault_rate=0.12, audit=False
+        tmp_path, members=1_300, shared=1_100, fault_seed=SEED, fault_rate=0.06, audit=False
     )
     urls = {p: s.database_url for p, s in pair.settings.items()}
     before = {p: _totals(u) for p, u in urls.items()}

@@ -1,0 +1,68 @@
+"""The seeded fault plan: the same seed faults the same messages the same way; an answer held back
+by the plan arrives in place of a newer one, and the node refuses an answer about transfers it
+did not ask about (the two-node fault-injection test runs the plan for real)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from participant_node.points.errors import PeerError
+from participant_node.points.fault_plan import Fault, FaultPlan, FaultyTransport
+from participant_node.points.peer_client import PeerClient
+from participant_node.points.wire import ReserveItem, ReserveRequest
+
+TOKEN = "ab" * 32
+
+
+def _faults(plan: FaultPlan) -> list[Fault]:
+    return [plan.fault(f"message-{n}".encode(), attempt) for n in range(400) for attempt in (0, 1, 2)]
+
+
+def test_the_seed_fixes_every_fault_and_retries_get_through() -> None:
+    faults = _faults(FaultPlan.uniform(7, 0.1))
+    assert faults == _faults(FaultPlan.uniform(7, 0.1)) != _faults(FaultPlan.uniform(8, 0.1))
+    assert {f for f in faults} == set(Fault)  # every kind, requests and answers
+    assert all(f is Fault.NONE for f in faults[2::3])  # the third attempt is never faulted
+
+
+def _peer(request: httpx.Request) -> httpx.Response:
+    """A destination that reserves whatever it is asked (answers name the transfer ids asked)."""
+    items = json.loads(request.content)["items"]
+    return httpx.Response(
+        200,
+        json={
+            "version": 1,
+            "results": [{"transfer_id": i["transfer_id"], "status": "reserved"} for i in items],
+        },
+    )
+
+
+def _reserve(transfer_id: str) -> ReserveRequest:
+    item = ReserveItem(transfer_id=transfer_id, link_token=TOKEN, points=250, credited=200)
+    return ReserveRequest(agreement_id="fm-cp", agreement_hash="cd" * 32, epoch=1, items=(item,))
+
+
+def test_a_duplicated_answer_lands_on_a_newer_message_and_is_refused() -> None:
+    plan = FaultPlan(1, 0, 0, 0, 0, duplicate_reply=0.99, delay_reply=0)
+    transport = FaultyTransport(httpx.MockTransport(_peer), plan)
+    client = PeerClient(httpx.Client(base_url="https://careplus.test", transport=transport), peer="careplus")
+    first = client.reserve(_reserve("t-0001aa"))
+    assert [r.transfer_id for r in first.results] == ["t-0001aa"]
+    with pytest.raises(PeerError, match="answered another message"):
+        client.reserve(_reserve("t-0002aa"))  # the copy of the first answer arrived instead
+    assert transport.injected["reserve:duplicate_reply"] == 2
+
+
+def test_a_delayed_answer_arrives_late_in_place_of_the_retry_s_own() -> None:
+    plan = FaultPlan(3, 0, 0, 0, 0, duplicate_reply=0, delay_reply=0.99)
+    transport = FaultyTransport(httpx.MockTransport(_peer), plan)
+    client = PeerClient(httpx.Client(base_url="https://careplus.test", transport=transport), peer="careplus")
+    with pytest.raises(PeerError, match="unreachable"):
+        client.reserve(_reserve("t-0003aa"))  # answer held back: the caller saw a timeout
+    with pytest.raises(PeerError, match="unreachable"):
+        client.reserve(_reserve("t-0003aa"))  # the retry's answer held back too (second attempt)
+    late = client.reserve(_reserve("t-0003aa"))  # third attempt: the first answer arrives now
+    assert [r.transfer_id for r in late.results] == ["t-0003aa"]
