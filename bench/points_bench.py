@@ -100,8 +100,8 @@ def run_once(
         )
         a, b = pair.agreement.partners
         with PointsCluster(pair, log_dir=root / "logs") as cluster:
-            cluster.start(a)
-            cluster.start(b)
+            cluster.start(a, wait_s=300)  # a loaded machine starts processes slowly
+            cluster.start(b, wait_s=300)
             linked = cluster.call(a, "POST", "/points/v1/links", json={"peer": b})["linked"]
             members = [f"FM-{i:07d}" for i in range(500, 2_000)]
             size = batch if mode == "batched" else 1

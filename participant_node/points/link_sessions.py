@@ -28,7 +28,7 @@ from participant_node.points.ledger_rules import AccountFlags
 from participant_node.points.linking import LinkContext, LinkInitiator, LinkResponder
 from participant_node.points.member_directory import MemberDirectory, PooledDirectory
 from participant_node.points.peer_client import PeerClient
-from participant_node.points.wire import LinkAnswer, LinkOpening, LinkReveal, LinkRevealReply
+from participant_node.points.wire import LinkAnswer, LinkOpening, LinkReveal, LinkRevealReply, opening_digest
 from psi.group_engine import GroupEngine
 from psi.ristretto255 import ELEMENT_BYTES
 
@@ -174,7 +174,12 @@ class LinkSessions:
             self._open[session_id] = _Open(
                 peer, context, matching.member_ids, responder, time.monotonic(), len(blob) // ELEMENT_BYTES
             )
-        return LinkAnswer(session_id=session_id, double=_b64(double), elements=_b64(own))
+        return LinkAnswer(
+            session_id=session_id,
+            opening_digest=opening_digest(opening.elements),
+            double=_b64(double),
+            elements=_b64(own),
+        )
 
     def reveal(self, peer: str, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
         """Responder, step 4: derive and store the tokens of the members both sides share."""

@@ -28,6 +28,7 @@ from participant_node.points.wire import (
     ResolveReply,
     ResolveRequest,
     SignedStatement,
+    opening_digest,
 )
 
 __all__ = ["PEER_PATHS", "PeerClient"]
@@ -98,7 +99,10 @@ class PeerClient:
             raise PeerError(f"{self.peer} answered another message (transfer ids not asked)")
 
     def link_open(self, opening: LinkOpening) -> LinkAnswer:
-        return self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
+        answer = self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
+        if answer.opening_digest != opening_digest(opening.elements):
+            raise PeerError(f"{self.peer} answered another message (another link opening)")
+        return answer
 
     def link_reveal(self, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
         return self._post(

@@ -103,8 +103,9 @@ def take(tx: LedgerTx, wanted: Sequence[tuple[str, str, int]]) -> dict[str, list
     """For each (reservation key, account, points), hold that many of the account's unexpired
     points, earliest expiry first, in order (one query and one write for the whole batch).
 
-    Per key: the slices taken, ``[]`` when the account has no lots at all (untracked), or ``None``
-    when its unexpired lots hold fewer points (nothing is taken for that key then)."""
+    Per key: the slices taken; ``[]`` when the account has no lots at all (untracked) or fewer
+    points in all its lots than asked (the ledger then refuses the debit for the balance itself);
+    ``None`` when the points are there but some have expired (nothing is taken for that key)."""
     accounts = sorted({account for _, account, _ in wanted})
     lots: dict[str, list[list[int]]] = {a: [] for a in accounts}
     for start in range(0, len(accounts), 400):
@@ -121,7 +122,8 @@ def take(tx: LedgerTx, wanted: Sequence[tuple[str, str, int]]) -> dict[str, list
     changes: list[dict[str, int | str]] = []
     holds: list[dict[str, int | str]] = []
     for key, account, points in wanted:
-        slices = _take_from(lots[account], points, tx.now_us) if lots[account] else []
+        enough = sum(lot[1] for lot in lots[account]) >= points
+        slices = _take_from(lots[account], points, tx.now_us) if lots[account] and enough else []
         taken[key] = slices
         for s in slices or ():
             changes.append(_row(account, s, -1))

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from audit.lineage_event import EventType
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
-from participant_node.points.errors import PointsError
+from participant_node.points.errors import PeerError, PointsError
 from participant_node.points.ledger import Ledger
 from participant_node.points.peer_client import PeerClient
 from participant_node.points.settlement import (
@@ -71,6 +71,12 @@ class SettlementExchange:
         theirs = verify_statement(answer.statement, answer.signature, certificate)
         if theirs.issuer != peer:
             raise PointsError(f"the statement that came back was issued by {theirs.issuer}, not {peer}")
+        if (theirs.agreement_id, theirs.period_start, theirs.period_end) != (
+            ours.agreement_id,
+            ours.period_start,
+            ours.period_end,
+        ):  # an answer to another settlement (late or repeated): not a disagreement, ask again
+            raise PeerError(f"{peer} answered another message (a statement for another period)")
         differences = ours.differences(theirs)
         self._record(peer, ours, theirs, differences)
         totals = coordinator_totals(ours, reconciled=not differences)

@@ -7,6 +7,7 @@ totals and a digest of the transfer ids they cover. Every model is frozen with `
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import StrEnum
 
@@ -34,6 +35,7 @@ __all__ = [
     "SignedStatement",
     "TransferDecision",
     "check_transfer_id",
+    "opening_digest",
 ]
 
 POINTS_WIRE_VERSION = 1
@@ -45,6 +47,11 @@ _MINTED = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9]*[a-f])[0-9a-f]{8,64}"
 )
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def opening_digest(elements: str) -> str:
+    """What a ``LinkAnswer`` names to say which opening it answers."""
+    return hashlib.sha256(elements.encode("ascii")).hexdigest()
 
 
 def check_transfer_id(value: str) -> str:
@@ -156,6 +163,9 @@ class LinkOpening(_Message):
 
 class LinkAnswer(_Message):
     session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    # sha256 of the opening's ``elements``: binds the answer to the opening it answers, so an old
+    # answer arriving late in place of a retried opening's is refused, never finished with.
+    opening_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
     double: str  # base64 of b·a·H(x), the initiator's order
     elements: str  # base64 of b·H(y), shuffled
 

@@ -132,3 +132,13 @@ def test_both_officers_must_sign_the_current_hash() -> None:
     assert other.signed_by() == set()
     with pytest.raises(AgreementSignatureError):
         other.verify(trusted)
+
+
+def test_the_moved_points_expiry_rule_is_signed_and_unset_keeps_older_hashes() -> None:
+    unset = parse_agreement(agreement_data())
+    assert "moved_points_expiry_months" not in unset.canonical_json()  # as before the rule existed
+    ruled = parse_agreement({**agreement_data(), "moved_points_expiry_months": 12})
+    assert ruled.moved_points_expiry_months == 12
+    assert ruled.content_hash() != unset.content_hash()  # the rule is part of what officers sign
+    with pytest.raises(AgreementError):
+        parse_agreement({**agreement_data(), "moved_points_expiry_months": 0})

@@ -76,7 +76,7 @@ def test_spent_earliest_expiry_first_held_then_restored_by_a_void(ledger: Ledger
         taken = point_lots.take(tx, [("t1", MEMBER, 400), ("t2", MEMBER, 700)])
         tx.apply([Transfer("t1:debit", MEMBER, CLEARING, 400, kind=TransferKind.PENDING, timeout_us=10**9)])
     assert taken["t1"] == [Slice(300, march), Slice(100, june)]
-    assert taken["t2"] is None  # 600 unexpired points left: nothing taken for t2
+    assert taken["t2"] == []  # 600 points left in all: the ledger refuses t2 for the balance
     assert sum(p for p, _ in _lots(ledger)) == _available(ledger) == 600
     with ledger.transaction() as tx:
         tx.apply([Transfer("t1:void", kind=TransferKind.VOID, pending_id="t1:debit")])
@@ -96,7 +96,7 @@ def test_credit_keeps_the_source_expiry_in_proportion(ledger: Ledger) -> None:
 def test_lapsed_lots_move_to_the_expiry_account_and_cannot_be_moved(ledger: Ledger, clock: Clock) -> None:
     clock.at = T0 + timedelta(days=200)  # March and June lots lapsed, December's stands
     with ledger.transaction() as tx:
-        assert point_lots.take(tx, [("t3", MEMBER, 300)])["t3"] is None
+        assert point_lots.take(tx, [("t3", MEMBER, 300)])["t3"] is None  # held, but 100 expired
     with ledger.transaction() as tx:
         assert point_lots.expire_due(tx) == 800
     with ledger.transaction() as tx:
