@@ -32,7 +32,7 @@ class PointsCluster:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._clients: dict[str, httpx.Client] = {}
 
-    def start(self, partner: str, *, wait_s: float = 30.0) -> None:
+    def start(self, partner: str, *, wait_s: float = 120.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{partner}.log").open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
