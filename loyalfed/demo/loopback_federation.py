@@ -51,6 +51,23 @@ class PartnerSeat:
     region: str = "CN"
 
 
+def _descendants(root: int) -> list[int]:
+    """Every living descendant of process ``root`` (Linux ``/proc``), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # field 4: the parent's pid
+        except (OSError, IndexError, ValueError):
+            continue  # it ended while we looked
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -103,7 +120,13 @@ class LoopbackFederation:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self) -> None:
-        """SIGTERM every process group (nodes first), SIGKILL what is left after a grace period."""
+        """SIGTERM every process group (nodes first), SIGKILL what is left after a grace period.
+
+        The SuperLink and each SuperNode run in sessions of their own (their supervisors' choice), so
+        a process group does not reach them: every descendant is listed before the first signal
+        (an orphan is re-parented and could no longer be found) and killed if it outlived the stop.
+        """
+        descendants = [pid for process in self.processes.values() for pid in _descendants(process.pid)]
         for name in reversed(list(self.processes)):
             process = self.processes[name]
             if process.poll() is None:
@@ -118,6 +141,9 @@ class LoopbackFederation:
             # The group may hold ClientApp/SuperExec children that outlived their parent.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> LoopbackFederation:
         return self

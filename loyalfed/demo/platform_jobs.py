@@ -4,7 +4,8 @@ the API, model cards and weights from the registry.
 ``run_platform_jobs`` starts a coordinator and one node per partner (``LoopbackFederation``), has
 the analyst draft one policy per purpose and every partner's officer sign it, submits the jobs,
 waits for them and reads each model (card and weights) back from the coordinator's registry, as
-an analyst would. Every process is stopped before it returns.
+an analyst would. Every process is stopped before it returns. A ``lineage`` sink (the demo's audit
+log) receives each drafted policy, each officer's signed approval and each job start as it happens.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import httpx
 
 from loyalfed.demo.job_policies import training_policy_document
 from loyalfed.demo.loopback_federation import FederationError, LoopbackFederation, PartnerSeat
+from policies.policy import parse_policy
 from policies.purpose import Purpose, purpose_of_training_task
 from protocol import ModelCard
 
 __all__ = ["PlatformJob", "run_platform_jobs"]
 
 _DONE = {"finished", "failed", "stopped"}
+Lineage = Callable[..., None]  # (event_type, **fields): ``DemoContext.record_lineage``'s shape
+
+
+def _no_lineage(_event_type: str, **_fields: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,24 @@ def _download(federation: LoopbackFederation, model_id: str, out: Path) -> Path:
 
 
 def _signed_policies(
-    federation: LoopbackFederation, purposes: set[Purpose], partners: list[str]
+    federation: LoopbackFederation, purposes: set[Purpose], partners: list[str], lineage: Lineage
 ) -> dict[Purpose, dict[str, Any]]:
     policies = {}
     for purpose in sorted(purposes):
-        policies[purpose] = federation.draft_policy(training_policy_document(purpose, partners))
+        document = training_policy_document(purpose, partners)
+        policy = policies[purpose] = federation.draft_policy(document)
+        common = {"purpose": purpose.value, "policy_hash": policy["hash"]}
+        categories = sorted(parse_policy(document, source=policy["policy_id"]).data_categories)
+        lineage(
+            "policy.drafted", actor="analyst", role="analyst", partners=partners, categories=categories,
+            details={"version": policy["version"], "partners": len(partners)}, **common,
+        )  # fmt: skip
         for partner in partners:
-            federation.decide(partner, policies[purpose])
+            federation.decide(partner, policy)
+            lineage(
+                "policy.approved", actor=f"data_officer:{partner}", role="data_officer", partner=partner,
+                **common,
+            )  # fmt: skip
     return policies
 
 
@@ -69,16 +87,20 @@ def run_platform_jobs(
     *,
     models_dir: Path,
     progress: Callable[[str], None] = lambda _line: None,
+    lineage: Lineage = _no_lineage,
     timeout_s: float = 600.0,
 ) -> list[PlatformJob]:
-    """Run ``specs`` (JobSpec fields without the policy) on a fresh loopback federation in ``root``."""
+    """Run ``specs`` (JobSpec fields without the policy) on a fresh loopback federation in ``root``.
+
+    ``timeout_s`` bounds the start-up and each job's wait (a busy machine needs more than a quiet one).
+    """
     if root.exists():
         shutil.rmtree(root)  # a fresh federation per run: new keys, new tokens, new database
     partners = sorted(seat.partner_id for seat in seats)
     with LoopbackFederation(root, seats, progress=progress) as federation:
-        federation.start()
+        federation.start(timeout_s=timeout_s)
         purposes = {purpose_of_training_task(str(spec["task"])) for spec in specs}
-        policies = _signed_policies(federation, purposes, partners)
+        policies = _signed_policies(federation, purposes, partners, lineage)
         progress(f"each data officer signed {len(policies)} policies with their own key")
         submitted = []
         for spec in specs:
@@ -88,7 +110,12 @@ def run_platform_jobs(
                 "policy_version": policy["version"],
                 "policy_hash": policy["hash"],
             }
-            submitted.append((federation.submit({**spec, **refs}), policy))
+            submitted.append((job_id := federation.submit({**spec, **refs}), policy))
+            lineage(
+                "job.started", actor="analyst", role="analyst", job_id=job_id, partners=partners,
+                policy_hash=policy["hash"], purpose=purpose_of_training_task(str(spec["task"])).value,
+                epsilon=spec.get("epsilon"), details={"rounds": spec.get("rounds")},
+            )  # fmt: skip
             progress(f"the analyst submitted the {spec['task']} job through the API")
         results = []
         for job_id, policy in submitted:

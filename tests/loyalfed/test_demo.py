@@ -1,9 +1,13 @@
-"""`loyalfed demo` end to end through the installed entry point: every stage, the report, a log
-that verifies, and lineage that ties each model to its approved policy."""
+"""`loyalfed demo` end to end through the installed entry point: every stage on Flower's deployment
+engine (a coordinator and one node per store group as processes on loopback, all stopped at the
+end), the report, model cards that came from the coordinator's registry, a log that verifies, and
+lineage that ties each model to its signed policy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +24,15 @@ def _loyalfed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    demo = _loyalfed("demo", "--out", str(out), cwd=tmp_path)
+    demo = _loyalfed("demo", "--out", str(out), "--json", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "Traceback" not in demo.stderr
+    summary = json.loads(demo.stdout)
+    assert summary["engine"] == "deployment"
+    jobs = {job["task"]: job for job in summary["jobs"]}
+    assert sorted(jobs) == ["churn", "propensity"] and all(j["state"] == "finished" for j in jobs.values())
+    # Every process the demo started (coordinator, SuperLink, nodes, SuperNodes) is gone.
+    assert not _processes_mentioning(out)
 
     report = (out / "report.html").read_text(encoding="utf-8")
     for section in ("Federated DP training", "Stage timings"):
@@ -39,6 +49,7 @@ def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -
         assert 0.5 < card["metrics"]["auc"] <= 1.0
     # The policy stage withdrew consent for members at every store group: the card counts them.
     assert all(n["members_excluded_by_consent"] > 0 for n in cards["churn"]["nodes"])
+    _assert_cards_came_from_the_registry(out, cards, jobs)
 
     db = out / "audit.sqlite"
     pinned = (out / "audit_public_key.txt").read_text().strip()  # the key the demo publishes
@@ -49,5 +60,36 @@ def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -
     flagged = json.dumps(json.loads(anomalies.stdout)["anomalies"])
     # The federated jobs carry their approved policy's hash; the centralized reference (pooled
     # data, no policy) is what an auditor should see flagged.
-    assert "demo-churn-dp" not in flagged and "demo-propensity-dp" not in flagged
+    assert all(job["job_id"] not in flagged for job in jobs.values())
     assert "reference-centralized-churn" in flagged
+
+
+def _processes_mentioning(folder: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended while we looked
+            continue
+        if str(folder) in text:
+            found.append(text)
+    return found
+
+
+def _assert_cards_came_from_the_registry(
+    out: Path, cards: dict[str, dict[str, object]], jobs: dict[str, dict[str, str]]
+) -> None:
+    """Each card on disk is the coordinator registry's card of that job; the weights its artefact."""
+    with sqlite3.connect(out / "platform" / "coordinator" / "coordinator.sqlite") as db:
+        rows = {
+            model_id: (job_id, json.loads(card), sha)
+            for model_id, job_id, card, sha in db.execute(
+                "SELECT id, job_id, card, artefact_sha256 FROM models"
+            )
+        }
+    for task, job in jobs.items():
+        job_id, registry_card, artefact_sha256 = rows[job["model_id"]]
+        weights = (out / "models" / task / "model.pt").read_bytes()
+        assert job_id == job["job_id"] == cards[task]["job_id"] == registry_card["job_id"]
+        assert hashlib.sha256(weights).hexdigest() == artefact_sha256 == cards[task]["weights_sha256"]
+        assert cards[task]["nodes"] == registry_card["nodes"]
