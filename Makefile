@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test lint bench bench-platform install install-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(DEV_STAMP)
 	$(PY) bench/fl_utility.py
 	$(PY) bench/audit_bench.py
 	$(PY) bench/consent_bench.py
+
+# The control plane's latency and throughput, with the deployment-vs-simulation job time beside them.
+bench-platform: $(DEV_STAMP)
+	$(PY) bench/deployment_job_bench.py --out bench-deployment-report.json
+	$(PY) bench/control_plane_bench.py --deployment-report bench-deployment-report.json
 
 clean:
 	rm -rf $(VENV) loyalfed-demo

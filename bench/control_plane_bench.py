@@ -13,7 +13,8 @@ API, then measures per run:
 
 Prints one JSON object with medians over ``--runs`` and the targets of the platform issue
 (p95 <= 50 ms, >= 300 requests/s). The deployment-vs-simulation wall time of a 4-node churn job
-has its own section, filled by ``--deployment-report FILE`` (JSON written by the end-to-end run).
+has its own section, filled by ``--deployment-report FILE`` (the JSON ``bench/deployment_job_bench.py
+--out FILE`` writes: medians of runs of the same job on both engines, measured in one run).
 
     .venv/bin/python bench/control_plane_bench.py [--runs 3] [--requests 200] [--clients 8] [--seconds 5]
 """
@@ -224,11 +225,11 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _deployment_section(report: Path | None) -> dict[str, Any]:
     # ---- Deployment engine vs simulation (4-node churn job) ------------------------------------------
-    # Filled from the end-to-end run's JSON ({"deployment_s": ..., "simulation_s": ...}) once the node
-    # service runs a job through the coordinator; until then reported as not measured.
+    # Filled from bench/deployment_job_bench.py's JSON ({"deployment_s": ..., "simulation_s": ...});
+    # without it, reported as not measured.
     if report is None:
         return {
-            "status": "not measured: pass --deployment-report FILE from the 4-node end-to-end run",
+            "status": "not measured: pass --deployment-report FILE (from bench/deployment_job_bench.py)",
             "target_ratio": TARGETS["deployment_over_simulation"],
         }
     data = json.loads(report.read_text(encoding="utf-8"))
