@@ -12,6 +12,7 @@ analyst drafts policies and submits jobs through the coordinator's API; officers
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -49,6 +50,11 @@ class PartnerSeat:
     data_dir: Path
     kind: str = "store_group"
     region: str = "CN"
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (PR_SET_PDEATHSIG = 1)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _descendants(root: int) -> list[int]:
@@ -107,12 +113,15 @@ class LoopbackFederation:
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log = (self.root / "logs" / f"{name}.log").open("ab")
         # A session of its own per process: stop() ends the SuperLink/SuperNode children with it.
+        # And a SIGTERM when this harness dies without stopping it (killed by a timeout, say): the
+        # coordinator and nodes then stop their own SuperLink and SuperNodes as on any SIGTERM.
         self.processes[name] = subprocess.Popen(
             self.placed(name.removeprefix("node-"), command),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**self.env, **(extra_env or {})},
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
