@@ -211,7 +211,8 @@ def test_the_card_reports_the_exact_pooled_metrics_from_the_secure_sum_of_histog
     layout_length = len(np.load(next(updates.glob("*-0.npz")))["arr_0"])
     assert len(list(updates.glob("*-0.npz"))) == 4
     # The exact pooled AUC of the published model over every node's held-out members.
-    job = outcome.job
+    # The published weights take publicly scaled rows (the standardisation is folded in).
+    job = outcome.job.model_copy(update={"feature_mean": None, "feature_scale": None})
     nodes = [
         load_local_task_data(p[1], job, at=datetime.now(UTC).replace(tzinfo=None))
         for p in select_partners(load_federation(cj_federation), None)
