@@ -6,7 +6,8 @@ overridable with ``flwr run --run-config``) and the deployment settings (``proto
 ledger's SQLAlchemy URL; empty: no ledger), ``members-may-overlap``, and where the model goes:
 ``coordinator-url`` with ``job-token`` (and ``coordinator-ca``) to report progress to the
 coordinator service and publish into its registry (``coordinator.coordinator_reports``), and/or
-``out-dir``, a model folder on the coordinator's disk.
+``out-dir``, a model folder on the coordinator's disk. A job with ``secure-agg`` trains with SecAgg+
+rounds (``coordinator.secure_server_app``): the server sees masked updates and their sum only.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from coordinator.budget_ledger import BudgetLedger
 from coordinator.coordinator_reports import CoordinatorReporter, ReportTarget
 from coordinator.errors import CoordinatorError
 from coordinator.job_errors import JobConfigError
-from coordinator.job_lifecycle import run_job
+from coordinator.job_lifecycle import plain_round, run_job
 from coordinator.job_outcome import JobOutcome
 from coordinator.model_card import build_model_card, write_model
 from coordinator.prompt_grid import PromptGrid
+from coordinator.secure_server_app import SecureJobOutcome, SecureRound
 from protocol import JobSpec, ProtocolError, RunConfigKey, read_model_card
 from protocol.model_card import WEIGHTS_FILE
 
@@ -44,20 +46,13 @@ def run_deployment_job(grid: Grid, context: Context) -> None:
     """Run the job of ``context.run_config``; publish its model into ``out-dir`` and/or the registry."""
     config: Mapping[str, object] = dict(context.run_config)
     job = JobSpec.from_run_config(config)
-    if job.secure_agg:
-        # The deployed Flower App ships the plain ClientApp; SecAgg+ needs secaggplus_mod on every
-        # node, which takes over all train messages. Refuse rather than train unmasked.
-        raise JobConfigError(
-            "secure-agg is not available on the deployment engine yet: the deployed ClientApp has no "
-            "SecAgg+ mod; run without secure-agg or use the simulation engine (loyalfed train --secure-agg)"
-        )
     out_dir = str(config.get(RunConfigKey.OUT_DIR, ""))
     reporter = _reporter(config)
     if not out_dir and reporter is None:
         raise JobConfigError("run_config needs out-dir or coordinator-url: where to publish the model")
     try:
         # Replies are collected every 0.5 s rather than Flower's 3 s (coordinator.prompt_grid).
-        _run(PromptGrid(grid), job, config, reporter, out_dir)
+        _run(PromptGrid(grid), context, job, config, reporter, out_dir)
     except (CoordinatorError, ProtocolError) as err:
         if reporter is not None:
             reporter.failed(job.job_id, str(err))
@@ -68,7 +63,12 @@ def run_deployment_job(grid: Grid, context: Context) -> None:
 
 
 def _run(
-    grid: Grid, job: JobSpec, config: Mapping[str, object], reporter: CoordinatorReporter | None, out_dir: str
+    grid: Grid,
+    context: Context,
+    job: JobSpec,
+    config: Mapping[str, object],
+    reporter: CoordinatorReporter | None,
+    out_dir: str,
 ) -> JobOutcome:
     ledger_url = str(config.get(RunConfigKey.LEDGER_URL, ""))
     ledger = BudgetLedger(ledger_url) if ledger_url else None
@@ -80,6 +80,10 @@ def _run(
             ledger=ledger,
             progress=reporter,
             checkpoint_dir=_checkpoint_dir(config, out_dir),
+            # SecAgg+ rounds: every node's ClientApp (loyalfed/flower_app) wraps training in
+            # secaggplus_mod, so the same app serves plain and secure jobs.
+            train_round=SecureRound(context) if job.secure_agg else plain_round,
+            outcome=SecureJobOutcome(job=job) if job.secure_agg else None,
         )
     finally:
         if ledger is not None:

@@ -21,6 +21,8 @@ from flwr.clientapp import ClientApp
 from flwr.common.serde import message_to_proto, recorddict_from_proto
 from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict  # type: ignore[attr-defined]
 
+from participant_node.secure_aggregation_mod import secure_aggregation_mod
+
 __all__ = ["QUERY_ACTIONS", "ForwardingError", "app", "forward"]
 
 LOCAL_URL = "local-url"
@@ -68,7 +70,7 @@ def _serve(message: Message, context: Context) -> Message:
     return forward(message, url=str(config[LOCAL_URL]), secret=secret)
 
 
-app = ClientApp()
+app = ClientApp(mods=[secure_aggregation_mod])  # SecAgg+ stages, where the run's context lives
 app.train()(_serve)
 app.evaluate()(_serve)
 app.query()(_serve)

@@ -7,6 +7,14 @@ handler (``participant_node.forwarding_client_app``; this process stays import-l
 SuperNode names its partner folder instead (``--node-config "partner-dir='/data/partner'"``, and
 optionally ``state-dir``, ``partner-id``) and runs the job engine's handler in this process
 (``participant_node.training.client_app``), as the simulation does.
+
+Flower's ``secaggplus_mod`` wraps both (``participant_node.secure_aggregation_mod``). It runs here,
+where the SuperNode keeps the run's context (each SecAgg+ stage is a message of its own; the node's
+keys and shares live in ``context.state``), and masks the update before it leaves the node. Plain
+jobs' messages pass unchanged; in a SecAgg+ round the training stage reaches the node as a legacy
+FitIns, which the node service (``participant_node.training.secure_client_app.legacy_fit_serving``)
+or the in-process app (``legacy_fit_mod``) serves as the node's ordinary train step, replying with
+the update.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from participant_node.forwarding_client_app import LOCAL_SECRET_FILE, LOCAL_URL, QUERY_ACTIONS, forward
+from participant_node.secure_aggregation_mod import secure_aggregation_mod
 
 __all__ = ["app"]
 
@@ -26,8 +35,9 @@ __all__ = ["app"]
 def _in_process() -> ClientApp:
     # Imported on first use only: it brings torch and Opacus into this process.
     from participant_node.training.client_app import make_client_app
+    from participant_node.training.secure_client_app import legacy_fit_mod
 
-    return make_client_app()
+    return make_client_app(mods=[legacy_fit_mod])
 
 
 def _serve(message: Message, context: Context) -> Message:
@@ -38,7 +48,7 @@ def _serve(message: Message, context: Context) -> Message:
     return _in_process()(message, context)
 
 
-app = ClientApp()
+app = ClientApp(mods=[secure_aggregation_mod])
 app.train()(_serve)
 app.evaluate()(_serve)
 for _action in QUERY_ACTIONS:

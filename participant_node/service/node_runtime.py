@@ -190,9 +190,13 @@ class NodeRuntime:
         return lambda message: handle(message, node)
 
     def _serve_local(self, audit: NodeAudit, client: CoordinatorClient) -> None:
+        # The training stage of a SecAgg+ round arrives as a legacy FitIns (the SuperNode's ClientApp
+        # runs secaggplus_mod); imported here, with the job engine, in this warm process only.
+        from participant_node.training.secure_client_app import legacy_fit_serving
+
         service = self._job_service(audit, client)
         self.local_port = free_loopback_port()
-        app = create_local_app(service.serve, self.keys.local_secret_value())
+        app = create_local_app(legacy_fit_serving(service.serve), self.keys.local_secret_value())
         self._start_server(uvicorn.Config(app, host="127.0.0.1", port=self.local_port, log_level="warning"))
 
     def _points_routers(self, client: CoordinatorClient) -> list[APIRouter]:

@@ -25,7 +25,7 @@ coordinator the mean of the vectors over the K nodes, i.e. their sum divided by 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import flwr.compat.common.recorddict_compat as compat
@@ -44,7 +44,7 @@ from participant_node.training.job_handler import Clock
 from protocol import EvaluationReply, JobSpec, RecordKey, TrainReply, refusal_of
 from protocol.wire_keys import ConfigKey
 
-__all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "make_secure_client_app"]
+__all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "legacy_fit_serving", "make_secure_client_app"]
 
 NODE_FIELD_PREFIX = "node."  # fitres.metrics keys carrying the node record (partner id, counts)
 _FITINS, _FITRES = "fitins", "fitres"
@@ -103,6 +103,24 @@ def _evaluation_fitres(reply: Message, msg: Message) -> Message:
         },
     )
     return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
+
+
+def legacy_fit_serving(serve: Callable[[Message], RecordDict]) -> Callable[[Message], RecordDict]:
+    """``serve`` (a message in, its reply's content out) for SecAgg+ training stages too.
+
+    On the deployment engine ``secaggplus_mod`` runs in the SuperNode's ClientApp process and
+    forwards the training stage's legacy FitIns to the node service; this wraps the service (its
+    gate first) in ``legacy_fit_mod``, so the gate and the handler see the ordinary train message.
+    """
+
+    def serve_legacy(message: Message) -> RecordDict:
+        context = Context(
+            run_id=message.metadata.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}
+        )
+        reply = legacy_fit_mod(message, context, lambda msg, _ctx: Message(serve(msg), reply_to=msg))
+        return reply.content
+
+    return serve_legacy
 
 
 def _named_arrays(weights: list[np.ndarray], config: ConfigRecord) -> ArrayRecord:
