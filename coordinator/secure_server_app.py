@@ -44,11 +44,6 @@ import flwr.compat.common.recorddict_compat as compat
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from flwr.common import FitRes, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.server.client_manager import SimpleClientManager
-from flwr.server.client_proxy import ClientProxy
-from flwr.server.compat.grid_client_proxy import GridClientProxy
-from flwr.server.compat.legacy_context import LegacyContext
-from flwr.server.strategy import FedAvg
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 
@@ -59,6 +54,7 @@ from coordinator.job_errors import JobFailedError, JobRefusedError
 from coordinator.job_outcome import JobOutcome
 from coordinator.job_progress import JobProgress
 from coordinator.job_strategy import JobStrategy
+from coordinator.secure_sum import CONFIG, PARAMS, ROUND, legacy_context
 from coordinator.server_app import make_server_app
 from coordinator.strategy_wrapper import aggregate_as_reply
 from protocol import EvaluationReply, JobSpec, MalformedReplyError, NodeRecord, RecordKey, TrainReply
@@ -74,7 +70,6 @@ __all__ = [
 ]
 
 _NODE_PREFIX = "node."  # fitres.metrics keys of the node record (participant_node.secure_client_app)
-_PARAMS, _CONFIG, _ROUND = "parameters", "config", "current_round"  # flwr.server.workflow.constant
 _MAX_WEIGHT = 10_000.0  # largest training-member count one node may weigh in with
 
 
@@ -126,25 +121,6 @@ def secagg_parameters(job: JobSpec, nodes: int) -> SecAggParameters:
     )
 
 
-class _ReportingFedAvg(FedAvg):
-    """Legacy FedAvg that keeps the nodes' (clear) accounting metrics of each round's replies."""
-
-    def __init__(self, on_results: Callable[[list[FitRes]], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_results = on_results
-
-    def aggregate_fit(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Any, dict[str, Scalar]]:
-        self._on_results([res for _, res in results])
-        # SecAggPlusWorkflow has put the same unmasked weighted mean into every result: FedAvg's
-        # weighted mean of identical vectors returns it unchanged.
-        return super().aggregate_fit(server_round, results, failures)
-
-
 def make_secure_server_app(
     jobs: Sequence[JobSpec] | None,
     *,
@@ -184,12 +160,19 @@ class SecureRound:
         node_ids = list(grid.get_node_ids())
         secagg = secagg_parameters(job, len(node_ids))
         results: list[FitRes] = []
-        legacy = _legacy_context(grid, self.context, job, node_ids, results.extend)
+        spec: dict[str, Scalar] = {str(ConfigKey.JOB_SPEC): job.to_wire()}
+        legacy = legacy_context(
+            grid,
+            self.context,
+            node_ids,
+            lambda r: {**spec, ConfigKey.SERVER_ROUND: r},
+            results.extend,
+        )
         global_weights = outcome.arrays.to_numpy_ndarrays()
-        legacy.state.array_records[_PARAMS] = compat.parameters_to_arrayrecord(
+        legacy.state.array_records[PARAMS] = compat.parameters_to_arrayrecord(
             ndarrays_to_parameters(global_weights), keep_input=True
         )
-        legacy.state.config_records[_CONFIG] = ConfigRecord({_ROUND: server_round})
+        legacy.state.config_records[CONFIG] = ConfigRecord({ROUND: server_round})
         secagg.workflow(timeout=job.round_timeout_s)(grid, legacy)
         replies = [reply for res in results if (reply := _train_reply(res)) is not None]
         if len(replies) < job.min_nodes:
@@ -240,11 +223,17 @@ class SecureEvaluation:
         results: list[FitRes] = []
         config = {str(k): v for k, v in evaluation.evaluation_config(layout).items()}
         config[ConfigKey.SECURE_SUM] = True
-        legacy = _legacy_context(grid, self.context, job, node_ids, results.extend, config=config)  # type: ignore[arg-type]
-        legacy.state.array_records[_PARAMS] = compat.parameters_to_arrayrecord(
+        legacy = legacy_context(
+            grid,
+            self.context,
+            node_ids,
+            lambda r: {**config, ConfigKey.SERVER_ROUND: r},  # type: ignore[dict-item]
+            results.extend,
+        )
+        legacy.state.array_records[PARAMS] = compat.parameters_to_arrayrecord(
             ndarrays_to_parameters(arrays.to_numpy_ndarrays()), keep_input=True
         )
-        legacy.state.config_records[_CONFIG] = ConfigRecord({_ROUND: server_round})
+        legacy.state.config_records[CONFIG] = ConfigRecord({ROUND: server_round})
         workflow = SecAggPlusWorkflow(
             num_shares=1.0,
             reconstruction_threshold=base.reconstruction_threshold / base.num_shares,
@@ -275,37 +264,6 @@ def _evaluation_reply(res: FitRes) -> EvaluationReply | None:
         return EvaluationReply.of_metrics(record, metrics, np.zeros(0))
     except MalformedReplyError:
         return None
-
-
-def _legacy_context(
-    grid: Grid,
-    context: Context,
-    job: JobSpec,
-    node_ids: list[int],
-    on_results: Callable[[list[FitRes]], None],
-    *,
-    config: dict[str, Scalar] | None = None,
-) -> LegacyContext:
-    """A legacy strategy over exactly the connected nodes, sending the job's spec (or ``config``)."""
-    manager = SimpleClientManager()
-    for node_id in node_ids:
-        manager.register(GridClientProxy(node_id, grid, context.run_id))
-    config = config or {str(ConfigKey.JOB_SPEC): job.to_wire()}
-
-    def fit_config(server_round: int) -> dict[str, Scalar]:
-        return {**config, ConfigKey.SERVER_ROUND: server_round}
-
-    n = len(node_ids)
-    strategy = _ReportingFedAvg(
-        on_results,
-        fraction_fit=1.0,
-        min_fit_clients=n,
-        min_available_clients=n,
-        fraction_evaluate=0.0,
-        on_fit_config_fn=fit_config,
-        fit_metrics_aggregation_fn=lambda _: {},  # per-node reports are read in aggregate_fit
-    )
-    return LegacyContext(context, strategy=strategy, client_manager=manager)
 
 
 def _train_reply(res: FitRes) -> TrainReply | None:

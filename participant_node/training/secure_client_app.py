@@ -44,7 +44,12 @@ from participant_node.training.job_handler import Clock
 from protocol import EvaluationReply, JobSpec, RecordKey, TrainReply, refusal_of
 from protocol.wire_keys import ConfigKey
 
-__all__ = ["NODE_FIELD_PREFIX", "legacy_fit_mod", "legacy_fit_serving", "make_secure_client_app"]
+__all__ = [
+    "NODE_FIELD_PREFIX",
+    "legacy_fit_mod",
+    "legacy_fit_serving",
+    "make_secure_client_app",
+]
 
 NODE_FIELD_PREFIX = "node."  # fitres.metrics keys carrying the node record (partner id, counts)
 _FITINS, _FITRES = "fitins", "fitres"

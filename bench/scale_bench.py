@@ -1,0 +1,299 @@
+"""Benchmark: Flower's simulation engine with 10, 100 and 1,000 store-group nodes over 10^6 members.
+
+    python bench/scale_bench.py [--members 1000000] [--nodes 10 100 1000] [--rounds 2]
+        [--work /tmp/scale-bench] [--out bench/results/scale_bench.json] [--reserve-gb 3]
+
+One synthetic federation of ``--members`` members (``loyalfed.datasets.synthetic``, 10 store groups,
+no member enrolled twice) is built once under ``--work`` (reused when it is there), then for each
+node count N the *same* members are re-partitioned into N store-group folders (each member, with
+their transactions, consents and campaigns, goes to one group). Each N runs in a fresh process: one
+churn job of ``--rounds`` rounds through ``loyalfed.federated_run.run_federated_job`` — the
+simulation engine (Ray, 2 CPUs), every node's real gate and Opacus DP-SGD, officer-approved policy —
+so the figures are the product's, not a mock's.
+
+Measured per N: each round's wall time (the job's own round report: from sending the round's train
+messages to aggregating the last reply), the node CPU seconds per round, the whole job's wall time,
+and the peak resident memory of the process tree (driver, Ray's GCS, raylet and workers: every
+descendant's RSS summed, sampled every 0.5 s from /proc). A run is stopped (its process group
+killed, reported as ``stopped``) when the machine's available memory falls below ``--reserve-gb``.
+
+Prints JSON; writes it to ``--out`` and a plot beside it (same name, ``.png``): seconds per round and
+peak memory against nodes, with the linear-growth reference from 100 nodes and the 24 GB target.
+Targets: 1,000 nodes complete a round within 24 GB, and per-round time grows no worse than linearly
+from 100 to 1,000 nodes (``growth_exponent_100_to_1000`` = log(t1000/t100)/log(10) <= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_MEMORY_GB = 24.0
+BASE_PARTNERS = 10
+_KINDS = ("members", "transactions", "consents", "campaigns")
+
+
+def build_base(work: Path, members: int, seed: int) -> Path:
+    """The 10-store-group federation of ``members`` members (reused when already built)."""
+    from loyalfed.datasets.synthetic import SynthConfig, generate_synthetic_federation
+
+    base = work / f"base-{members}-{seed}"
+    if (base / "synthetic_build.json").exists():
+        return base
+    config = SynthConfig(members=members, partners=BASE_PARTNERS, cross_enrolled_share=0.0, seed=seed)
+    generate_synthetic_federation(base, config, on_progress=lambda done: _progress(f"synth {done:,}"))
+    return base
+
+
+def split_federation(base: Path, nodes: int) -> Path:
+    """The base federation's members re-partitioned into ``nodes`` store groups (round robin)."""
+    import pyarrow.parquet as pq
+
+    if nodes % BASE_PARTNERS:
+        raise ValueError(f"--nodes must be multiples of {BASE_PARTNERS}, got {nodes}")
+    out = base.parent / f"{base.name}-{nodes}-nodes"
+    if (out / "split.json").exists():
+        return out
+    per_base = nodes // BASE_PARTNERS
+    for b, partner in enumerate(sorted(p for p in base.iterdir() if p.is_dir())):
+        folders = [out / f"store-{b * per_base + g + 1:04d}" for g in range(per_base)]
+        if all((f / f"{_KINDS[-1]}.parquet").exists() for f in folders):
+            continue  # split by an earlier, interrupted run (the last kind is written last)
+        members = pq.read_table(partner / "members.parquet", columns=["member_id"])["member_id"]
+        for kind in _KINDS:
+            if (partner / f"{kind}.parquet").exists():
+                for g, part in _groups(pq.read_table(partner / f"{kind}.parquet"), members, per_base):
+                    folder = out / f"store-{b * per_base + g + 1:04d}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    pq.write_table(part, folder / f"{kind}.parquet")
+        _progress(f"split {partner.name} into {per_base}")
+    (out / "split.json").write_text(json.dumps({"base": str(base), "nodes": nodes}) + "\n")
+    return out
+
+
+def _groups(table: Any, members: Any, groups: int) -> Any:
+    """(group, rows) of ``table``: a member's rows go to group (member's position mod ``groups``)."""
+    import pyarrow.compute as pc
+
+    group = pc.cast(pc.index_in(table["member_id"], value_set=members), "int64")
+    group = pc.subtract(group, pc.multiply(pc.divide(group, groups), groups))  # integer mod
+    order = pc.sort_indices(group)
+    ordered, keys = table.take(order), group.take(order)
+    bounds = pc.value_counts(keys).to_pylist()
+    start = 0
+    for entry in sorted(bounds, key=lambda e: e["values"]):
+        yield int(entry["values"]), ordered.slice(start, entry["counts"])
+        start += entry["counts"]
+
+
+def _progress(text: str) -> None:
+    print(f"[scale-bench] {text}", file=sys.stderr, flush=True)
+
+
+def run_one(federation: Path, nodes: int, rounds: int, result: Path) -> None:
+    """In this (fresh) process: one churn job over every store group; write the round reports."""
+    from coordinator.job_outcome import RoundReport
+    from loyalfed.federated_run import experiment_policies, run_federated_job
+    from protocol import JobSpec
+
+    job = JobSpec(job_id=f"scale-{nodes}", rounds=rounds, min_nodes=nodes, round_timeout_s=7200.0)
+    with tempfile.TemporaryDirectory(prefix="scale-registry-") as registry:
+        policies = experiment_policies(federation, [job], registry=Path(registry) / "policies.sqlite")
+        reports: list[RoundReport] = []
+
+        def on_round(report: RoundReport) -> None:
+            reports.append(report)
+            _progress(f"{nodes} nodes: round {report.server_round} in {report.seconds:.1f} s")
+
+        started = time.perf_counter()
+        run = run_federated_job(federation, job, policies=policies, on_round=on_round)
+        seconds = time.perf_counter() - started
+    result.write_text(
+        json.dumps(
+            {
+                "job_seconds": round(seconds, 1),
+                "rounds": [
+                    {
+                        "round": r.server_round,
+                        "seconds": round(r.seconds, 2),
+                        "nodes_ok": r.nodes_ok,
+                        "nodes_failed": r.nodes_failed,
+                        "node_cpu_seconds": round(r.node_cpu_seconds, 1),
+                    }
+                    for r in reports
+                ],
+                "card_nodes": len(run.outcome.nodes),
+            }
+        )
+    )
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """RSS of ``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def _available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(
+    federation: Path, nodes: int, rounds: int, *, reserve_gb: float, timeout_s: float
+) -> dict[str, Any]:
+    """Run ``run_one`` in a child process group; sample its tree's memory until it ends."""
+    with tempfile.TemporaryDirectory(prefix="scale-result-") as folder:
+        result = Path(folder) / "result.json"
+        command = [sys.executable, __file__, "--one", str(nodes), "--federation", str(federation),
+                   "--rounds", str(rounds), "--result", str(result)]  # fmt: skip
+        child = subprocess.Popen(command, start_new_session=True)
+        peak, status, started = 0, "finished", time.monotonic()
+        while child.poll() is None:
+            peak = max(peak, _tree_rss_bytes(child.pid))
+            if _available_bytes() < reserve_gb * 2**30:
+                status = "stopped: the machine's available memory fell below the reserve"
+            elif time.monotonic() - started > timeout_s:
+                status = f"stopped: over {timeout_s:.0f} s"
+            if status != "finished":
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                break
+            time.sleep(0.5)
+        if status == "finished" and child.returncode != 0:
+            status = f"failed: exit code {child.returncode}"
+        figures = json.loads(result.read_text()) if result.exists() else {}
+    steady = [r["seconds"] for r in figures.get("rounds", [])[1:]] or [
+        r["seconds"] for r in figures.get("rounds", [])
+    ]
+    return {
+        "nodes": nodes,
+        "members_per_node": None,
+        "status": status,
+        "peak_rss_gb": round(peak / 2**30, 2),
+        "round_seconds": [r["seconds"] for r in figures.get("rounds", [])],
+        "seconds_per_round": round(statistics.median(steady), 2) if steady else None,
+        **{k: v for k, v in figures.items() if k != "card_nodes"},
+    }
+
+
+def _growth(by_nodes: dict[int, dict[str, Any]], low: int, high: int) -> float | None:
+    a, b = by_nodes.get(low, {}).get("seconds_per_round"), by_nodes.get(high, {}).get("seconds_per_round")
+    return round(math.log(b / a) / math.log(high / low), 3) if a and b else None
+
+
+def _memory_target_met(figures: dict[str, Any] | None) -> bool | None:
+    """1,000 nodes completed a round within 24 GB (None: not measured)."""
+    if figures is None or not figures["round_seconds"]:
+        return None
+    return bool(figures["peak_rss_gb"] <= TARGET_MEMORY_GB)
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in results if r["seconds_per_round"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.loglog([r["nodes"] for r in done], [r["seconds_per_round"] for r in done], "o-", label="measured")
+    ref = next((r for r in done if r["nodes"] == 100), done[0] if done else None)
+    if ref is not None:
+        xs = [r["nodes"] for r in done]
+        left.loglog(xs, [ref["seconds_per_round"] * x / ref["nodes"] for x in xs], "--", label="linear")
+    left.set(xlabel="store-group nodes", ylabel="seconds per round", title="Round wall time")
+    left.legend()
+    right.semilogx([r["nodes"] for r in results], [r["peak_rss_gb"] for r in results], "o-")
+    right.axhline(TARGET_MEMORY_GB, color="red", linestyle="--", label="24 GB target")
+    right.set(xlabel="store-group nodes", ylabel="peak RSS of the process tree (GB)", title="Peak memory")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "scale-bench")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/scale_bench.json"))
+    parser.add_argument("--reserve-gb", type=float, default=3.0)
+    parser.add_argument("--timeout-s", type=float, default=5400.0, help="per node count")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--federation", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        run_one(args.federation, args.one, args.rounds, args.result)
+        return
+    started = time.perf_counter()
+    base = build_base(args.work, args.members, args.seed)
+    results = []
+    for nodes in args.nodes:
+        federation = split_federation(base, nodes)
+        _progress(f"{nodes} nodes: running {args.rounds} rounds")
+        figures = measure(
+            federation, nodes, args.rounds, reserve_gb=args.reserve_gb, timeout_s=args.timeout_s
+        )
+        figures["members_per_node"] = args.members // nodes
+        results.append(figures)
+        _progress(json.dumps(figures))
+        write_report(args, results, started)  # after every node count: a stopped bench keeps its figures
+
+
+def write_report(args: argparse.Namespace, results: list[dict[str, Any]], started: float) -> None:
+    """Print the JSON report and write it, with its plot, beside ``--out``."""
+    by_nodes = {r["nodes"]: r for r in results}
+    report = {
+        "benchmark": "scale_bench",
+        "members": args.members,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "load_average_at_end": float(Path("/proc/loadavg").read_text().split()[0]),
+        "results": results,
+        "growth_exponent_100_to_1000": _growth(by_nodes, 100, 1000),
+        "target_memory_gb": TARGET_MEMORY_GB,
+        "memory_target_met": _memory_target_met(by_nodes.get(1000)),
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    print(json.dumps(report, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
