@@ -124,4 +124,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main, so a refusal names participant_node.approved_apps.UnapprovedAppError.
+    from participant_node.approved_apps import main as _main
+
+    _main()
