@@ -1,7 +1,7 @@
 """Benchmark: Flower's simulation engine with 10, 100 and 1,000 store-group nodes over 10^6 members.
 
     python bench/scale_bench.py [--members 1000000] [--nodes 10 100 1000] [--rounds 2]
-        [--work /tmp/scale-bench] [--out bench/results/scale_bench.json] [--reserve-gb 3]
+        [--work /tmp/scale-bench] [--out bench/results/scale_bench.json] [--reserve-gb 3] [--resume]
 
 One synthetic federation of ``--members`` members (``loyalfed.datasets.synthetic``, 10 store groups,
 no member enrolled twice) is built once under ``--work`` (reused when it is there), then for each
@@ -252,6 +252,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale_bench.json"))
     parser.add_argument("--reserve-gb", type=float, default=3.0)
     parser.add_argument("--timeout-s", type=float, default=5400.0, help="per node count")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep --out's figures for node counts not run again"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--federation", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -261,7 +264,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     base = build_base(args.work, args.members, args.seed)
-    results = []
+    results = _kept_results(args.out, args.nodes) if args.resume else []
     for nodes in args.nodes:
         federation = split_federation(base, nodes)
         _progress(f"{nodes} nodes: running {args.rounds} rounds")
@@ -274,8 +277,16 @@ def main() -> None:
         write_report(args, results, started)  # after every node count: a stopped bench keeps its figures
 
 
+def _kept_results(out: Path, rerun: list[int]) -> list[dict[str, Any]]:
+    """The figures an earlier run wrote to ``out`` for node counts this run does not measure again."""
+    if not out.exists():
+        return []
+    return [r for r in json.loads(out.read_text())["results"] if r["nodes"] not in rerun]
+
+
 def write_report(args: argparse.Namespace, results: list[dict[str, Any]], started: float) -> None:
     """Print the JSON report and write it, with its plot, beside ``--out``."""
+    results = sorted(results, key=lambda r: int(r["nodes"]))
     by_nodes = {r["nodes"]: r for r in results}
     report = {
         "benchmark": "scale_bench",
