@@ -30,6 +30,7 @@ from participant_node.training.client_app import make_client_app
 from participant_node.training.local_task_data import load_local_task_data
 from policies.purpose import Purpose
 from protocol import JobSpec
+from protocol.evaluation_sum import release_epsilon
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +126,10 @@ def test_model_card_epsilon_agrees_with_dp_accounting(job_run: tuple, tmp_path: 
             node["sample_rate"], dp_accounting.GaussianDpEvent(node["noise_multiplier"])
         )
         accountant.compose(event, node["steps"])
-        assert node["epsilon"] == pytest.approx(accountant.get_epsilon(node["delta"]), rel=0.05)
+        # A node's ε is the larger of its training steps' and its held-out histograms' release: the
+        # two touch disjoint members, so they compose in parallel (docs/federated_evaluation.md).
+        expected = max(accountant.get_epsilon(node["delta"]), release_epsilon(JOB, secure=JOB.secure_agg))
+        assert node["epsilon"] == pytest.approx(expected, rel=0.05)
         assert node["epsilon"] <= JOB.epsilon * 1.01
         assert ledger.charges(node["partner_id"], year=datetime.now(UTC).year) == [
             (JOB.job_id, "analytics.churn_model", pytest.approx(node["epsilon"]), "spent")
@@ -133,10 +137,10 @@ def test_model_card_epsilon_agrees_with_dp_accounting(job_run: tuple, tmp_path: 
     ledger.close()
     assert written["epsilon_worst_case_member"] == pytest.approx(max(n["epsilon"] for n in written["nodes"]))
     assert set(written["metrics"]["node_auc"]) <= {n["partner_id"] for n in written["nodes"]}
-    # Complete Journey states age and income for about a third of households: at ~100 held-out members
-    # per store group no group reaches k=20 at a node, so nothing is released and the card says so.
+    # The experiment's members carry no consented demographic attribute, so no group is released
+    # and the card says why rather than printing empty gaps.
     assert written["metrics"]["fairness_gaps"] == {
-        "not_reported": "no demographic group holds k=20 held-out members at a node"
+        "not_reported": "no held-out member of the federation has a consented demographic attribute"
     }
 
 
