@@ -67,7 +67,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="package")
+# Module scope, not package: Playwright's sync API allows one running instance per process, and the
+# story module launches its own browser (it trusts the federation's pinned certificate).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if chromium_path() is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
