@@ -88,6 +88,8 @@ class EventType(StrEnum):
     SETTLEMENT_REPORTED = "points.settlement_reported"
     SETTLEMENT_MISMATCH = "points.settlement_mismatch"
     PSI_RUN_REPORTED = "psi.run_reported"
+    # A node's data-subject request (erasure, access) as the coordinator learnt it: id, kind, status.
+    DSR_REPORTED = "dsr.reported"
 
 
 class Role(StrEnum):

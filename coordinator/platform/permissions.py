@@ -49,6 +49,10 @@ class ApiAction(StrEnum):
     SETTLEMENT_READ = "settlement.read"
     PSI_RUN_REPORT = "psi_run.report"
     PSI_RUN_READ = "psi_run.read"
+    SUBJECT_REQUEST_REPORT = "subject_request.report"
+    SUBJECT_REQUEST_READ = "subject_request.read"
+    CONSENT_COUNT_REPORT = "consent_count.report"
+    CONSENT_COUNT_READ = "consent_count.read"
 
 
 _PEOPLE = frozenset(
@@ -93,6 +97,14 @@ MATRIX: dict[ApiAction, frozenset[Role]] = {action: _PEOPLE for action in _READ}
     ApiAction.AGREEMENT_SIGN: frozenset({Role.DATA_OFFICER}),
     ApiAction.SETTLEMENT_REPORT: frozenset({Role.NODE}),
     ApiAction.PSI_RUN_REPORT: frozenset({Role.NODE}),
+    # Data-subject requests: the partner's node reports them; its data officer handles them (their
+    # own partner's only, by scope) and auditors check them; nobody else needs them.
+    ApiAction.SUBJECT_REQUEST_REPORT: frozenset({Role.NODE}),
+    ApiAction.SUBJECT_REQUEST_READ: frozenset({Role.DATA_OFFICER, Role.AUDITOR, Role.FEDERATION_ADMIN}),
+    # Coarsened consent counts: the node reports its own; people plan with them (a node does not
+    # read other partners' counts).
+    ApiAction.CONSENT_COUNT_REPORT: frozenset({Role.NODE}),
+    ApiAction.CONSENT_COUNT_READ: _PEOPLE - {Role.NODE},
 }
 
 # Actions on a partner's own resources: the principal's organisation must be that partner.
@@ -108,6 +120,8 @@ ORGANISATION_SCOPED = frozenset(
         ApiAction.AGREEMENT_SIGN,
         ApiAction.SETTLEMENT_REPORT,
         ApiAction.PSI_RUN_REPORT,
+        ApiAction.SUBJECT_REQUEST_REPORT,
+        ApiAction.CONSENT_COUNT_REPORT,
     }
 )
 # Actions of a job-run credential: only on the job it was minted for.

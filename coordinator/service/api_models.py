@@ -344,3 +344,34 @@ class PsiRunPublic(BaseModel):
     refusal: str | None
     ran_at: datetime
     reported_at: datetime
+
+
+class SubjectRequestPublic(BaseModel):
+    """A data-subject request as a node reported it (no member), and whether it is overdue now."""
+
+    partner_id: str
+    request_id: str
+    kind: str
+    received_at: datetime
+    deadline: datetime
+    status: str
+    completed_at: datetime | None
+    reported_at: datetime
+    overdue: bool
+
+
+class SubjectRequestsAccepted(BaseModel):
+    received: int
+    changed: int
+
+
+class ConsentCountPublic(BaseModel):
+    """Members consenting to ``purpose`` at ``partner_id``, rounded down to ``granularity``; null
+    when fewer than the node's minimum group size."""
+
+    partner_id: str
+    purpose: str
+    members: int | None
+    granularity: int
+    counted_at: datetime
+    reported_at: datetime

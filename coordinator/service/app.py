@@ -20,7 +20,17 @@ from coordinator.platform.principal_cache import PrincipalCache
 from coordinator.platform.principals import ensure_admin_token
 from coordinator.service.dependencies import ServiceState
 from coordinator.service.error_table import install_error_table
-from coordinator.service.routes import audit, identity, jobs, nodes, points, policies, psi_runs, registry
+from coordinator.service.routes import (
+    audit,
+    identity,
+    jobs,
+    node_reports,
+    nodes,
+    points,
+    policies,
+    psi_runs,
+    registry,
+)
 from coordinator.service.settings import CoordinatorSettings
 from coordinator.store.database import open_store
 
@@ -89,7 +99,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_table(app)
-    for module in (identity, nodes, policies, jobs, registry, audit, points, psi_runs):
+    for module in (identity, nodes, policies, jobs, registry, audit, points, psi_runs, node_reports):
         app.include_router(module.router, prefix=API_PREFIX)
     mount_console(app)  # last: the API routes keep precedence over the static pages at "/"
     return app

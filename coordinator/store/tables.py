@@ -34,6 +34,7 @@ __all__ = [
     "Base",
     "BudgetCapRow",
     "BudgetChargeRow",
+    "ConsentCountRow",
     "DatasetRow",
     "DecisionRow",
     "JobLogRow",
@@ -48,6 +49,7 @@ __all__ = [
     "PrincipalRow",
     "PsiRunRow",
     "SettlementRow",
+    "SubjectRequestRow",
     "UtcDateTime",
 ]
 
@@ -328,4 +330,37 @@ class PsiRunRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     refusal: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ran_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SubjectRequestRow(Base):
+    """A data-subject request (erasure, access) as its node reports it: a random request id, kind
+    and dates only, never the member it concerns."""
+
+    __tablename__ = "subject_requests"
+    __table_args__ = (UniqueConstraint("partner_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(_ID, index=True)
+    request_id: Mapped[str] = mapped_column(_ID)
+    kind: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConsentCountRow(Base):
+    """A node's coarsened count of members consenting to one purpose (latest report wins)."""
+
+    __tablename__ = "consent_counts"
+    __table_args__ = (UniqueConstraint("partner_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(_ID, index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    members: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: fewer than k
+    granularity: Mapped[int] = mapped_column(Integer)
+    counted_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime)

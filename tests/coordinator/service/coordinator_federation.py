@@ -133,6 +133,43 @@ def psi_run_record(partner: str, peer: str, session_id: str, *, shared: int = 42
     }
 
 
+def subject_request_batch(
+    *, erasure_id: str = "erasure-0a1b2c3d4e5f", completed: bool = True
+) -> dict[str, Any]:
+    """A node's report of its data-subject requests (``protocol.node_reports``): ids, dates, status."""
+    erasure: dict[str, Any] = {
+        "request_id": erasure_id,
+        "kind": "erasure",
+        "received_at": "2026-03-01T09:00:00+00:00",
+        "deadline": "2026-03-31T09:00:00+00:00",
+        "status": "completed" if completed else "open",
+        "completed_at": "2026-03-02T09:00:00+00:00" if completed else None,
+    }
+    access = {
+        "request_id": "access-9f8e7d6c5b4a",
+        "kind": "access",
+        "received_at": "2026-01-05T09:00:00+00:00",
+        "deadline": "2026-02-04T09:00:00+00:00",
+        "status": "open",
+        "completed_at": None,
+    }
+    return {"version": 1, "requests": [erasure, access]}
+
+
+def consent_count_report(members: int | None = 1_230) -> dict[str, Any]:
+    """A node's coarsened consent counts (multiples of 10, null below k = 20)."""
+    return {
+        "version": 1,
+        "counted_at": "2026-03-02T10:00:00+00:00",
+        "granularity": 10,
+        "k": 20,
+        "counts": [
+            {"purpose": "analytics.churn_model", "members": members},
+            {"purpose": "analytics.propensity_model", "members": None},
+        ],
+    }
+
+
 def job_body(policy_id: str = "churn-2026", epsilon: float = 1.0) -> dict[str, Any]:
     return {"task": "churn", "policy_id": policy_id, "epsilon": epsilon, "delta": 1e-5, "rounds": 2}
 

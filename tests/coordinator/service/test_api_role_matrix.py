@@ -27,11 +27,13 @@ from tests.coordinator.service.coordinator_federation import (
     PARTNERS,
     Federation,
     agreement_document,
+    consent_count_report,
     job_body,
     policy_document,
     populate,
     psi_run_record,
     settlement_totals,
+    subject_request_batch,
 )
 
 OWN, OTHER = PARTNERS
@@ -336,6 +338,26 @@ def _psi_runs(w: World, org: str) -> Request:
     return "GET", "/psi/runs", {}
 
 
+@route("POST /nodes/{partner}/subject-requests", {"node"})
+def _subject_requests_report(w: World, org: str) -> Request:
+    return "POST", f"/nodes/{org}/subject-requests", {"json": subject_request_batch()}
+
+
+@route("GET /subject-requests", {"admin", "officer", "auditor"})
+def _subject_requests(w: World, org: str) -> Request:
+    return "GET", "/subject-requests", {}
+
+
+@route("PUT /nodes/{partner}/consent-counts", {"node"})
+def _consent_counts_report(w: World, org: str) -> Request:
+    return "PUT", f"/nodes/{org}/consent-counts", {"json": consent_count_report()}
+
+
+@route("GET /consent-counts", READERS - {"node"})
+def _consent_counts(w: World, org: str) -> Request:
+    return "GET", "/consent-counts", {}
+
+
 # Routes on a named partner's resources: a principal of the other partner is refused.
 ORGANISATION_ROUTES = (
     "POST /nodes/register",
@@ -344,6 +366,8 @@ ORGANISATION_ROUTES = (
     "PUT /budgets/{partner}/{year}",
     "POST /points/settlements",
     "POST /psi/runs",
+    "POST /nodes/{partner}/subject-requests",
+    "PUT /nodes/{partner}/consent-counts",
 )
 
 
