@@ -29,13 +29,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from audit.identifier_guard import identifier_problem
 from participant_node.consent.errors import ConsentStoreError
 from participant_node.private_state import private_directory, private_file, write_private_file
 from policies.consent_record import ConsentAction, ConsentRecord
 from policies.jurisdiction import Jurisdiction, erasure_deadline
 from policies.purpose import Purpose
 
-__all__ = ["STORE_RELATIVE_PATH", "ConsentStore", "ErasureRequest", "store_path"]
+__all__ = ["STORE_RELATIVE_PATH", "AccessRequest", "ConsentStore", "ErasureRequest", "store_path"]
 
 STORE_RELATIVE_PATH = Path(".loyalfed") / "consent.sqlite"
 TAG_KEY_FILE = "member_tag.key"
@@ -76,6 +77,17 @@ _erasures = sa.Table(
     sa.Column("jurisdictions", sa.String, nullable=False),
 )
 
+# Access (and portability) requests served: dates only. Kept so the node can show, and report to
+# its coordinator, that each was answered within its deadline (GDPR Art. 12(3), PIPL Art. 50).
+_access = sa.Table(
+    "access_requests",
+    _metadata,
+    sa.Column("request_id", sa.String, primary_key=True),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("deadline", sa.DateTime, nullable=False),
+    sa.Column("completed_at", sa.DateTime),
+)
+
 
 def store_path(partner_dir: Path) -> Path:
     """Where the consent store of the partner folder ``partner_dir`` lives."""
@@ -96,6 +108,25 @@ class ErasureRequest:
         """Whether the request is still open after its deadline, or was completed late."""
         finished = self.completed_at or now
         return finished > self.deadline
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """An access request served by the node: dates only, no identifier."""
+
+    request_id: str
+    received_at: datetime
+    deadline: datetime
+    completed_at: datetime | None
+
+
+def _request_id(kind: str) -> str:
+    """A random request id that never reads as an identifier: the id is reported to the
+    coordinator, whose guard refuses a run of 7 digits (a phone number or member id)."""
+    while True:
+        candidate = f"{kind}-{uuid.uuid4().hex[:12]}"
+        if identifier_problem(candidate) is None:
+            return candidate
 
 
 def _secure_delete(connection: object, _record: object) -> None:
@@ -285,7 +316,7 @@ class ConsentStore:
         due = deadline or erasure_deadline(received_at, jurisdictions)
         if due > erasure_deadline(received_at, jurisdictions):
             raise ConsentStoreError("an erasure deadline may be shorter than the law's, never longer")
-        request = ErasureRequest(f"erasure-{uuid.uuid4().hex[:12]}", received_at, due, None, {})
+        request = ErasureRequest(_request_id("erasure"), received_at, due, None, {})
         with self._engine.begin() as conn:
             conn.execute(
                 _erasures.insert().values(
@@ -321,6 +352,31 @@ class ConsentStore:
             )
             for r in rows
         ]
+
+    def record_access(
+        self, *, received_at: datetime, completed_at: datetime, jurisdictions: frozenset[Jurisdiction]
+    ) -> AccessRequest:
+        """Record an access request answered at ``completed_at``; its deadline is the law's (GDPR
+        Art. 12(3) and GB/T 35273-2020 §8.7 set the same limits for every data-subject request)."""
+        request = AccessRequest(
+            _request_id("access"), received_at, erasure_deadline(received_at, jurisdictions), completed_at
+        )
+        with self._engine.begin() as conn:
+            conn.execute(
+                _access.insert().values(
+                    request_id=request.request_id,
+                    received_at=received_at,
+                    deadline=request.deadline,
+                    completed_at=completed_at,
+                )
+            )
+        return request
+
+    def access_requests(self) -> list[AccessRequest]:
+        """Every access request served, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(_access).order_by(_access.c.received_at)).all()
+        return [AccessRequest(r.request_id, r.received_at, r.deadline, r.completed_at) for r in rows]
 
     def erased_tags(self) -> np.ndarray:
         """Tags of erased (or erasure-requested) members, for exclusion from every later step."""

@@ -77,15 +77,23 @@ class ErasureReceipt:
 
 
 def export_member(
-    partner_dir: Path, member_id: str, *, now: Callable[[], datetime] = _utcnow
+    partner_dir: Path,
+    member_id: str,
+    *,
+    now: Callable[[], datetime] = _utcnow,
+    jurisdictions: frozenset[Jurisdiction] = frozenset({Jurisdiction.CN}),
 ) -> dict[str, Any]:
-    """Everything the node holds on ``member_id``, machine-readable (PIPL Art. 45 / GDPR Art. 15, 20)."""
+    """Everything the node holds on ``member_id``, machine-readable (PIPL Art. 45 / GDPR Art. 15, 20).
+
+    The request is recorded (id and dates only) once the export is made; a refused one is not.
+    """
     partner_dir = Path(partner_dir)
+    received_at = now()
     export: dict[str, Any] = {
         "format_version": EXPORT_FORMAT_VERSION,
         "partner": partner_dir.name,
         "member_id": member_id,
-        "exported_at": now().isoformat(),
+        "exported_at": received_at.isoformat(),
     }
     found = 0
     for kind in FileKind:
@@ -95,10 +103,11 @@ def export_member(
     store = ConsentStore.at_partner(partner_dir)
     try:
         export["consent_history"] = [_jsonable(r) for r in store.history(member_id)]
+        if not found and not export["consent_history"]:
+            raise SubjectRequestError(f"partner {partner_dir.name}: no data held on the requested member")
+        store.record_access(received_at=received_at, completed_at=now(), jurisdictions=jurisdictions)
     finally:
         store.close()
-    if not found and not export["consent_history"]:
-        raise SubjectRequestError(f"partner {partner_dir.name}: no data held on the requested member")
     return export
 
 

@@ -63,6 +63,18 @@ class CoordinatorClient:
         """Send the totals of a reconciled settlement statement (never transfers or tokens)."""
         self._call("POST", "/points/settlements", json=totals)
 
+    def report_subject_requests(self, partner_id: str, batch: dict[str, Any]) -> None:
+        """Send the node's data-subject requests (ids, dates, status; never a member)."""
+        self._call("POST", f"/nodes/{partner_id}/subject-requests", json=batch)
+
+    def report_consent_counts(self, partner_id: str, report: dict[str, Any]) -> None:
+        """Send the node's coarsened consented-member counts per purpose."""
+        self._call("PUT", f"/nodes/{partner_id}/consent-counts", json=report)
+
+    def report_psi_run(self, record: dict[str, Any]) -> None:
+        """Send a PSI run's record (counts and status; idempotent by session id)."""
+        self._call("POST", "/psi/runs", json=record)
+
     def register(
         self,
         *,

@@ -33,6 +33,7 @@ def _matching_service(
     state: Path,
     audit: NodeAudit,
     region: str,
+    report_run: Callable[[MatchingRunRecord], None] | None,
 ) -> MatchingService:
     config = MatchingConfig(partner_id=partner_id, default_region=region)
 
@@ -55,6 +56,8 @@ def _matching_service(
             consent_snapshot_hash=fields["consent_snapshot_hash"],
             details=fields["details"],
         )
+        if report_run is not None:  # counts and status for the coordinator (``coordinator_reports``)
+            report_run(record)
 
     guard = ProbingGuard(state / "psi_guard.sqlite", config)
     ledger = SessionLedger(state / "psi_sessions.sqlite")  # used session ids survive a restart
@@ -73,9 +76,11 @@ def create_node_api(
     region: str,
     version: str,
     routers: Sequence[APIRouter] = (),
+    report_run: Callable[[MatchingRunRecord], None] | None = None,
 ) -> FastAPI:
-    """The node's API: PSI sessions, health, and ``routers`` (the points interchange's, when on)."""
-    service = _matching_service(partner_id, data, matching_secret, state, audit, region)
+    """The node's API: PSI sessions, health, and ``routers`` (the points interchange's, when on);
+    ``report_run`` is handed each PSI run's record once the run has ended."""
+    service = _matching_service(partner_id, data, matching_secret, state, audit, region, report_run)
     app = create_matching_app(service)
     app.title = f"loyalfed node {partner_id}"
 

@@ -26,9 +26,11 @@ from fastapi import APIRouter
 
 from audit import AuditClient, EventType
 from participant_node.data import PartnerData, fingerprint_partner, load_partner
+from participant_node.errors import NodeError
 from participant_node.matching.tls_scope import NodeTls, node_server_config
 from participant_node.service.audit_heartbeat import AuditHeartbeat
 from participant_node.service.coordinator_client import CoordinatorClient, Registration
+from participant_node.service.coordinator_reports import CoordinatorReports
 from participant_node.service.dataset_summary import dataset_summary
 from participant_node.service.errors import CoordinatorUnavailableError, NodeSetupError
 from participant_node.service.job_gate import JobGate
@@ -39,6 +41,7 @@ from participant_node.service.node_audit import NodeAudit
 from participant_node.service.node_keys import NodeKeys, check_certificate, ensure_node_keys, private_folder
 from participant_node.service.settings import NodeSettings
 from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor
+from policies.jurisdiction import Jurisdiction, jurisdiction_of_region
 from policies.signed_approval import load_public_key
 
 __all__ = ["NODE_VERSION", "NodeRuntime", "free_loopback_port", "serve"]
@@ -112,16 +115,25 @@ class NodeRuntime:
             ca_file=self.settings.coordinator_ca,
         )
         audit = self._audit()
+        jurisdiction = jurisdiction_of_region(self.settings.region) or Jurisdiction.CN
+        reports = CoordinatorReports(
+            client,
+            partner_id=self.partner_id,
+            data=self.data,
+            state=self.settings.state,
+            jurisdictions=frozenset({jurisdiction}),
+        )
         try:
             registration = self._register(client, audit)
             self._serve_local(audit, client)
-            self._serve_node_api(audit, client)
+            self._serve_node_api(audit, client, reports)
             self.supervisor = self._supervise(registration)
             if self._on_ready is not None:
                 self._on_ready(self)
-            self._heartbeat(client, audit)
+            self._heartbeat(client, audit, reports)
         finally:
             self._shutdown()
+            reports.close()
             audit.close()
             client.close()
 
@@ -215,7 +227,9 @@ class NodeRuntime:
         self._closers.append(points.close)
         return [create_points_router(points)]
 
-    def _serve_node_api(self, audit: NodeAudit, client: CoordinatorClient) -> None:
+    def _serve_node_api(
+        self, audit: NodeAudit, client: CoordinatorClient, reports: CoordinatorReports
+    ) -> None:
         app = create_node_api(
             partner_id=self.partner_id,
             data=self.data,
@@ -225,6 +239,7 @@ class NodeRuntime:
             region=self.settings.region,
             version=NODE_VERSION,
             routers=self._points_routers(client),
+            report_run=reports.psi_run,
         )
         tls = NodeTls(
             certfile=self.keys.tls_certificate, keyfile=self.keys.tls_key, ca=self.keys.federation_ca
@@ -263,8 +278,9 @@ class NodeRuntime:
         supervisor.start()
         return supervisor
 
-    def _heartbeat(self, client: CoordinatorClient, audit: NodeAudit) -> None:
-        """Heartbeat until stopped; a coordinator whose audit log is inconsistent stops the node."""
+    def _heartbeat(self, client: CoordinatorClient, audit: NodeAudit, reports: CoordinatorReports) -> None:
+        """Heartbeat, then send the reports that changed, until stopped; a coordinator whose audit
+        log is inconsistent stops the node."""
         beats = AuditHeartbeat(
             client, audit, state=self.settings.state, partner_id=self.partner_id, version=NODE_VERSION
         )
@@ -273,6 +289,12 @@ class NodeRuntime:
                 beats.beat()
             except CoordinatorUnavailableError as err:
                 _LOG.warning("heartbeat failed: %s", err)
+            try:
+                reports.send()
+            except (CoordinatorUnavailableError, NodeError) as err:
+                # A report that cannot be made now (coordinator away, data being replaced) is
+                # made on a later heartbeat; it never stops the node.
+                _LOG.warning("reports to the coordinator not sent: %s", err)
             if self._stop.wait(self.settings.heartbeat_interval_s):
                 return
 
