@@ -29,7 +29,7 @@ from models.group_fairness import GroupFairness, group_fairness
 from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal
 from protocol import EvaluationLayout, EvaluationReply
 
-__all__ = ["EvaluationSummary", "summarise"]
+__all__ = ["EvaluationSummary", "auc_noise_bound", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class EvaluationSummary:
     noise_sigma: float = 0.0  # standard deviation of the DP noise on each summed count (0: exact)
     secure_sum: bool = False  # the total came out of secure aggregation
     bins: int = 0
+    # A linearised upper bound on the AUC's standard deviation due to that noise (0: exact).
+    auc_noise_bound: float = 0.0
 
     @property
     def fairness_alarms(self) -> list[str]:
@@ -104,4 +106,20 @@ def summarise(
         noise_sigma=sigma,
         secure_sum=secure_sum,
         bins=layout.bins,
+        auc_noise_bound=auc_noise_bound(overall, sigma),
     )
+
+
+def auc_noise_bound(total: ScoreHistogramTotal, count_sigma: float) -> float:
+    """An upper bound on the AUC's standard deviation when every count carries noise ``count_sigma``.
+
+    AUC = Σᵢ pᵢ (Fᵢ + nᵢ/2) / (P·N) with Fᵢ the negatives below bin i; each ∂AUC/∂pᵢ lies in
+    [−1/P, 1/P] and each ∂AUC/∂nᵢ in [−1/N, 1/N], so to first order (the delta method) the variance
+    is at most σ²·b·(1/P² + 1/N²) over b bins.
+    """
+    if count_sigma <= 0:
+        return 0.0
+    positives = max(float(np.sum(total.positives)), 1.0)
+    negatives = max(float(np.sum(total.negatives)), 1.0)
+    bins = len(total.positives)
+    return float(count_sigma * math.sqrt(bins * (1 / positives**2 + 1 / negatives**2)))

@@ -87,6 +87,8 @@ expected-nodes = 1
 coordinator-url = ""
 job-token = ""
 coordinator-ca = ""
+members-may-overlap = false
+checkpoint-dir = ""
 """,
     "waiting_app/__init__.py": "",
     # A ServerApp that only waits: the run stays alive until the coordinator stops it.

@@ -12,7 +12,7 @@ import pytest
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import Fault, FaultPlan, FaultyTransport
 from participant_node.points.peer_client import PeerClient
-from participant_node.points.wire import ReserveItem, ReserveRequest
+from participant_node.points.wire import DecisionRequest, ReserveItem, ReserveRequest
 
 TOKEN = "ab" * 32
 
@@ -66,3 +66,24 @@ def test_a_delayed_answer_arrives_late_in_place_of_the_retry_s_own() -> None:
         client.reserve(_reserve("t-0003aa"))  # the retry's answer held back too (second attempt)
     late = client.reserve(_reserve("t-0003aa"))  # third attempt: the first answer arrives now
     assert [r.transfer_id for r in late.results] == ["t-0003aa"]
+
+
+def _source(request: httpx.Request) -> httpx.Response:
+    """A source that answers a recovery query with a decision per transfer id asked."""
+    asked = json.loads(request.content)["transfer_ids"]
+    decisions = [{"transfer_id": t, "status": "posted"} for t in asked]
+    return httpx.Response(
+        200, json={"version": 1, "decisions": decisions, "decided_at_us": [1_000] * len(asked)}
+    )
+
+
+def test_an_old_answer_to_a_recovery_query_is_refused_for_a_newer_query() -> None:
+    plan = FaultPlan(1, 0, 0, 0, 0, duplicate_reply=0.99, delay_reply=0)
+    transport = FaultyTransport(httpx.MockTransport(_source), plan)
+    http = httpx.Client(base_url="https://freshmart.test", transport=transport)
+    client = PeerClient(http, peer="freshmart")
+    first = client.decisions(DecisionRequest(transfer_ids=("t-0004aa",)))
+    assert [d.transfer_id for d in first.decisions] == ["t-0004aa"]
+    with pytest.raises(PeerError, match="answered another message"):
+        client.decisions(DecisionRequest(transfer_ids=("t-0005aa",)))  # the first answer's copy
+    assert transport.injected["decisions:duplicate_reply"] == 2
