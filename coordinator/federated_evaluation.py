@@ -29,7 +29,7 @@ from models.group_fairness import GroupFairness, group_fairness
 from models.score_histogram_metrics import FederatedScoreMetrics, ScoreHistogramTotal
 from protocol import EvaluationLayout, EvaluationReply
 
-__all__ = ["EvaluationSummary", "auc_noise_bound", "summarise"]
+__all__ = ["EvaluationSummary", "auc_noise_sd", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class EvaluationSummary:
     noise_sigma: float = 0.0  # standard deviation of the DP noise on each summed count (0: exact)
     secure_sum: bool = False  # the total came out of secure aggregation
     bins: int = 0
-    # A linearised upper bound on the AUC's standard deviation due to that noise (0: exact).
-    auc_noise_bound: float = 0.0
+    auc_noise_sd: float = 0.0  # the AUC's standard deviation due to that noise (0: exact)
 
     @property
     def fairness_alarms(self) -> list[str]:
@@ -106,20 +105,23 @@ def summarise(
         noise_sigma=sigma,
         secure_sum=secure_sum,
         bins=layout.bins,
-        auc_noise_bound=auc_noise_bound(overall, sigma),
+        auc_noise_sd=auc_noise_sd(overall, sigma),
     )
 
 
-def auc_noise_bound(total: ScoreHistogramTotal, count_sigma: float) -> float:
-    """An upper bound on the AUC's standard deviation when every count carries noise ``count_sigma``.
+def auc_noise_sd(total: ScoreHistogramTotal, count_sigma: float) -> float:
+    """The AUC's standard deviation due to Gaussian noise ``count_sigma`` on every count (0: exact).
 
-    AUC = Σᵢ pᵢ (Fᵢ + nᵢ/2) / (P·N) with Fᵢ the negatives below bin i; each ∂AUC/∂pᵢ lies in
-    [−1/P, 1/P] and each ∂AUC/∂nᵢ in [−1/N, 1/N], so to first order (the delta method) the variance
-    is at most σ²·b·(1/P² + 1/N²) over b bins.
+    The delta method on AUC = Σᵢ pᵢ (Nᵢ + nᵢ/2) / (P·N), with Nᵢ the negatives in bins below i and
+    Pⱼ the positives above j: ∂AUC/∂pᵢ = ((Nᵢ + nᵢ/2)/N − AUC)/P and ∂AUC/∂nⱼ =
+    ((Pⱼ + pⱼ/2)/P − AUC)/N, evaluated on the released counts (negatives clipped to 0).
     """
     if count_sigma <= 0:
         return 0.0
-    positives = max(float(np.sum(total.positives)), 1.0)
-    negatives = max(float(np.sum(total.negatives)), 1.0)
-    bins = len(total.positives)
-    return float(count_sigma * math.sqrt(bins * (1 / positives**2 + 1 / negatives**2)))
+    pos, neg = np.clip(total.positives, 0, None), np.clip(total.negatives, 0, None)
+    n_pos, n_neg = max(float(pos.sum()), 1.0), max(float(neg.sum()), 1.0)
+    negatives_below = (np.cumsum(neg) - neg + neg / 2) / n_neg
+    positives_above = (pos.sum() - np.cumsum(pos) + pos / 2) / n_pos
+    auc = float(np.dot(pos, negatives_below) / n_pos)
+    variance = np.sum(((negatives_below - auc) / n_pos) ** 2) + np.sum(((positives_above - auc) / n_neg) ** 2)
+    return float(count_sigma * math.sqrt(variance))

@@ -51,8 +51,9 @@ __all__ = ["EvaluateRound", "TrainRound", "plain_evaluation", "plain_round", "ru
 
 _log = logging.getLogger(__name__)
 _AUC_IMPROVEMENT = 1e-4  # a pooled validation AUC must beat the best by this much to count
-# ... and, when the AUC comes from DP-noised counts, by this many of its noise bound's standard
-# deviations: a gain the release's noise alone could produce is not an improvement.
+# ... and, when the AUC comes from DP-noised counts, by this many of the noise's standard deviations
+# of the AUC: a gain the release's noise alone could produce is not an improvement. The first
+# evaluation is the baseline.
 _AUC_NOISE_MARGIN = 3.0
 
 
@@ -226,8 +227,9 @@ def _train(
         if job.eval_every and server_round % job.eval_every == 0 and server_round < job.rounds:
             summary = evaluate(grid, strategy, job, outcome.arrays, server_round)
             auc = summary.auc
-            needed = max(_AUC_IMPROVEMENT, _AUC_NOISE_MARGIN * summary.auc_noise_bound)
-            best_auc, stale = (auc, 0) if auc > best_auc + needed else (best_auc, stale + 1)
+            needed = max(_AUC_IMPROVEMENT, _AUC_NOISE_MARGIN * summary.auc_noise_sd)
+            improved = best_auc < 0 or auc > best_auc + needed
+            best_auc, stale = (auc, 0) if improved else (best_auc, stale + 1)
         report = _round_report(strategy, job, server_round, time.perf_counter() - started, auc)
         outcome.rounds.append(report)
         if checkpoint_dir is not None:

@@ -46,8 +46,8 @@ def test_the_job_stops_when_validation_auc_stalls_and_is_charged_for_what_ran(
     assert outcome.job.standardisation is None  # nothing but DP outputs and k-histograms left the nodes
     assert [r.server_round for r in outcome.rounds] == [1, 2, 3]
     aucs = [r.validation_auc for r in outcome.rounds]
-    assert outcome.evaluation is not None and outcome.evaluation.auc_noise_bound > 0
-    spread = 6 * outcome.evaluation.auc_noise_bound  # the same release noise as every round's
+    assert outcome.evaluation is not None and outcome.evaluation.auc_noise_sd > 0
+    spread = 8 * outcome.evaluation.auc_noise_sd  # the same release noise as every round's
     assert all(auc is not None for auc in aucs) and max(aucs) - min(aucs) <= spread  # type: ignore[operator]
     year = datetime.now(UTC).year
     for node in outcome.nodes.values():
