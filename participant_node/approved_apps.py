@@ -13,8 +13,11 @@ the node puts its own launcher under that name first on the SuperNode's ``PATH``
 that installs the FAB: it installs it only if the FAB's sha256 is one the node approved
 (``LOYALFED_APPROVED_APPS``), and otherwise raises ``UnapprovedAppError``, which Flower's ClientApp
 runtime turns into the error reply of the message (the ServerApp reads the reason: the hash and the
-rule). A FAB is a deterministic zip (Flower fixes every entry's date), so the coordinator's build of
-the same app folder has the same hash everywhere.
+rule). An approved FAB's hash is left in the ClientApp process's environment
+(``LOYALFED_RUNNING_APP``), where the node's ClientApp reads it and tells the node service, whose
+gate checks it against the apps the job's signed policy names. A FAB is a deterministic zip (Flower
+fixes every entry's date), so the coordinator's build of the same app folder has the same hash
+everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from participant_node.errors import NodeError
 __all__ = [
     "APPROVED_APPS_ENV",
     "CLIENTAPP_PROGRAM",
+    "RUNNING_APP_ENV",
     "UnapprovedAppError",
     "app_hashes",
     "approved_from_environment",
@@ -42,6 +46,7 @@ __all__ = [
 ]
 
 APPROVED_APPS_ENV = "LOYALFED_APPROVED_APPS"  # comma-separated sha256 hex digests of approved FABs
+RUNNING_APP_ENV = "LOYALFED_RUNNING_APP"  # the sha256 of the FAB this ClientApp process installed
 CLIENTAPP_PROGRAM = "flwr-clientapp"  # flwr.supercore.constant.TASK_TYPE_TO_COMMAND[CLIENT_APP]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -104,7 +109,7 @@ def write_launcher(launcher_dir: Path, *, python: Path | None = None) -> Path:
 
 def _approving(install: Callable[..., object], approved: frozenset[str]) -> Callable[..., object]:
     def install_if_approved(fab_file: bytes, *args: object, **kwargs: object) -> object:
-        check_app(fab_file, approved)
+        os.environ[RUNNING_APP_ENV] = check_app(fab_file, approved)
         return install(fab_file, *args, **kwargs)
 
     return install_if_approved

@@ -8,11 +8,14 @@ officer's signature check, its accountant and yearly cap, the consent gate — a
 The SuperNode names the service with its node config: ``local-url`` (``http://127.0.0.1:PORT``)
 and ``local-secret-file`` (the node-local secret, 0600 in the node's state folder); a SuperNode
 without them refuses every message (the simulation engine runs the in-process ClientApp instead).
+Each message carries the hash of the app this process runs (``X-Loyalfed-Flower-App``, as the node's
+approving launcher found it), which the node's gate checks against the job's signed policy.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from flwr.clientapp import ClientApp
 from flwr.common.serde import message_to_proto, recorddict_from_proto
 from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict  # type: ignore[attr-defined]
 
+from participant_node.approved_apps import RUNNING_APP_ENV
 from participant_node.secure_aggregation_mod import secure_aggregation_mod
 
 __all__ = ["QUERY_ACTIONS", "ForwardingError", "app", "forward"]
@@ -29,6 +33,7 @@ LOCAL_URL = "local-url"
 LOCAL_SECRET_FILE = "local-secret-file"
 _PATH = "/local/v1/job-message"
 _SECRET_HEADER = "X-Loyalfed-Node-Secret"
+_APP_HEADER = "X-Loyalfed-Flower-App"
 # A training step on a busy 2-core machine can take minutes; the round timeout bounds it anyway.
 _TIMEOUT_S = 900.0
 
@@ -45,7 +50,11 @@ def forward(message: Message, *, url: str, secret: str) -> Message:
     connection = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=_TIMEOUT_S)
     try:
         body = message_to_proto(message).SerializeToString()
-        headers = {"Content-Type": "application/octet-stream", _SECRET_HEADER: secret}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            _SECRET_HEADER: secret,
+            _APP_HEADER: os.environ.get(RUNNING_APP_ENV, ""),
+        }
         connection.request("POST", _PATH, body=body, headers=headers)
         response = connection.getresponse()
         payload = response.read()

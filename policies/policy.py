@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
 POLICY_SCHEMA_VERSION = 1
 PartnerId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class PolicyFileError(PolicyError):
@@ -118,6 +120,11 @@ class DataUsePolicy(BaseModel):
     automated_decision_opt_out: bool = False
     notice_version: str | None = None
     notice_effective_at: datetime | None = None
+    # The Flower Apps that may run on the partners' data under this policy, each named by the sha256
+    # of its FAB (Flower's app hash). The officers sign them with the rest, so the coordinator cannot
+    # swap the code after approval: each node refuses a run of any other app. Empty: any app the
+    # node's operator approved, and the policy hashes as it did before this field existed.
+    flower_apps: tuple[str, ...] = ()
 
     @field_validator("partners")
     @classmethod
@@ -125,6 +132,17 @@ class DataUsePolicy(BaseModel):
         if len(set(partners)) != len(partners):
             raise ValueError("partners must be listed once each")
         return tuple(sorted(partners))
+
+    @field_validator("flower_apps")
+    @classmethod
+    def _app_hashes(cls, apps: tuple[str, ...]) -> tuple[str, ...]:
+        found = sorted({a.strip().lower() for a in apps})
+        bad = [a for a in found if not _SHA256.match(a)]
+        if bad:
+            raise ValueError(
+                f"a Flower App is named by the sha256 of its FAB (64 hex digits), got {bad[0]!r}"
+            )
+        return tuple(found)
 
     @model_validator(mode="after")
     def _rules(self) -> DataUsePolicy:
@@ -171,9 +189,10 @@ class DataUsePolicy(BaseModel):
 
     def canonical_json(self) -> str:
         """Canonical JSON (sorted keys, no whitespace): the bytes the content hash is taken over."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        document = self.model_dump(mode="json")
+        if not self.flower_apps:
+            del document["flower_apps"]  # a policy that names no app keeps the hash it always had
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def content_hash(self) -> str:
         """sha256 of the canonical JSON; approvals bind to it."""

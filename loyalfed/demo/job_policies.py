@@ -28,9 +28,18 @@ _CAMPAIGN_COLUMNS = ["member_id", "campaign_id", "start_date", "end_date", "camp
 
 
 def training_policy_document(
-    purpose: Purpose, partners: Sequence[str], *, policy_id: str | None = None, epsilon: float = 8.0
+    purpose: Purpose,
+    partners: Sequence[str],
+    *,
+    policy_id: str | None = None,
+    epsilon: float = 8.0,
+    flower_apps: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A federated DP-SGD training policy over ``partners`` (a JSON mapping, as the API takes it)."""
+    """A federated DP-SGD training policy over ``partners`` (a JSON mapping, as the API takes it).
+
+    ``flower_apps``: the FAB hashes of the only apps the policy lets run (none named: any the nodes
+    approved).
+    """
     slug = purpose.value.split(".")[-1].replace("_", "-")
     columns: dict[str, list[str]] = {"members": _MEMBER_COLUMNS, "transactions": _TRANSACTION_COLUMNS}
     if purpose is Purpose.PROPENSITY_MODEL:
@@ -48,4 +57,5 @@ def training_policy_document(
         "min_aggregation_k": 20,
         "impact_assessment": {"reference": "PIA-FM-2026-01", "completed_on": "2026-01-15"},
         "joint_handling_agreement": "JHA-FreshMart-2026",
+        **({"flower_apps": sorted(flower_apps)} if flower_apps else {}),
     }

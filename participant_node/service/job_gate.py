@@ -60,6 +60,7 @@ class JobClaims:
     policy_version: int | None
     policy_hash: str | None
     decisions: tuple[SignedDecision, ...]
+    flower_app: str | None = None  # the FAB sha256 of the app that brought the message, if known
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,13 @@ class JobGate:
         if claims.purpose != policy.purpose.value:
             raise self.refuse(
                 f"the job's purpose {claims.purpose} is not the policy's {policy.purpose.value}"
+            )
+        if policy.flower_apps and claims.flower_app not in policy.flower_apps:
+            # The officer approved the policy with the code that may run under it (its flower_apps).
+            running = f"Flower App sha256 {claims.flower_app}" if claims.flower_app else "an unnamed app"
+            raise self.refuse(
+                f"the job runs {running}, not an app policy {policy.policy_id} approves "
+                f"({len(policy.flower_apps)} named)"
             )
         if claims.epsilon > policy.privacy.epsilon or claims.delta > policy.privacy.delta:
             raise self.refuse(

@@ -19,6 +19,7 @@ from flwr.app.message_type import MessageType
 from audit import AuditError, EventType
 from participant_node.service.errors import JobRefusedError
 from participant_node.service.job_gate import JobClaims, JobGate
+from participant_node.service.local_api import RUNNING_APP
 from participant_node.service.node_audit import NodeAudit
 from policies.signed_approval import SignedDecision
 from protocol import JobSpec, JobSpecError, QueryAction, RecordKey, Refusal, server_round_of, spec_of
@@ -36,8 +37,11 @@ _LOG = logging.getLogger(__name__)
 _UNGATED = {f"{MessageType.QUERY}.{QueryAction.PRIVACY_SPENT}"}
 
 
-def claims_of(spec: JobSpec) -> JobClaims:
-    """What the job spec claims about its policy and budget, for the gate to check."""
+def claims_of(spec: JobSpec, *, flower_app: str | None = None) -> JobClaims:
+    """What the job spec claims about its policy and budget, for the gate to check.
+
+    ``flower_app`` is the hash of the Flower App the message came through, when the node knows it.
+    """
     return JobClaims(
         job_id=spec.job_id,
         purpose=spec.purpose.value,
@@ -48,6 +52,7 @@ def claims_of(spec: JobSpec) -> JobClaims:
         policy_version=spec.policy_version,
         policy_hash=spec.policy_hash,
         decisions=tuple(SignedDecision(d.statement, d.signature) for d in spec.signed_decisions),
+        flower_app=flower_app,
     )
 
 
@@ -73,7 +78,7 @@ class JobService:
             return self._refused(None, JobRefusedError(self.gate.partner_id, str(err)))
         try:
             if step not in _UNGATED:
-                admission = self.gate.admit(claims_of(spec))
+                admission = self.gate.admit(claims_of(spec, flower_app=RUNNING_APP.get()))
                 self._record_step(
                     spec, step, server_round_of(message.content), admission.policy.purpose.value
                 )

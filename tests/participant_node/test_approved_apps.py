@@ -7,14 +7,17 @@ The SuperNode end to end (a real SuperLink refusing an unapproved app) is in
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 from flwr.cli.build import build_fab_from_disk
 
 from loyalfed.flower_app import flower_app_dir, flower_app_hash
+from participant_node import approved_apps
 from participant_node.approved_apps import (
     APPROVED_APPS_ENV,
+    RUNNING_APP_ENV,
     UnapprovedAppError,
     approved_from_environment,
     check_app,
@@ -44,3 +47,18 @@ def test_the_launcher_environment_puts_the_launcher_first(tmp_path: Path) -> Non
 def test_the_shipped_app_hash_is_the_hash_of_its_fab() -> None:
     # The node approves this by default; flwr run builds the same bytes (fixed entry dates).
     assert flower_app_hash() == hashlib.sha256(build_fab_from_disk(flower_app_dir())).hexdigest()
+
+
+def test_the_launcher_names_the_app_it_installed_for_the_node_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ClientApp tells the node service this hash; the gate holds it to the job's signed policy."""
+    monkeypatch.delenv(RUNNING_APP_ENV, raising=False)
+    installed: list[bytes] = []
+    install = approved_apps._approving(installed.append, frozenset({hashlib.sha256(b"fab").hexdigest()}))
+    with pytest.raises(UnapprovedAppError):
+        install(b"other fab")
+    assert installed == [] and RUNNING_APP_ENV not in os.environ
+    install(b"fab")
+    assert installed == [b"fab"]
+    assert os.environ[RUNNING_APP_ENV] == hashlib.sha256(b"fab").hexdigest()

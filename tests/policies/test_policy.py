@@ -120,3 +120,20 @@ def test_load_policy_reports_bad_yaml_with_the_file(tmp_path: Path) -> None:
 def test_model_forbids_extra_fields_directly(policy_data: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="extra"):
         DataUsePolicy.model_validate({**policy_data, "x": 1})
+
+
+def test_the_flower_apps_a_policy_names_are_part_of_what_the_officers_sign(
+    policy_data: dict[str, Any],
+) -> None:
+    """Naming the app binds the code to the approval; naming none keeps every earlier policy's hash."""
+    plain = parse_policy(policy_data)
+    assert "flower_apps" not in plain.canonical_json()  # hashes signed before the field existed hold
+    app, other = "ab" * 32, "cd" * 32
+    bound = parse_policy({**policy_data, "flower_apps": [app.upper()]})
+    assert bound.flower_apps == (app,)
+    assert bound.content_hash() != plain.content_hash()
+    swapped = parse_policy({**policy_data, "flower_apps": [other]})
+    assert swapped.content_hash() != bound.content_hash()  # another app is another policy to sign
+    assert parse_policy(json.loads(bound.canonical_json())).content_hash() == bound.content_hash()
+    with pytest.raises(PolicyFileError, match="sha256 of its FAB"):
+        parse_policy({**policy_data, "flower_apps": ["not-a-hash"]})

@@ -188,3 +188,20 @@ def test_too_few_consented_members_is_a_consent_refusal(tmp_path: Path) -> None:
     node = _Node(tmp_path, consenting=12)
     reason = _refusal(node.gate, _claims(node.policy, _sign(node.officer, node.policy)))
     assert reason == "consent gate: 12 members consented to analytics.churn_model; k=20 needed"
+
+
+def test_a_policy_that_names_its_flower_app_admits_only_that_app(tmp_path: Path) -> None:
+    """The officer signed the policy with the app's hash in it: a coordinator that swaps the app
+    after approval (even for another app this node's operator approved) is refused by the node."""
+    node = _Node(tmp_path)
+    approved, swapped = "ab" * 32, "cd" * 32
+    node.policy = churn_policy(flower_apps=[approved])
+    node.gate = node.make_gate()
+    signed = _sign(node.officer, node.policy)
+    assert node.gate.admit(_claims(node.policy, signed, flower_app=approved)).policy.flower_apps == (
+        approved,
+    )
+    reason = _refusal(node.gate, _claims(node.policy, signed, flower_app=swapped))
+    assert f"Flower App sha256 {swapped}" in reason and "not an app policy churn-2024 approves" in reason
+    # A message that does not say which app brought it is refused too (fail closed).
+    assert "an unnamed app" in _refusal(node.gate, _claims(node.policy, signed))

@@ -19,9 +19,10 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.supercore.task_identity import TaskIdentity
 
+from participant_node.approved_apps import RUNNING_APP_ENV
 from participant_node.errors import NodeError
 from participant_node.forwarding_client_app import ForwardingError, forward
-from participant_node.service.local_api import create_local_app
+from participant_node.service.local_api import RUNNING_APP, create_local_app
 
 SECRET = "a" * 64
 
@@ -30,7 +31,8 @@ def _serve(message: Message) -> RecordDict:
     # The warm service's contract: the reply's content for a message (here: echo its type).
     if message.metadata.message_type == MessageType.EVALUATE:
         raise NodeError("only 3 held-out members; evaluation needs at least k=20")
-    return RecordDict({"node": ConfigRecord({"seen": message.metadata.message_type})})
+    seen = {"seen": message.metadata.message_type, "app": RUNNING_APP.get() or "none"}
+    return RecordDict({"node": ConfigRecord(seen)})
 
 
 def free_loopback_port() -> int:
@@ -69,6 +71,16 @@ def test_a_message_goes_to_the_node_service_and_its_reply_comes_back(local_url: 
     reply = forward(message, url=local_url, secret=SECRET)
     assert reply.content["node"]["seen"] == "query.describe"
     assert reply.metadata.reply_to_message_id == message.metadata.message_id
+    assert reply.content["node"]["app"] == "none"  # not run by the approving launcher: no app named
+
+
+def test_the_service_is_told_which_approved_app_brought_the_message(
+    local_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The approving launcher leaves the installed FAB's hash in the ClientApp process's environment.
+    monkeypatch.setenv(RUNNING_APP_ENV, "AB" * 32)
+    reply = forward(_message(f"{MessageType.QUERY}.describe"), url=local_url, secret=SECRET)
+    assert reply.content["node"]["app"] == "ab" * 32
 
 
 def test_a_wrong_secret_is_refused(local_url: str) -> None:
