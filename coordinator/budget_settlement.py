@@ -5,7 +5,8 @@ the round closed, or belongs to a round that is then aborted was still paid for.
 (finished, failed, refused or stopped) the coordinator therefore asks every described node what its
 accountant charged to the job (``query.privacy_spent``) and settles each partner's reservation with
 that figure: the ledger equals the nodes' accountants. A node that does not answer keeps its whole
-reservation (never less than it may have spent); the start-up recovery of the ledger settles it.
+reservation (never less than it may have spent), held until it reports: ``BudgetLedger.recover`` on
+the local ledger, the node's next heartbeat on the coordinator service (``coordinator.budget_recovery``).
 """
 
 from __future__ import annotations

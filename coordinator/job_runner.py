@@ -7,7 +7,9 @@ jobs whose stop was requested are stopped; a run that Flower reports ended (its 
 every 30 s) without the ServerApp reporting an outcome (the coordinator or its SuperLink crashed
 under it) resumes as a new Flower run from the job's last round checkpoint, at most
 ``max_resumes`` times, and is failed when it has no checkpoint or no resume left. Progress itself
-arrives from the ServerApp over the API.
+arrives from the ServerApp over the API. At start-up, a job left running whose Flower run no longer
+exists died with the coordinator that ran it: it is failed, and its reservations are held until
+each node's accountant reports what it spent (``coordinator.budget_recovery``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class JobRunner:
         self._runs_dir = runs_dir
         self._max_resumes = max_resumes
         self._resumes: dict[str, int] = {}
+        self._recovered = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
@@ -96,12 +99,43 @@ class JobRunner:
 
     def tick(self) -> None:
         with self._sessions() as session:
+            if not self._recovered:
+                self._recovered = self._recover(session)
             for job in job_runs.jobs_in(session, JobState.SUBMITTED, JobState.AWAITING_APPROVAL):
                 check_gate(session, self._trail, job)
             for job in job_runs.jobs_in(session, JobState.QUEUED):
                 self._start_if_ready(session, job)
             for job in job_runs.jobs_in(session, JobState.RUNNING):
                 self._watch(session, job)
+
+    def _recover(self, session: Session) -> bool:
+        """Start-up: fail each job left running whose Flower run no longer exists; True once done.
+
+        Such a job died with the coordinator (or its SuperLink) that ran it. Failing it holds its
+        unsettled reservations until each node's accountant reports what the job spent there
+        (``coordinator.budget_recovery``): a node that cannot be reached now keeps its share held
+        and is asked again on each of its heartbeats. A run the SuperLink still knows is left to
+        ``_watch`` (resume from a checkpoint, or fail once it ends); while the SuperLink cannot
+        answer, recovery is retried on the next tick.
+        """
+        for job in job_runs.jobs_in(session, JobState.RUNNING):
+            if self._launcher is not None and job.flower_run_id is not None:
+                try:
+                    if self._launcher.status(job.flower_run_id) is not None:
+                        continue
+                except CoordinatorError as err:
+                    _log.warning(
+                        "start-up recovery: run %s unreadable (%s); retrying", job.flower_run_id, err
+                    )
+                    return False
+            job_runs.finish_run(
+                session,
+                self._trail,
+                job_id=job.id,
+                state=JobState.FAILED,
+                reason="the job's run died with the coordinator that ran it (no Flower run left)",
+            )
+        return True
 
     def _start_if_ready(self, session: Session, job: JobRow) -> None:
         if self._launcher is None:

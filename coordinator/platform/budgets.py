@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,12 +25,32 @@ from coordinator.platform.organisations import get_organisation
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import BudgetCapRow, BudgetChargeRow, OrganisationRow
 
-__all__ = ["DEFAULT_YEARLY_CAP", "BudgetView", "list_budgets", "reserve_within_caps", "set_cap", "settle"]
+__all__ = [
+    "DEFAULT_YEARLY_CAP",
+    "BudgetView",
+    "ChargeSettlement",
+    "hold_unsettled",
+    "list_budgets",
+    "reserve_within_caps",
+    "set_cap",
+    "settle",
+]
 
 # A partner's cap until its data officer sets one: a conservative yearly allowance.
 DEFAULT_YEARLY_CAP = 10.0
 # ``set_by`` of a cap row created only to be locked by a reservation: the default cap applies.
 DEFAULT_CAP_SETTER = "(default)"
+
+
+class ChargeSettlement(StrEnum):
+    """How a job's charge on a partner stands (``None``: the reservation, while the job is live).
+
+    The rule for the ended ones is ``coordinator.budget_recovery``'s: held in full until the
+    partner's node reports its accountant's figure, then replaced by exactly that figure.
+    """
+
+    HELD = "held"
+    NODE_ACCOUNTANT = "node_accountant"
 
 
 @dataclass(frozen=True)
@@ -114,11 +135,23 @@ def settle(session: Session, *, job_id: str, partner_id: str, epsilon: float) ->
     """Replace the job's reservation on a partner with the ε that partner's accountant charged.
 
     Not committed: the caller commits with its lineage event. A job that ends without settling
-    keeps its whole reservation as spent (overcharging only refuses later jobs early; the node's
-    own accountant and cap stay the binding check).
+    holds its whole reservation until the node reports (``hold_unsettled``).
     """
     row = session.get(BudgetChargeRow, (job_id, partner_id))
     if row is None:
         raise ConflictError(f"job {job_id} holds no budget on {partner_id}: nothing to settle")
-    row.epsilon = epsilon
+    row.epsilon, row.settlement = epsilon, ChargeSettlement.NODE_ACCOUNTANT.value
     return row
+
+
+def hold_unsettled(session: Session, *, job_id: str) -> list[str]:
+    """When a job ends: hold each charge its nodes' accountants have not settled; returns the partners.
+
+    Not committed: it belongs to the job's last transition.
+    """
+    held = []
+    for row in session.scalars(select(BudgetChargeRow).where(BudgetChargeRow.job_id == job_id)):
+        if row.settlement != ChargeSettlement.NODE_ACCOUNTANT:
+            row.settlement = ChargeSettlement.HELD.value
+            held.append(row.partner_id)
+    return sorted(held)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from audit import EventType
 from coordinator.platform.audit_trail import AuditTrail
-from coordinator.platform.budgets import reserve_within_caps
+from coordinator.platform.budgets import hold_unsettled, reserve_within_caps
 from coordinator.platform.decisions import approval_of
 from coordinator.platform.errors import ConflictError, NotFoundError
 from coordinator.platform.job_body import JobSpec, check_against_policy, parse_job_body
@@ -118,6 +118,11 @@ def transition(
         job.started_at = now
     if to in TERMINAL:
         job.finished_at = now
+        held = hold_unsettled(session, job_id=job.id)
+        if held:
+            # coordinator.budget_recovery: only each node's accountant can say what the job spent.
+            message = f"ε reservation held on {', '.join(held)} until each node's accountant reports"
+            append_log(session, job.id, message, trail=trail)
     if reason is not None:
         job.reason = reason[:2000]
     append_log(session, job.id, f"state {to.value}" + (f": {reason}" if reason else ""), trail=trail)

@@ -88,6 +88,16 @@ class NodeRegistered(BaseModel):
     superlink_root_certificate_pem: str
 
 
+class PrivacySpentReport(BaseModel):
+    """What the node's own accountant charged to one ended job (``protocol.PrivacySpentReply``)."""
+
+    model_config = _IN
+    job_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    epsilon: float = Field(ge=0.0, le=1000.0, allow_inf_nan=False)
+    delta: float = Field(ge=0.0, lt=1.0, allow_inf_nan=False)
+    steps: int = Field(ge=0, le=2**62)
+
+
 class HeartbeatCreate(BaseModel):
     model_config = _IN
     version: str = Field(min_length=1, max_length=64)
@@ -95,11 +105,21 @@ class HeartbeatCreate(BaseModel):
     audit_head: HeadReport | None = None
     # The size of this coordinator's log head the node last accepted (a proof from it is answered).
     coordinator_tree_size: int | None = Field(default=None, ge=0, le=2**62)
+    # Its accountant's figures for the jobs the last answer asked about (``settle_jobs``).
+    privacy_spent: list[PrivacySpentReport] = Field(default_factory=list, max_length=1000)
+
+
+class SettleJobPublic(BaseModel):
+    """An ended job whose reservation on the node's partner is held until the node reports."""
+
+    job_id: str
+    purpose: str
 
 
 class HeartbeatAnswer(BaseModel):
     audit_tree_size: int | None
     coordinator_head: HeadReport | None
+    settle_jobs: list[SettleJobPublic] = Field(default_factory=list)
 
 
 class NodePublic(BaseModel):

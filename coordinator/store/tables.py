@@ -240,6 +240,8 @@ class BudgetChargeRow(Base):
     year: Mapped[int] = mapped_column(Integer, index=True)
     epsilon: Mapped[float] = mapped_column(Float)
     charged_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # None while the reservation is live; ``coordinator.budget_recovery.Settlement`` after the job.
+    settlement: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ModelRow(Base):

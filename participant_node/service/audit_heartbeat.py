@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,22 +29,51 @@ __all__ = ["AuditHeartbeat"]
 
 _LOG = logging.getLogger(__name__)
 COORDINATOR_HEAD_FILE = "coordinator_tree_head.json"
+# (job id, purpose) -> the node accountant's figure for the job: {job_id, epsilon, delta, steps}.
+SpentReport = Callable[[str, str], dict[str, Any]]
+
+
+def _is_ask(ask: object) -> bool:
+    return (
+        isinstance(ask, dict) and isinstance(ask.get("job_id"), str) and isinstance(ask.get("purpose"), str)
+    )
 
 
 class AuditHeartbeat:
     """One node's heartbeats to its coordinator, with the audit heads exchanged and checked."""
 
     def __init__(
-        self, client: CoordinatorClient, audit: NodeAudit, *, state: Path, partner_id: str, version: str
+        self,
+        client: CoordinatorClient,
+        audit: NodeAudit,
+        *,
+        state: Path,
+        partner_id: str,
+        version: str,
+        spent: SpentReport | None = None,
     ) -> None:
         self._client, self._audit = client, audit
         self._path = state / COORDINATOR_HEAD_FILE
         self._partner_id, self._version = partner_id, version
+        self._spent = spent
         # The size of this node's head the coordinator keeps (unknown until its first answer).
         self._acknowledged: int | None = None
 
     def beat(self) -> None:
-        """Send one heartbeat; raises ``CoordinatorUnavailableError`` or ``CoordinatorDistrustedError``."""
+        """Send one heartbeat; raises ``CoordinatorUnavailableError`` or ``CoordinatorDistrustedError``.
+
+        When the answer names ended jobs whose reservation on this partner is held
+        (``settle_jobs``), a second heartbeat at once carries this node's accountant's figure for
+        each: the coordinator's ledger settles from the node's own accountant, never from a guess.
+        """
+        answer = self._beat([])
+        asked = answer.get("settle_jobs")
+        if self._spent is not None and isinstance(asked, list) and asked:
+            reports = [self._spent(str(a["job_id"]), str(a["purpose"])) for a in asked if _is_ask(a)]
+            if reports:
+                self._beat(reports)
+
+    def _beat(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
         kept, pinned = self._kept()
         own = self._audit.head_report(since=self._acknowledged)
         answer = self._client.heartbeat(
@@ -50,11 +81,13 @@ class AuditHeartbeat:
             version=self._version,
             audit_head=own.model_dump(mode="json") if own is not None else None,
             coordinator_tree_size=kept.tree_size if kept is not None else None,
+            privacy_spent=reports,
         )
         size = answer.get("audit_tree_size")
         self._acknowledged = size if isinstance(size, int) else None
         if answer.get("coordinator_head") is not None:
             self._check(answer["coordinator_head"], kept, pinned)
+        return answer
 
     def _check(self, shown: object, kept: SignedTreeHead | None, pinned: str | None) -> None:
         try:

@@ -106,13 +106,17 @@ class CoordinatorClient:
         version: str,
         audit_head: dict[str, Any] | None,
         coordinator_tree_size: int | None,
+        privacy_spent: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Report liveness and this node's audit head; the answer carries the coordinator's head."""
+        """Report liveness, this node's audit head and its accountant's figures for ended jobs the
+        coordinator asked about; the answer carries the coordinator's head and the jobs it asks about."""
         body: dict[str, Any] = {"version": version}
         if audit_head is not None:
             body["audit_head"] = audit_head
         if coordinator_tree_size is not None:
             body["coordinator_tree_size"] = coordinator_tree_size
+        if privacy_spent:
+            body["privacy_spent"] = privacy_spent
         answer = self._call("POST", f"/nodes/{partner_id}/heartbeat", json=body)
         return answer if isinstance(answer, dict) else {}
 

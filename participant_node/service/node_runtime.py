@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from cryptography.hazmat.primitives import serialization
@@ -282,7 +283,12 @@ class NodeRuntime:
         """Heartbeat, then send the reports that changed, until stopped; a coordinator whose audit
         log is inconsistent stops the node."""
         beats = AuditHeartbeat(
-            client, audit, state=self.settings.state, partner_id=self.partner_id, version=NODE_VERSION
+            client,
+            audit,
+            state=self.settings.state,
+            partner_id=self.partner_id,
+            version=NODE_VERSION,
+            spent=self._spent_report,
         )
         while True:
             try:
@@ -297,6 +303,18 @@ class NodeRuntime:
                 _LOG.warning("reports to the coordinator not sent: %s", err)
             if self._stop.wait(self.settings.heartbeat_interval_s):
                 return
+
+    def _spent_report(self, job_id: str, purpose: str) -> dict[str, Any]:
+        """This node's accountant's figure for an ended job (what the coordinator settles from)."""
+        # The accountant (Opacus' RDP analysis) is imported here, in this warm process only.
+        from participant_node.training.job_spend import job_spend
+        from participant_node.training.privacy_accountant import NodePrivacyAccountant
+
+        accountant = NodePrivacyAccountant(self.settings.state / "privacy_accountant.json")
+        spent = job_spend(
+            accountant, partner_id=self.partner_id, job_id=job_id, purpose=purpose, default_delta=0.0
+        )
+        return {"job_id": job_id, "epsilon": spent.epsilon, "delta": spent.delta, "steps": spent.steps}
 
     def _shutdown(self) -> None:
         if self.supervisor is not None:

@@ -45,7 +45,8 @@ from models.feature_standardisation import FeatureMoments
 from models.networks import make_model
 from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
 from participant_node.training.errors import PrivacyBudgetError, TrainingError
-from participant_node.training.heldout_release import heldout_dataset, release_heldout_evaluation
+from participant_node.training.heldout_release import release_heldout_evaluation
+from participant_node.training.job_spend import job_spend
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from participant_node.training.privacy_accountant import (
     NodePrivacyAccountant,
@@ -61,7 +62,6 @@ from protocol import (
     JobSpecError,
     MomentsReply,
     NodeRecord,
-    PrivacySpentReply,
     QueryAction,
     RecordKey,
     Refusal,
@@ -230,14 +230,13 @@ def group_labels(content: RecordDict, node: NodeContext) -> RecordDict:
 def privacy_spent(content: RecordDict, node: NodeContext) -> RecordDict:
     """The job's ε by the node's own accountant, at the smallest δ it trained with (the largest ε)."""
     spec = spec_of(content)
-    accountant = node.accountant
-    entries = accountant.entries(dataset=node.partner_id, purpose=spec.purpose, job_id=spec.job_id)
-    delta = min((e.delta for e in entries), default=spec.delta)
-    epsilon = max(
-        accountant.epsilon(dataset=dataset, purpose=spec.purpose, delta=delta, job_id=spec.job_id)
-        for dataset in (node.partner_id, heldout_dataset(node.partner_id))
+    reply = job_spend(
+        node.accountant,
+        partner_id=node.partner_id,
+        job_id=spec.job_id,
+        purpose=spec.purpose,
+        default_delta=spec.delta,
     )
-    reply = PrivacySpentReply(node.partner_id, spec.job_id, epsilon, delta, sum(e.steps for e in entries))
     return reply.to_content()
 
 

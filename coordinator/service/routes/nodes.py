@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from coordinator.budget_recovery import NodeSpent, held_jobs, settle_reported
 from coordinator.platform import datasets, nodes
 from coordinator.platform.permissions import ApiAction, authorize
 from coordinator.service.api_models import (
@@ -14,6 +15,7 @@ from coordinator.service.api_models import (
     NodePublic,
     NodeRegister,
     NodeRegistered,
+    SettleJobPublic,
 )
 from coordinator.service.dependencies import CurrentPrincipal, SessionDep, StateDep, TrailDep
 
@@ -57,7 +59,15 @@ def heartbeat(
         coordinator_tree_size=body.coordinator_tree_size,
         now=trail.clock(),
     )
-    return HeartbeatAnswer(audit_tree_size=answer.audit_tree_size, coordinator_head=answer.coordinator_head)
+    reports = [NodeSpent(r.job_id, r.epsilon, r.delta, r.steps) for r in body.privacy_spent]
+    settle_reported(session, trail, actor=principal, partner_id=partner_id, reports=reports)
+    return HeartbeatAnswer(
+        audit_tree_size=answer.audit_tree_size,
+        coordinator_head=answer.coordinator_head,
+        settle_jobs=[
+            SettleJobPublic(job_id=h.job_id, purpose=h.purpose) for h in held_jobs(session, partner_id)
+        ],
+    )
 
 
 @router.get("/nodes", response_model=list[NodePublic])
