@@ -227,6 +227,8 @@ def psi_run(step: AuditStep, arguments: dict[str, Any]) -> None:
     inputs = [_file_input(arguments["a"], "members a"), _file_input(arguments["b"], "members b")]
     step.update(inputs=inputs, details={"mode": str(arguments["mode"]), "psi_role": "both"})
     step.update(purpose=str(arguments["purpose"]), partners=tuple(i["partner"] for i in inputs))
+    if isinstance(arguments.get("policy"), str):  # the policy the matching ran under, by content hash
+        step.update(policy_hash=policy_hash_of(arguments["policy"], arguments["registry"]))
     out = arguments.get("out")
     if isinstance(out, Path) and out.is_file():
         step.update(outputs=[{"name": "matches", "sha256": _sha256(out)}])

@@ -23,7 +23,12 @@ from loyalfed.cli.psi_files import (
     print_report,
     run_secret,
 )
-from loyalfed.cli.psi_member_tables import gated_member_table, moment_of_use, partner_folder
+from loyalfed.cli.psi_member_tables import (
+    gated_member_table,
+    moment_of_use,
+    partner_folder,
+    require_matching_policy,
+)
 from psi.wire import DEFAULT_GROUP, PsiGroup, PsiMode
 
 
@@ -78,12 +83,25 @@ def run(
     paillier_bits: int = typer.Option(2048, "--paillier-bits", help="Sum mode: Paillier key size."),
     group: GroupChoice = typer.Option(DEFAULT_GROUP_CHOICE, "--group", help="Prime-order group."),
     out: Path | None = typer.Option(None, "--out", help="Intersection: write A's matched member_ids here."),
+    policy: str | None = typer.Option(
+        None,
+        "--policy",
+        help="The data-use policy the matching runs under (file, id, id@version or hash): it must "
+        "allow --purpose and be approved by both partners' data officers; its hash is audited.",
+    ),
+    registry: Path = typer.Option(
+        Path(".loyalfed") / "registry.sqlite",
+        "--registry",
+        envvar="LOYALFED_REGISTRY",
+        help="Policy registry.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON to stdout."),
 ) -> None:
     """Run both parties locally over the real wire format and report what each side learns.
 
     Each side matches only its members the node gate admits: consent to ``--purpose`` covering the
-    other partner, not withdrawn or erased, active inside the retention window.
+    other partner, not withdrawn or erased, active inside the retention window. With ``--policy``,
+    the policy is checked before any member file is read.
     """
     from psi.identifiers import prepare_identifiers
     from psi.local_run import run_local
@@ -94,6 +112,8 @@ def run(
         raise ValueError("--mode sum needs --value-column (a whole-number column of B, e.g. points)")
     secret = run_secret(secret_file)
     moment, ids = moment_of_use(at), {"a": partner_folder(a).name, "b": partner_folder(b).name}
+    if policy is not None:
+        require_matching_policy(registry, policy, purpose=purpose, partners=(ids["a"], ids["b"]))
     tables = {
         side: gated_member_table(
             path,

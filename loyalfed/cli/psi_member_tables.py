@@ -89,3 +89,25 @@ def gated_member_table(
         excluded_by_consent=int(gated.selection.excluded),
         excluded_by_retention=gated.retention_purged.get("members", 0),
     )
+
+
+def require_matching_policy(registry: Path, policy: str, *, purpose: str, partners: tuple[str, str]) -> str:
+    """The hash of ``policy`` if both partners approved its current version for ``purpose``.
+
+    Raises ``PolicyNotApprovedError`` naming what is missing (no registry, not approved, another
+    purpose, a partner outside it); called before any member file is read.
+    """
+    from coordinator.approvals import PolicyNotApprovedError, PolicyRegistry, require_approved
+
+    if not registry.is_file():
+        raise PolicyNotApprovedError(f"no policy registry at {registry}: --policy {policy} cannot be checked")
+    book = PolicyRegistry.at_path(registry)
+    try:
+        approved = require_approved(book, policy, partners=partners)
+    finally:
+        book.close()
+    if approved.policy.purpose.value != purpose:
+        raise PolicyNotApprovedError(
+            f"policy {approved.policy_id} is for {approved.policy.purpose.value}, not {purpose}"
+        )
+    return approved.content_hash

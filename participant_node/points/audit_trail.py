@@ -47,10 +47,20 @@ def record_event(
     link_hash: str | None = None,
     details: dict[str, int | float | str] | None = None,
     artefacts: Sequence[tuple[str, str]] = (),
+    policy_hash: str | None = None,
 ) -> None:
-    """Validate a lineage event; it is stored with the transaction's other writes when it commits."""
+    """Validate a lineage event; it is stored with the transaction's other writes when it commits.
+
+    ``policy_hash`` is the content hash of the interchange agreement the step runs under (a link
+    session's PSI names it; a transfer's template event does not).
+    """
     when = datetime.fromtimestamp(at_us / 1_000_000, UTC)
-    if transfer_id is not None and not artefacts and _cheap_fields_ok(transfer_id, link_hash, details):
+    if (
+        transfer_id is not None
+        and not artefacts
+        and policy_hash is None
+        and _cheap_fields_ok(transfer_id, link_hash, details)
+    ):
         # A transfer's event differs from the validated template of its kind only in fields checked
         # here by the same rules (transfer ids by ``check_transfer_id``, hashes as hex, counts as ints).
         template = _template(event_type, partner, peer)
@@ -64,6 +74,8 @@ def record_event(
         )
     else:
         event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
+        if policy_hash is not None:
+            event = LineageEvent.model_validate(event.model_dump() | {"policy_hash": policy_hash})
     tx.events.append({"body": event.canonical_bytes().decode("utf-8")})
 
 

@@ -58,6 +58,7 @@ class _Open:
     responder: LinkResponder
     opened: float
     peer_set: int
+    agreement_hash: str  # the interchange agreement the link runs under (its lineage event's policy hash)
 
 
 def _retrying(call: Callable[[], LinkRevealReply], attempts: int) -> LinkRevealReply:
@@ -148,7 +149,9 @@ class LinkSessions:
             raise LinkError(f"{peer} linked {reply.linked} members, this node {len(tokens)}")
         links = {matching.member_ids[i]: token for i, token in tokens.items()}
         peer_set = len(peer_blob) // ELEMENT_BYTES
-        self._store(peer, context, links, own_set=len(matching.items), peer_set=peer_set)
+        self._store(
+            peer, context, links, own_set=len(matching.items), peer_set=peer_set, agreement_hash=digest
+        )
         return LinkReport(
             peer, context.agreement_id, context.epoch, len(matching.items), peer_set, len(links)
         )
@@ -172,7 +175,13 @@ class LinkSessions:
         with self._lock:
             self._sweep()
             self._open[session_id] = _Open(
-                peer, context, matching.member_ids, responder, time.monotonic(), len(blob) // ELEMENT_BYTES
+                peer,
+                context,
+                matching.member_ids,
+                responder,
+                time.monotonic(),
+                len(blob) // ELEMENT_BYTES,
+                digest,
             )
         return LinkAnswer(
             session_id=session_id,
@@ -198,7 +207,14 @@ class LinkSessions:
         tokens = session.responder.finish(list(zip(reveal.positions, elements, strict=True)))
         links = {session.member_ids[i]: token for i, token in tokens.items()}
         own = len(session.member_ids)
-        self._store(peer, session.context, links, own_set=own, peer_set=session.peer_set)
+        self._store(
+            peer,
+            session.context,
+            links,
+            own_set=own,
+            peer_set=session.peer_set,
+            agreement_hash=session.agreement_hash,
+        )
         with self._lock:
             self._finished[session_id] = (peer, len(links))
         return LinkRevealReply(linked=len(links))
@@ -215,7 +231,14 @@ class LinkSessions:
             del self._open[session_id]
 
     def _store(
-        self, peer: str, context: LinkContext, links: dict[str, str], *, own_set: int, peer_set: int
+        self,
+        peer: str,
+        context: LinkContext,
+        links: dict[str, str],
+        *,
+        own_set: int,
+        peer_set: int,
+        agreement_hash: str,
     ) -> None:
         flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
         self.ledger.open_accounts((member_account(m), "member", None, flags) for m in links)
@@ -227,6 +250,7 @@ class LinkSessions:
                 partner=self.partner,
                 peer=peer,
                 at_us=tx.now_us,
+                policy_hash=agreement_hash,
                 details={
                     "linked": len(links),
                     "own_set": own_set,

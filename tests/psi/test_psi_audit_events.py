@@ -94,3 +94,43 @@ def test_psi_runs_and_cached_set_steps_are_audited(tmp_path: Path, monkeypatch: 
     texts += [r.name for e in events for r in e.outputs]
     members = [f'"{side}{i}"' for side in "ab" for i in range(50)] + [f"555{i:04d}" for i in range(50)]
     assert not [m for m in members for text in texts if m in text]
+
+
+def test_psi_run_under_a_policy_audits_its_hash_and_an_unapproved_one_is_refused_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coordinator.approvals import PolicyRegistry
+    from loyalfed.local_officers import approve_as_local_officers, experiment_policy, officers_dir_for
+    from policies.purpose import Purpose
+    from policies.roles import Actor, Role
+
+    monkeypatch.setenv("LOYALFED_PSI_SECRET", SECRET)
+    a = write_matching_partner(
+        tmp_path / "freshmart", [(f"a{i}", f"+1 415 555 {i:04d}", "") for i in range(30)]
+    )
+    b = write_matching_partner(tmp_path / "fuelgo", [(f"b{i}", f"415555{i:04d}", "") for i in range(20, 50)])
+    registry = tmp_path / "policies" / "registry.sqlite"
+    registry.parent.mkdir()
+    book = PolicyRegistry.at_path(registry)
+    try:
+        policy = experiment_policy(
+            Purpose.CROSS_BRAND_MATCHING, ["freshmart", "fuelgo"], regions=["US"], epsilon=1.0, delta=1e-5
+        )
+        drafted = book.draft(policy, actor=Actor(Role.ANALYST))
+        run = ["run", "--a", str(a), "--b", str(b), "--at", AT, "--registry", str(registry), "--json"]
+        # Drafted, not yet approved: refused with one line, before any member file is read.
+        refused = RUNNER.invoke(app, [*run, "--policy", drafted.policy_id])
+        assert refused.exit_code != 0 and "not approved: freshmart has not approved" in str(refused.exception)
+        approved = approve_as_local_officers(book, drafted.ref, officers_dir=officers_dir_for(registry))
+    finally:
+        book.close()
+    _invoke(*run[:-1], "--policy", approved.policy_id)
+    wrong_purpose = RUNNER.invoke(
+        app, [*run, "--policy", approved.policy_id, "--purpose", "analytics.churn_model"]
+    )
+    assert wrong_purpose.exit_code != 0 and "not analytics.churn_model" in str(wrong_purpose.exception)
+    with AuditLog.open(tmp_path / "loyalfed-state" / "audit.sqlite") as log:
+        events = [event for _, event in log.iter_events() if event.event_type == EventType.PSI_RUN]
+    completed = [e for e in events if e.policy_hash is not None]
+    assert [e.policy_hash for e in completed] == [approved.content_hash]
+    assert completed[0].purpose == PURPOSE and set(completed[0].partners) == {"freshmart", "fuelgo"}

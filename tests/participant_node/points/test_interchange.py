@@ -217,6 +217,10 @@ def test_audit_events_key_by_transfer_and_link_hash_never_a_member(linked: Nodes
     } <= kinds
     posted = [e for e in events if e.event_type == EventType.POINTS_POSTED]
     assert all(e.transfer_id and e.link_token_hash for e in posted)
+    # The link session's PSI runs under the interchange agreement: its event names the agreement.
+    agreement = fm.book.for_peer(B, datetime.now(UTC))
+    linked_events = [e for e in events if e.event_type == EventType.POINTS_LINKED]
+    assert linked_events and {e.policy_hash for e in linked_events} == {agreement.content_hash()}
     body = b"".join(e.canonical_bytes() for e in events)
     assert b"FM-" not in body and b"CP-" not in body and b"+86" not in body
 
