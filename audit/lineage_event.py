@@ -90,6 +90,9 @@ class EventType(StrEnum):
     PSI_RUN_REPORTED = "psi.run_reported"
     # A node's data-subject request (erasure, access) as the coordinator learnt it: id, kind, status.
     DSR_REPORTED = "dsr.reported"
+    # Identities: a key pair made where it is used (public half by hash), a certificate signed by the CA.
+    KEY_CREATED = "pki.key_created"
+    CERTIFICATE_ISSUED = "pki.certificate_issued"
 
 
 class Role(StrEnum):

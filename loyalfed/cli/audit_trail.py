@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import hashlib
 import inspect
 import os
 import re
@@ -45,7 +46,15 @@ from audit.errors import AuditError
 from audit.lineage_event import EventType, LineageEvent
 from audit.tree_head import public_key_from_hex
 
-__all__ = ["AuditStep", "append_events", "audit_step", "audited", "cli_actor", "default_log_path"]
+__all__ = [
+    "AuditStep",
+    "append_events",
+    "audit_step",
+    "audited",
+    "cli_actor",
+    "default_log_path",
+    "file_sha256",
+]
 
 _NAME = re.compile(r"[^A-Za-z0-9 _.:/@()-]")
 
@@ -249,3 +258,12 @@ def append_events(
 def _token(err: Exception) -> str:
     """The error's type as a snake_case token (messages are free text and stay out of the log)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(err).__name__).lower()[:64]
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 (hex): how an event names an artefact it does not carry."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from audit import EventType
+from loyalfed.cli.audit_trail import audit_step, file_sha256
 from loyalfed.cli.service_client import (
     CaOption,
     ClientOptions,
@@ -36,8 +38,14 @@ def keygen(
     as_json: JsonOption = False,
 ) -> None:
     """Make an Ed25519 key pair here; register officer.pub, keep officer.key on this machine."""
-    key = generate_signing_key()
-    private_path, public_path = write_key_pair(key, out)
+    with audit_step(EventType.KEY_CREATED, role="data_officer") as step:
+        key = generate_signing_key()
+        private_path, public_path = write_key_pair(key, out)
+        # The public half by hash: it ties this event to the key later registered and used to sign.
+        step.update(
+            outputs=[{"name": "officer public key", "sha256": file_sha256(public_path)}],
+            details={"key": "ed25519", "key_use": "officer_signing"},
+        )
     summary = {
         "private_key": str(private_path),
         "public_key": str(public_path),

@@ -11,6 +11,7 @@ loyalfed pki sign careplus.csr --ca ca/ --role node --partner careplus --out car
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from audit import EventType
+from loyalfed.cli.audit_trail import audit_step, file_sha256
 from pki import (
     CertificateRole,
     create_federation_ca,
@@ -57,7 +60,12 @@ def init_ca(
     as_json: JsonOption = False,
 ) -> None:
     """Create the federation CA. Its key signs every identity: keep it off every serving host."""
-    ca = create_federation_ca(out, name=name, days=days)
+    with audit_step(EventType.KEY_CREATED, role="federation_operator") as step:
+        ca = create_federation_ca(out, name=name, days=days)
+        step.update(
+            outputs=[{"name": "ca certificate", "sha256": file_sha256(out / "ca.crt")}],
+            details={"key_use": "federation_ca", "days": days},
+        )
     summary = {
         "ca_certificate": str(out / "ca.crt"),
         "ca_key": str(out / "ca.key"),
@@ -84,7 +92,12 @@ def request(
     as_json: JsonOption = False,
 ) -> None:
     """Make a private key here and a certificate signing request to send to the federation CA."""
-    files = create_key_and_request(out, role, partner=partner, hosts=host or [])
+    with audit_step(EventType.KEY_CREATED, role="partner_operator", partner=partner) as step:
+        files = create_key_and_request(out, role, partner=partner, hosts=host or [])
+        step.update(
+            outputs=[{"name": "certificate request", "sha256": file_sha256(files.request)}],
+            details={"key_use": role.value},
+        )
     summary = {
         "private_key": str(files.private_key),
         "request": str(files.request),
@@ -120,12 +133,20 @@ def sign(
     except FileNotFoundError as err:
         raise PkiError(f"{request_file}: no such request file") from err
     ca = load_ca(ca_dir)
-    try:
-        certificate = sign_request(ca, request_pem, role=role, partner=partner, days=days)
-    except PkiError as err:
-        raise PkiError(f"{request_file}: {err}") from err
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(certificate)
+    with audit_step(EventType.CERTIFICATE_ISSUED, role="federation_operator", partner=partner) as step:
+        try:
+            certificate = sign_request(ca, request_pem, role=role, partner=partner, days=days)
+        except PkiError as err:
+            raise PkiError(f"{request_file}: {err}") from err
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(certificate)
+        step.update(
+            outputs=[
+                {"name": "certificate request", "sha256": hashlib.sha256(request_pem).hexdigest()},
+                {"name": "certificate", "sha256": hashlib.sha256(certificate).hexdigest()},
+            ],
+            details={"certificate_role": role.value, "days": days},
+        )
     summary = {"certificate": str(out), **describe_certificate(certificate)}
     _report(summary, as_json, [f"certificate: {out} (send it back with ca.crt)"])
 
@@ -136,7 +157,12 @@ def supernode_key(
     as_json: JsonOption = False,
 ) -> None:
     """Make the SuperNode's ECDSA P-384 key pair; register only the .pub with the coordinator."""
-    files = create_supernode_key(out)
+    with audit_step(EventType.KEY_CREATED, role="partner_operator") as step:
+        files = create_supernode_key(out)
+        step.update(
+            outputs=[{"name": "supernode public key", "sha256": file_sha256(files.public_key)}],
+            details={"key_use": "supernode"},
+        )
     summary = {"private_key": str(files.private_key), "public_key": str(files.public_key)}
     _report(
         summary,
