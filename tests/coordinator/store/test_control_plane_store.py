@@ -79,7 +79,7 @@ def test_migrations_create_every_table_and_record_head(database_url: str) -> Non
         "psi_runs",
     } <= tables
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
     engine.dispose()
 
 

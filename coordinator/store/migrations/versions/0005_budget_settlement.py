@@ -1,8 +1,8 @@
 """How each job's charge on a partner was settled: held after the job died (awaiting the node's
 accountant) or settled from the node's accountant; empty while the reservation is live.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
