@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from participant_node.matching.peer_identity import PeerIdentityRefused, partner_from_certificate
 from participant_node.points.errors import PeerError
 from participant_node.points.wire import (
+    POINTS_WIRE_VERSION,
     DecisionReply,
     DecisionRequest,
     ItemResult,
@@ -29,6 +30,7 @@ from participant_node.points.wire import (
     ResolveRequest,
     SignedStatement,
     opening_digest,
+    version_refusal,
 )
 
 __all__ = ["PEER_PATHS", "PeerClient"]
@@ -71,6 +73,9 @@ class PeerClient:
         try:
             return reply.model_validate_json(response.content), certificate
         except ValidationError as err:
+            version = _version_of(response)
+            if version is not None and version != POINTS_WIRE_VERSION:
+                raise PeerError(f"{self.peer} answered in {version_refusal(version)}") from err
             raise PeerError(f"{self.peer} answered outside the protocol ({reply.__name__})") from err
 
     # Every answer must be about transfers this message asked about: an answer that arrives late,
@@ -136,8 +141,24 @@ def _partner_named(der: bytes) -> str | None:
         return None
 
 
-def _public_message(response: httpx.Response) -> str:
+def _version_of(response: httpx.Response) -> object:
     try:
-        return str(response.json().get("error", ""))[:200]
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("version") if isinstance(body, dict) else None
+
+
+def _public_message(response: httpx.Response) -> str:
+    """The peer's public error; of a validation refusal (422) only a wire-version refusal, whose
+    text this protocol defines (``wire.version_refusal``); other details may echo message fields."""
+    try:
+        body = response.json()
     except ValueError:
         return ""
+    if not isinstance(body, dict):
+        return ""
+    if isinstance(body.get("detail"), list):
+        messages = [str(d.get("msg", "")) for d in body["detail"] if isinstance(d, dict)]
+        return next((m.split(", ", 1)[-1][:200] for m in messages if "points wire version" in m), "")
+    return str(body.get("error", ""))[:200]

@@ -36,9 +36,12 @@ __all__ = [
     "TransferDecision",
     "check_transfer_id",
     "opening_digest",
+    "version_refusal",
 ]
 
-POINTS_WIRE_VERSION = 1
+# 2: ReserveItem.expiry (moved points keep their expiry) and LinkAnswer.opening_digest. A node
+# refuses a message of any other version, naming both (a peer must not half-read a message).
+POINTS_WIRE_VERSION = 2
 TRANSFER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _TRANSFER_ID = re.compile(TRANSFER_ID_PATTERN)
 # Machine-minted ids (a UUID, a hex token with a letter) may hold digit runs; the audit log's run-id
@@ -47,6 +50,11 @@ _MINTED = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9]*[a-f])[0-9a-f]{8,64}"
 )
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def version_refusal(version: object) -> str:
+    """The refusal a node gives for a message of another wire version (both versions named)."""
+    return f"points wire version {version} unsupported (this node: {POINTS_WIRE_VERSION})"
 
 
 def opening_digest(elements: str) -> str:
@@ -72,7 +80,7 @@ class _Message(BaseModel):
     @classmethod
     def _known(cls, value: int) -> int:
         if value != POINTS_WIRE_VERSION:
-            raise ValueError(f"points wire version {value} unsupported (this node: {POINTS_WIRE_VERSION})")
+            raise ValueError(version_refusal(value))
         return value
 
 

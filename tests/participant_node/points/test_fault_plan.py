@@ -12,7 +12,7 @@ import pytest
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import Fault, FaultPlan, FaultyTransport
 from participant_node.points.peer_client import PeerClient
-from participant_node.points.wire import DecisionRequest, ReserveItem, ReserveRequest
+from participant_node.points.wire import POINTS_WIRE_VERSION, DecisionRequest, ReserveItem, ReserveRequest
 
 TOKEN = "ab" * 32
 
@@ -34,7 +34,7 @@ def _peer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(
         200,
         json={
-            "version": 1,
+            "version": POINTS_WIRE_VERSION,
             "results": [{"transfer_id": i["transfer_id"], "status": "reserved"} for i in items],
         },
     )
@@ -73,7 +73,8 @@ def _source(request: httpx.Request) -> httpx.Response:
     asked = json.loads(request.content)["transfer_ids"]
     decisions = [{"transfer_id": t, "status": "posted"} for t in asked]
     return httpx.Response(
-        200, json={"version": 1, "decisions": decisions, "decided_at_us": [1_000] * len(asked)}
+        200,
+        json={"version": POINTS_WIRE_VERSION, "decisions": decisions, "decided_at_us": [1_000] * len(asked)},
     )
 
 
@@ -87,3 +88,18 @@ def test_an_old_answer_to_a_recovery_query_is_refused_for_a_newer_query() -> Non
     with pytest.raises(PeerError, match="answered another message"):
         client.decisions(DecisionRequest(transfer_ids=("t-0005aa",)))  # the first answer's copy
     assert transport.injected["decisions:duplicate_reply"] == 2
+
+
+def test_an_answer_in_another_wire_version_is_refused_naming_both_versions() -> None:
+    def old_peer(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)["items"]
+        results = [{"transfer_id": i["transfer_id"], "status": "reserved"} for i in items]
+        return httpx.Response(200, json={"version": 1, "results": results})
+
+    http = httpx.Client(base_url="https://careplus.test", transport=httpx.MockTransport(old_peer))
+    client = PeerClient(http, peer="careplus")
+    expected = (
+        f"careplus answered in points wire version 1 unsupported \\(this node: {POINTS_WIRE_VERSION}\\)"
+    )
+    with pytest.raises(PeerError, match=expected):
+        client.reserve(_reserve("t-0006aa"))

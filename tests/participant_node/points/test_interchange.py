@@ -22,10 +22,12 @@ from loyalfed.points_federation import LOOPBACK, NodePair, prepare_synthetic_pai
 from participant_node.consent import ConsentStore, store_path
 from participant_node.matching.tls_scope import node_server_config
 from participant_node.points import point_lots
+from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import RecordingTransport
 from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
+from participant_node.points.wire import POINTS_WIRE_VERSION, ReserveItem, ReserveRequest
 from policies.purpose import Purpose
 
 A, B = "freshmart", "careplus"
@@ -125,6 +127,24 @@ def test_moved_points_keep_their_source_expiry(linked: Nodes) -> None:
     for service, who in ((fm, member(104)), (cp, "CP-0000104")):  # lots still sum to the balance
         balance = service.balance(who)
         assert sum(e["points"] for e in balance["expiring"]) == balance["available"]
+
+
+def test_a_message_in_an_old_wire_version_is_refused_naming_both_versions(linked: Nodes) -> None:
+    """A node refuses a peer's message of another wire version (HTTP 422), and the sender's
+    error names both versions rather than a bare status."""
+    agreement = linked.pair.agreement
+    item = ReserveItem(transfer_id="t-old-wire-1", link_token="ab" * 32, points=250, credited=200)
+    old = ReserveRequest.model_construct(
+        version=1,
+        agreement_id=agreement.agreement_id,
+        agreement_hash=agreement.content_hash(),
+        epoch=agreement.epoch,
+        items=(item,),
+    )
+    with pytest.raises(
+        PeerError, match=rf"HTTP 422: points wire version 1 unsupported \(this node: {POINTS_WIRE_VERSION}\)"
+    ):
+        linked.services[A].peer(B).reserve(old)
 
 
 def test_same_id_same_outcome_different_fields_refused(linked: Nodes) -> None:
