@@ -59,9 +59,40 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _nodes_cpu_s(cluster: PointsCluster) -> float | None:
-    used = [_cpu_s(p.pid) for p in cluster.processes.values()]
-    return None if None in used else sum(u for u in used if u is not None)
+def _process_cpu_s(cluster: PointsCluster, a: str, b: str) -> dict[str, float | None]:
+    """CPU seconds so far of the client (this process: its submitting threads), the source node
+    and the destination node."""
+    return {
+        "client": time.process_time(),
+        "source": _cpu_s(cluster.processes[a].pid),
+        "destination": _cpu_s(cluster.processes[b].pid),
+    }
+
+
+def _ms_per_transfer(
+    before: dict[str, float | None], after: dict[str, float | None], committed: int
+) -> dict[str, float | None]:
+    used: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after[name]
+        used[name] = (
+            None if start is None or end is None else round((end - start) * 1000 / max(committed, 1), 3)
+        )
+    parts = [v for v in used.values() if v is not None]
+    used["total"] = round(sum(parts), 3) if len(parts) == len(before) else None
+    return used
+
+
+def _projected_quiet_per_s(cpu_ms: dict[str, float | None]) -> float | None:
+    """A projection, not a measurement: the rate if this machine's cores did nothing else and CPU
+    were the only limit (cores / CPU seconds per committed transfer, all three processes)."""
+    total = cpu_ms.get("total")
+    return round((os.cpu_count() or 1) * 1000 / total, 1) if total else None
+
+
+def _load() -> list[float]:
+    """``uptime``'s load averages (1, 5, 15 minutes)."""
+    return [round(v, 2) for v in os.getloadavg()]
 
 
 def _submit(
@@ -111,7 +142,8 @@ def run_once(
             def work(k: int) -> None:
                 results[k] = _submit(cluster, a, b, members, shares[k], size, mode)
 
-            cpu_before = _nodes_cpu_s(cluster)
+            load_before = _load()
+            cpu_before = _process_cpu_s(cluster, a, b)
             started = time.perf_counter()
             workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
             for w in workers:
@@ -121,9 +153,11 @@ def run_once(
             while not _drained(cluster, a, b):
                 time.sleep(0.01)
             seconds = time.perf_counter() - started
-            cpu_after = _nodes_cpu_s(cluster)
+            cpu_after = _process_cpu_s(cluster, a, b)
             status = cluster.call(b, "GET", "/points/v1/status")
     committed = status.get("destination_posted", 0)
+    cpu_ms = _ms_per_transfer(cpu_before, cpu_after, committed)
+    nodes = (cpu_ms["source"] or 0) + (cpu_ms["destination"] or 0)
     return {
         "mode": mode,
         "linked": linked,
@@ -132,14 +166,13 @@ def run_once(
         "posted_at_source": sum(results),
         "seconds": round(seconds, 3),
         "committed_per_s": round(committed / seconds, 1),
-        # Both node processes' CPU per committed transfer: what the protocol costs, whatever else
-        # the machine is running (the rate above is what a loaded machine left us).
-        "nodes_cpu_ms_per_transfer": (
-            round((cpu_after - cpu_before) * 1000 / max(committed, 1), 3)
-            if cpu_before is not None and cpu_after is not None
-            else None
-        ),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        # CPU per committed transfer in each process: what the protocol costs, whatever else the
+        # machine is running (the rate above is what a loaded machine left us).
+        "cpu_ms_per_transfer": cpu_ms,
+        "nodes_cpu_ms_per_transfer": round(nodes, 3),
+        "projected_quiet_per_s": _projected_quiet_per_s(cpu_ms),
+        "load_before": load_before,
+        "load_after": _load(),
     }
 
 
@@ -150,6 +183,11 @@ def _cpu_reference_s() -> float:
     for i in range(2_000_000):
         total += i % 7
     return round(time.perf_counter() - started, 3)
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def main() -> int:
@@ -173,6 +211,14 @@ def main() -> int:
         "runs": {},
         "median_committed_per_s": {},
         "median_nodes_cpu_ms_per_transfer": {},
+        "median_cpu_ms_per_transfer": {},
+        "projected_quiet_per_s": {},
+        "projection_note": (
+            "projected_quiet_per_s is a projection, not a measurement: cores / CPU seconds per "
+            "committed transfer of client + source + destination, as if nothing else ran and CPU "
+            "were the only limit (fsync latency and the client's own share of the cores ignored)"
+        ),
+        "load_at_start": _load(),
     }
     for mode in args.modes.split(","):
         runs = [
@@ -188,12 +234,21 @@ def main() -> int:
         ]
         report["runs"][mode] = runs
         report["median_committed_per_s"][mode] = statistics.median(r["committed_per_s"] for r in runs)
-        cpu = [r["nodes_cpu_ms_per_transfer"] for r in runs if r["nodes_cpu_ms_per_transfer"] is not None]
-        report["median_nodes_cpu_ms_per_transfer"][mode] = statistics.median(cpu) if cpu else None
+        report["median_nodes_cpu_ms_per_transfer"][mode] = statistics.median(
+            r["nodes_cpu_ms_per_transfer"] for r in runs
+        )
+        report["median_cpu_ms_per_transfer"][mode] = {
+            name: _median([r["cpu_ms_per_transfer"][name] for r in runs])
+            for name in ("client", "source", "destination", "total")
+        }
+        report["projected_quiet_per_s"][mode] = _projected_quiet_per_s(
+            report["median_cpu_ms_per_transfer"][mode]
+        )
         print(f"{mode}: {[r['committed_per_s'] for r in runs]}", file=sys.stderr)
     report["targets_per_s"] = TARGETS
     report["cpu_reference_s"] = _cpu_reference_s()  # compare runs on different or busy machines
     report["load_average_1m"] = round(os.getloadavg()[0], 2)
+    report["load_at_end"] = _load()
     report["cpus"] = os.cpu_count()
     report["meets_targets"] = {
         m: report["median_committed_per_s"].get(m, 0) >= t
