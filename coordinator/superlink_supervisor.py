@@ -131,7 +131,8 @@ class SuperLinkSupervisor:
         self.flwr_home.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.flwr_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n[superlink.{CONNECTION_NAME}]\n'
-            f'address = "{self.address}"\nroot-certificates = "{self.certificates.ca}"\n',
+            # Flower's CLI refuses a relative root-certificates path in its configuration file.
+            f'address = "{self.address}"\nroot-certificates = "{self.certificates.ca.resolve()}"\n',
             encoding="utf-8",
         )
 
