@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from participant_node.approved_apps import launcher_environment, write_launcher
+from participant_node.prompt_supernode import DEFAULT_PULL_INTERVAL_S
 
 __all__ = ["SuperNodeLaunch", "SuperNodeSupervisor", "node_config_arg"]
 
@@ -54,15 +55,26 @@ class SuperNodeLaunch:
     log_file: Path
     approved_apps: frozenset[str] = frozenset()  # sha256 of each approved FAB; none: every app refused
     executable: Path = field(default_factory=lambda: Path(sys.executable).parent / "flower-supernode")
+    # Flower's SuperNode idles 3 s between pulls for messages; the node's program asks every
+    # ``pull_interval_s`` instead (``participant_node.prompt_supernode``). None: Flower's program as is.
+    pull_interval_s: float | None = DEFAULT_PULL_INTERVAL_S
 
     @property
     def launcher_dir(self) -> Path:
         """Where the approving ``flwr-clientapp`` launcher is written (beside the SuperNode's log)."""
         return self.log_file.parent / "clientapp-launcher"
 
+    def program(self) -> list[str]:
+        """Flower's ``flower-supernode``, or the same SuperNode with the prompter pull."""
+        if self.pull_interval_s is None:
+            return [str(self.executable)]
+        python = self.executable.parent / "python"
+        prompt = ["-m", "participant_node.prompt_supernode", "--pull-interval-s", str(self.pull_interval_s)]
+        return [str(python if python.exists() else sys.executable), *prompt]
+
     def command(self) -> list[str]:
         return [
-            str(self.executable),
+            *self.program(),
             "--superlink",
             self.superlink_address,
             "--root-certificates",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from participant_node.prompt_supernode import CappedSleep
 from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor, node_config_arg
 from pki import create_federation_ca, create_supernode_key
 
@@ -62,3 +63,33 @@ def test_a_supernode_that_dies_is_restarted_and_stop_ends_it(tmp_path: Path) -> 
     assert second is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(second, 0)  # the whole group is gone
+
+
+def test_the_node_runs_flowers_supernode_with_a_capped_idle_wait() -> None:
+    launch = SuperNodeLaunch(
+        superlink_address="127.0.0.1:1",
+        root_certificate=Path("ca.crt"),
+        auth_private_key=Path("node.key"),
+        node_config={"partner-id": "p"},
+        runtime_port=1,
+        log_file=Path("supernode.log"),
+    )
+    assert launch.command()[1:4] == ["-m", "participant_node.prompt_supernode", "--pull-interval-s"]
+    assert launch.command()[5:7] == ["--superlink", "127.0.0.1:1"]
+    flowers = SuperNodeLaunch(**{**launch.__dict__, "pull_interval_s": None})
+    assert flowers.command()[0] == str(launch.executable)
+    slept: list[float] = []
+
+    class Clock:
+        def sleep(self, seconds: float) -> None:
+            slept.append(seconds)
+
+        def monotonic(self) -> float:
+            return 7.0
+
+    capped = CappedSleep(1.0, clock=Clock())  # type: ignore[arg-type]
+    capped.sleep(3)  # Flower's idle wait between pulls
+    capped.sleep(0.5)  # its shorter waits are kept
+    assert slept == [1.0, 0.5] and capped.monotonic() == 7.0
+    with pytest.raises(ValueError, match="> 0"):
+        CappedSleep(0)
