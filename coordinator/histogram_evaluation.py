@@ -1,7 +1,8 @@
 """Histogram evaluation: a strategy wrapper that pools every node's held-out evaluation vector.
 
 Before its first evaluation it fixes the job's public layout (``protocol.EvaluationLayout``): the
-union of the group labels the nodes hold (``query.group_labels``) and the bin count -- the fine
+union of the group labels the nodes hold (sent with their feature moments, or asked with
+``query.group_labels``) and the bin count -- the fine
 grid for an exact secure sum, coarser bins for a noisy release (``noisy_release_bins``: binning
 error balanced against noise). Plain evaluation rounds (this wrapper's ``configure_evaluate`` /
 ``aggregate_evaluate``) receive each node's DP-noised vector and sum them here; secure rounds
@@ -63,11 +64,17 @@ class HistogramEvaluation(StrategyWrapper):
         self.min_nodes = job.min_nodes
         self.layout: EvaluationLayout | None = None
         self.last: EvaluationSummary | None = None
+        self._group_labels: tuple[GroupLabelsReply, ...] | None = None
+
+    def know_group_labels(self, replies: Sequence[GroupLabelsReply]) -> None:
+        """Every node's group labels, already sent (with its feature moments): no need to ask."""
+        self._group_labels = tuple(replies)
 
     def layout_for(self, grid: Grid, *, secure: bool) -> EvaluationLayout:
-        """The job's evaluation layout, asked of the nodes once."""
+        """The job's evaluation layout, from the labels the nodes sent or asked of them, once."""
         if self.layout is None:
-            self.layout = _layout(grid, self.job, secure=secure)
+            replies = self._group_labels or _group_labels(grid, self.job)
+            self.layout = _layout(replies, self.job, secure=secure, nodes=len(list(grid.get_node_ids())))
         return self.layout
 
     def evaluation_config(self, layout: EvaluationLayout) -> ConfigRecord:
@@ -126,23 +133,28 @@ def _parse(server_round: int, message: Message, layout: EvaluationLayout) -> Eva
         return None
 
 
-def _layout(grid: Grid, job: JobSpec, *, secure: bool) -> EvaluationLayout:
-    """Union of the nodes' group labels; bins for an exact sum or sized to the release's noise."""
+def _group_labels(grid: Grid, job: JobSpec) -> list[GroupLabelsReply]:
+    """Ask every node for its held-out group labels (``query.group_labels``)."""
     content = RecordDict({RecordKey.CONFIG: job_config_record(job)})
     kind = query_type(QueryAction.GROUP_LABELS)
     messages = [Message(content, dst_node_id=n, message_type=kind) for n in grid.get_node_ids()]
-    labels: set[tuple[str, str]] = set()
-    heldout = 0
+    replies = []
     for reply in grid.send_and_receive(messages, timeout=job.round_timeout_s):
         if reply.has_error():
             continue
         try:
-            parsed = GroupLabelsReply.parse(reply.content)
+            replies.append(GroupLabelsReply.parse(reply.content))
         except MalformedReplyError as err:
             _log.warning("group labels: node %s sent a malformed reply: %s", reply.metadata.src_node_id, err)
-            continue
-        labels.update(parsed.labels)
-        heldout += parsed.heldout_members
+    return replies
+
+
+def _layout(
+    replies: Sequence[GroupLabelsReply], job: JobSpec, *, secure: bool, nodes: int
+) -> EvaluationLayout:
+    """Union of the nodes' group labels; bins for an exact sum or sized to the release's noise."""
+    labels = {label for reply in replies for label in reply.labels}
+    heldout = sum(reply.heldout_members for reply in replies)
     epsilon = release_epsilon(job, secure=secure)
     if epsilon <= 0:
         return EvaluationLayout(FINE_BINS, tuple(sorted(labels)))
@@ -152,7 +164,6 @@ def _layout(grid: Grid, job: JobSpec, *, secure: bool) -> EvaluationLayout:
     per_node = gaussian_sigma(epsilon=epsilon, delta=job.delta) * math.sqrt(
         job.evaluations_planned * (1 + attributes)
     )
-    nodes = len(list(grid.get_node_ids()))
     sigma = per_node if secure else per_node * math.sqrt(nodes)
     bins = noisy_release_bins(sigma=sigma, expected_members=heldout, base_rate=_ASSUMED_BASE_RATE)
     return EvaluationLayout(bins, tuple(sorted(labels)))

@@ -33,7 +33,7 @@ from coordinator.job_progress import JobProgress, NoProgress
 from coordinator.job_strategy import JobStrategy, compose_strategy, initial_arrays, published_arrays
 from coordinator.node_deadline_grid import NodeDeadlineGrid
 from coordinator.node_refusal import RefusalCallback, refuse_if_refused
-from coordinator.pooled_standardisation import pooled_standardisation
+from coordinator.pooled_standardisation import PooledMoments, pooled_standardisation
 from coordinator.round_checkpoint import RoundCheckpoint, load_checkpoint, save_checkpoint
 from models.dp_schedule import dp_sgd_schedule
 from protocol import (
@@ -120,6 +120,7 @@ def run_job(
             epsilon=job.epsilon,
             delta=job.delta,
         )
+    pooled: PooledMoments | None = None
     outcome = outcome or JobOutcome(job=job)
     outcome.job, outcome.arrays = job, initial_arrays(job)
     try:
@@ -131,6 +132,8 @@ def run_job(
             if job.schedule_by_rule:
                 outcome.job = _scheduled(outcome.job, pooled.rounded_counts)
         strategy = compose_strategy(outcome.job, len(node_ids), on_refusal=refused)
+        if pooled is not None and pooled.group_labels is not None:
+            strategy.evaluation.know_group_labels(pooled.group_labels)
         outcome.nodes = strategy.guard.reports
         if resumed is not None:
             _restore(strategy, outcome, resumed)

@@ -21,6 +21,7 @@ from coordinator.node_refusal import RefusalCallback, refuse_if_refused
 from models.dp_schedule import rounded_member_count
 from models.feature_standardisation import FeatureMoments, Standardisation
 from protocol import (
+    GroupLabelsReply,
     JobSpec,
     MalformedReplyError,
     MomentsReply,
@@ -48,6 +49,9 @@ class PooledMoments:
 
     standardisation: Standardisation
     rounded_counts: tuple[int, ...]
+    # Each answering node's held-out group labels, which a node sends with its moments (the layout
+    # of the job's evaluation is fixed from them); None when a node sent none (then asked later).
+    group_labels: tuple[GroupLabelsReply, ...] | None = None
 
 
 def pooled_standardisation(
@@ -57,7 +61,7 @@ def pooled_standardisation(
     content = RecordDict({RecordKey.CONFIG: job_config_record(job)})
     kind = query_type(QueryAction.FEATURE_MOMENTS)
     messages = [Message(content, dst_node_id=n, message_type=kind) for n in node_ids]
-    parts = []
+    parts, labels = [], []
     for reply in grid.send_and_receive(messages, timeout=job.round_timeout_s):
         node = reply.metadata.src_node_id
         if reply.has_error():
@@ -66,7 +70,9 @@ def pooled_standardisation(
         try:
             refuse_if_refused(reply, on_refusal)
             moments = MomentsReply.parse(reply.content)
+            groups = GroupLabelsReply.parse(reply.content) if RecordKey.GROUPS in reply.content else None
             parts.append(FeatureMoments(moments.count, moments.sums, moments.sums_of_squares))
+            labels.append(groups)
         except (MalformedReplyError, ValueError) as err:
             _log.warning("feature moments: node %s sent a malformed reply: %s", node, err)
     if len(parts) < job.min_nodes:
@@ -80,4 +86,9 @@ def pooled_standardisation(
             f"nodes sent moments of {standardisation.n_features} features; "
             f"the schema has {job.schema.n_features}"
         )
-    return PooledMoments(standardisation, tuple(rounded_member_count(p.count) for p in parts))
+    known = tuple(g for g in labels if g is not None)
+    return PooledMoments(
+        standardisation,
+        tuple(rounded_member_count(p.count) for p in parts),
+        known if len(known) == len(labels) else None,
+    )

@@ -6,7 +6,8 @@ the node, and under which mechanism:
 * ``query.describe``: the partner id and the data fingerprint (a hash of the files, no content);
 * ``query.feature_moments``: count, sums and sums of squares of the training members' publicly
   scaled features (an aggregate over ≥ k members, refused below; not DP, see
-  ``models.feature_standardisation``), from which the coordinator pools the job's standardisation;
+  ``models.feature_standardisation``), from which the coordinator pools the job's standardisation,
+  with the ``query.group_labels`` answer below beside it (one message fewer per job);
 * ``train``: the model weights after DP-SGD (member-level (ε, δ) from the node's own accountant,
   charged *before* the update is computed, so a lost reply is still accounted), the training-member
   count (an aggregate over ≥ 2k members), and the accountant's figures;
@@ -157,9 +158,13 @@ def feature_moments(content: RecordDict, node: NodeContext) -> RecordDict:
             f"only {len(data.train)} training members; feature moments need at least k={spec.k_min}"
         )
     moments = FeatureMoments.of(data.train.X)
-    return MomentsReply(
+    content = MomentsReply(
         _node_record(node, data), moments.count, moments.sums, moments.sums_of_squares
     ).to_content()
+    # The same reply answers ``query.group_labels`` too (its own record): one message fewer per job,
+    # the same facts to the same party under the same gate (the server fixes the layout with them).
+    content[RecordKey.GROUPS] = _group_labels(node, data)[RecordKey.GROUPS]
+    return content
 
 
 def train(content: RecordDict, node: NodeContext) -> RecordDict:
@@ -217,7 +222,10 @@ def _evaluation(content: RecordDict, node: NodeContext, *, secure: bool) -> Reco
 
 def group_labels(content: RecordDict, node: NodeContext) -> RecordDict:
     spec = spec_of(content)
-    data = load_local_task_data(node.partner_dir, spec, at=node.clock())
+    return _group_labels(node, load_local_task_data(node.partner_dir, spec, at=node.clock()))
+
+
+def _group_labels(node: NodeContext, data: LocalTaskData) -> RecordDict:
     labels = sorted(
         (attribute, str(group))
         for attribute, values in data.heldout.groups.items()

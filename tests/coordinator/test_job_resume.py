@@ -165,3 +165,31 @@ def test_too_few_nodes_online_fails_the_job_after_the_round_timeout_rather_than_
     job = _job("job-too-few", round_timeout_s=3.0)
     with pytest.raises(JobFailedError, match=r"only 2 node\(s\) online for 3 s; the job needs 3"):
         run_job(grid, job, expected_nodes=3, progress=VanishAfterRoundOne(grid))  # type: ignore[arg-type]
+
+
+class RecordingGrid(LocalGrid):
+    """Notes the type of every message exchange (one entry per ``send_and_receive``)."""
+
+    def __init__(self, nodes: dict[int, NodeContext]) -> None:
+        super().__init__(nodes)
+        self.exchanges: list[set[str]] = []
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        sent = list(messages)
+        self.exchanges.append({m.metadata.message_type for m in sent})
+        return super().send_and_receive(sent, timeout=timeout)
+
+
+def test_a_job_asks_for_group_labels_with_the_feature_moments_not_in_an_exchange_of_its_own(
+    federation: Path, tmp_path: Path
+) -> None:
+    job = _job("job-exchanges")
+    grid = RecordingGrid(_nodes(federation, tmp_path / "nodes"))
+    outcome = run_job(grid, job, expected_nodes=3)
+    kinds = [kind for exchange in grid.exchanges for kind in exchange]
+    assert len(kinds) == len(grid.exchanges)  # every exchange sends one kind of message
+    # describe, moments (with the group labels), the training rounds, the evaluation, the settlement
+    assert len(kinds) == 2 + job.rounds + 2 and not any("group_labels" in kind for kind in kinds)
+    assert outcome.evaluation is not None and outcome.evaluation.n > 0
