@@ -27,7 +27,9 @@ def demo(
             **result.facts,
             "out_dir": str(result.out_dir),
             "report": str(result.report_html),
+            "wall_seconds": round(result.wall_seconds, 2),
             "stage_seconds": {name: round(s, 2) for name, s in result.stage_seconds.items()},
+            "stage_cpu_seconds": {name: round(s, 2) for name, s in result.stage_cpu_seconds.items()},
             "summary": [
                 {"stage": stage, "what": what, "value": value} for stage, what, value in result.summary
             ],
