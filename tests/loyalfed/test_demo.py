@@ -33,6 +33,10 @@ def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -
     assert "Traceback" not in demo.stderr
     summary = json.loads(demo.stdout)
     assert summary["engine"] == "deployment"
+    # Every stage's wall and CPU seconds, in the order they ran (their values are not asserted).
+    stages = list(summary["stage_seconds"])
+    assert stages[0] == "build_federation" and "federated_training" in stages
+    assert list(summary["stage_cpu_seconds"]) == stages and summary["wall_seconds"] > 0
     jobs = {job["task"]: job for job in summary["jobs"]}
     assert sorted(jobs) == ["churn", "propensity"] and all(j["state"] == "finished" for j in jobs.values())
     # Every process the demo started (coordinator, SuperLink, nodes, SuperNodes) is gone.
