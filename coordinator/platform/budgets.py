@@ -59,6 +59,8 @@ class BudgetView:
     year: int
     epsilon_cap: float
     epsilon_reserved: float
+    # Of the reserved: ended jobs' charges awaiting their node's accountant (``ChargeSettlement.HELD``).
+    epsilon_held: float = 0.0
 
     @property
     def epsilon_remaining(self) -> float:
@@ -87,9 +89,15 @@ def _view(session: Session, partner_id: str, year: int) -> BudgetView:
             BudgetChargeRow.partner_id == partner_id, BudgetChargeRow.year == year
         )
     )
-    return BudgetView(
-        partner_id, year, cap.epsilon_cap if cap else DEFAULT_YEARLY_CAP, float(reserved or 0.0)
+    held = session.scalar(
+        select(func.coalesce(func.sum(BudgetChargeRow.epsilon), 0.0)).where(
+            BudgetChargeRow.partner_id == partner_id,
+            BudgetChargeRow.year == year,
+            BudgetChargeRow.settlement == ChargeSettlement.HELD.value,
+        )
     )
+    cap_value = cap.epsilon_cap if cap else DEFAULT_YEARLY_CAP
+    return BudgetView(partner_id, year, cap_value, float(reserved or 0.0), float(held or 0.0))
 
 
 def list_budgets(session: Session, *, year: int, partner: str | None = None) -> list[BudgetView]:

@@ -268,6 +268,8 @@ class BudgetPublic(BaseModel):
     epsilon_cap: float
     epsilon_reserved: float
     epsilon_remaining: float
+    # Of the reserved: ended jobs' reservations held until their node's accountant reports.
+    epsilon_held: float = 0.0
 
 
 class ModelCreate(BaseModel):

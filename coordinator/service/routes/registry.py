@@ -26,6 +26,7 @@ def _budget(view: budgets.BudgetView) -> BudgetPublic:
         epsilon_cap=view.epsilon_cap,
         epsilon_reserved=view.epsilon_reserved,
         epsilon_remaining=view.epsilon_remaining,
+        epsilon_held=view.epsilon_held,
     )
 
 

@@ -114,7 +114,7 @@ def _restarted(
         states.append(state)
         return [
             JobRunner(
-                state.sessions, state.trail, None, coordinator_url="", coordinator_ca=None, interval_s=0.05
+                state.sessions, state.trail, None, coordinator_url="", coordinator_ca=None, interval_s=0.2
             )
         ]
 
@@ -221,12 +221,20 @@ def test_restart_settles_a_dead_job_from_each_nodes_accountant_and_holds_an_abse
         # South stays unreachable: later ticks of the runner leave its share held, in full.
         time.sleep(0.5)
         assert _charges(state, job_id)[south] == (RESERVED, "held")
+        budgets = _get(url, tls[0], federation.tokens["analyst"], "/budgets")
+        assert {(b["partner_id"], b["epsilon_reserved"], b["epsilon_held"]) for b in budgets} == {
+            (north, north_spent, 0.0),
+            (south, RESERVED, RESERVED),
+        }
         south_beats.beat()
         settled = {north: (north_spent, "node_accountant"), south: (south_spent, "node_accountant")}
         assert _charges(state, job_id) == settled
         north_beats.beat()  # nothing is asked any more, and nothing changes
         assert _charges(state, job_id) == settled
-        logs = federation_logs(url, tls[0], federation.tokens["analyst"], job_id)
+        logs = [
+            str(line["message"])
+            for line in _get(url, tls[0], federation.tokens["analyst"], f"/jobs/{job_id}/logs")
+        ]
         assert any("held on freshmart-north, freshmart-south" in line for line in logs)
     with AuditLog.open(settings.state_dir / "audit.sqlite") as log:
         charged = [e for _, e in log.iter_events() if e.event_type.value == "budget.charged"]
@@ -236,12 +244,11 @@ def test_restart_settles_a_dead_job_from_each_nodes_accountant_and_holds_an_abse
     }
 
 
-def federation_logs(url: str, ca: Path, token: str, job_id: str) -> list[str]:
+def _get(url: str, ca: Path, token: str, path: str) -> list[dict[str, object]]:
     import httpx
 
-    with httpx.Client(
-        base_url=url + "/api/v1", verify=str(ca), headers={"Authorization": f"Bearer {token}"}
-    ) as http:
-        reply = http.get(f"/jobs/{job_id}/logs")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url + "/api/v1", verify=str(ca), headers=headers) as http:
+        reply = http.get(path)
         assert reply.status_code == 200, reply.text
-        return [str(line.get("message")) for line in reply.json()]
+        return list(reply.json())
