@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import Connection, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from audit import EventType
@@ -237,11 +237,11 @@ _REFUSALS_OF_JOB = (
 )
 
 
-def job_detail(session: Session, job_id: str) -> JobDetail:
-    """A job's status read with Core statements on the session's connection: status polling is the
-    API's hottest read, and for it the ORM's execution path, identity map and instance loading cost
-    more than the queries themselves."""
-    connection = session.connection()
+def job_detail(source: Session | Connection, job_id: str) -> JobDetail:
+    """A job's status read with Core statements on a connection (or a session's): status polling is
+    the API's hottest read, and for it the ORM's execution path, identity map and instance loading
+    cost more than the queries themselves."""
+    connection = source.connection() if isinstance(source, Session) else source
     key = {"job_id": job_id}
     job = connection.execute(_JOB_BY_ID, key).one_or_none()
     if job is None:

@@ -30,6 +30,7 @@ __all__ = [
     "StateDep",
     "SuperLinkHandle",
     "TrailDep",
+    "service_state",
 ]
 
 
@@ -60,9 +61,14 @@ class ServiceState:
     superlink: SuperLinkHandle | None = None
 
 
-async def _state(request: Request) -> ServiceState:
+def service_state(request: Request) -> ServiceState:
+    """The service's state, for a route that takes the request itself (one dependency fewer)."""
     state: ServiceState = request.app.state.coordinator
     return state
+
+
+async def _state(request: Request) -> ServiceState:
+    return service_state(request)
 
 
 StateDep = Annotated[ServiceState, Depends(_state)]
@@ -92,8 +98,11 @@ _bearer = HTTPBearer(auto_error=False, description="a token issued by the federa
 
 
 async def _principal(
-    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
+    # The state from the request rather than through StateDep: FastAPI resolves every dependency
+    # of every request anew, and this one runs on each of them.
+    state = service_state(request)
     token = credentials.credentials if credentials else None
     cached = state.principals.cached(token)
     if cached is not None:
