@@ -9,8 +9,8 @@ accepted once, and a decision older than the newest stored one for (policy hash,
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from audit import EventType
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.errors import ConflictError, InvalidRequestError
-from coordinator.platform.organisations import officer_keys
+from coordinator.platform.organisations import officer_keys, officer_keys_of
 from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import Principal
 from coordinator.store.tables import DecisionRow, PolicyVersionRow
@@ -36,7 +36,7 @@ from policies.signed_approval import (
     public_key_from_b64,
 )
 
-__all__ = ["approval_of", "decisions_for", "record_decision", "signed_decisions_for_hash"]
+__all__ = ["approval_of", "approvals_of", "decisions_for", "record_decision", "signed_decisions_for_hash"]
 
 
 def _verify(
@@ -146,15 +146,12 @@ def _verified_statement(
         return None
 
 
-def _verified(session: Session, rows: Iterable[DecisionRow]) -> list[Approval]:
+def _verified(rows: Iterable[DecisionRow], keys: Mapping[str, tuple[str, ...]]) -> list[Approval]:
     """Re-verify every stored statement: an edited row (decision flipped in the database) is ignored."""
     approvals = []
-    keys: dict[str, tuple[str, ...]] = {}
     for row in rows:
-        if row.partner_id not in keys:
-            keys[row.partner_id] = tuple(officer_keys(session, row.partner_id))
         statement = _verified_statement(
-            row.statement, row.signature, keys[row.partner_id], row.policy_hash, row.partner_id
+            row.statement, row.signature, keys.get(row.partner_id, ()), row.policy_hash, row.partner_id
         )
         if statement is None:
             continue
@@ -172,8 +169,24 @@ def _verified(session: Session, rows: Iterable[DecisionRow]) -> list[Approval]:
     return approvals
 
 
-def approval_of(session: Session, row: PolicyVersionRow, *, now: datetime | None = None) -> ApprovalStatus:
+def approvals_of(session: Session, rows: Sequence[PolicyVersionRow]) -> list[ApprovalStatus]:
+    """``approval_of`` each version in ``rows`` (same order), with two queries in all: every
+    decision on their hashes, then the officer keys of every partner that decided."""
+    decided: dict[str, list[DecisionRow]] = defaultdict(list)
+    hashes = {row.policy_hash for row in rows}
+    if hashes:
+        query = select(DecisionRow).where(DecisionRow.policy_hash.in_(hashes)).order_by(DecisionRow.id)
+        for decision in session.scalars(query):
+            decided[decision.policy_hash].append(decision)
+    keys = officer_keys_of(session, {d.partner_id for found in decided.values() for d in found})
+    return [
+        approval_status(
+            row.policy_id, row.policy_hash, policy_of(row).partners, _verified(decided[row.policy_hash], keys)
+        )
+        for row in rows
+    ]
+
+
+def approval_of(session: Session, row: PolicyVersionRow) -> ApprovalStatus:
     """Each involved partner's verified latest decision on this version's hash."""
-    policy = policy_of(row)
-    rows = session.scalars(select(DecisionRow).where(DecisionRow.policy_hash == row.policy_hash))
-    return approval_status(row.policy_id, row.policy_hash, policy.partners, _verified(session, rows))
+    return approvals_of(session, [row])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ __all__ = [
     "issue_token",
     "list_organisations",
     "officer_keys",
+    "officer_keys_of",
     "register_officer_key",
 ]
 
@@ -113,3 +115,16 @@ def register_officer_key(
 def officer_keys(session: Session, organisation: str) -> list[str]:
     query = select(OfficerKeyRow.public_key_b64).where(OfficerKeyRow.organisation == organisation)
     return list(session.scalars(query))
+
+
+def officer_keys_of(session: Session, organisations: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``officer_keys`` of several organisations in one query (an organisation without keys: ``()``)."""
+    wanted = set(organisations)
+    keys: dict[str, list[str]] = {organisation: [] for organisation in wanted}
+    if wanted:
+        query = select(OfficerKeyRow.organisation, OfficerKeyRow.public_key_b64).where(
+            OfficerKeyRow.organisation.in_(wanted)
+        )
+        for organisation, key in session.execute(query):
+            keys[organisation].append(key)
+    return {organisation: tuple(found) for organisation, found in keys.items()}

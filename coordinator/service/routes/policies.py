@@ -19,14 +19,13 @@ from coordinator.service.api_models import (
 )
 from coordinator.service.dependencies import CurrentPrincipal, SessionDep, TrailDep
 from coordinator.store.tables import PolicyVersionRow
-from policies.approval import PartnerState
+from policies.approval import ApprovalStatus, PartnerState
 from policies.signed_approval import SignedDecision
 
 router = APIRouter(tags=["policies"])
 
 
-def _public(session: Session, row: PolicyVersionRow, *, document: bool = False) -> PolicyVersionPublic:
-    status = decisions.approval_of(session, row)
+def _public(row: PolicyVersionRow, status: ApprovalStatus, *, document: bool = False) -> PolicyVersionPublic:
     return PolicyVersionPublic(
         policy_id=row.policy_id,
         version=row.version,
@@ -38,12 +37,22 @@ def _public(session: Session, row: PolicyVersionRow, *, document: bool = False) 
     )
 
 
+def _publics(session: Session, rows: list[PolicyVersionRow]) -> list[PolicyVersionPublic]:
+    # Every version's approvals in two queries, not two or more per version.
+    statuses = decisions.approvals_of(session, rows)
+    return [_public(row, status) for row, status in zip(rows, statuses, strict=True)]
+
+
+def _public_one(session: Session, row: PolicyVersionRow, *, document: bool = False) -> PolicyVersionPublic:
+    return _public(row, decisions.approval_of(session, row), document=document)
+
+
 @router.post("/policies", response_model=PolicyVersionPublic, status_code=201)
 def draft_policy(
     body: PolicyCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
 ) -> PolicyVersionPublic:
     authorize(principal, ApiAction.POLICY_DRAFT)
-    return _public(
+    return _public_one(
         session, policy_registry.draft_policy(session, trail, actor=principal, document=body.document)
     )
 
@@ -53,7 +62,7 @@ def list_policies(
     principal: CurrentPrincipal, session: SessionDep, pending_for: str | None = None
 ) -> list[PolicyVersionPublic]:
     authorize(principal, ApiAction.POLICY_READ)
-    rows = [_public(session, row) for row in policy_registry.latest_versions(session)]
+    rows = _publics(session, policy_registry.latest_versions(session))
     if pending_for is not None:
         rows = [r for r in rows if r.approvals.get(pending_for) == PartnerState.PENDING.value]
     return rows
@@ -62,8 +71,8 @@ def list_policies(
 @router.get("/policies/{policy_id}", response_model=PolicyVersionPublic)
 def show_policy(policy_id: str, principal: CurrentPrincipal, session: SessionDep) -> PolicyVersionPublic:
     authorize(principal, ApiAction.POLICY_READ)
-    latest = _public(session, policy_registry.get_version(session, policy_id), document=True)
-    every = [_public(session, row) for row in policy_registry.versions(session, policy_id)]
+    latest = _public_one(session, policy_registry.get_version(session, policy_id), document=True)
+    every = _publics(session, policy_registry.versions(session, policy_id))
     return latest.model_copy(update={"versions": every})
 
 
@@ -72,7 +81,7 @@ def show_version(
     policy_id: str, version: int, principal: CurrentPrincipal, session: SessionDep
 ) -> PolicyVersionPublic:
     authorize(principal, ApiAction.POLICY_READ)
-    return _public(session, policy_registry.get_version(session, policy_id, version), document=True)
+    return _public_one(session, policy_registry.get_version(session, policy_id, version), document=True)
 
 
 @router.get("/policies/{policy_id}/diff", response_model=PolicyDiffPublic)
