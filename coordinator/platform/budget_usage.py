@@ -53,23 +53,37 @@ def budget_usage(session: Session, *, partner_id: str, year: int) -> BudgetUsage
     get_organisation(session, partner_id)
     datasets = list(session.scalars(select(DatasetRow).where(DatasetRow.partner_id == partner_id)))
     charges = session.execute(
-        select(BudgetChargeRow.job_id, BudgetChargeRow.epsilon, BudgetChargeRow.charged_at, PolicyVersionRow)
-        .join(JobRow, JobRow.id == BudgetChargeRow.job_id)
-        .join(
-            PolicyVersionRow,
-            (PolicyVersionRow.policy_id == JobRow.policy_id)
-            & (PolicyVersionRow.version == JobRow.policy_version),
+        select(
+            BudgetChargeRow.job_id,
+            BudgetChargeRow.epsilon,
+            BudgetChargeRow.charged_at,
+            JobRow.policy_id,
+            JobRow.policy_version,
         )
+        .join(JobRow, JobRow.id == BudgetChargeRow.job_id)
         .where(BudgetChargeRow.partner_id == partner_id, BudgetChargeRow.year == year)
-    )
+    ).all()
+    # Each policy version's document read (and decoded) once, not once per charge: a partner's
+    # year holds many charges under a few policies.
+    documents = {
+        (policy_id, version): document
+        for policy_id, version, document in session.execute(
+            select(PolicyVersionRow.policy_id, PolicyVersionRow.version, PolicyVersionRow.document).where(
+                PolicyVersionRow.policy_id.in_({charge.policy_id for charge in charges})
+            )
+        )
+    }
     series: dict[tuple[str, str], UsageSeries] = {}
-    touched: dict[tuple[str, int], list[str]] = {}
-    for job_id, epsilon, charged_at, policy in charges:
-        key = (policy.policy_id, policy.version)
+    touched: dict[tuple[str, int], tuple[str, list[str]]] = {}
+    for job_id, epsilon, charged_at, policy_id, version in charges:
+        key = (policy_id, version)
+        if key not in documents:
+            continue  # as the join on the policy version did: a job always has one
         if key not in touched:
-            touched[key] = _touched(policy.document, datasets)
-        purpose = str(policy.document.get("purpose", "—"))
-        for dataset in touched[key]:
+            document = documents[key]
+            touched[key] = (str(document.get("purpose", "—")), _touched(document, datasets))
+        purpose, names = touched[key]
+        for dataset in names:
             row = series.setdefault((purpose, dataset), UsageSeries(purpose, dataset))
             row.months[charged_at.month - 1] += float(epsilon)
             row.jobs.add(job_id)
