@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from audit import EventType
@@ -101,9 +101,31 @@ def _view(session: Session, partner_id: str, year: int) -> BudgetView:
 
 
 def list_budgets(session: Session, *, year: int, partner: str | None = None) -> list[BudgetView]:
-    partners = {partner} if partner else set(session.scalars(select(BudgetCapRow.partner_id)))
-    partners |= set() if partner else set(session.scalars(select(BudgetChargeRow.partner_id)))
-    return [_view(session, p, year) for p in sorted(partners)]
+    if partner:
+        return [_view(session, partner, year)]
+    # Every partner with a cap or a charge, from three aggregate queries (not a query per partner,
+    # nor every charge row of every year brought back to find the partners).
+    partners = set(session.scalars(select(BudgetCapRow.partner_id).distinct()))
+    partners |= set(session.scalars(select(BudgetChargeRow.partner_id).distinct()))
+    caps = dict(
+        session.execute(
+            select(BudgetCapRow.partner_id, BudgetCapRow.epsilon_cap).where(BudgetCapRow.year == year)
+        ).all()
+    )
+    is_held = BudgetChargeRow.settlement == ChargeSettlement.HELD.value
+    held = case((is_held, BudgetChargeRow.epsilon), else_=0.0)
+    sums = {
+        partner_id: (float(reserved or 0.0), float(held_sum or 0.0))
+        for partner_id, reserved, held_sum in session.execute(
+            select(BudgetChargeRow.partner_id, func.sum(BudgetChargeRow.epsilon), func.sum(held))
+            .where(BudgetChargeRow.year == year)
+            .group_by(BudgetChargeRow.partner_id)
+        )
+    }
+    return [
+        BudgetView(p, year, caps.get(p, DEFAULT_YEARLY_CAP), *sums.get(p, (0.0, 0.0)))
+        for p in sorted(partners)
+    ]
 
 
 def reserve_within_caps(
