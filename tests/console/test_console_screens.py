@@ -15,13 +15,17 @@ from coordinator.console import LOCALES
 from policies.signed_approval import SignedDecision
 from tests.console.browser import RequestLog, axe_violations
 from tests.console.conftest import ARTEFACTS, Console
-from tests.coordinator.service.coordinator_federation import PARTNERS
+from tests.coordinator.service.coordinator_federation import (
+    PARTNERS,
+    consent_count_report,
+    subject_request_batch,
+)
 
 OFFICER_PARTNER = PARTNERS[0]
 SCREENS: dict[str, tuple[str, ...]] = {
-    f"officer-{OFFICER_PARTNER}": ("inbox", "budget", "agreements"),
+    f"officer-{OFFICER_PARTNER}": ("inbox", "budget", "agreements", "requests"),
     "analyst": ("jobs", "launch", "models", "compare"),
-    "auditor": ("lineage", "log"),
+    "auditor": ("lineage", "log", "requests"),
     f"operator-{OFFICER_PARTNER}": ("nodes", "datasets", "psi", "settlements", "agreements"),
 }
 
@@ -127,6 +131,14 @@ FORCED: list[tuple[str, str, str, dict[str, Any]]] = [
     ("analyst", "PUT", f"/api/v1/budgets/{OFFICER_PARTNER}/2026", {"epsilon_cap": 50}),
     (f"officer-{PARTNERS[1]}", "PUT", f"/api/v1/budgets/{OFFICER_PARTNER}/2026", {"epsilon_cap": 50}),
     ("auditor", "POST", "/api/v1/policies", {"document": {}}),
+    ("analyst", "GET", "/api/v1/subject-requests", {}),
+    (
+        f"officer-{OFFICER_PARTNER}",
+        "POST",
+        f"/api/v1/nodes/{OFFICER_PARTNER}/subject-requests",
+        subject_request_batch(),
+    ),
+    ("analyst", "PUT", f"/api/v1/nodes/{OFFICER_PARTNER}/consent-counts", consent_count_report()),
 ]
 
 
@@ -147,11 +159,70 @@ def test_an_action_the_role_may_not_take_is_refused_when_forced(
     status = page.evaluate(
         """async ([method, path, body]) => {
              const token = sessionStorage.getItem('loyalfed.token');
-             const reply = await fetch(path, {method, body: JSON.stringify(body),
+             const sent = method === 'GET' ? undefined : JSON.stringify(body);
+             const reply = await fetch(path, {method, body: sent,
                headers: {'Content-Type': 'application/json', Authorization: `Bearer ${token}`}});
              return reply.status;
            }""",
         [method, path, body],
     )
     assert status == 403
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_node_reports_on_the_officer_auditor_and_launch_screens(
+    browser: Any, console: Console, requests_seen: RequestLog
+) -> None:
+    """What the nodes report reaches the screens: the officer's own requests against their deadlines
+    (an open one past it is flagged), every partner's erasures and their completion for the auditor
+    (in Chinese), and the consent counts per partner on the launch form, which refuses to submit
+    where a partner has too few consented members for the policy's purpose."""
+    own, other = PARTNERS
+    federation = console.federation
+    reports = {
+        own: (subject_request_batch(completed=False), consent_count_report(1_230)),
+        other: (subject_request_batch(erasure_id="erasure-00ff00ff00ff"), consent_count_report(None)),
+    }
+    for partner, (batch, counts) in reports.items():
+        node = f"node-{partner}"
+        assert (
+            federation.call(node, "POST", f"/nodes/{partner}/subject-requests", json=batch).status_code == 200
+        )
+        assert (
+            federation.call(node, "PUT", f"/nodes/{partner}/consent-counts", json=counts).status_code == 200
+        )
+    out = ARTEFACTS / "node-reports"
+    out.mkdir(parents=True, exist_ok=True)
+
+    page = _signed_in(browser, console, f"officer-{own}", "en", requests_seen)
+    _open(page, "requests")
+    page.locator("main .alarm[role=alert]").wait_for()
+    rows = page.locator("main table").inner_text()
+    assert "erasure-0a1b2c3d4e5f" in rows and "access-9f8e7d6c5b4a" in rows and "00ff00ff00ff" not in rows
+    assert "2 overdue" in page.inner_text("main") and rows.count("Overdue") == 2
+    assert axe_violations(page) == []
+    page.screenshot(path=str(out / "officer-requests.png"), full_page=True)
+    page.context.close()
+
+    page = _signed_in(browser, console, "auditor", "zh-CN", requests_seen)
+    _open(page, "requests")
+    rows = page.locator("main table").inner_text()
+    assert own in rows and other in rows and "按时完成" in rows  # the other partner's completed erasure
+    assert "access-" not in rows  # the auditor's view opens on erasures
+    assert axe_violations(page) == []
+    page.screenshot(path=str(out / "auditor-erasures-zh-CN.png"), full_page=True)
+    page.context.close()
+
+    page = _signed_in(browser, console, "analyst", "en", requests_seen)
+    _open(page, "launch")
+    checks = page.locator("main [role=status]")
+    checks.locator("table").wait_for()
+    text = checks.inner_text()
+    assert "At least 1,230 (rounded down to 10)" in text and "Fewer than the minimum group" in text
+    assert f"No usable consented members for analytics.churn_model at: {other}" in text
+    assert page.get_by_role("button", name="Submit the job").is_disabled()
+    assert axe_violations(page) == []
+    page.screenshot(path=str(out / "analyst-launch-consent.png"), full_page=True)
+    assert requests_seen.outside_loopback() == []
     page.context.close()

@@ -11,7 +11,12 @@ coordinator's certificate by its pinned public key only. In English, then in Chi
 - the analyst launches a churn job from the form and watches its progress reach ``finished``
   without reloading, then opens the model card;
 - the auditor opens the job's lineage (datasets, policy, approvals, job, model) and verifies the log:
-  the newest head's signature against the pinned key, consistency with the head saved before.
+  the newest head's signature against the pinned key, consistency with the head saved before;
+- what the nodes report beside their heartbeats: a member erased (and another's data exported) at
+  the first partner's node shows on that partner's officer's request list and on the auditor's
+  list of erasures, completed on time; the launch form shows each partner's consented members,
+  as its node counted them; a PSI run the second partner's node answered (the first partner's
+  node key initiating over mTLS) shows with its counts on that partner's operator's screen.
 
 Every screen is written as a screenshot under ``test-artifacts/console/story/<locale>/``; every
 request any page makes is watched, and none leaves loopback.
@@ -21,11 +26,15 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from audit.tree_head import load_or_create_signing_key
@@ -33,7 +42,14 @@ from coordinator.console import CONSOLE_DIR
 from loyalfed.datasets.synthetic import SynthConfig, generate_synthetic_federation
 from loyalfed.demo.job_policies import training_policy_document
 from loyalfed.demo.loopback_federation import LoopbackFederation, PartnerSeat
+from participant_node.consent.subject_rights import erase_member, export_member
+from participant_node.data import load_partner
+from participant_node.matching import MatchingClient, MatchingConfig, MatchingRefused, MatchingService
+from participant_node.matching.member_set import gated_matching_set
+from participant_node.matching.probing_guard import ProbingGuard
+from participant_node.service.node_keys import NodeKeys
 from policies.purpose import Purpose
+from psi import PsiMode
 from tests.console.browser import RequestLog, chromium_browser, chromium_path, spki_pin
 from tests.console.conftest import ARTEFACTS
 
@@ -167,6 +183,12 @@ def _analyst_launches(story: Story, policy: dict[str, Any]) -> tuple[Seat, str]:
         f"{policy['policy_id']}/{policy['version']}"
     )
     page.locator("main .badge", has_text=analyst.text("launch.ready")).wait_for()
+    # Each partner's consented members for the policy's purpose, as its own node counted them.
+    rows = page.locator("main [role=status] table tbody tr")
+    assert rows.count() == len(PARTNERS)
+    about = analyst.messages["launch.consentAbout"].split("{n}")[0].strip()
+    for row in rows.all():
+        assert about in row.inner_text(), row.inner_text()
     analyst.shot("launch")
     page.get_by_role("button", name=analyst.text("launch.submit")).click()
     analyst.ready("job")
@@ -235,6 +257,90 @@ def _audit_public_key_hex(federation: LoopbackFederation) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
+def _subject_requests_at_the_first_node(federation: LoopbackFederation) -> None:
+    """A member erased and another's data exported at the node's own folder (``loyalfed consent``
+    does the same), as the first partner's data officer would on a member's request."""
+    seat = federation.partners[0]
+    members = load_partner(seat.data_dir).members["member_id"].astype(str)
+    erase_member(seat.data_dir, members.iloc[0], received_at=datetime.now(UTC).replace(tzinfo=None))
+    export_member(seat.data_dir, members.iloc[1])
+
+
+def _psi_run_between_the_nodes(federation: LoopbackFederation) -> None:
+    """The first partner's node key opens a cardinality PSI run with the second partner's running
+    node over mTLS; the responder node reports the run's counts to the coordinator itself."""
+    initiator, responder = PARTNERS
+    seat = federation.partners[0]
+    keys = NodeKeys(federation.root / "nodes" / initiator)
+    tls = ssl.create_default_context(cafile=str(keys.federation_ca))
+    tls.load_cert_chain(str(keys.tls_certificate), str(keys.tls_key))
+    config = MatchingConfig(partner_id=initiator, default_region=seat.region)
+    data, secret = load_partner(seat.data_dir), keys.matching_secret.read_bytes()
+    at = datetime.now(UTC).replace(tzinfo=None)
+
+    def consented(purpose: Purpose, peer: str) -> Any:
+        return gated_matching_set(
+            data,
+            purpose=purpose,
+            recipient=peer,
+            at=at,
+            id_column=config.id_column,
+            secret=secret,
+            default_region=seat.region,
+        )
+
+    guard = ProbingGuard(":memory:", config)
+    service = MatchingService(config, set_provider=consented, guard=guard)
+    url = next(n["api_url"] for n in federation.api("admin", "GET", "/nodes") if n["partner_id"] == responder)
+    try:
+        with httpx.Client(base_url=url, verify=tls, timeout=60) as http:
+            client = MatchingClient(http, partner_id=initiator)
+            service.initiate(client, peer=responder, mode=PsiMode.CARDINALITY)
+    except MatchingRefused:
+        pass  # a refused run is a run too: the responder reports it, with its rule and no counts
+    finally:
+        service.close()
+        guard.close()
+
+
+def _until_shown(seat: Seat, screen: str, text: str, timeout_s: float = 60) -> None:
+    """Open ``screen`` again until it shows ``text`` (the nodes report on their next heartbeat)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seat.open(screen)
+        if text in seat.page.inner_text("main table"):
+            return
+        assert time.monotonic() < deadline, f"{screen} never showed {text!r}: {seat.page.inner_text('main')}"
+        time.sleep(1)
+
+
+def _node_reports_on_screen(story: Story) -> None:
+    """The first partner's officer sees their requests; the auditor every erasure and its
+    completion; the second partner's operator the PSI run its node answered, with its counts."""
+    first, second = PARTNERS
+    officer = story.sign_in(f"officer-{first}", f"officer:{first}")
+    _until_shown(officer, "requests", officer.text("dsr.kind.access"))
+    text = officer.page.inner_text("main table")
+    assert text.count(officer.text("dsr.onTime")) == 2 and officer.text("dsr.kind.erasure") in text
+    officer.shot("subject-requests")
+    officer.close()
+    auditor = story.sign_in("auditor-requests", "auditor")
+    _until_shown(auditor, "requests", first)
+    assert auditor.text("dsr.onTime") in auditor.page.inner_text("main table")
+    auditor.shot("erasures")
+    auditor.close()
+    operator = story.sign_in(f"operator-{second}", f"operator:{second}")
+    _until_shown(operator, "psi", first)
+    run = next(r for r in story.federation.api("admin", "GET", "/psi/runs") if r["partner_id"] == second)
+    assert run["peer"] == first and run["psi_role"] == "responder" and run["mode"] == "cardinality"
+    if run["status"] == "completed":  # counts only: the set sizes and how many are shared
+        assert run["own_set_size"] > 0 and f"{run['result_cardinality']:,}" in operator.page.inner_text(
+            "main"
+        )
+    operator.shot("psi-runs")
+    operator.close()
+
+
 def _tell(story: Story) -> None:
     print(f"\nconsole story ({story.locale}) screenshots: {story.shots}")
 
@@ -246,6 +352,12 @@ def test_the_console_story_in_english_then_chinese(
     key_hex = _audit_public_key_hex(federation)
     body = {"name": "auditor", "role": "auditor", "organisation": "federation"}
     federation.tokens["auditor"] = federation.api("admin", "POST", "/tokens", json=body)["token"]
+    operator = {"name": f"operator-{PARTNERS[1]}", "role": "partner_operator", "organisation": PARTNERS[1]}
+    federation.tokens[f"operator:{PARTNERS[1]}"] = federation.api("admin", "POST", "/tokens", json=operator)[
+        "token"
+    ]
+    _subject_requests_at_the_first_node(federation)
+    _psi_run_between_the_nodes(federation)
     document = training_policy_document(Purpose.CHURN_MODEL, PARTNERS, epsilon=4.0)
     previous: dict[str, Any] | None = None
     for locale, epsilon in (("en", 4.0), ("zh-CN", 3.0)):
@@ -266,7 +378,8 @@ def test_the_console_story_in_english_then_chinese(
         assert job["policy_version"] == policy["version"]
         _auditor_verifies(story, auditor, job_id, model_id, key_hex)
         auditor.close()
+        _node_reports_on_screen(story)
         _tell(story)
-        assert len(story.taken) == 12 and all(path.exists() for path in story.taken)
+        assert len(story.taken) == 15 and all(path.exists() for path in story.taken)
         previous = policy
     assert seen.urls and seen.outside_loopback() == [], seen.outside_loopback()

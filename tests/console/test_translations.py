@@ -17,6 +17,7 @@ from audit.lineage_graph import NodeKind
 from coordinator.console import CONSOLE_DIR, LOCALES
 from models.task import ModelKind, Task
 from policies.roles import Role
+from protocol.node_reports import SubjectRequestKind
 
 JOB_STATES = ("submitted", "awaiting_approval", "queued", "running", "finished", "failed", "stopped")
 _KEY_LITERAL = re.compile(r"""["']([a-z][A-Za-z]*(?:\.[A-Za-z0-9_]+)+)["']""")
@@ -50,6 +51,7 @@ FAMILY_VALUES: dict[str, tuple[str, ...]] = {
     "model.": tuple(m.value for m in ModelKind),
     "role.": tuple(r.value for r in Role),
     "lineage.kind.": tuple(k.value for k in NodeKind),
+    "dsr.kind.": tuple(k.value for k in SubjectRequestKind),
 }
 
 

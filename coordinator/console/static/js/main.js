@@ -7,14 +7,16 @@ import * as auditor from "./screens/auditor.js";
 import * as interchange from "./screens/interchange.js";
 import * as officer from "./screens/officer.js";
 import * as operator from "./screens/operator.js";
+import { subjectRequests } from "./screens/subject_requests.js";
 
 // What each role may open; an action a role may not take is not offered (and the API refuses it).
 const SCREENS = {
   data_officer: [["inbox", "nav.inbox", officer.inbox], ["budget", "nav.budget", officer.budget],
-                 ["agreements", "nav.agreements", interchange.agreements]],
+                 ["agreements", "nav.agreements", interchange.agreements], ["requests", "nav.requests", subjectRequests]],
   analyst: [["jobs", "nav.jobs", analyst.jobs], ["launch", "nav.launch", analyst.launch],
             ["models", "nav.models", analyst.models], ["compare", "nav.compare", analyst.compare]],
-  auditor: [["lineage", "nav.lineage", auditor.lineage], ["log", "nav.log", auditor.logStatus]],
+  auditor: [["lineage", "nav.lineage", auditor.lineage], ["log", "nav.log", auditor.logStatus],
+            ["requests", "nav.requests", subjectRequests]],
   partner_operator: [["nodes", "nav.nodes", operator.nodes], ["datasets", "nav.datasets", operator.datasets],
                      ["psi", "nav.psiRuns", interchange.psiRuns], ["settlements", "nav.settlements", interchange.settlements],
                      ["agreements", "nav.agreements", interchange.agreements]],

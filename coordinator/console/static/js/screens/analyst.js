@@ -41,11 +41,35 @@ export async function jobs() {
   await load();
 }
 
-// What would refuse this job, checked before it is submitted (the API checks again).
+// Each partner's consented members for the policy's purpose, as its node counted them (rounded
+// down to 10, withheld below the minimum group): null where the node has not reported yet.
+function consentOf(counts, partner) {
+  const row = counts.find((c) => c.partner_id === partner);
+  return row === undefined ? null : row;
+}
+
+function consentTable(policy, counts) {
+  return table("launch.consentCaption", [
+    { label: "launch.partner", render: (p) => p },
+    { label: "launch.consented", num: true, render: (p) => {
+      const row = consentOf(counts, p);
+      if (!row) return t("launch.consentUnreported");
+      return row.members === null ? t("launch.consentTooFew") : t("launch.consentAbout", { n: formatNumber(row.members) });
+    } },
+    { label: "launch.countedAt", render: (p) => { const row = consentOf(counts, p); return row ? formatDate(row.counted_at) : "—"; } },
+  ], policy.partners);
+}
+
+// What would refuse this job, checked before it is submitted (the API and the nodes check again).
 async function refusalsFor(policy, epsilon) {
   const reasons = [];
   const missing = policy.partners.filter((p) => policy.approvals[p] !== "approved");
   if (missing.length) reasons.push(t("launch.missingApproval", { partners: missing.join(", ") }));
+  const version = await api.get(`/policies/${encodeURIComponent(policy.policy_id)}/versions/${policy.version}`);
+  const purpose = (version.document || {}).purpose;
+  const counts = purpose ? await api.get(`/consent-counts?purpose=${encodeURIComponent(purpose)}`) : [];
+  const none = policy.partners.filter((p) => { const row = consentOf(counts, p); return row && !row.members; });
+  if (none.length) reasons.push(t("launch.noConsent", { partners: none.join(", "), purpose }));
   const [nodes, budgets] = await Promise.all([api.get("/nodes"), api.get("/budgets")]);
   const offline = policy.partners.filter((p) => !nodes.some((n) => n.partner_id === p && n.online));
   if (offline.length) reasons.push(t("launch.offline", { partners: offline.join(", ") }));
@@ -55,7 +79,7 @@ async function refusalsFor(policy, epsilon) {
       reasons.push(t("launch.budget", { partner: b.partner_id, remaining: formatNumber(b.epsilon_remaining, 2) }));
     }
   }
-  return reasons;
+  return { reasons, consent: consentTable(policy, counts) };
 }
 
 export async function launch() {
@@ -72,11 +96,11 @@ export async function launch() {
   const review = async () => {
     const p = chosen();
     if (!p) { checks.replaceChildren(h("p", { class: "error" }, t("launch.noPolicy"))); submit.disabled = true; return; }
-    const reasons = await refusalsFor(p, Number(epsilon.value));
+    const { reasons, consent } = await refusalsFor(p, Number(epsilon.value));
     submit.disabled = reasons.length > 0;
     checks.replaceChildren(reasons.length
       ? h("ul", { class: "error" }, reasons.map((r) => h("li", {}, r)))
-      : h("p", {}, badge(t("launch.ready"), "ok"), " ", t("launch.partners", { partners: p.partners.join(", ") })));
+      : h("p", {}, badge(t("launch.ready"), "ok"), " ", t("launch.partners", { partners: p.partners.join(", ") })), consent);
   };
   for (const control of [policy, epsilon]) control.addEventListener("change", review);
   const form = h("form", { class: "panel", onsubmit: async (event) => {
