@@ -115,10 +115,11 @@ class _Outbox:
         )
 
     def put(self, record: MatchingRunRecord) -> None:
+        body = record.as_dict()
+        body["at"] = _utc(record.at).isoformat()  # the matching service's clock is naive UTC
         with self._lock:
             self._db.execute(
-                "INSERT OR IGNORE INTO outbox VALUES (?, ?)",
-                (record.session_id, json.dumps(record.as_dict())),
+                "INSERT OR IGNORE INTO outbox VALUES (?, ?)", (record.session_id, json.dumps(body))
             )
 
     def pending(self) -> list[tuple[str, dict[str, Any]]]:

@@ -116,7 +116,7 @@ def test_reports_reach_the_coordinator_without_a_member(coordinator: Coordinator
         state=tmp_path / "node-state",
         jurisdictions=frozenset({Jurisdiction.EU}),
     )
-    reports.psi_run(_psi_record(datetime.now(UTC)))
+    reports.psi_run(_psi_record(datetime.now(UTC).replace(tzinfo=None)))  # the service's clock
     try:
         reports.send()
         federation = coordinator.federation
