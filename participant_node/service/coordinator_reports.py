@@ -45,9 +45,16 @@ from protocol.node_reports import (
     coarsen_count,
 )
 
-__all__ = ["OUTBOX_FILE", "CoordinatorReports", "consent_count_report", "subject_request_batch"]
+__all__ = [
+    "OUTBOX_FILE",
+    "REQUESTS_PER_REPORT",
+    "CoordinatorReports",
+    "consent_count_report",
+    "subject_request_batch",
+]
 
 OUTBOX_FILE = "psi_run_outbox.sqlite"
+REQUESTS_PER_REPORT = 1_000
 _LOG = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
@@ -164,9 +171,7 @@ class CoordinatorReports:
         """Send what changed; raises ``CoordinatorUnavailableError`` on the first failure."""
         data = self._data()
         requests = subject_request_batch(data.path)
-        self._send_if_new(
-            "subject-requests", requests.model_dump(mode="json"), self._client.report_subject_requests
-        )
+        self._send_if_new("subject-requests", requests.model_dump(mode="json"), self._send_requests)
         body = self._counts(data).model_dump(mode="json")
         # Compared without the count's time: the same counts counted later are no news.
         self._send_if_new(
@@ -182,6 +187,14 @@ class CoordinatorReports:
                 # log keeps the run.
                 _LOG.warning("PSI run %s not accepted by the coordinator: %s", session_id, err)
             self._outbox.done(session_id)
+
+    def _send_requests(self, partner_id: str, batch: dict[str, Any]) -> None:
+        # In parts the coordinator accepts (a report holds at most 10,000 requests); it keeps
+        # every request it was told of, so the parts add up.
+        requests = batch["requests"]
+        for start in range(0, max(len(requests), 1), REQUESTS_PER_REPORT):
+            part = {**batch, "requests": requests[start : start + REQUESTS_PER_REPORT]}
+            self._client.report_subject_requests(partner_id, part)
 
     def _counts(self, data: PartnerData) -> ConsentCountReport:
         """Counted again when the data or the consent store changed, or after ``resend_after``

@@ -27,6 +27,7 @@ from coordinator.superlink_supervisor import free_port
 from participant_node.consent.subject_rights import erase_member, export_member
 from participant_node.data import load_partner
 from participant_node.matching.run_record import MatchingRunRecord
+from participant_node.service import coordinator_reports
 from participant_node.service.coordinator_client import CoordinatorClient
 from participant_node.service.coordinator_reports import OUTBOX_FILE, CoordinatorReports
 from pki.certificate_authority import create_federation_ca, sign_request
@@ -100,7 +101,10 @@ def _psi_record(at: datetime) -> MatchingRunRecord:
     )
 
 
-def test_reports_reach_the_coordinator_without_a_member(coordinator: Coordinator, tmp_path: Path) -> None:
+def test_reports_reach_the_coordinator_without_a_member(
+    coordinator: Coordinator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(coordinator_reports, "REQUESTS_PER_REPORT", 1)  # the requests go in parts
     partner = write_consenting_partner(tmp_path / NORTH, members=40, consenting=30)
     received = datetime(2026, 3, 1, 9, 0)
     erase_member(partner, "M-0003", received_at=received, jurisdictions=frozenset({Jurisdiction.EU}))
