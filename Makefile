@@ -34,7 +34,10 @@ test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
-	$(PY) -m pytest -q
+	# Two workers: most tests wait on processes they started (Flower, servers, browsers), so two
+	# files at once roughly halve the suite's wall time on the 2 CI cores. Each file stays on one
+	# worker (its module fixtures are built once).
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -45,3 +45,9 @@ def _state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """State-changing CLI commands append audit events (loyalfed.cli.audit_trail) to the data
     directory's log: keep each test's in its own folder, never in the working directory."""
     monkeypatch.setenv("LOYALFED_DATA_DIR", str(tmp_path / "loyalfed-state"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow end-to-end tests first: when the suite is spread over workers (pytest-xdist,
+    as ``make test`` does), the long files start at once instead of trailing after the short ones."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
