@@ -100,7 +100,7 @@ def validate(
     try:
         paths = [folder] if is_partner_folder(folder) else [p.path for p in load_federation(folder).partners]
     except DataContractError as err:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_UNREADABLE) from err
     results = []
     with _progress(disabled=as_json) as progress:
