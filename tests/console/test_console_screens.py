@@ -170,6 +170,14 @@ def test_an_action_the_role_may_not_take_is_refused_when_forced(
     page.context.close()
 
 
+def _open_drawn(page: Any, screen: str) -> None:
+    """Open ``screen`` once the first screen after sign-in has drawn (else the two routes race and
+    the slower one's content wins), and wait until it has drawn its data."""
+    page.locator("main[data-ready]").wait_for(timeout=60_000)
+    _open(page, screen)
+    page.locator(f"main[data-ready='{screen}']").wait_for(timeout=60_000)
+
+
 @pytest.mark.slow
 def test_node_reports_on_the_officer_auditor_and_launch_screens(
     browser: Any, console: Console, requests_seen: RequestLog
@@ -196,8 +204,8 @@ def test_node_reports_on_the_officer_auditor_and_launch_screens(
     out.mkdir(parents=True, exist_ok=True)
 
     page = _signed_in(browser, console, f"officer-{own}", "en", requests_seen)
-    _open(page, "requests")
-    page.locator("main .alarm[role=alert]").wait_for()
+    _open_drawn(page, "requests")
+    assert page.locator("main .alarm[role=alert]").count() == 1, page.inner_text("main")
     rows = page.locator("main table").inner_text()
     assert "erasure-0a1b2c3d4e5f" in rows and "access-9f8e7d6c5b4a" in rows and "00ff00ff00ff" not in rows
     assert "2 overdue" in page.inner_text("main") and rows.count("Overdue") == 2
@@ -206,7 +214,7 @@ def test_node_reports_on_the_officer_auditor_and_launch_screens(
     page.context.close()
 
     page = _signed_in(browser, console, "auditor", "zh-CN", requests_seen)
-    _open(page, "requests")
+    _open_drawn(page, "requests")
     rows = page.locator("main table").inner_text()
     assert own in rows and other in rows and "按时完成" in rows  # the other partner's completed erasure
     assert "access-" not in rows  # the auditor's view opens on erasures
@@ -215,7 +223,7 @@ def test_node_reports_on_the_officer_auditor_and_launch_screens(
     page.context.close()
 
     page = _signed_in(browser, console, "analyst", "en", requests_seen)
-    _open(page, "launch")
+    _open_drawn(page, "launch")
     checks = page.locator("main [role=status]")
     checks.locator("table").wait_for()
     text = checks.inner_text()
