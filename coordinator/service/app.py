@@ -100,9 +100,9 @@ def create_app(
     )
     install_error_table(app)
     # FastAPI tries the routers in the order they are included, matching the path against each of
-    # their routes: the jobs router (job-status polling, the hottest read) goes first. No two
-    # routers share a path, so the order changes nothing else.
-    for module in (jobs, identity, nodes, policies, registry, audit, points, psi_runs, node_reports):
+    # their routes: the few identity routes (health) first, then the jobs router (job-status
+    # polling, the hottest read). No two routers share a path, so the order changes nothing else.
+    for module in (identity, jobs, nodes, policies, registry, audit, points, psi_runs, node_reports):
         app.include_router(module.router, prefix=API_PREFIX)
     mount_console(app)  # last: the API routes keep precedence over the static pages at "/"
     return app
