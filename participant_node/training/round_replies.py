@@ -8,7 +8,9 @@ Privacy*, Thm. 3.16). The node keeps its reply to each (job, round, incoming mod
 again instead: re-sending a released output is post-processing and costs nothing (ibid. Prop. 2.1).
 A request with another model for the same round is new work, trained and charged as usual.
 
-The replies stay in the node's state folder, with the node's other job records.
+The replies stay in the node's state folder, with the node's other job records, each beside the
+model it answered: with both, the node can show exactly what it released for a round (its model, or
+under secure aggregation the update ``reply - model`` that SecAgg+ masked before it left).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def model_digest(arrays: ArrayRecord) -> str:
 
 
 class RoundReplies:
-    """The node's train replies under ``folder/JOB_ID/ROUND-DIGEST.{npz,json}``."""
+    """The node's train replies under ``folder/JOB_ID/ROUND-DIGEST.{npz,json}``, and the model each
+    answered in ``ROUND-DIGEST.model.npz``."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -62,6 +65,15 @@ class RoundReplies:
         reply = figures["reply"]
         return arrays, TrainReply(**{**reply, "node": NodeRecord(**reply["node"])})
 
+    def released(self, job_id: str) -> list[tuple[int, ArrayRecord, ArrayRecord]]:
+        """Every kept reply of ``job_id``: (round, the model it answered, the reply's model)."""
+        out = []
+        for figures in (self.folder / job_id).glob("[0-9]*.json"):
+            model, reply = figures.with_suffix(".model.npz"), figures.with_suffix(".npz")
+            with np.load(model) as asked, np.load(reply) as answered:
+                out.append((int(figures.stem.split("-", 1)[0]), _record(asked), _record(answered)))
+        return sorted(out, key=lambda item: item[0])
+
     def put(
         self, job_id: str, server_round: int, incoming: ArrayRecord, arrays: ArrayRecord, reply: TrainReply
     ) -> None:
@@ -69,13 +81,23 @@ class RoundReplies:
             return
         stem = self._stem(job_id, server_round, incoming)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Any] = dict(zip(arrays.keys(), arrays.to_numpy_ndarrays(), strict=True))
-        temporary = stem.with_name(f".{stem.name}.npz")
-        with temporary.open("wb") as out:
-            np.savez(out, **tensors)
-        os.replace(temporary, stem.with_suffix(".npz"))
+        _save_arrays(incoming, stem.with_suffix(".model.npz"))
+        _save_arrays(arrays, stem.with_suffix(".npz"))
         # The figures last: a reply counts as kept only once both files are whole.
         figures = {"keys": list(arrays.keys()), "reply": asdict(reply)}
         temporary = stem.with_name(f".{stem.name}.json")
         temporary.write_text(json.dumps(figures), encoding="utf-8")
         os.replace(temporary, stem.with_suffix(".json"))
+
+
+def _record(npz: Any) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(npz[k])) for k in npz.files})
+
+
+def _save_arrays(arrays: ArrayRecord, path: Path) -> None:
+    """``arrays`` as ``path`` (npz, names kept), written whole or not at all."""
+    tensors: dict[str, Any] = dict(zip(arrays.keys(), arrays.to_numpy_ndarrays(), strict=True))
+    temporary = path.with_name(f".{path.name}")
+    with temporary.open("wb") as out:
+        np.savez(out, **tensors)
+    os.replace(temporary, path)

@@ -8,6 +8,11 @@ coordinator's API over HTTPS at the coordinator host's address.
 
 Faults act on hosts: ``crash`` kills everything on a host, ``cut``/``restore`` pull and replug its
 cable, ``restart`` starts its service again from the same state folder (keys, databases).
+
+``start`` measures how long this machine, as loaded as it is now, took to bring the hosts up;
+``round_timeout_s`` derives from it how long a round may wait for a live node (a round starts the
+same kind of processes: a ClientApp per message, the node's gate, torch), so a busy CI machine
+stretches the timeout instead of failing nodes that are only slow.
 """
 
 from __future__ import annotations
@@ -34,7 +39,21 @@ class NamespaceFederation(LoopbackFederation):
     def __init__(self, root: Path, partners: Sequence[PartnerSeat], network: NamespaceNetwork) -> None:
         self.network = network
         self.commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        self.started_in_s = 0.0
         super().__init__(root, partners)
+
+    def start(self, *, timeout_s: float = 120.0) -> None:
+        began = time.monotonic()
+        super().start(timeout_s=timeout_s)
+        self.started_in_s = time.monotonic() - began
+
+    def round_timeout_s(self, *, floor_s: float = 60.0) -> float:
+        """How long a round waits for a live node: three start-ups of the federation, at least ``floor_s``.
+
+        Starting the federation (a coordinator, three nodes with their SuperNodes) measures the load
+        the rounds will run under; a round of a small model is far cheaper on a quiet machine.
+        """
+        return max(floor_s, 3.0 * self.started_in_s)
 
     def host_of(self, party: str) -> str:
         return self.network.hosts[party].address

@@ -1,8 +1,9 @@
 """A packet capture on one interface with a raw ``AF_PACKET`` socket (what tcpdump does, in Python).
 
 Every frame seen is kept; ``segments`` decodes the IPv4/TCP ones into (source, destination,
-payload), and ``write_pcap`` saves the capture in the classic pcap format (readable by tcpdump and
-Wireshark) for a person to look at.
+payload, sequence number, SYN flag), ``connections`` reassembles each TCP connection's two byte
+streams from them (in sequence order, each byte once), and ``write_pcap`` saves the capture in the
+classic pcap format (readable by tcpdump and Wireshark) for a person to look at.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import socket
 import struct
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +21,19 @@ __all__ = ["PacketCapture", "TcpSegment"]
 _ETH_P_ALL = 0x0003
 _ETHERTYPE_IPV4 = 0x0800
 _IPPROTO_TCP = 6
+_TCP_SYN = 0x02
+_SNAPLEN = 262144  # a GSO frame on a veth carries up to a 64 KiB IP packet plus its Ethernet header
+
+Endpoint = tuple[str, int]
 
 
 @dataclass(frozen=True)
 class TcpSegment:
-    source: tuple[str, int]
-    destination: tuple[str, int]
+    source: Endpoint
+    destination: Endpoint
     payload: bytes
+    sequence: int = 0
+    syn: bool = False
 
 
 class PacketCapture:
@@ -36,6 +44,8 @@ class PacketCapture:
         self.frames: list[tuple[float, bytes]] = []
         self._stopping = threading.Event()
         self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        # Room for a burst while the reader thread waits for a busy CPU (root may exceed rmem_max).
+        self._socket.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
         self._socket.bind((interface, 0))
         self._socket.settimeout(0.2)
         self._thread = threading.Thread(target=self._read, name=f"capture-{interface}", daemon=True)
@@ -52,7 +62,7 @@ class PacketCapture:
     def _read(self) -> None:
         while not self._stopping.is_set():
             try:
-                frame = self._socket.recv(65535)
+                frame = self._socket.recv(_SNAPLEN)
             except TimeoutError:
                 continue
             except OSError:
@@ -71,22 +81,66 @@ class PacketCapture:
             if ip[9] != _IPPROTO_TCP or len(ip) < header + 20:
                 continue
             tcp = ip[header:total]
-            source_port, destination_port = struct.unpack("!HH", tcp[:4])
+            source_port, destination_port, sequence = struct.unpack("!HHI", tcp[:8])
             offset = (tcp[12] >> 4) * 4
             out.append(
                 TcpSegment(
                     (socket.inet_ntoa(ip[12:16]), source_port),
                     (socket.inet_ntoa(ip[16:20]), destination_port),
                     bytes(tcp[offset:]),
+                    sequence,
+                    bool(tcp[13] & _TCP_SYN),
                 )
             )
         return out
 
+    def connections(self) -> dict[tuple[Endpoint, Endpoint], tuple[bytes, bytes]]:
+        """Each TCP connection seen from its SYN: (client, server) -> (client's bytes, server's bytes).
+
+        Each stream is its bytes in sequence order up to the first gap (a frame the capture missed);
+        a retransmitted segment counts once. A connection whose SYN was not seen is left out.
+        """
+        streams: dict[tuple[Endpoint, Endpoint], list[TcpSegment]] = defaultdict(list)
+        clients: set[tuple[Endpoint, Endpoint]] = set()
+        for segment in self.segments():
+            if segment.syn and segment.source not in {d for _s, d in clients}:
+                # A new connection reusing an address pair starts a new stream.
+                streams[(segment.source, segment.destination)] = []
+                streams[(segment.destination, segment.source)] = []
+                clients.add((segment.source, segment.destination))
+            streams[(segment.source, segment.destination)].append(segment)
+        return {
+            (client, server): (_stream(streams[(client, server)]), _stream(streams[(server, client)]))
+            for client, server in clients
+        }
+
     def write_pcap(self, path: Path) -> None:
         # libpcap file format: magic, version 2.4, UTC offset, accuracy, snaplen, LINKTYPE_ETHERNET (1).
         with path.open("wb") as out:
-            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, _SNAPLEN, 1))
             for at, frame in list(self.frames):
                 seconds = int(at)
                 out.write(struct.pack("<IIII", seconds, int((at - seconds) * 1e6), len(frame), len(frame)))
                 out.write(frame)
+
+
+def _stream(segments: list[TcpSegment]) -> bytes:
+    """The bytes after the SYN, in sequence order, to the first gap (RFC 9293 §3.4: SYN takes one)."""
+    start = next((s.sequence + 1 for s in segments if s.syn), None)
+    if start is None:
+        return b""
+    by_offset: dict[int, bytes] = {}
+    for s in segments:
+        if s.payload:
+            offset = (s.sequence - start) % (1 << 32)
+            if len(s.payload) > len(by_offset.get(offset, b"")):
+                by_offset[offset] = s.payload
+    out, at = bytearray(), 0
+    for offset in sorted(by_offset):
+        payload = by_offset[offset]
+        if offset > at:
+            break  # a gap: what follows cannot be placed
+        if offset + len(payload) > at:  # retransmissions may overlap what is already placed
+            out.extend(payload[at - offset :])
+            at = offset + len(payload)
+    return bytes(out)
