@@ -47,7 +47,17 @@ def _state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOYALFED_DATA_DIR", str(tmp_path / "loyalfed-state"))
 
 
+# A slow test's expected seconds on 2 quiet cores, unless its mark says (``slow(seconds=450)``).
+_SLOW_DEFAULT_S = 30
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return 0.0 if mark is None else float(mark.kwargs.get("seconds", _SLOW_DEFAULT_S))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the slow end-to-end tests first: when the suite is spread over workers (pytest-xdist,
-    as ``make test`` does), the long files start at once instead of trailing after the short ones."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Longest first: when the suite is spread over workers (pytest-xdist, as ``make test`` does),
+    the longest files start at once on separate workers instead of trailing after the short ones
+    (longest-processing-time-first scheduling)."""
+    items.sort(key=lambda item: -_expected_seconds(item))

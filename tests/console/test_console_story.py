@@ -53,7 +53,7 @@ from psi import PsiMode
 from tests.console.browser import RequestLog, chromium_browser, chromium_path, spki_pin
 from tests.console.conftest import ARTEFACTS
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=150)
 
 PARTNERS = ("synth-01", "synth-02")
 STORY = ARTEFACTS / "story"

@@ -24,7 +24,7 @@ from flwr.cli.build import build_fab_from_disk
 
 from tests.deploy.loopback_superlink import LoopbackSuperLink
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=90)
 
 NODES = {"store-a": 0, "store-b": 1, "store-c": 2}  # partner -> the counts it holds
 DROPS, MAX_VALUE = "store-c", 1000

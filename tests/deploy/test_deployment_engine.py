@@ -23,7 +23,7 @@ import pytest
 
 from loyalfed.flower_app import flower_app_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=270)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

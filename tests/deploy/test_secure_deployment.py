@@ -33,7 +33,7 @@ from participant_node.training.secure_client_app import legacy_fit_serving
 from protocol import JobSpec
 from tests.deploy.loopback_superlink import LoopbackSuperLink, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=130)
 
 NODES = ("freshmart-north", "freshmart-south", "freshmart-east")
 DROPS = "freshmart-east"

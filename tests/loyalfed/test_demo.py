@@ -18,7 +18,7 @@ import pytest
 # a shared, busy machine it runs many times slower than on a quiet one. The bound catches a hang,
 # not slowness; the demo's speed is measured by timing ``loyalfed demo`` itself.
 _DEMO_TIMEOUT_S = 1500
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(_DEMO_TIMEOUT_S + 100)]
+pytestmark = [pytest.mark.slow(seconds=450), pytest.mark.timeout(_DEMO_TIMEOUT_S + 100)]
 
 
 def _loyalfed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ from policies.approval import ApprovalDecision
 from policies.purpose import Purpose
 from policies.signed_approval import generate_signing_key, sign_decision
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=120)
 
 NODES = ("freshmart-east", "freshmart-north", "freshmart-south")
 JOB_DONE = {"finished", "failed", "stopped"}

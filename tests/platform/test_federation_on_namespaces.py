@@ -55,7 +55,7 @@ from tests.platform.wire_contents import printable_runs, released_update_windows
 
 # The bound catches a hang, not slowness: start-up and one job of a whole federation, on a shared
 # machine whose load stretches every round timeout (NamespaceFederation.round_timeout_s).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow(seconds=480), pytest.mark.timeout(2400)]
 
 NODES = ("freshmart-east", "freshmart-north", "freshmart-south")
 JOB_DONE = {"finished", "failed", "stopped"}
