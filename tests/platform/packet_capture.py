@@ -60,10 +60,14 @@ class PacketCapture:
         self._socket.close()
 
     def _read(self) -> None:
-        while not self._stopping.is_set():
+        # After ``stop`` the frames already queued in the socket are still read (until 0.2 s pass
+        # without one): the last packets sent before ``stop`` are part of the capture.
+        while True:
             try:
                 frame = self._socket.recv(_SNAPLEN)
             except TimeoutError:
+                if self._stopping.is_set():
+                    return
                 continue
             except OSError:
                 return

@@ -23,6 +23,7 @@ every fault in turn, so the module pays for one job:
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import socket
@@ -219,6 +220,9 @@ def test_a_secure_churn_job_on_four_hosts_survives_a_node_crash_a_coordinator_cr
         # The probe: an identifier sent in clear to the coordinator's API port from the workstation.
         with socket.create_connection((coordinator.address, federation.port), timeout=5) as sock:
             sock.sendall(f"GET /?member={probe} HTTP/1.1\r\n\r\n".encode())
+            # The server's answer (a TLS alert or a close) shows the probe crossed the wire.
+            with contextlib.suppress(OSError):
+                sock.recv(64)
     finally:
         capture.stop()
         capture.write_pcap(tmp_path / "coordinator.pcap")
