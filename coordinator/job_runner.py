@@ -80,6 +80,7 @@ class JobRunner:
         self._max_resumes = max_resumes
         self._resumes: dict[str, int] = {}
         self._recovered = False
+        self._gate_inputs_seen: tuple[object, ...] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
@@ -101,12 +102,25 @@ class JobRunner:
         with self._sessions() as session:
             if not self._recovered:
                 self._recovered = self._recover(session)
-            for job in job_runs.jobs_in(session, JobState.SUBMITTED, JobState.AWAITING_APPROVAL):
+            for job in self._jobs_at_the_gate(session):
                 check_gate(session, self._trail, job)
             for job in job_runs.jobs_in(session, JobState.QUEUED):
                 self._start_if_ready(session, job)
             for job in job_runs.jobs_in(session, JobState.RUNNING):
                 self._watch(session, job)
+
+    def _jobs_at_the_gate(self, session: Session) -> list[JobRow]:
+        """Submitted jobs, and the awaiting ones only when a decision or an officer key changed.
+
+        A waiting job's gate reads nothing else that can change while it waits, so re-checking
+        every waiting job on every tick only burnt the service's CPU (with a thousand waiting jobs,
+        most of it) without ever moving one.
+        """
+        inputs = job_runs.gate_inputs_version(session)
+        if inputs == self._gate_inputs_seen:
+            return job_runs.jobs_in(session, JobState.SUBMITTED)
+        self._gate_inputs_seen = inputs
+        return job_runs.jobs_in(session, JobState.SUBMITTED, JobState.AWAITING_APPROVAL)
 
     def _recover(self, session: Session) -> bool:
         """Start-up: fail each job left running whose Flower run no longer exists; True once done.

@@ -21,7 +21,14 @@ from coordinator.platform.jobs import JobState, append_log, get_job, transition
 from coordinator.platform.organisations import OrganisationKind
 from coordinator.platform.policy_registry import get_version, policy_of
 from coordinator.platform.principals import ADMIN_ORGANISATION, create_principal
-from coordinator.store.tables import JobRoundRow, JobRow, OrganisationRow, PrincipalRow
+from coordinator.store.tables import (
+    DecisionRow,
+    JobRoundRow,
+    JobRow,
+    OfficerKeyRow,
+    OrganisationRow,
+    PrincipalRow,
+)
 from policies.roles import Role
 from protocol import JobSpec, RunConfigKey, SignedDecisionRecord
 
@@ -41,6 +48,15 @@ __all__ = [
 def jobs_in(session: Session, *states: JobState) -> list[JobRow]:
     query = select(JobRow).where(JobRow.state.in_([s.value for s in states])).order_by(JobRow.submitted_at)
     return list(session.scalars(query))
+
+
+def gate_inputs_version(session: Session) -> tuple[object, ...]:
+    """What a waiting job's gate reads that can change while it waits: officers' decisions and
+    keys (counts and newest entries, so an insert or a deletion both show). Equal versions mean every
+    job still awaiting approval would stay where it is."""
+    decisions = session.execute(select(func.count(), func.max(DecisionRow.id))).one()
+    keys = session.execute(select(func.count(), func.max(OfficerKeyRow.registered_at))).one()
+    return (*decisions, *keys)
 
 
 def run_partners(session: Session, job: JobRow) -> tuple[str, ...]:

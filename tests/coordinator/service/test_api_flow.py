@@ -247,3 +247,36 @@ def _settle_from_node_accountants(federation: Federation, job_id: str, state_dir
     with AuditLog.open(state_dir / "audit.sqlite") as log:
         charged = [(e.partner, e.epsilon) for _, e in log.iter_events() if e.event_type == "budget.charged"]
     assert charged == list(spent.items())
+
+
+def test_the_job_runner_rechecks_waiting_jobs_only_when_a_decision_arrives(
+    client: TestClient, federation: Federation
+) -> None:
+    from sqlalchemy import event
+
+    from coordinator.job_runner import JobRunner
+
+    state = client.app.state.coordinator  # type: ignore[attr-defined]
+    runner = JobRunner(state.sessions, state.trail, None, coordinator_url="", coordinator_ca=None)
+    version = _draft(federation)
+    job_id = federation.call("analyst", "POST", "/jobs", json=job_body()).json()["job_id"]
+    statements: list[str] = []
+
+    def _record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(state.engine, "before_cursor_execute", _record)
+    try:
+        runner.tick()  # first look: the waiting job's gate is read
+        assert any("FROM policy_versions" in s for s in statements)
+        statements.clear()
+        runner.tick()  # nothing changed: the waiting job is not read again
+        assert statements and not any("FROM policy_versions" in s for s in statements)
+        federation.decide(PARTNERS[0], version, ApprovalDecision.APPROVED)
+        runner.tick()
+        assert federation.call("analyst", "GET", f"/jobs/{job_id}").json()["state"] == "awaiting_approval"
+        federation.decide(PARTNERS[1], version, ApprovalDecision.APPROVED)
+        runner.tick()  # the second officer's decision moves it on
+        assert federation.call("analyst", "GET", f"/jobs/{job_id}").json()["state"] == "queued"
+    finally:
+        event.remove(state.engine, "before_cursor_execute", _record)
