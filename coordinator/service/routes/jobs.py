@@ -26,37 +26,30 @@ from coordinator.store.tables import JobRow
 router = APIRouter(tags=["jobs"])
 
 
+def _summary_fields(job: JobRow | jobs.AnyRow) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "state": job.state,
+        "task": job.task,
+        "policy_id": job.policy_id,
+        "policy_version": job.policy_version,
+        "policy_hash": job.policy_hash,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "reason": job.reason,
+        "model_id": job.model_id,
+    }
+
+
 def _public(job: JobRow | jobs.AnyRow) -> JobPublic:
-    return JobPublic(
-        job_id=job.id,
-        state=job.state,
-        task=job.task,
-        policy_id=job.policy_id,
-        policy_version=job.policy_version,
-        policy_hash=job.policy_hash,
-        submitted_at=job.submitted_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        reason=job.reason,
-        model_id=job.model_id,
-    )
+    return JobPublic(**_summary_fields(job))
 
 
 def _public_detail(detail: jobs.JobDetail) -> JobPublic:
-    job = detail.job
     return JobPublic(
-        job_id=job.id,
-        state=job.state,
-        task=job.task,
-        policy_id=job.policy_id,
-        policy_version=job.policy_version,
-        policy_hash=job.policy_hash,
-        submitted_at=job.submitted_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        reason=job.reason,
-        model_id=job.model_id,
-        spec=job.spec,
+        **_summary_fields(detail.job),
+        spec=detail.job.spec,
         rounds=[RoundPublic.model_validate(r, from_attributes=True) for r in detail.rounds],
         refusals=[RefusalPublic.model_validate(r, from_attributes=True) for r in detail.refusals],
     )
