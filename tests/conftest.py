@@ -40,6 +40,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_database(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture
+def in_a_flower_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps every Message with the run, node and task it belongs to, and a ServerApp runs
+    inside one: tests that drive a ServerApp's strategy or grid in-process set that identity."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
 @pytest.fixture(autouse=True)
 def _state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """State-changing CLI commands append audit events (loyalfed.cli.audit_trail) to the data

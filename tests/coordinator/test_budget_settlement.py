@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from flwr.app import Message
-from flwr.supercore.task_identity import TaskIdentity
 from local_grid import Fate, LocalGrid
 
 from coordinator.budget_ledger import BudgetLedger
@@ -25,15 +24,9 @@ from participant_node.training.heldout_release import heldout_dataset
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec, PrivacySpentReply, Refusal
 
+pytestmark = pytest.mark.usefixtures("in_a_flower_run")
+
 PARTNERS = ("freshmart-east", "freshmart-north", "freshmart-south", "freshmart-west")
-
-
-@pytest.fixture(autouse=True)
-def _in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Flower stamps every Message with the run, node and task it belongs to; a ServerApp runs in one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
 
 
 @pytest.fixture(scope="module")

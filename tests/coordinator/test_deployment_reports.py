@@ -19,7 +19,6 @@ from typing import ClassVar
 
 import pytest
 from flwr.app import Context, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 from local_grid import LocalGrid
 
 from coordinator.deployment_app import run_deployment_job
@@ -27,16 +26,10 @@ from coordinator.job_errors import JobConfigError, JobRefusedError
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec, ModelCard
 
+pytestmark = pytest.mark.usefixtures("in_a_flower_run")
+
 PARTNERS = ("freshmart-east", "freshmart-north", "freshmart-south")
 TOKEN = "run-token-for-this-job-only"
-
-
-@pytest.fixture(autouse=True)
-def _in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Flower stamps every Message with the run, node and task it belongs to; a ServerApp runs in one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
 
 
 class _Coordinator(BaseHTTPRequestHandler):

@@ -7,18 +7,11 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvgM
-from flwr.supercore.task_identity import TaskIdentity
 
 from coordinator.iterate_averaging import IterateAveraging
 from coordinator.strategy_wrapper import aggregate_as_reply
 
-
-@pytest.fixture(autouse=True)
-def _in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Flower stamps every Message with the run it belongs to; a ServerApp runs inside one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+pytestmark = pytest.mark.usefixtures("in_a_flower_run")
 
 
 def _record(weight: list[float], bias: float) -> ArrayRecord:

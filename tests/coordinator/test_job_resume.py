@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from flwr.app import Message
-from flwr.supercore.task_identity import TaskIdentity
 from local_grid import LocalGrid
 
 from coordinator.job_errors import JobFailedError
@@ -28,7 +27,7 @@ from coordinator.round_checkpoint import saved_round
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_a_flower_run")]
 
 PARTNERS = ("freshmart-east", "freshmart-north", "freshmart-south")
 
@@ -56,14 +55,6 @@ class CrashingGrid(LocalGrid):
             self.crashed = True
             raise CoordinatorCrash("the coordinator host died")
         return replies
-
-
-@pytest.fixture(autouse=True)
-def _in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Flower stamps every Message with the run, node and task it belongs to; a ServerApp runs in one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
 
 
 @pytest.fixture(scope="module")

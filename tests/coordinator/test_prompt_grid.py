@@ -11,22 +11,15 @@ from pathlib import Path
 
 import pytest
 from flwr.app import Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 from local_grid import Fate, LocalGrid
 
 from coordinator.prompt_grid import PromptGrid
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec, NodeRecord, QueryAction, RecordKey, job_config_record, query_type
 
+pytestmark = pytest.mark.usefixtures("in_a_flower_run")
+
 PARTNERS = ("freshmart-east", "freshmart-north", "freshmart-south")
-
-
-@pytest.fixture(autouse=True)
-def _in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Flower stamps every Message with the run, node and task it belongs to; a ServerApp runs in one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
 
 
 class _Clock:
