@@ -24,7 +24,8 @@ PARTNERS = ("freshmart-east", "freshmart-north", "freshmart-south")
 
 class _Clock:
     def __init__(self) -> None:
-        self.now, self.sleeps = 0.0, []
+        self.now = 0.0
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
         return self.now
