@@ -12,7 +12,8 @@ simulation engine (Ray, 2 CPUs), every node's real gate and Opacus DP-SGD, offic
 so the figures are the product's, not a mock's.
 
 Measured per N: each round's wall time (the job's own round report: from sending the round's train
-messages to aggregating the last reply), the node CPU seconds per round, the whole job's wall time,
+messages to aggregating the last reply), the nodes' DP-SGD CPU seconds per round (summed over nodes,
+as the nodes report them: the private steps, not the data loading), the whole job's wall time,
 and the peak resident memory of the process tree (driver, Ray's GCS, raylet and workers: every
 descendant's RSS summed, sampled every 0.5 s from /proc). A run is stopped (its process group
 killed, reported as ``stopped``) when the machine's available memory falls below ``--reserve-gb``.
@@ -106,7 +107,11 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path) -> None:
     from loyalfed.federated_run import experiment_policies, run_federated_job
     from protocol import JobSpec
 
-    job = JobSpec(job_id=f"scale-{nodes}", rounds=rounds, min_nodes=nodes, round_timeout_s=7200.0)
+    # A fresh job id every run: each node keeps the replies it released and the ε it charged per job
+    # (its round replies and accountant, in the partner folder), so running job "scale-N" again over
+    # the same folders would be answered from the kept replies, or refused over its ε cap.
+    job_id = f"scale-{nodes}-{time.strftime('%Y%m%dT%H%M%S')}"
+    job = JobSpec(job_id=job_id, rounds=rounds, min_nodes=nodes, round_timeout_s=7200.0)
     with tempfile.TemporaryDirectory(prefix="scale-registry-") as registry:
         policies = experiment_policies(federation, [job], registry=Path(registry) / "policies.sqlite")
         reports: list[RoundReport] = []
@@ -160,6 +165,10 @@ def _tree_rss_bytes(root: int) -> int:
         except OSError:
             continue
     return total
+
+
+def _load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def _available_bytes() -> int:
@@ -262,19 +271,22 @@ def main() -> None:
     if args.one is not None:
         run_one(args.federation, args.one, args.rounds, args.result)
         return
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), _load_average()
     base = build_base(args.work, args.members, args.seed)
     results = _kept_results(args.out, args.nodes) if args.resume else []
     for nodes in args.nodes:
         federation = split_federation(base, nodes)
         _progress(f"{nodes} nodes: running {args.rounds} rounds")
+        load = _load_average()
         figures = measure(
             federation, nodes, args.rounds, reserve_gb=args.reserve_gb, timeout_s=args.timeout_s
         )
         figures["members_per_node"] = args.members // nodes
+        figures["load_average_before"], figures["load_average_after"] = load, _load_average()
         results.append(figures)
         _progress(json.dumps(figures))
-        write_report(args, results, started)  # after every node count: a stopped bench keeps its figures
+        # After every node count: a stopped bench keeps its figures.
+        write_report(args, results, started, load_at_start)
 
 
 def _kept_results(out: Path, rerun: list[int]) -> list[dict[str, Any]]:
@@ -284,7 +296,9 @@ def _kept_results(out: Path, rerun: list[int]) -> list[dict[str, Any]]:
     return [r for r in json.loads(out.read_text())["results"] if r["nodes"] not in rerun]
 
 
-def write_report(args: argparse.Namespace, results: list[dict[str, Any]], started: float) -> None:
+def write_report(
+    args: argparse.Namespace, results: list[dict[str, Any]], started: float, load_at_start: float
+) -> None:
     """Print the JSON report and write it, with its plot, beside ``--out``."""
     results = sorted(results, key=lambda r: int(r["nodes"]))
     by_nodes = {r["nodes"]: r for r in results}
@@ -293,9 +307,10 @@ def write_report(args: argparse.Namespace, results: list[dict[str, Any]], starte
         "members": args.members,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
-        "load_average_at_end": float(Path("/proc/loadavg").read_text().split()[0]),
+        "load_average_at_end": _load_average(),
         "results": results,
         "growth_exponent_100_to_1000": _growth(by_nodes, 100, 1000),
+        "load_average_at_start": load_at_start,
         "target_memory_gb": TARGET_MEMORY_GB,
         "memory_target_met": _memory_target_met(by_nodes.get(1000)),
         "bench_seconds": round(time.perf_counter() - started, 1),

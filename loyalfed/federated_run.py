@@ -22,6 +22,7 @@ from coordinator.job_progress import JobProgress, RoundCallback, on_rounds
 from coordinator.secure_server_app import make_secure_server_app
 from coordinator.server_app import make_server_app
 from loyalfed.job_approvals import JobPolicies, approved_experiment_policies, require_job_policies
+from loyalfed.simulation_dispatch import dispatching_by_destination
 from participant_node.data import (
     DataContractError,
     Federation,
@@ -240,4 +241,6 @@ def _simulate(server_app: object, client_app: object, nodes: int) -> None:
             "include_dashboard": False,
         },
     }
-    run_simulation(server_app, client_app, num_supernodes=nodes, backend_config=backend)  # type: ignore[arg-type]
+    # Flower's dispatch loop scans every stored message per node per poll (loyalfed.simulation_dispatch).
+    with dispatching_by_destination():
+        run_simulation(server_app, client_app, num_supernodes=nodes, backend_config=backend)  # type: ignore[arg-type]
