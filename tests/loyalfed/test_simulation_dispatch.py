@@ -33,7 +33,9 @@ NODES = 100
 
 
 def _federation(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, InMemoryGrid, dict[int, int]]:
-    # run_simulation's task identity for its legacy Python API (process-wide: restored after the test).
+    # run_simulation's task identity for its legacy Python API (process-wide: restored after the test);
+    # the ServerApp is the SuperLink's node (the in_a_flower_run fixture's node 0 is no registered node,
+    # so the LinkState would drop every message as leaving the federation).
     for name, value in (("_task_id", 1), ("_run_id", 7), ("_node_id", SUPERLINK_NODE_ID)):
         monkeypatch.setattr(TaskIdentity, name, value)
     factory = LinkStateFactory(FLWR_IN_MEMORY_DB_NAME, NoOpFederationManager(), ObjectStoreFactory())
