@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,7 @@ def experiment_policies(
     *,
     registry: Path,
     partner_ids: Sequence[str] | None = None,
+    sensitive_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> JobPolicies:
     """Draft and approve (as every partner's local officer) policies for experiments on bundled data.
 
@@ -125,7 +126,9 @@ def experiment_policies(
     """
     federation = load_federation(federation_dir)
     chosen = [p[0] for p in select_partners(federation, partner_ids)]
-    return approved_experiment_policies(federation, chosen, jobs, registry=registry)
+    return approved_experiment_policies(
+        federation, chosen, jobs, registry=registry, sensitive_columns=sensitive_columns
+    )
 
 
 def run_federated_job(

@@ -97,7 +97,12 @@ def _approved(
 
 
 def approved_experiment_policies(
-    federation: Federation, partner_ids: Sequence[str], jobs: Sequence[JobSpec], *, registry: Path
+    federation: Federation,
+    partner_ids: Sequence[str],
+    jobs: Sequence[JobSpec],
+    *,
+    registry: Path,
+    sensitive_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> JobPolicies:
     """Draft one experiment policy per purpose of ``jobs`` and approve it as every partner's local officer.
 
@@ -117,6 +122,7 @@ def approved_experiment_policies(
                 epsilon=max(job.epsilon for job in mine),
                 delta=max(job.delta for job in mine),
                 min_aggregation_k=min(job.k_min for job in mine),
+                sensitive_columns=sensitive_columns,
             )
             registered = book.draft(policy, actor=Actor(Role.ANALYST))
             approve_as_local_officers(book, registered.ref, officers_dir=officers_dir_for(registry))

@@ -14,7 +14,7 @@ the decisions on the coordinator service, and each node verifies its own officer
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -124,8 +124,12 @@ def experiment_policy(
     epsilon: float,
     delta: float,
     min_aggregation_k: int = 20,
+    sensitive_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> DataUsePolicy:
     """A training policy for an experiment on bundled data: the partners, their regions, the ε/δ cap.
+
+    ``sensitive_columns`` (e.g. the members' demographic bands) are read only for fairness
+    evaluation, of members with the separate sensitive-data consent (PIPL Art. 29 / GDPR Art. 9).
 
     Draft it and have it approved in one step with ``approve_as_local_officers`` (or the CLI's
     ``loyalfed policy draft-local FILE --approve-as-local-officers``); it is checked like any other.
@@ -143,6 +147,7 @@ def experiment_policy(
             "columns": _TRAINING_COLUMNS,
             "privacy": {"epsilon": epsilon, "delta": delta},
             "min_aggregation_k": min_aggregation_k,
+            "sensitive_columns": {table: list(cols) for table, cols in (sensitive_columns or {}).items()},
             "impact_assessment": {"reference": "experiment on bundled data", "completed_on": "2026-01-01"},
             "joint_handling_agreement": "experiment on bundled data",
         },

@@ -192,7 +192,11 @@ def _write_partner(
     members, id_of = _members(spec, lines, identity, data["demographics"], rng=rng)
     transactions = _transactions(spec, lines, id_of)
     consents = generate_consents(
-        members["member_id"].to_numpy(), members["joined_at"].to_numpy(), rng=rng, end=DATA_END
+        members["member_id"].to_numpy(),
+        members["joined_at"].to_numpy(),
+        rng=rng,
+        end=DATA_END,
+        sensitive=members[["age_band", "income_band"]].notna().any(axis=1).to_numpy(),
     )
     write_frame(members, folder / "members.parquet")
     write_table(transactions, folder / "transactions.parquet")

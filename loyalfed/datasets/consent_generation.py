@@ -4,7 +4,9 @@ Rates (share of a partner's members who granted each purpose): 90 % churn model,
 model, 60 % cross-brand matching and 40 % points interchange (both scoped to the federation);
 5 % of the granted consents are later withdrawn. Each partner collects its own consents (PIPL
 Art. 14 and GDPR Art. 7: consent is given to a controller, per purpose), so they are drawn
-independently per partner.
+independently per partner. A member who gave the programme demographic bands gave with them the
+separate sensitive-data consent (PIPL Art. 29 / GDPR Art. 9(2)(a)) for the analytics purposes'
+fairness checks: the ``sensitive`` flag of their churn and propensity consents.
 """
 
 from __future__ import annotations
@@ -29,14 +31,24 @@ CONSENT_SCOPES: dict[Purpose, str] = {
     Purpose.POINTS_INTERCHANGE: CONSENT_SCOPE_FEDERATION,
 }
 WITHDRAWN_SHARE = 0.05
+_SENSITIVE_PURPOSES = frozenset({Purpose.CHURN_MODEL, Purpose.PROPENSITY_MODEL})
 _GRANT_DELAY = np.timedelta64(60, "D")  # consent asked at enrolment or within the following weeks
 _SECOND = np.timedelta64(1, "s")
 
 
 def generate_consents(
-    member_ids: np.ndarray, joined_at: np.ndarray, *, rng: np.random.Generator, end: np.datetime64
+    member_ids: np.ndarray,
+    joined_at: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    end: np.datetime64,
+    sensitive: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per granted (member, purpose), in the order of ``member_ids`` then purpose."""
+    """One row per granted (member, purpose), in the order of ``member_ids`` then purpose.
+
+    ``sensitive`` (one boolean per member, default none) marks the members whose analytics
+    consents carry the separate sensitive-data consent; it draws nothing from ``rng``.
+    """
     joined = joined_at.astype("datetime64[s]")
     end_s = end.astype("datetime64[s]")
     members, purposes, granted_parts, withdrawn_parts = [], [], [], []
@@ -57,6 +69,8 @@ def generate_consents(
     member, purpose = np.concatenate(members), np.concatenate(purposes)
     rows = np.lexsort((purpose, member))  # integer sort: much cheaper than sorting id strings
     names = np.array([p.value for p in CONSENT_RATES], dtype=object)
+    analytics = np.array([p in _SENSITIVE_PURPOSES for p in CONSENT_RATES])
+    given = np.zeros(len(member_ids), dtype=bool) if sensitive is None else np.asarray(sensitive, dtype=bool)
     scopes = np.array([CONSENT_SCOPES[p] for p in CONSENT_RATES], dtype=object)
     return pd.DataFrame(
         {
@@ -68,5 +82,6 @@ def generate_consents(
             "lawful_basis": "consent",
             "scope": scopes[purpose[rows]],
             "cross_border": np.zeros(len(rows), dtype=bool),
+            "sensitive": given[member[rows]] & analytics[purpose[rows]],
         }
     )

@@ -239,7 +239,11 @@ def _partner_frames(
         }
     )
     end = start + np.int64(config.days) * _US_PER_DAY * _US
-    consents = generate_consents(member_ids, joined.astype("datetime64[ns]"), rng=rng, end=end)
+    # A member who gave demographic bands gave the separate sensitive-data consent with them.
+    gave_bands = members[["age_band", "income_band"]].notna().any(axis=1).to_numpy()
+    consents = generate_consents(
+        member_ids, joined.astype("datetime64[ns]"), rng=rng, end=end, sensitive=gave_bands
+    )
     return {
         "members": members,
         "transactions": transactions,

@@ -128,6 +128,9 @@ CONTRACT: dict[FileKind, FileSpec] = {
             ColumnSpec("lawful_basis", _S),
             ColumnSpec("scope", _S),
             ColumnSpec("cross_border", ColumnType.BOOLEAN),
+            # PIPL Art. 29 / GDPR Art. 9(2)(a): the separate consent to sensitive data (read for
+            # fairness evaluation only); absent means not given.
+            ColumnSpec("sensitive", ColumnType.BOOLEAN),
         ),
     ),
     FileKind.CAMPAIGNS: FileSpec(

@@ -92,6 +92,20 @@ def test_consent_rates_and_withdrawals(loaded: dict[str, PartnerData]) -> None:
     assert set(consents["lawful_basis"]) == {"consent"} and not consents["cross_border"].any()
 
 
+def test_members_who_gave_demographic_bands_gave_the_sensitive_data_consent(
+    loaded: dict[str, PartnerData],
+) -> None:
+    # Only their churn and propensity consents carry it (fairness checks of the analytics models).
+    for data in loaded.values():
+        banded = data.members[["age_band", "income_band"]].notna().any(axis=1)
+        with_bands = set(data.members.loc[banded, "member_id"])
+        consents = data.consents
+        analytics = consents["purpose"].isin([Purpose.CHURN_MODEL.value, Purpose.PROPENSITY_MODEL.value])
+        expected = analytics & consents["member_id"].isin(with_bands)
+        assert (consents["sensitive"].astype(bool) == expected).all()
+    assert any(d.consents["sensitive"].astype(bool).any() for d in loaded.values())
+
+
 def test_members_joined_before_their_first_purchase(loaded: dict[str, PartnerData]) -> None:
     for data in loaded.values():
         first = data.transactions.groupby("member_id")["timestamp"].min()
