@@ -23,7 +23,9 @@ and for Complete Journey, on the SAME consented held-out members (``models.heldo
 
 ``targets`` checks the issue's: federated ε = 3 at or above the plain-RFM floor and within 0.01 of
 centralized non-private on shapes with at least 10^4 members per node (0.02 below that); card AUC
-within 0.01 of exact; attack AUC at most 0.55 at ε = 3.
+within 0.01 of exact; attack AUC at most 0.55 at ε = 3; on Complete Journey also the churn card's
+AUC at least 0.76 and fairness gaps reported for at least one demographic attribute, and propensity
+(``complete-journey-propensity``, its own entry, ``--complete-journey-tasks``) at least 0.80.
 
     python bench/fl_generalisation.py [--quick] [--shapes NAME ...] [--no-complete-journey]
                                       [--epsilons 1 3 8] [--repeats 3] [--large-repeats 1]
@@ -58,6 +60,7 @@ from models.feature_standardisation import FeatureMoments
 from models.membership_inference import loss_attack
 from models.metrics import roc_auc
 from models.task import Task as TaskName
+from models.task_dataset import FAIRNESS_COLUMNS
 from participant_node.data import load_federation
 from participant_node.training.local_task_data import LocalTaskData, load_local_task_data
 from protocol import JobSpec
@@ -115,7 +118,10 @@ def _simulate_with_retries(federation: Path, jobs: list[JobSpec], attempts: int 
         tries = [j.model_copy(update={"job_id": f"{j.job_id}-a{attempt}"}) for j in jobs]
         # The bundled data's local officers approve one policy per job (as `loyalfed train` does).
         registry = federation.parent / f"{federation.name}-registry-{attempt}.sqlite"
-        policies = experiment_policies(federation, tries, registry=registry)
+        # Demographic bands are read for fairness evaluation only (the policy's sensitive columns).
+        policies = experiment_policies(
+            federation, tries, registry=registry, sensitive_columns={"members": FAIRNESS_COLUMNS}
+        )
         try:
             return run_federated_jobs(federation, tries, policies=policies)
         except RuntimeError as err:
@@ -185,7 +191,10 @@ def run_shape(
     repeats: int,
     *,
     compare_fixed: bool = False,
+    members_per_node: int | None = None,
 ) -> dict[str, Any]:
+    """One shape's figures; ``members_per_node`` (the shape's, before consent and labelling; default
+    the smallest node's consented, labelled members) decides the target's tolerance."""
     started = time.perf_counter()
     nodes = _node_data(federation, base)
     rfm_auc, _, _, _ = _centralized_logreg(_node_data(federation, base, plain_rfm_schema()))
@@ -219,8 +228,24 @@ def run_shape(
         "fairness_eps3": fairness,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    result["targets"] = _targets(result, min(sizes))
+    result["targets"] = _targets(result, members_per_node or min(sizes))
+    if name.startswith(_COMPLETE_JOURNEY):
+        result["targets"].update(_complete_journey_targets(result, base.task))
     return result
+
+
+def _complete_journey_targets(result: dict[str, Any], task: TaskName) -> dict[str, Any]:
+    """Complete Journey's own targets: the churn card's AUC, propensity's AUC, fairness reported."""
+    eps3 = result["federated_dp"].get("3")
+    if eps3 is None:
+        return {}
+    if task is TaskName.PROPENSITY:
+        return {"propensity_at_least_0.80_at_eps3": eps3["auc"] >= 0.80}
+    reported = [a for a, gaps in result["fairness_eps3"].items() if gaps["auc_by_group"]]
+    return {
+        "churn_card_auc_at_least_0.76_at_eps3": eps3["card_auc"] >= 0.76,
+        "fairness_gaps_reported_for_an_attribute": bool(reported),
+    }
 
 
 def _targets(result: dict[str, Any], smallest_node: int) -> dict[str, Any]:
@@ -245,8 +270,26 @@ def _targets(result: dict[str, Any], smallest_node: int) -> dict[str, Any]:
 def _shape_federation(shape: FederationShape, root: Path) -> tuple[Path, JobSpec]:
     out = root / shape.name
     generate_synthetic_federation(out, shape.synth_config(seed=7), calibration=shape.calibration())
-    base = JobSpec(task=TaskName.CHURN, as_of=shape.as_of.date(), horizon_days=shape.horizon_days)
+    base = JobSpec(task=TaskName.CHURN, as_of=shape.as_of, horizon_days=shape.horizon_days)
     return out, base
+
+
+def _complete_journey_plan(root: Path, tasks: list[TaskName]) -> list[tuple[str, Any]]:
+    """One entry per task on one Complete Journey federation, built once (churn keeps the bare name)."""
+    built: list[Path] = []
+
+    def federation() -> Path:
+        if not built:
+            built.append(build_complete_journey_federation(root, seed=7))
+        return built[0]
+
+    return [
+        (
+            _COMPLETE_JOURNEY if task is TaskName.CHURN else f"{_COMPLETE_JOURNEY}-{task.value}",
+            lambda t=task: (federation(), JobSpec(task=t)),
+        )
+        for task in tasks
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="*", choices=sorted(SHAPES), help="none: Complete Journey only")
     parser.add_argument("--quick", action="store_true", help="two small shapes, one repeat")
     parser.add_argument("--no-complete-journey", action="store_true")
+    parser.add_argument(
+        "--complete-journey-tasks",
+        nargs="+",
+        choices=[t.value for t in TaskName],
+        default=[TaskName.CHURN.value, TaskName.PROPENSITY.value],
+        help="tasks run on Complete Journey (synthetic shapes run churn)",
+    )
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -271,14 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plan = [(name, lambda n=name: _shape_federation(SHAPES[n], Path(tmp))) for name in shapes]
         if not (args.no_complete_journey or args.quick):
-            plan.append(
-                (
-                    _COMPLETE_JOURNEY,
-                    lambda: (
-                        build_complete_journey_federation(Path(tmp) / "cj", seed=7),
-                        JobSpec(task=TaskName.CHURN),
-                    ),
-                )
+            plan.extend(
+                _complete_journey_plan(Path(tmp) / "cj", [TaskName(t) for t in args.complete_journey_tasks])
             )
         for name, build in plan:
             federation, base = build()
@@ -290,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.epsilons,
                 min(repeats, args.large_repeats) if large else repeats,
                 compare_fixed=args.compare_fixed_defaults,
+                members_per_node=SHAPES[name].members_per_node if name in SHAPES else None,
             )
             print(json.dumps({name: results[name]}), flush=True)
     summary = {
