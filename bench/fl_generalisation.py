@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coordinator.job_errors import JobFailedError
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.datasets.synthetic import generate_synthetic_federation
 from loyalfed.datasets.synthetic_shapes import SHAPES, FederationShape
@@ -113,7 +114,8 @@ def _jobs(
 
 def _simulate_with_retries(federation: Path, jobs: list[JobSpec], attempts: int = 3) -> list[Any]:
     """Run the jobs; on a loaded machine Ray's node start-up (a fixed 30 s wait) can time out before
-    any job starts: retry with fresh job ids (a node refuses a job id it has already served)."""
+    any job starts, or a starved node's messages expire before it answers: retry with fresh job ids
+    (a node refuses a job id it has already served)."""
     for attempt in range(attempts):
         tries = [j.model_copy(update={"job_id": f"{j.job_id}-a{attempt}"}) for j in jobs]
         # The bundled data's local officers approve one policy per job (as `loyalfed train` does).
@@ -124,7 +126,7 @@ def _simulate_with_retries(federation: Path, jobs: list[JobSpec], attempts: int 
         )
         try:
             return run_federated_jobs(federation, tries, policies=policies)
-        except RuntimeError as err:
+        except (RuntimeError, JobFailedError) as err:  # a job whose nodes the loaded machine starved
             if attempt == attempts - 1:
                 raise
             print(json.dumps({"simulation_failed_retrying": str(err)[:200]}), file=sys.stderr, flush=True)
