@@ -69,8 +69,8 @@ class JobRunner:
         self._url = coordinator_url
         self._ca = coordinator_ca
         self._interval_s = interval_s
-        # Flower's run status is read through its CLI (a process start, ~1 s of CPU): it is only the
-        # fallback for a run that ended without reporting, so it is read every ``status_every_s``.
+        # Flower's run status (a Control API call) is only the fallback for a run that ended without
+        # reporting, so it is read every ``status_every_s``, not on every tick.
         self._status_every_s, self._clock = status_every_s, clock
         self._status_read: dict[str, float] = {}
         self._stopping = threading.Event()
