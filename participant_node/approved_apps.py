@@ -97,13 +97,22 @@ def launcher_environment(
 
 
 def write_launcher(launcher_dir: Path, *, python: Path | None = None) -> Path:
-    """Write the ``flwr-clientapp`` launcher (this module under this interpreter) into ``launcher_dir``."""
+    """Write the ``flwr-clientapp`` launcher (this module under this interpreter) into ``launcher_dir``.
+
+    The launcher asks the node's ClientApp zygote to run this module's ``main`` in a fresh fork
+    (``participant_node.clientapp_zygote``), and runs it itself where no zygote answers. It starts
+    without ``site`` (``python -S``: standard library only, a few milliseconds), so the package's
+    folder is put on its path by hand.
+    """
     launcher_dir.mkdir(parents=True, exist_ok=True)
     program = launcher_dir / CLIENTAPP_PROGRAM
     interpreter = python or Path(sys.executable)
-    program.write_text(
-        f'#!/bin/sh\nexec "{interpreter}" -m participant_node.approved_apps "$@"\n', encoding="utf-8"
+    package_root = Path(__file__).resolve().parent.parent
+    code = (
+        f"import sys; sys.path.insert(0, {str(package_root)!r}); "
+        "from participant_node.clientapp_zygote import client_main; client_main()"
     )
+    program.write_text(f'#!/bin/sh\nexec "{interpreter}" -S -c "{code}" "$@"\n', encoding="utf-8")
     program.chmod(0o755)
     return program
 

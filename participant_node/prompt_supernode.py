@@ -11,16 +11,28 @@ authenticated request on a connection the SuperNode holds, so the cap costs the 
 SuperLink a few CPU milliseconds per second per node (see ``coordinator.prompt_grid`` for the
 server's side of the same wait).
 
+It also starts the node's ClientApp zygote beside the SuperNode (``participant_node.clientapp_zygote``:
+Flower's ClientApp runtime imported once and forked per message, instead of imported by every
+message's process) and names its socket to the SuperNode's ClientApp launcher; the zygote ends
+with this program.
+
 Usage: ``python -m participant_node.prompt_supernode [--pull-interval-s S] FLOWER_SUPERNODE_ARGS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from types import ModuleType
+
+from participant_node.clientapp_zygote import SOCKET_ENV
 
 __all__ = ["DEFAULT_PULL_INTERVAL_S", "CappedSleep", "main"]
 
@@ -55,8 +67,23 @@ def main(argv: list[str] | None = None) -> None:
         start_client_internal.time = CappedSleep(known.pull_interval_s)  # type: ignore[assignment]
     else:  # a Flower without this loop: run it unchanged (only the latency is at stake)
         _LOG.warning("this Flower's SuperNode has no idle wait to cap; running it unchanged")
+    _start_zygote()
     sys.argv = ["flower-supernode", *flower_args]
     flower_supernode()
+
+
+def _start_zygote() -> None:
+    """Start the ClientApp zygote; its socket (in a private 0700 folder) goes into the environment."""
+    # A private folder of its own: a Unix socket path is limited to 108 bytes, too short for some
+    # state folders, and only this node's user may ask the zygote to run a ClientApp.
+    folder = tempfile.mkdtemp(prefix="loyalfed-clientapp-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    socket_path = os.path.join(folder, "zygote.sock")
+    subprocess.Popen(
+        [sys.executable, "-m", "participant_node.clientapp_zygote", socket_path, str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+    )
+    os.environ[SOCKET_ENV] = socket_path
 
 
 if __name__ == "__main__":
