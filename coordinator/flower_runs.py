@@ -22,7 +22,7 @@ import httpx
 
 from coordinator.superlink_supervisor import CONNECTION_NAME, SuperLinkError, SuperLinkSupervisor, reply_json
 
-__all__ = ["FlowerRuns"]
+__all__ = ["FlowerRuns", "control_client", "run_status"]
 
 _log = logging.getLogger("loyalfed.coordinator.runs")
 
@@ -85,36 +85,47 @@ class FlowerRuns:
         return run_id
 
     def status(self, run_id: str) -> str | None:
-        """Flower's status text of the run (``running``, ``finished:completed``…), None if unknown.
-
-        The text is the one ``flwr ls`` prints: the status, and ``:sub_status`` once there is one.
-        """
-        from flwr.proto.control_pb2 import ListRunsRequest
-
-        try:
-            with self._control_lock:
-                reply = self._control_client().ListRuns(ListRunsRequest(run_id=int(run_id)))
-        except (OSError, ValueError, httpx.HTTPError) as err:
-            _log.warning("the Control API did not list run %s: %s", run_id, err)
-            raise SuperLinkError(f"the SuperLink's Control API did not list run {run_id}") from err
-        run = reply.run_dict.get(int(run_id))
-        if run is None:
-            return None
-        return f"{run.status.status}:{run.status.sub_status}" if run.status.sub_status else run.status.status
-
-    def _control_client(self) -> Any:
-        """One HTTPS client of the SuperLink's Control API, verified against its root certificate."""
-        if self._control is None:
-            from flwr.supercore.control.control_http_client import ControlHttpClient
-            from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
-
-            self._control = ControlHttpClient.from_server_address(
-                server_address=self._superlink.address,
-                insecure=False,
-                root_certificates=str(self._superlink.certificates.ca.resolve()),
-                interceptors=[RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
-            )
-        return self._control
+        """Flower's status text of the run (``running``, ``finished:completed``…), None if unknown."""
+        with self._control_lock:
+            if self._control is None:
+                self._control = control_client(self._superlink.address, self._superlink.certificates.ca)
+            return run_status(self._control, run_id)
 
     def stop(self, run_id: str) -> None:
         self._flwr("stop", run_id, CONNECTION_NAME, timeout_s=60.0)
+
+
+def control_client(address: str, root_certificate: Path) -> Any:
+    """Flower's HTTPS client of a SuperLink's Control API, verified against ``root_certificate``."""
+    from flwr.supercore.control.control_http_client import ControlHttpClient
+    from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
+
+    return ControlHttpClient.from_server_address(
+        server_address=address,
+        insecure=False,
+        root_certificates=str(root_certificate.resolve()),
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
+    )
+
+
+def run_status(client: Any, run_id: str) -> str | None:
+    """The run's status as ``flwr ls`` prints it: the status, ``:sub_status`` once there is one.
+
+    None if the SuperLink lists no such run; ``SuperLinkError`` if it cannot be asked.
+    """
+    from flwr.proto.control_pb2 import ListRunsRequest
+
+    try:
+        reply = client.ListRuns(ListRunsRequest(run_id=int(run_id)))
+    except httpx.HTTPStatusError as err:
+        if err.response.status_code == httpx.codes.NOT_FOUND:  # Flower's RUN_ID_NOT_FOUND
+            return None
+        _log.warning("the Control API did not list run %s: %s", run_id, err)
+        raise SuperLinkError(f"the SuperLink's Control API did not list run {run_id}") from err
+    except (OSError, ValueError, httpx.HTTPError) as err:
+        _log.warning("the Control API did not list run %s: %s", run_id, err)
+        raise SuperLinkError(f"the SuperLink's Control API did not list run {run_id}") from err
+    run = reply.run_dict.get(int(run_id))
+    if run is None:
+        return None
+    return f"{run.status.status}:{run.status.sub_status}" if run.status.sub_status else run.status.status

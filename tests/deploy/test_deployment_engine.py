@@ -16,11 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from coordinator.flower_runs import control_client, run_status
+from coordinator.superlink_supervisor import reply_json
 from loyalfed.flower_app import flower_app_dir
 
 pytestmark = pytest.mark.slow(seconds=270)
@@ -137,7 +140,16 @@ def test_a_job_runs_through_superlink_and_three_tls_supernodes(
         "round-timeout-s=300.0"
     )
     submitted = subprocess.run(
-        [str(BIN / "flwr"), "run", str(flower_app_dir()), "local", "--run-config", overrides],
+        [
+            str(BIN / "flwr"),
+            "run",
+            str(flower_app_dir()),
+            "local",
+            "--run-config",
+            overrides,
+            "--format",
+            "json",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -164,5 +176,22 @@ def test_a_job_runs_through_superlink_and_three_tls_supernodes(
         )
         assert [json.loads(line)["round"] for line in usage] == [1]
         assert (workdir / "nodes" / partner / ".loyalfed" / "privacy_accountant.json").exists()
+    _the_control_api_reports_the_run_as_flwr_ls_does(reply_json(submitted.stdout)["run-id"], env)
     # TLS: the SuperLink served HTTPS only.
     assert "running on https://127.0.0.1" in (workdir / "superlink.log").read_text(errors="replace")
+
+
+def _the_control_api_reports_the_run_as_flwr_ls_does(run_id: object, env: dict[str, str]) -> None:
+    """The coordinator's in-process status read (Flower's Control API) gives ``flwr ls``'s text."""
+    config = tomllib.loads((Path(env["FLWR_HOME"]) / "config.toml").read_text(encoding="utf-8"))
+    local = config["superlink"]["local"]
+    client = control_client(local["address"], Path(local["root-certificates"]))
+    deadline = time.monotonic() + 120  # the ServerApp ends a moment after it wrote the card
+    while (status := run_status(client, str(run_id))) != "finished:completed" and time.monotonic() < deadline:
+        time.sleep(1)
+    listed = subprocess.run(
+        [str(BIN / "flwr"), "ls", "local", "--run-id", str(run_id), "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert status == reply_json(listed.stdout)["runs"][0]["status"] == "finished:completed"  # type: ignore[index]
+    assert run_status(client, str(int(str(run_id)) + 1)) is None  # a run the SuperLink does not have
