@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from participant_node.points.bulk_statements import delete_in
 from participant_node.points.destination_side import DestinationSide
 from participant_node.points.errors import PeerError
 from participant_node.points.interchange_rows import OUTBOX, load_rows
@@ -113,9 +114,7 @@ class Delivery:
                 rows = load_rows(tx.conn, keys)
                 done = [k for k in keys if k not in rows or rows[k].state != "reserved"]
                 if done:
-                    tx.conn.execute(
-                        OUTBOX.delete().where(OUTBOX.c.key.in_(done), OUTBOX.c.action == "reserve")
-                    )
+                    delete_in(tx.conn, OUTBOX, "key", done, equal={"action": "reserve"})
             return len(done)
         with self.ledger.reading() as conn:
             rows = load_rows(conn, keys)
@@ -130,7 +129,7 @@ class Delivery:
             answered |= {r.transfer_id for r in reply.results}
         acknowledged = [seq for seq, key in items if key in answered]  # the rest waits for a next round
         with self.ledger.transaction() as tx:
-            tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(acknowledged)))
+            delete_in(tx.conn, OUTBOX, "seq", acknowledged)
         return len(acknowledged)
 
     def resolve_in_doubt(self, *, older_than_s: float) -> tuple[int, int]:

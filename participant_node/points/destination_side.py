@@ -160,7 +160,7 @@ class DestinationSide:
             for item, key, member in fresh
         ]
         results: dict[str, ItemResult] = {}
-        rows = []
+        rows, holds = [], []
         for (item, key, member), outcome in zip(fresh, tx.apply(legs), strict=True):
             state = State.RESERVED if outcome.ok else State.REFUSED
             reason = None if outcome.ok else str(outcome.result)
@@ -171,12 +171,12 @@ class DestinationSide:
             )
             results[key] = ItemResult(transfer_id=item.transfer_id, status=_ANSWER[state], reason=reason)
             if outcome.ok:
-                point_lots.hold(tx.conn, key, member_account(member), _credit_expiry(item, tx.now_us))
+                holds.append((key, member_account(member), _credit_expiry(item, tx.now_us)))
                 self._event(
                     tx, EventType.POINTS_RESERVED, peer, item.transfer_id, link_hash(item.link_token), item
                 )
-        if rows:
-            insert_rows(tx.conn, ROWS, rows)
+        point_lots.hold(tx.conn, holds)
+        insert_rows(tx.conn, ROWS, rows)
         return results
 
     def _event(

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
+from participant_node.points.bulk_statements import insert_rows, select_in, update_in
 from participant_node.points.ledger import AccountKind, account_id
 from participant_node.points.ledger_rules import UsageLimit
 from participant_node.points.store_schema import TABLES
@@ -32,7 +33,6 @@ ROWS = TABLES["points_interchange"]
 OUTBOX = TABLES["points_outbox"]
 FEE_ACCOUNT = account_id(AccountKind.FEE)
 ISSUANCE_ACCOUNT = account_id(AccountKind.ISSUANCE)
-_CHUNK = 400
 
 
 class State(StrEnum):
@@ -74,27 +74,14 @@ def caps(
 
 
 def load_rows(conn: Connection, keys: list[str], *, lock: bool = False) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for start in range(0, len(keys), _CHUNK):
-        query = select(ROWS).where(ROWS.c.key.in_(keys[start : start + _CHUNK]))
-        if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        found |= {row.key: row for row in conn.execute(query)}
-    return found
+    return {row.key: row for row in select_in(conn, ROWS, "key", keys, lock=lock)}
 
 
 def enqueue(conn: Connection, keys: list[str], peer: str, action: str, at_us: int) -> None:
-    if keys:
-        conn.execute(
-            OUTBOX.insert(),
-            [{"key": k, "peer": peer, "action": action, "created_at_us": at_us} for k in keys],
-        )
+    insert_rows(
+        conn, OUTBOX, [{"key": k, "peer": peer, "action": action, "created_at_us": at_us} for k in keys]
+    )
 
 
 def set_state(conn: Connection, keys: list[str], state: State, at_us: int, **values: Any) -> None:
-    for start in range(0, len(keys), _CHUNK):
-        conn.execute(
-            ROWS.update()
-            .where(ROWS.c.key.in_(keys[start : start + _CHUNK]))
-            .values(state=str(state), updated_at_us=at_us, **values)
-        )
+    update_in(conn, ROWS, "key", keys, {"state": str(state), "updated_at_us": at_us, **values})

@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from participant_node.points.bulk_statements import insert_rows, update_rows
+from participant_node.points.bulk_statements import insert_rows, select_in, update_rows, upsert_add
 from participant_node.points.ledger_audit import LedgerCheck, check_ledger
 from participant_node.points.ledger_rules import (
     AccountFlags,
@@ -44,7 +43,6 @@ from participant_node.points.store_schema import TABLES, make_engine
 __all__ = ["AccountKind", "Ledger", "LedgerCheck", "LedgerTx", "account_id", "now_us", "pending_filter"]
 
 _T = TABLES
-_CHUNK = 400  # ids per IN (...) list: below SQLite's default host-parameter limit
 
 
 class AccountKind:
@@ -118,12 +116,7 @@ class LedgerTx:
         )
 
     def _rows_in(self, table: Any, column: str, values: Iterable[str]) -> list[Any]:
-        values = sorted(values)
-        rows: list[Any] = []
-        for start in range(0, len(values), _CHUNK):
-            part = values[start : start + _CHUNK]
-            rows += self.conn.execute(select(table).where(table.c[column].in_(part))).all()
-        return rows
+        return select_in(self.conn, table, column, values)
 
     def _pendings(self, pending_ids: set[str]) -> dict[str, PendingRecord]:
         t = _T["points_transfers"]
@@ -138,41 +131,32 @@ class LedgerTx:
                 agreement_id=row.agreement_id,
                 link_hash=row.link_hash,
             )
-            for row in self._rows_in(t, "id", pending_ids)
-            if row.kind == TransferKind.PENDING
+            for row in select_in(self.conn, t, "id", pending_ids, equal={"kind": TransferKind.PENDING.value})
         }
-        for row in self._rows_in(t, "pending_id", set(records)):
+        for row in select_in(self.conn, t, "pending_id", records, columns=("pending_id", "kind")):
             records[row.pending_id].resolved = TransferKind(row.kind)
         return records
 
     def _balances(self, accounts: set[str]) -> dict[str, Balance]:
-        b = _T["points_balances"]
-        found: dict[str, Balance] = {}
-        ordered = sorted(accounts)  # one lock order for every transaction: no deadlocks between them
-        for start in range(0, len(ordered), _CHUNK):
-            query = select(b).where(b.c.account.in_(ordered[start : start + _CHUNK])).order_by(b.c.account)
-            if self._lock_rows:
-                query = query.with_for_update()
-            for row in self.conn.execute(query):
-                found[row.account] = Balance(
-                    row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags
-                )
-        return found
+        # One lock order for every transaction (by account): no deadlocks between them.
+        rows = select_in(
+            self.conn, _T["points_balances"], "account", accounts, order_by="account", lock=self._lock_rows
+        )
+        return {
+            row.account: Balance(
+                row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, row.flags
+            )
+            for row in rows
+        }
 
     def _usage(self, keys: set[str]) -> dict[str, int]:
         if not keys:
             return {}
         u = _T["points_usage"]
-        insert = postgresql.insert(u) if self._lock_rows else sqlite.insert(u)
         ordered = sorted(keys)
-        self.conn.execute(insert.on_conflict_do_nothing(), [{"key": k, "used": 0} for k in ordered])
-        found: dict[str, int] = {}
-        for start in range(0, len(ordered), _CHUNK):
-            query = select(u).where(u.c.key.in_(ordered[start : start + _CHUNK])).order_by(u.c.key)
-            if self._lock_rows:
-                query = query.with_for_update()
-            found |= {row.key: row.used for row in self.conn.execute(query)}
-        return found
+        upsert_add(self.conn, u, ("key", "used"), ("key",), [(k, 0) for k in ordered])
+        rows = select_in(self.conn, u, "key", ordered, order_by="key", lock=self._lock_rows)
+        return {row.key: row.used for row in rows}
 
     def _write(self, state: LedgerState) -> None:
         insert_rows(self.conn, _T["points_transfers"], state.rows)

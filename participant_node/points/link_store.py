@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, func, select
 
+from participant_node.points.bulk_statements import select_in
 from participant_node.points.store_schema import TABLES
 
 __all__ = ["active_links", "member_of", "replace_links", "revoke_members", "token_of", "tokens_of"]
@@ -63,32 +64,30 @@ def token_of(conn: Connection, member_id: str, agreement_id: str, epoch: int) ->
 
 def tokens_of(conn: Connection, members: Iterable[str], agreement_id: str, epoch: int) -> dict[str, str]:
     """Active links of ``members``: member id -> token."""
-    wanted = sorted(set(members))
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        query = select(_LINKS.c.member_id, _LINKS.c.token).where(
-            _LINKS.c.member_id.in_(wanted[start : start + _CHUNK]),
-            _LINKS.c.agreement_id == agreement_id,
-            _LINKS.c.epoch == epoch,
-            _LINKS.c.revoked_at_us.is_(None),
-        )
-        found |= {row.member_id: row.token for row in conn.execute(query)}
-    return found
+    rows = select_in(
+        conn,
+        _LINKS,
+        "member_id",
+        members,
+        columns=("member_id", "token"),
+        equal={"agreement_id": agreement_id, "epoch": epoch},
+        also="revoked_at_us IS NULL",
+    )
+    return {row.member_id: row.token for row in rows}
 
 
 def member_of(conn: Connection, tokens: Iterable[str], agreement_id: str, epoch: int) -> dict[str, str]:
     """Active links among ``tokens``: token -> member id."""
-    wanted = sorted(set(tokens))
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        query = select(_LINKS.c.token, _LINKS.c.member_id).where(
-            _LINKS.c.token.in_(wanted[start : start + _CHUNK]),
-            _LINKS.c.agreement_id == agreement_id,
-            _LINKS.c.epoch == epoch,
-            _LINKS.c.revoked_at_us.is_(None),
-        )
-        found |= {row.token: row.member_id for row in conn.execute(query)}
-    return found
+    rows = select_in(
+        conn,
+        _LINKS,
+        "token",
+        tokens,
+        columns=("token", "member_id"),
+        equal={"agreement_id": agreement_id, "epoch": epoch},
+        also="revoked_at_us IS NULL",
+    )
+    return {row.token: row.member_id for row in rows}
 
 
 def active_links(conn: Connection, agreement_id: str, epoch: int) -> dict[str, str]:

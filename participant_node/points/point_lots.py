@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select
 
+from participant_node.points.bulk_statements import delete_in, insert_rows, select_in, upsert_add
 from participant_node.points.ledger import AccountKind, LedgerTx, account_id
 from participant_node.points.ledger_rules import Transfer
 from participant_node.points.store_schema import TABLES
@@ -74,16 +74,13 @@ def _open_lots(account: str) -> Any:
 
 def _upsert(conn: Connection, rows: list[dict[str, int | str]]) -> None:
     """Add ``points`` to each (account, expiry) lot, creating it if new."""
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(_LOTS)
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=["account", "expires_at_us"],
-            set_={"points": _LOTS.c.points + insert.excluded.points},
-        ),
-        rows,
+    upsert_add(
+        conn,
+        _LOTS,
+        ("account", "expires_at_us", "points"),
+        ("account", "expires_at_us"),
+        [(r["account"], r["expires_at_us"], r["points"]) for r in rows],
+        add="points",
     )
 
 
@@ -108,16 +105,17 @@ def take(tx: LedgerTx, wanted: Sequence[tuple[str, str, int]]) -> dict[str, list
     ``None`` when the points are there but some have expired (nothing is taken for that key)."""
     accounts = sorted({account for _, account, _ in wanted})
     lots: dict[str, list[list[int]]] = {a: [] for a in accounts}
-    for start in range(0, len(accounts), 400):
-        query = (
-            select(_LOTS)
-            .where(_LOTS.c.account.in_(accounts[start : start + 400]), _LOTS.c.points > 0)
-            .order_by(_LOTS.c.account, _LOTS.c.expires_at_us)
-        )
-        if tx.conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        for r in tx.conn.execute(query):
-            lots[r.account].append([r.expires_at_us, r.points])
+    found = select_in(
+        tx.conn,
+        _LOTS,
+        "account",
+        accounts,
+        also="points > 0",
+        order_by="account, expires_at_us",
+        lock=True,
+    )
+    for r in found:
+        lots[r.account].append([r.expires_at_us, r.points])
     taken: dict[str, list[Slice] | None] = {}
     changes: list[dict[str, int | str]] = []
     holds: list[dict[str, int | str]] = []
@@ -129,8 +127,7 @@ def take(tx: LedgerTx, wanted: Sequence[tuple[str, str, int]]) -> dict[str, list
             changes.append(_row(account, s, -1))
             holds.append({"key": key, **_row(account, s)})
     _upsert(tx.conn, changes)
-    if holds:
-        tx.conn.execute(_HOLDS.insert(), holds)
+    insert_rows(tx.conn, _HOLDS, holds)
     return taken
 
 
@@ -151,15 +148,17 @@ def _take_from(lots: list[list[int]], points: int, now_us: int) -> list[Slice] |
     return [Slice(used, lot[0]) for lot, used in plan]
 
 
-def hold(conn: Connection, key: str, account: str, slices: Sequence[Slice]) -> None:
-    if slices:
-        conn.execute(
-            _HOLDS.insert(),
-            [
-                {"key": key, "expires_at_us": s.expires_at_us, "account": account, "points": s.points}
-                for s in slices
-            ],
-        )
+def hold(conn: Connection, holds: Sequence[tuple[str, str, Sequence[Slice]]]) -> None:
+    """Hold, for each (reservation key, account, slices), those slices (one write for all)."""
+    insert_rows(
+        conn,
+        _HOLDS,
+        [
+            {"key": key, "expires_at_us": s.expires_at_us, "account": account, "points": s.points}
+            for key, account, slices in holds
+            for s in slices
+        ],
+    )
 
 
 def held(conn: Connection, keys: Sequence[str]) -> dict[str, list[Slice]]:
@@ -171,16 +170,13 @@ def held(conn: Connection, keys: Sequence[str]) -> dict[str, list[Slice]]:
 
 
 def _held(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str, Slice]]:
-    found: list[tuple[str, str, Slice]] = []
-    for start in range(0, len(keys), 400):
-        query = select(_HOLDS).where(_HOLDS.c.key.in_(list(keys[start : start + 400])))
-        found += [(r.key, r.account, Slice(r.points, r.expires_at_us)) for r in conn.execute(query)]
-    return found
+    return [
+        (r.key, r.account, Slice(r.points, r.expires_at_us)) for r in select_in(conn, _HOLDS, "key", keys)
+    ]
 
 
 def _drop(conn: Connection, keys: Sequence[str]) -> None:
-    for start in range(0, len(keys), 400):
-        conn.execute(delete(_HOLDS).where(_HOLDS.c.key.in_(list(keys[start : start + 400]))))
+    delete_in(conn, _HOLDS, "key", keys)
 
 
 def restore(conn: Connection, keys: Sequence[str]) -> None:

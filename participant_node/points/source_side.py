@@ -23,7 +23,7 @@ from audit.lineage_event import EventType
 from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import record_event
-from participant_node.points.bulk_statements import insert_rows
+from participant_node.points.bulk_statements import delete_in, insert_rows
 from participant_node.points.interchange_rows import (
     FEE_ACCOUNT,
     OUTBOX,
@@ -352,9 +352,7 @@ class SourceSide:
             void = [rows[k] for k, r in answered.items() if r.status not in ok]
             reasons = {k: f"peer_{r.reason or r.status}" for k, r in answered.items()}
             self._decide(tx, post, void, reasons, notify_void=False)
-            tx.conn.execute(
-                OUTBOX.delete().where(OUTBOX.c.key.in_(list(answered)), OUTBOX.c.action == "reserve")
-            )
+            delete_in(tx.conn, OUTBOX, "key", answered, equal={"action": "reserve"})
             final = load_rows(tx.conn, keys)
         return [_receipt(final[k]) for k in keys if k in final]
 
@@ -410,7 +408,7 @@ class SourceSide:
             self._decide(tx, [], expired, {r.key: "timeout" for r in expired}, notify_void=True)
             keys = [r.key for r in expired]
             if keys:
-                tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.key.in_(keys), OUTBOX.c.action == "reserve"))
+                delete_in(tx.conn, OUTBOX, "key", keys, equal={"action": "reserve"})
         return len(expired)
 
     def _timed_out(self, row: Any, now_us: int) -> bool:
