@@ -12,11 +12,12 @@ parameter. The SQL is the common subset of SQLite and PostgreSQL (``ON CONFLICT 
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table
+from sqlalchemy import Connection, Table
 
 __all__ = ["CHUNK", "delete_in", "insert_rows", "select_in", "update_in", "update_rows", "upsert_add"]
 
@@ -25,6 +26,26 @@ CHUNK = 400  # values per IN (...) list: below SQLite's default host-parameter l
 
 def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _run(conn: Connection, sql: str, params: Any, *, many: bool = False) -> list[tuple[Any, ...]]:
+    """Execute on the DB-API cursor of ``conn``'s connection, inside its open transaction (the
+    transaction is SQLAlchemy's; only the statement bypasses its per-statement processing)."""
+    cursor = conn.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    finally:
+        cursor.close()
+
+
+@lru_cache(maxsize=256)
+def _record(columns: tuple[str, ...]) -> Any:
+    """A row type with attribute access by column name, like SQLAlchemy's ``Row``."""
+    return namedtuple("Row", columns)  # type: ignore[misc]
 
 
 @lru_cache(maxsize=64)
@@ -87,16 +108,17 @@ def select_in(
     also: str = "",
     order_by: str = "",
     lock: bool = False,
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Rows of ``table`` whose ``column`` is in ``values`` (and each ``equal`` column equals its
     value, and the constant condition ``also`` holds); ``lock`` takes row locks on PostgreSQL."""
     names = tuple(columns) if columns is not None else tuple(table.c.keys())
     equal = equal or {}
     mark, lock = _mark(conn), lock and conn.dialect.name == "postgresql"
-    rows: list[Row[Any]] = []
+    record = _record(names)
+    rows: list[Any] = []
     for part in _chunks(values):
         sql = _select_sql(table.name, names, column, len(part), tuple(equal), also, order_by, lock, mark)
-        rows += conn.exec_driver_sql(sql, (*part, *equal.values())).all()
+        rows += map(record._make, _run(conn, sql, (*part, *equal.values())))
     return rows
 
 
@@ -106,7 +128,7 @@ def delete_in(
     equal = equal or {}
     for part in _chunks(values):
         sql = _delete_sql(table.name, column, len(part), tuple(equal), _mark(conn))
-        conn.exec_driver_sql(sql, (*part, *equal.values()))
+        _run(conn, sql, (*part, *equal.values()))
 
 
 def update_in(
@@ -115,7 +137,7 @@ def update_in(
     """``UPDATE table SET changes WHERE column IN values``."""
     for part in _chunks(values):
         sql = _update_in_sql(table.name, tuple(changes), column, len(part), _mark(conn))
-        conn.exec_driver_sql(sql, (*changes.values(), *part))
+        _run(conn, sql, (*changes.values(), *part))
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -124,7 +146,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = tuple(rows[0])
     sql = _insert_sql(table.name, columns, _mark(conn))
-    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+    _run(conn, sql, [tuple(row[c] for c in columns) for row in rows], many=True)
 
 
 @lru_cache(maxsize=64)
@@ -150,7 +172,7 @@ def upsert_add(
     row adds its ``add`` column to that row's (or, with no ``add``, leaves the row as it is)."""
     if rows:
         sql = _upsert_sql(table.name, tuple(columns), tuple(conflict), add, _mark(conn))
-        conn.exec_driver_sql(sql, list(rows))
+        _run(conn, sql, list(rows), many=True)
 
 
 def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -159,4 +181,4 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
         return
     columns = tuple(c for c in rows[0] if c != key)
     sql = _update_sql(table.name, columns, key, _mark(conn))
-    conn.exec_driver_sql(sql, [(*(row[c] for c in columns), row[key]) for row in rows])
+    _run(conn, sql, [(*(row[c] for c in columns), row[key]) for row in rows], many=True)
