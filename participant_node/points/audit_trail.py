@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -76,7 +77,38 @@ def record_event(
         event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
         if policy_hash is not None:
             event = LineageEvent.model_validate(event.model_dump() | {"policy_hash": policy_hash})
-    tx.events.append({"body": event.canonical_bytes().decode("utf-8")})
+    body = event.canonical_bytes().decode("utf-8")
+    tx.events.append({"body": body})
+    _RECENT.keep(body, event)
+
+
+class _RecentEvents:
+    """Events recorded by this process, by their stored body, until forwarded.
+
+    The forwarder hands the audit log the event object validated when it was recorded instead of
+    parsing and validating its stored body again: the object's canonical bytes are that body, so
+    the log commits to the same bytes either way. Bodies from before a restart (or evicted, or of
+    a transaction that rolled back) are parsed and validated from the table as before.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._events: OrderedDict[str, LineageEvent] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def keep(self, body: str, event: LineageEvent) -> None:
+        with self._lock:
+            self._events[body] = event
+            while len(self._events) > self._limit:
+                self._events.popitem(last=False)
+
+    def take(self, body: str) -> LineageEvent:
+        with self._lock:
+            event = self._events.pop(body, None)
+        return event if event is not None else LineageEvent.from_canonical(body.encode("utf-8"))
+
+
+_RECENT = _RecentEvents()
 
 
 def _validated(
@@ -154,7 +186,7 @@ class AuditForwarder:
                     ).all()
                 if not rows:
                     break
-                sink.append_batch([LineageEvent.from_canonical(row.body.encode("utf-8")) for row in rows])
+                sink.append_batch([_RECENT.take(row.body) for row in rows])
                 with self._ledger.transaction() as tx:
                     tx.conn.execute(_OUTBOX.delete().where(_OUTBOX.c.seq <= rows[-1].seq))
                 moved += len(rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -146,7 +147,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = tuple(rows[0])
     sql = _insert_sql(table.name, columns, _mark(conn))
-    _run(conn, sql, [tuple(row[c] for c in columns) for row in rows], many=True)
+    values = itemgetter(*columns)
+    _run(conn, sql, [values(row) if len(columns) > 1 else (values(row),) for row in rows], many=True)
 
 
 @lru_cache(maxsize=64)

@@ -138,6 +138,7 @@ class _Links:
     ) -> None:
         self._tx, self._directory, self._members = tx, directory, members
         self._tokens: dict[tuple[str, int], dict[str, str]] = {}
+        self._consented: dict[str, frozenset[str]] = {}
 
     def token(self, member_id: str, agreement_id: str, epoch: int) -> str | None:
         key = (agreement_id, epoch)
@@ -146,7 +147,11 @@ class _Links:
         return self._tokens[key].get(member_id)
 
     def consented(self, peer: str, member_id: str) -> bool:
-        return self._directory is None or member_id in self._directory.consented(peer)
+        if self._directory is None:
+            return True
+        if peer not in self._consented:
+            self._consented[peer] = self._directory.consented(peer)
+        return member_id in self._consented[peer]
 
     def revoke(self, member_id: str, agreement_id: str) -> None:
         link_store.revoke_members(self._tx.conn, [member_id], agreement_id, at_us=self._tx.now_us)
