@@ -1,9 +1,12 @@
 """Moving the outbox to the peers, and the recovery pass that drives every transfer to an end.
 
-The outbox pump sends what the ledger transactions queued: reserve messages that were not
-answered in time (a request thread sends the first one itself), and the post and void decisions,
-coalesced per peer into one message per batch (many transfers' decisions share one request, as
-TigerBeetle batches its events). A row leaves the outbox only when the peer acknowledged it.
+The request thread that reserved a batch sends its reserve message, records the decisions, and
+sends the posts itself, one message per peer for the batch (many transfers' decisions share one
+request, as TigerBeetle batches its events). The outbox pump resends what stayed unanswered for
+``resend_after_s`` (reserves, posts, and the voids of the recovery pass). A row leaves the outbox
+only when the peer acknowledged it: acknowledgements of the eager posts are deleted by the pump in
+one transaction per wake-up rather than one per batch; a crash before that resends them, and the
+peer answers a repeated post with its first outcome.
 
 The recovery pass (at start-up, periodically, and on ``loyalfed points recover``):
 1. as source, void every reservation whose timeout passed without the peer's answer (the
@@ -64,6 +67,8 @@ class Delivery:
         self.ledger, self.source, self.destination, self.peers = ledger, source, destination, peers
         self.batch, self.reserve_batch, self.resend_after_s = batch, reserve_batch, resend_after_s
         self._wake = threading.Event()
+        self._acked: list[str] = []  # keys whose eager post the peer answered, still in the outbox
+        self._acked_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -74,30 +79,51 @@ class Delivery:
         return client
 
     def send_reserves(self, keys: list[str]) -> list[TransferReceipt]:
-        """Send the reserve messages for ``keys`` now and apply the answers; unanswered stay queued."""
+        """Send the reserve messages for ``keys`` now, decide on the answers and send the posts;
+        returns the receipts of the transfers the peers answered (unanswered stay queued)."""
+        receipts: list[TransferReceipt] = []
         for peer, message in self.source.reserve_messages(keys).items():
             try:
                 reply = self._peer(peer).reserve(message)
             except PeerError as err:
                 _LOG.info("reserve to %s deferred: %s", peer, err)
                 continue
-            self.source.apply_replies(peer, reply)
-        self._wake.set()
-        return self.source.receipts(keys)
+            decided, posts = self.source.apply_replies(peer, reply)
+            receipts += decided
+            if posts:
+                self._post_now(peer, posts)
+        return receipts
 
-    def pump_once(self, *, include_fresh_reserves: bool = False) -> int:
-        """Send one batch per (peer, action) from the outbox; returns how many rows were acknowledged."""
-        cutoff = self.ledger.now_us() - (
-            0 if include_fresh_reserves else int(self.resend_after_s * 1_000_000)
-        )
+    def _post_now(self, peer: str, posts: tuple[TransferDecision, ...]) -> None:
+        try:
+            reply = self._peer(peer).resolve(ResolveRequest(action=ResolveAction.POST, items=posts))
+        except PeerError as err:
+            _LOG.info("post to %s deferred: %s", peer, err)
+            return
+        with self._acked_lock:
+            self._acked += [r.transfer_id for r in reply.results]
+
+    def flush_acknowledged(self) -> int:
+        """Delete the outbox rows of eager posts the peer answered (one transaction for all)."""
+        with self._acked_lock:
+            keys, self._acked = self._acked, []
+        if keys:
+            with self.ledger.transaction() as tx:
+                delete_in(tx.conn, OUTBOX, "key", keys, equal={"action": "post"})
+        return len(keys)
+
+    def pump_once(self, *, include_fresh: bool = False) -> int:
+        """Send one batch per (peer, action) of the outbox rows older than ``resend_after_s`` (all
+        of them with ``include_fresh``); returns how many rows were acknowledged."""
+        acknowledged = self.flush_acknowledged()
+        cutoff = self.ledger.now_us() - (0 if include_fresh else int(self.resend_after_s * 1_000_000))
         with self.ledger.reading() as conn:
             rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq).limit(self.batch)).all()
         groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for row in rows:
-            if row.action == "reserve" and row.created_at_us > cutoff:
+            if row.created_at_us > cutoff:
                 continue
             groups.setdefault((row.peer, row.action), []).append((row.seq, row.key))
-        acknowledged = 0
         for (peer, action), items in groups.items():
             try:
                 acknowledged += self._deliver(peer, action, items)
@@ -153,7 +179,7 @@ class Delivery:
         voided = self.source.void_expired()
         sent = 0
         for _ in range(rounds):
-            moved = self.pump_once(include_fresh_reserves=True)
+            moved = self.pump_once(include_fresh=True)
             sent += moved
             if moved == 0:
                 break
@@ -200,3 +226,4 @@ class Delivery:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.flush_acknowledged()

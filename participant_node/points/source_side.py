@@ -49,6 +49,7 @@ from participant_node.points.wire import (
     ReserveItem,
     ReserveReply,
     ReserveRequest,
+    TransferDecision,
     check_transfer_id,
 )
 from policies.interchange_agreement import AgreementError
@@ -340,8 +341,11 @@ class SourceSide:
             )
         return messages
 
-    def apply_replies(self, peer: str, reply: ReserveReply) -> list[TransferReceipt]:
-        """Decide every transfer the peer answered: post when it reserved, void otherwise."""
+    def apply_replies(
+        self, peer: str, reply: ReserveReply
+    ) -> tuple[list[TransferReceipt], tuple[TransferDecision, ...]]:
+        """Decide every transfer the peer answered: post when it reserved, void otherwise.
+        Returns the answered transfers' receipts and the posts to send the peer now."""
         with self.ledger.transaction() as tx:
             keys = [r.transfer_id for r in reply.results]
             rows = load_rows(tx.conn, keys, lock=True)
@@ -356,14 +360,18 @@ class SourceSide:
             post = [rows[k] for k, r in answered.items() if r.status in ok]
             void = [rows[k] for k, r in answered.items() if r.status not in ok]
             reasons = {k: f"peer_{r.reason or r.status}" for k, r in answered.items()}
-            self._decide(tx, post, void, reasons, notify_void=False)
+            posted = self._decide(tx, post, void, reasons, notify_void=False)
             delete_in(tx.conn, OUTBOX, "key", answered, equal={"action": "reserve"})
             final = load_rows(tx.conn, keys)
-        return [_receipt(final[k]) for k in keys if k in final]
+        posts = tuple(
+            TransferDecision.model_construct(transfer_id=r.key, decided_at_us=tx.now_us) for r in posted
+        )
+        return [_receipt(final[k]) for k in keys if k in final], posts
 
     def _decide(
         self, tx: LedgerTx, post: list[Any], void: list[Any], reasons: dict[str, str], *, notify_void: bool
-    ) -> None:
+    ) -> list[Any]:
+        """Post ``post`` and void ``void`` (and what timed out first); returns the rows posted."""
         outcomes = iter(tx.apply([leg for row in post for leg in _resolution(row, TransferKind.POST)]))
         posted: list[Any] = []
         late: list[Any] = []
@@ -390,6 +398,7 @@ class SourceSide:
             enqueue(tx.conn, [r.key for r in posted if r.peer == peer], peer, "post", now)
             notify = late + (void if notify_void else [])
             enqueue(tx.conn, [r.key for r in notify if r.peer == peer], peer, "void", now)
+        return posted
 
     def _event(self, tx: LedgerTx, event_type: EventType, row: Any) -> None:
         record_event(
