@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from participant_node.matching.peer_identity import PeerIdentityRefused, partner_from_certificate
@@ -103,6 +103,22 @@ def _public(call: Callable[[], T]) -> T | JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=400)
 
 
+def _wire(call: Callable[[], BaseModel]) -> Response:
+    """A peer message's answer, serialised once by its own model. Returning a ``Response`` skips
+    FastAPI's re-validation of the returned model against ``response_model`` (which still
+    documents the route): the answer was built as that model already."""
+    answer = _public(call)
+    if isinstance(answer, Response):
+        return answer
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+def _json(call: Callable[[], Any]) -> Response:
+    """An operator answer (plain JSON types) without FastAPI's ``jsonable_encoder`` walk."""
+    answer = _public(call)
+    return answer if isinstance(answer, Response) else JSONResponse(answer)
+
+
 def create_points_router(service: PointsService) -> APIRouter:
     """The points endpoints around ``service``."""
     router = APIRouter(prefix="/points/v1", tags=["points"])
@@ -125,15 +141,15 @@ def create_points_router(service: PointsService) -> APIRouter:
 def _register_peer_routes(router: APIRouter, service: PointsService, Peer: Any) -> None:
     @router.post("/peer/reserve", response_model=ReserveReply)
     def reserve(body: ReserveRequest, peer: Peer) -> Any:
-        return _public(lambda: service.destination.reserve(peer[0], body))
+        return _wire(lambda: service.destination.reserve(peer[0], body))
 
     @router.post("/peer/resolve", response_model=ResolveReply)
     def resolve(body: ResolveRequest, peer: Peer) -> Any:
-        return _public(lambda: service.destination.resolve(peer[0], body))
+        return _wire(lambda: service.destination.resolve(peer[0], body))
 
     @router.post("/peer/decisions", response_model=DecisionReply)
     def decisions(body: DecisionRequest, peer: Peer) -> Any:
-        return _public(lambda: service.source.decisions(peer[0], body.transfer_ids))
+        return _wire(lambda: service.source.decisions(peer[0], body.transfer_ids))
 
     @router.post("/peer/link", response_model=LinkAnswer)
     def link_open(body: LinkOpening, peer: Peer) -> Any:
@@ -156,11 +172,11 @@ def _register_operator_routes(router: APIRouter, service: PointsService, operato
 
     @router.post("/transfers", dependencies=[operator])
     def transfer(body: TransferIn) -> Any:
-        return _public(lambda: service.transfer(requests_of((body,)))[0].to_json())
+        return _json(lambda: service.transfer(requests_of((body,)))[0].to_json())
 
     @router.post("/transfers/batch", dependencies=[operator])
     def transfer_batch(body: TransferBatchIn) -> Any:
-        return _public(lambda: {"receipts": [r.to_json() for r in service.transfer(requests_of(body.items))]})
+        return _json(lambda: {"receipts": [r.to_json() for r in service.transfer(requests_of(body.items))]})
 
     @router.get("/members/{member_id}/balance", dependencies=[operator])
     def balance(member_id: str) -> Any:

@@ -1,12 +1,13 @@
 """Moving the outbox to the peers, and the recovery pass that drives every transfer to an end.
 
-The request thread that reserved a batch sends its reserve message, records the decisions, and
-sends the posts itself, one message per peer for the batch (many transfers' decisions share one
-request, as TigerBeetle batches its events). The outbox pump resends what stayed unanswered for
-``resend_after_s`` (reserves, posts, and the voids of the recovery pass). A row leaves the outbox
-only when the peer acknowledged it: acknowledgements of the eager posts are deleted by the pump in
-one transaction per wake-up rather than one per batch; a crash before that resends them, and the
-peer answers a repeated post with its first outcome.
+The request thread that reserved a batch sends its reserve message and records the decisions;
+it hands the posts to the outbox pump in memory (the rows are in the outbox too), and the pump
+sends every post handed to it since its last wake-up in one message per peer (many transfers'
+decisions share one request, as TigerBeetle batches its events) without reading them back from
+the outbox. The pump also resends what stayed unanswered for ``resend_after_s`` (reserves, posts,
+and the voids of the recovery pass). A row leaves the outbox only when the peer acknowledged it;
+acknowledged rows are deleted in one transaction per wake-up; a crash before that resends them,
+and the peer answers a repeated post with its first outcome.
 
 The recovery pass (at start-up, periodically, and on ``loyalfed points recover``):
 1. as source, void every reservation whose timeout passed without the peer's answer (the
@@ -67,7 +68,8 @@ class Delivery:
         self.ledger, self.source, self.destination, self.peers = ledger, source, destination, peers
         self.batch, self.reserve_batch, self.resend_after_s = batch, reserve_batch, resend_after_s
         self._wake = threading.Event()
-        self._acked: list[str] = []  # keys whose eager post the peer answered, still in the outbox
+        self._posts: dict[str, list[TransferDecision]] = {}  # handed over by send_reserves, per peer
+        self._acked: list[str] = []  # keys whose post the peer answered, still in the outbox
         self._acked_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,20 +93,32 @@ class Delivery:
             decided, posts = self.source.apply_replies(peer, reply)
             receipts += decided
             if posts:
-                self._post_now(peer, posts)
+                with self._acked_lock:
+                    self._posts.setdefault(peer, []).extend(posts)
+                self._wake.set()
         return receipts
 
-    def _post_now(self, peer: str, posts: tuple[TransferDecision, ...]) -> None:
-        try:
-            reply = self._peer(peer).resolve(ResolveRequest(action=ResolveAction.POST, items=posts))
-        except PeerError as err:
-            _LOG.info("post to %s deferred: %s", peer, err)
-            return
+    def send_posts(self) -> int:
+        """Send the posts handed over since the last call, one message per peer; returns how many
+        the peers answered (a post not answered stays in the outbox for the resend)."""
         with self._acked_lock:
-            self._acked += [r.transfer_id for r in reply.results]
+            handed, self._posts = self._posts, {}
+        answered = 0
+        for peer, posts in handed.items():
+            for start in range(0, len(posts), self.batch):
+                items = tuple(posts[start : start + self.batch])
+                try:
+                    reply = self._peer(peer).resolve(ResolveRequest(action=ResolveAction.POST, items=items))
+                except PeerError as err:
+                    _LOG.info("post to %s deferred: %s", peer, err)
+                    continue
+                with self._acked_lock:
+                    self._acked += [r.transfer_id for r in reply.results]
+                answered += len(reply.results)
+        return answered
 
     def flush_acknowledged(self) -> int:
-        """Delete the outbox rows of eager posts the peer answered (one transaction for all)."""
+        """Delete the outbox rows of handed-over posts the peer answered (one transaction for all)."""
         with self._acked_lock:
             keys, self._acked = self._acked, []
         if keys:
@@ -115,6 +129,7 @@ class Delivery:
     def pump_once(self, *, include_fresh: bool = False) -> int:
         """Send one batch per (peer, action) of the outbox rows older than ``resend_after_s`` (all
         of them with ``include_fresh``); returns how many rows were acknowledged."""
+        self.send_posts()
         acknowledged = self.flush_acknowledged()
         cutoff = self.ledger.now_us() - (0 if include_fresh else int(self.resend_after_s * 1_000_000))
         with self.ledger.reading() as conn:
