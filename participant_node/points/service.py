@@ -78,7 +78,11 @@ class PointsService:
         self.settlements = SettlementExchange(self.partner, self.ledger, self.book, self._statement_key)
         self.audit = AuditForwarder(self.ledger, self._audit_sink)
         self._audit_log: AuditLog | None = None
-        self._group: GroupCommit[TransferRequest, TransferReceipt] = GroupCommit(self._transfer_batch)
+        # Batches of at most 250 transfers: the per-batch costs (a commit, a message each way) are
+        # already small per transfer at that size, and a lost or faulted message holds up fewer.
+        self._group: GroupCommit[TransferRequest, TransferReceipt] = GroupCommit(
+            self._transfer_batch, max_batch=250
+        )
         self._open_base_accounts()
 
     def _directory(

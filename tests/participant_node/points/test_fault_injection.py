@@ -36,7 +36,7 @@ from participant_node.points.store_schema import TABLES
 SEED = int(os.environ.get("LOYALFED_FAULT_SEED", "20261206"))
 TRANSFERS = 10_000
 THREADS = 8
-BATCH = 250
+BATCH = 50  # per request: many requests, so many reserve and post messages meet the plan
 A, B = "freshmart", "careplus"
 WIDE = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
 
@@ -171,7 +171,8 @@ def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: P
     faults = {p: _faults_logged(tmp_path / "logs" / f"{p}.log") for p in (A, B)}
     kinds = ("drop_request", "drop_response", "duplicate", "delay", "duplicate_reply", "delay_reply")
     for kind in kinds:  # every kind of fault, on the source's messages and on the answers to them
-        assert faults[A].get((kind, "reserve"), 0) > 0, f"no {kind} on reserves (seed {SEED})"
+        on_source = faults[A].get((kind, "reserve"), 0) + faults[A].get((kind, "resolve"), 0)
+        assert on_source > 0, f"no {kind} on the source's reserves or posts (seed {SEED}): {faults[A]}"
     # The receiver's recovery queries were faulted too. How many queries there are depends on where
     # the kills land, so which answers to them meet a reply fault is left to test_fault_plan's
     # deterministic query test rather than asserted here.
