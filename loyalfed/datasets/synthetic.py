@@ -54,7 +54,8 @@ _SCHEMAS = {
     "consents": pa.schema(
         [("member_id", pa.string()), ("purpose", pa.string()), ("granted_at", pa.timestamp("us")),
          ("expires_at", pa.timestamp("us")), ("withdrawn_at", pa.timestamp("us")),
-         ("lawful_basis", pa.string()), ("scope", pa.string()), ("cross_border", pa.bool_())]
+         ("lawful_basis", pa.string()), ("scope", pa.string()), ("cross_border", pa.bool_()),
+         ("sensitive", pa.bool_())]
     ),
     "campaigns": pa.schema(
         [("member_id", pa.string()), ("campaign_id", pa.string()), ("start_date", pa.timestamp("us")),

@@ -19,6 +19,7 @@ from loyalfed.datasets.complete_journey import load_complete_journey
 from loyalfed.datasets.consent_generation import CONSENT_RATES
 from loyalfed.datasets.synthetic import SynthConfig, generate_synthetic_federation
 from participant_node.data import PartnerData, load_federation, load_partner
+from policies.purpose import Purpose
 
 CONFIG = SynthConfig(members=6_000, partners=3, seed=11, chunk_members=2_000)
 
@@ -73,6 +74,11 @@ def test_marginals_follow_the_calibration(loaded: dict[str, PartnerData]) -> Non
     consents = pd.concat([d.consents for d in loaded.values()])
     for purpose, rate in CONSENT_RATES.items():
         assert (consents["purpose"] == purpose.value).sum() / len(members) == pytest.approx(rate, abs=0.03)
+    # The separate sensitive-data consent rides on the analytics consents of members who gave bands.
+    banded = set(members.loc[members[["age_band", "income_band"]].notna().any(axis=1), "member_id"])
+    analytics = consents["purpose"].isin([Purpose.CHURN_MODEL.value, Purpose.PROPENSITY_MODEL.value])
+    expected = analytics & consents["member_id"].isin(banded)
+    assert (consents["sensitive"].astype(bool) == expected).all() and expected.any()
     campaigns = pd.concat([d.campaigns for d in loaded.values() if d.campaigns is not None])
     assert campaigns["redeemed_at"].notna().mean() == pytest.approx(calibration.redemption_rate, abs=0.03)
 
