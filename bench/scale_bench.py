@@ -2,6 +2,7 @@
 
     python bench/scale_bench.py [--members 1000000] [--nodes 10 100 1000] [--rounds 2]
         [--work /tmp/scale-bench] [--out bench/results/scale_bench.json] [--reserve-gb 3] [--resume]
+        [--fixed-split 1000]
 
 One synthetic federation of ``--members`` members (``loyalfed.datasets.synthetic``, 10 store groups,
 no member enrolled twice) is built once under ``--work`` (reused when it is there), then for each
@@ -10,6 +11,10 @@ their transactions, consents and campaigns, goes to one group). Each N runs in a
 churn job of ``--rounds`` rounds through ``loyalfed.federated_run.run_federated_job`` — the
 simulation engine (Ray, 2 CPUs), every node's real gate and Opacus DP-SGD, officer-approved policy —
 so the figures are the product's, not a mock's.
+
+With ``--fixed-split S`` each N runs instead on the first N store groups of the S-way split (members
+per node fixed at members/S, the federation growing with N): how the cost grows with the nodes
+alone, on the same folders the S-node run uses.
 
 Measured per N: each round's wall time (the job's own round report: from sending the round's train
 messages to aggregating the last reply), the nodes' DP-SGD CPU seconds per round (summed over nodes,
@@ -27,6 +32,7 @@ from 100 to 1,000 nodes (``growth_exponent_100_to_1000`` = log(t1000/t100)/log(1
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -101,8 +107,8 @@ def _progress(text: str) -> None:
     print(f"[scale-bench] {text}", file=sys.stderr, flush=True)
 
 
-def run_one(federation: Path, nodes: int, rounds: int, result: Path) -> None:
-    """In this (fresh) process: one churn job over every store group; write the round reports."""
+def run_one(federation: Path, nodes: int, rounds: int, result: Path, *, first_only: bool = False) -> None:
+    """In this (fresh) process: one churn job over every store group (or the first ``nodes``)."""
     from coordinator.job_outcome import RoundReport
     from loyalfed.federated_run import experiment_policies, run_federated_job
     from protocol import JobSpec
@@ -112,8 +118,11 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path) -> None:
     # the same folders would be answered from the kept replies, or refused over its ε cap.
     job_id = f"scale-{nodes}-{time.strftime('%Y%m%dT%H%M%S')}"
     job = JobSpec(job_id=job_id, rounds=rounds, min_nodes=nodes, round_timeout_s=7200.0)
+    chosen = sorted(p.name for p in federation.iterdir() if p.is_dir())[:nodes] if first_only else None
     with tempfile.TemporaryDirectory(prefix="scale-registry-") as registry:
-        policies = experiment_policies(federation, [job], registry=Path(registry) / "policies.sqlite")
+        policies = experiment_policies(
+            federation, [job], registry=Path(registry) / "policies.sqlite", partner_ids=chosen
+        )
         reports: list[RoundReport] = []
 
         def on_round(report: RoundReport) -> None:
@@ -121,7 +130,7 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path) -> None:
             _progress(f"{nodes} nodes: round {report.server_round} in {report.seconds:.1f} s")
 
         started = time.perf_counter()
-        run = run_federated_job(federation, job, policies=policies, on_round=on_round)
+        run = run_federated_job(federation, job, policies=policies, on_round=on_round, partner_ids=chosen)
         seconds = time.perf_counter() - started
     result.write_text(
         json.dumps(
@@ -179,13 +188,14 @@ def _available_bytes() -> int:
 
 
 def measure(
-    federation: Path, nodes: int, rounds: int, *, reserve_gb: float, timeout_s: float
+    federation: Path, nodes: int, rounds: int, *, reserve_gb: float, timeout_s: float, first_only: bool
 ) -> dict[str, Any]:
     """Run ``run_one`` in a child process group; sample its tree's memory until it ends."""
     with tempfile.TemporaryDirectory(prefix="scale-result-") as folder:
         result = Path(folder) / "result.json"
         command = [sys.executable, __file__, "--one", str(nodes), "--federation", str(federation),
                    "--rounds", str(rounds), "--result", str(result)]  # fmt: skip
+        command += ["--first-only"] if first_only else []
         child = subprocess.Popen(command, start_new_session=True)
         peak, status, started = 0, "finished", time.monotonic()
         while child.poll() is None:
@@ -264,24 +274,33 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep --out's figures for node counts not run again"
     )
+    parser.add_argument(
+        "--fixed-split", type=int, help="run each --nodes count on the first N groups of this split"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--federation", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        run_one(args.federation, args.one, args.rounds, args.result)
+        run_one(args.federation, args.one, args.rounds, args.result, first_only=args.first_only)
         return
     started, load_at_start = time.perf_counter(), _load_average()
     base = build_base(args.work, args.members, args.seed)
     results = _kept_results(args.out, args.nodes) if args.resume else []
     for nodes in args.nodes:
-        federation = split_federation(base, nodes)
+        federation = split_federation(base, args.fixed_split or nodes)
         _progress(f"{nodes} nodes: running {args.rounds} rounds")
         load = _load_average()
         figures = measure(
-            federation, nodes, args.rounds, reserve_gb=args.reserve_gb, timeout_s=args.timeout_s
+            federation,
+            nodes,
+            args.rounds,
+            reserve_gb=args.reserve_gb,
+            timeout_s=args.timeout_s,
+            first_only=args.fixed_split is not None,
         )
-        figures["members_per_node"] = args.members // nodes
+        figures["members_per_node"] = args.members // (args.fixed_split or nodes)
         figures["load_average_before"], figures["load_average_after"] = load, _load_average()
         results.append(figures)
         _progress(json.dumps(figures))
@@ -305,11 +324,16 @@ def write_report(
     report = {
         "benchmark": "scale_bench",
         "members": args.members,
+        "fixed_split": args.fixed_split,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "load_average_at_end": _load_average(),
         "results": results,
         "growth_exponent_100_to_1000": _growth(by_nodes, 100, 1000),
+        # Between consecutive node counts measured: 1 is linear.
+        "growth_exponents": {
+            f"{a}-{b}": _growth(by_nodes, a, b) for a, b in itertools.pairwise(sorted(by_nodes))
+        },
         "load_average_at_start": load_at_start,
         "target_memory_gb": TARGET_MEMORY_GB,
         "memory_target_met": _memory_target_met(by_nodes.get(1000)),
