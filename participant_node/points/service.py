@@ -8,6 +8,7 @@ connection.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -154,6 +155,17 @@ class PointsService:
         """
         return self._group.submit(requests)
 
+    async def transfer_async(self, requests: Sequence[TransferRequest]) -> list[TransferReceipt]:
+        """``transfer`` for an async caller: it waits for its receipts without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[TransferReceipt]] = loop.create_future()
+
+        def done(results: list[TransferReceipt], error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, results, error)
+
+        self._group.submit_later(requests, done)
+        return await future
+
     def _transfer_batch(self, requests: list[TransferRequest]) -> list[TransferReceipt]:
         receipts, keys = self.source.reserve(requests)
         if keys:
@@ -256,6 +268,15 @@ class PointsService:
             self._audit_log.close()
         self.links.engine.close()
         self.ledger.close()
+
+
+def _settle(future: asyncio.Future[Any], results: Any, error: BaseException | None) -> None:
+    if future.done():  # the waiting request was cancelled (its client went away)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(results)
 
 
 def _iso(at_us: int) -> str:
