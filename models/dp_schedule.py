@@ -54,7 +54,7 @@ Rounds stay 8: the server-side momentum and the averaging of the last rounds wer
 
 Where the rule falls short (bench/fl_generalisation.py, ε = 3, medians of 3 runs with fresh noise):
 at 10^4 members per node (loose regime) the federated model matches centralized non-private
-(cj-like-10k: 0.795 against 0.795); at 10^3 members per node (tight regime) it stays 0.021 to 0.028
+(cj-like-10k, 2 runs: 0.795 against 0.795); at 10^3 members per node (tight regime) it stays 0.021 to 0.028
 under it (cj-like-1k 0.782 against 0.804, short-history-jpy-1k 0.779 against 0.807), though above
 the plain-RFM floor (0.765, 0.764). Complete Journey (tight regime, 1,600 training members) is at or
 above centralized at every ε, so the tight regime's short walk fits it and underfits these shapes.
