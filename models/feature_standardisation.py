@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["FeatureMoments", "Standardisation", "first_linear_layer", "optional_standardisation"]
 
@@ -122,6 +124,8 @@ class Standardisation:
 
         ``model(standardised x)`` before equals ``model(x)`` after, up to float rounding.
         """
+        import torch  # here, not at module level: job specs and the CLI read standardisations without torch
+
         layer = first_linear_layer(model)
         if layer.in_features != self.n_features:
             raise ValueError(
@@ -157,6 +161,8 @@ def optional_standardisation(
 
 def first_linear_layer(model: nn.Module) -> nn.Linear:
     """The first `torch.nn.Linear` of ``model`` (its input layer for both loyalfed networks)."""
+    from torch import nn
+
     for module in model.modules():
         if isinstance(module, nn.Linear):
             return module
