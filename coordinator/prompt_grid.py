@@ -7,6 +7,9 @@ message rounds (describe, standardise, train rounds, evaluate, settle) loses up 
 ``send_and_receive`` (push, then pull until every reply arrived or the timeout passed) with a
 shorter interval; everything else is delegated unchanged. A pull of the SuperLink is one small
 request on a connection it already holds.
+
+``send_and_receive`` is that loop on its own, for any grid, with the pause between pulls given as a
+rule of the replies still outstanding (the simulation's in-memory grid paces its pulls by them).
 """
 
 from __future__ import annotations
@@ -19,9 +22,38 @@ from flwr.proto.node_pb2 import NodeInfo  # type: ignore[attr-defined]
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-__all__ = ["DEFAULT_POLL_INTERVAL_S", "PromptGrid"]
+__all__ = ["DEFAULT_POLL_INTERVAL_S", "PauseRule", "PromptGrid", "send_and_receive"]
 
 DEFAULT_POLL_INTERVAL_S = 0.5
+
+PauseRule = Callable[[int], float]
+"""Seconds to wait before the next pull, given how many replies are still outstanding."""
+
+
+def send_and_receive(
+    grid: Grid,
+    messages: Iterable[Message],
+    *,
+    timeout: float | None,
+    pause: PauseRule,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Message]:
+    """Flower's ``Grid.send_and_receive`` contract: push ``messages``, then pull until every one has
+    its reply or ``timeout`` seconds passed, waiting ``pause(outstanding)`` between pulls (never
+    past the deadline)."""
+    waiting = set(grid.push_messages(messages))
+    deadline = None if timeout is None else clock() + timeout
+    replies: list[Message] = []
+    while waiting:
+        pulled = list(grid.pull_messages(waiting))
+        replies.extend(pulled)
+        waiting.difference_update(reply.metadata.reply_to_message_id for reply in pulled)
+        if not waiting or (deadline is not None and clock() >= deadline):
+            break
+        seconds = pause(len(waiting))
+        sleep(seconds if deadline is None else max(0.0, min(seconds, deadline - clock())))
+    return replies
 
 
 class PromptGrid(Grid):
@@ -71,15 +103,13 @@ class PromptGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        """Push ``messages``; pull until every one has its reply or ``timeout`` seconds passed."""
-        waiting = set(self.push_messages(messages))
-        deadline = None if timeout is None else self._clock() + timeout
-        replies: list[Message] = []
-        while waiting:
-            pulled = list(self.pull_messages(waiting))
-            replies.extend(pulled)
-            waiting.difference_update(reply.metadata.reply_to_message_id for reply in pulled)
-            if not waiting or (deadline is not None and self._clock() >= deadline):
-                break
-            self._sleep(self._poll_s)
-        return replies
+        """Push ``messages``; pull every ``poll_interval_s`` until every one has its reply or
+        ``timeout`` seconds passed."""
+        return send_and_receive(
+            self._grid,
+            messages,
+            timeout=timeout,
+            pause=lambda _outstanding: self._poll_s,
+            clock=self._clock,
+            sleep=self._sleep,
+        )

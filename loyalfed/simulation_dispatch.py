@@ -17,20 +17,28 @@ itself 10^6 checks, longer than any period worth having on a loaded machine.)
 The ServerApp's side has the same shape: ``InMemoryGrid.send_and_receive`` pulls every 0.1 s, and
 each pull makes the LinkState verify every outstanding request (``get_message_res``): work
 proportional to the nodes ten times a second while a round runs (a fifth of the driver's CPU at
-1,000 nodes, sampled with py-spy). ``paced_send_and_receive`` is Flower's loop pulling once per
-``PULL_S_PER_MESSAGE`` seconds per outstanding reply, between 0.1 s and 2 s.
+1,000 nodes, sampled with py-spy). ``paced_send_and_receive`` is Flower's loop
+(``coordinator.prompt_grid.send_and_receive``) pausing between pulls ``PULL_S_PER_MESSAGE`` seconds
+per outstanding reply, between 0.1 s and 2 s (``paced_pause``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from queue import Queue
 from typing import Any
 
-__all__ = ["PULL_S_PER_MESSAGE", "dispatch_messages", "dispatching_by_destination", "paced_send_and_receive"]
+from coordinator.prompt_grid import send_and_receive
+
+__all__ = [
+    "PULL_S_PER_MESSAGE",
+    "dispatch_messages",
+    "dispatching_by_destination",
+    "paced_pause",
+    "paced_send_and_receive",
+]
 
 _POLL_S = 0.1  # Flower's own poll interval
 PULL_S_PER_MESSAGE = 0.002
@@ -76,20 +84,14 @@ def dispatch_messages(
         f_stop.wait(_POLL_S)
 
 
+def paced_pause(outstanding: int) -> float:
+    """Seconds between pulls: ``PULL_S_PER_MESSAGE`` per outstanding reply, within ``_PULL_S``."""
+    return min(max(PULL_S_PER_MESSAGE * outstanding, _PULL_S[0]), _PULL_S[1])
+
+
 def paced_send_and_receive(grid: Any, messages: Iterable[Any], *, timeout: float | None = None) -> list[Any]:
     """``InMemoryGrid.send_and_receive``, pulling at a pace set by the replies still outstanding."""
-    waiting = set(grid.push_messages(messages))
-    end = None if timeout is None else time.monotonic() + timeout
-    replies: list[Any] = []
-    while waiting:
-        pulled = list(grid.pull_messages(waiting))
-        replies.extend(pulled)
-        waiting -= {reply.metadata.reply_to_message_id for reply in pulled}
-        if not waiting or (end is not None and time.monotonic() >= end):
-            break
-        pause = min(max(PULL_S_PER_MESSAGE * len(waiting), _PULL_S[0]), _PULL_S[1])
-        time.sleep(pause if end is None else max(0.0, min(pause, end - time.monotonic())))
-    return replies
+    return send_and_receive(grid, messages, timeout=timeout, pause=paced_pause)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import pytest
 from flwr.app import Message, RecordDict
 from local_grid import Fate, LocalGrid
 
-from coordinator.prompt_grid import PromptGrid
+from coordinator.prompt_grid import PromptGrid, send_and_receive
 from participant_node.training.job_handler import NodeContext
 from protocol import JobSpec, NodeRecord, QueryAction, RecordKey, job_config_record, query_type
 
@@ -67,7 +67,25 @@ def test_a_lost_reply_ends_the_wait_at_the_timeout_polling_every_interval(
     grid = PromptGrid(lost, poll_interval_s=0.2, clock=clock, sleep=clock.sleep)
     replies = list(grid.send_and_receive(_describe_all(list(nodes)), timeout=3.0))
     assert sorted(r.metadata.src_node_id for r in replies) == [1, 3]
-    assert set(clock.sleeps) == {0.2} and 3.0 <= clock.now < 3.0 + 0.2 + 1e-9
+    assert clock.sleeps == pytest.approx([0.2] * 15) and clock.now == pytest.approx(3.0)
+
+
+def test_the_pause_rule_sees_the_replies_outstanding_and_no_wait_runs_past_the_deadline(
+    nodes: dict[int, NodeContext],
+) -> None:
+    clock, outstanding = _Clock(), []
+
+    def pause(waiting: int) -> float:
+        outstanding.append(waiting)
+        return 0.4
+
+    lost = LocalGrid(nodes, lambda node, _message: Fate.LOST if node in (1, 3) else Fate.DELIVERED)
+    replies = send_and_receive(
+        lost, _describe_all(list(nodes)), timeout=1.0, pause=pause, clock=clock, sleep=clock.sleep
+    )
+    assert [r.metadata.src_node_id for r in replies] == [2]
+    assert outstanding == [2, 2, 2]
+    assert clock.sleeps == pytest.approx([0.4, 0.4, 0.2]) and clock.now == pytest.approx(1.0)
 
 
 def test_the_poll_interval_must_be_positive(nodes: dict[int, NodeContext]) -> None:

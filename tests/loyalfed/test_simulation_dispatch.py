@@ -27,7 +27,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
-from loyalfed.simulation_dispatch import dispatch_messages
+from loyalfed.simulation_dispatch import dispatch_messages, paced_pause, paced_send_and_receive
 
 NODES = 100
 
@@ -105,3 +105,24 @@ def test_each_message_reaches_its_node_once_at_about_one_ask_per_message(
     finally:
         stop.set()
         dispatcher.join(timeout=5)
+
+
+def test_the_in_memory_grid_pulls_at_a_pace_set_by_the_replies_outstanding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _state, grid, nodes = _federation(monkeypatch)
+    pulls = {"count": 0}
+    pull = grid.pull_messages
+
+    def counted_pull(message_ids: Any) -> Any:
+        pulls["count"] += 1
+        return pull(message_ids)
+
+    monkeypatch.setattr(grid, "pull_messages", counted_pull)
+    # 0.1 s (Flower's own interval) for a few replies, 2 ms per reply above 50, 2 s at most.
+    assert [paced_pause(n) for n in (1, 50, 100, 1000, 10**6)] == [0.1, 0.1, 0.2, 2.0, 2.0]
+    started = time.monotonic()
+    # No node answers: the wait ends at the timeout, having pulled every 0.2 s (100 outstanding).
+    replies = paced_send_and_receive(grid, (Message(RecordDict(), n, "train") for n in nodes), timeout=1.0)
+    assert replies == [] and 1.0 <= time.monotonic() - started < 3.0
+    assert 5 <= pulls["count"] <= 6
