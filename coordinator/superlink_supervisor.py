@@ -42,7 +42,7 @@ class SuperLinkError(CoordinatorError):
 
 @dataclass(frozen=True)
 class SuperLinkCertificates:
-    """``ca.crt``, ``server.pem`` and ``server.key`` (the layout of ``deploy/generate_certificates.py``)."""
+    """``ca.crt``, ``server.pem`` and ``server.key`` (the layout ``loyalfed pki`` writes)."""
 
     folder: Path
 

@@ -29,7 +29,7 @@ class CoordinatorSettings(BaseSettings):
     tls_key: Path | None = None
     # The CA certificate that verifies the API's TLS certificate; handed to each job's ServerApp.
     tls_ca: Path | None = None
-    # ca.crt, server.pem, server.key for the SuperLink (deploy/generate_certificates.py layout);
+    # ca.crt, server.pem, server.key for the SuperLink (the layout ``loyalfed pki`` writes);
     # default DIR/superlink-tls, created under a local CA at the first start when absent.
     superlink_certs: Path | None = None
     flower_app: Path | None = None

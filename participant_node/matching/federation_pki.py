@@ -1,7 +1,9 @@
 """The federation's certificates: a private CA, the SuperLink's server certificate, partner node certificates.
 
-Both ``deploy/generate_certificates.py`` (an operator's federation) and the demo (a throwaway
-federation on loopback) issue through this module, so the partner identity a node checks
+For federations on one machine only — the demo's throwaway federation on loopback and the tests'
+(``tests/deploy/one_machine_certificates.py``): it makes every partner's key in one place. A real
+federation never does that; each organisation makes its own keys with ``loyalfed pki`` (package
+``pki``) and only requests travel. Both issue through this module, so the partner identity a node checks
 (``peer_identity.partner_uri``) and the one its certificate carries cannot drift apart.
 
 ECDSA P-256 keys, SHA-256 signatures. A server certificate names its hosts as subject alternative
@@ -227,7 +229,7 @@ def issue_node_certificates(
     """A throwaway federation for one machine: ``ca.crt`` and partner certificates, no CA key.
 
     The CA's private key is never written, so nothing more can be issued under this CA once the
-    call returns (the demo and tests; a real federation uses ``generate_certificates``).
+    call returns (the demo; the tests use ``generate_certificates``, which keeps the CA key).
     """
     now = now or datetime.now(UTC)
     out.mkdir(parents=True, exist_ok=True)

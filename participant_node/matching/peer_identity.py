@@ -7,7 +7,7 @@ other partner. The node therefore takes the identity from the certificate the TL
 against the federation CA, and refuses a body that names anyone else.
 
 Certificates name their partner in a subject-alternative-name URI ``urn:loyalfed:partner:<id>``
-(``deploy/generate_certificates.py --partner <id>`` issues them). The URI, not the common name, is
+(``loyalfed pki request --role node --partner <id>`` asks for them). The URI, not the common name, is
 authoritative: RFC 6125 §6.4.4 deprecates identities in the CN, and a URI SAN cannot be confused
 with a host name the same certificate may carry for its own PSI endpoint (RFC 5280 §4.2.1.6).
 

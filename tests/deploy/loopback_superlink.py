@@ -1,7 +1,7 @@
 """A real Flower SuperLink on loopback over TLS, and real SuperNodes run by the node's own supervisor.
 
 Shared by the deployment tests that need a SuperLink but not the whole platform: a TLS SuperLink
-(the CA from ``deploy/generate_certificates.py``) with its ``FLWR_HOME`` in a tmp folder, SuperNodes
+(the CA from ``tests/deploy/one_machine_certificates.py``) with its ``FLWR_HOME`` in a tmp folder, SuperNodes
 started by ``participant_node.supernode_supervisor`` (the approving ClientApp launcher, SuperNode
 authentication keys) and ``flwr run`` of an app folder. Every process is stopped by ``close``.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor
 from pki import create_supernode_key
 
-REPO = Path(__file__).resolve().parents[2]
+CERTIFICATE_SCRIPT = Path(__file__).with_name("one_machine_certificates.py")
 BIN = Path(sys.executable).parent
 
 
@@ -48,7 +48,7 @@ class LoopbackSuperLink:
         self.root = root
         self.certs = root / "certs"
         subprocess.run(
-            [sys.executable, str(REPO / "deploy" / "generate_certificates.py"), "--out", str(self.certs)],
+            [sys.executable, str(CERTIFICATE_SCRIPT), "--out", str(self.certs)],
             check=True,
             capture_output=True,
         )

@@ -69,7 +69,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def deployment(tmp_path: Path, cj_federation: Path) -> Iterator[tuple[Path, dict[str, str], Path]]:
     certs = tmp_path / "certs"
     subprocess.run(
-        [sys.executable, str(REPO / "deploy" / "generate_certificates.py"), "--out", str(certs)],
+        [sys.executable, str(REPO / "tests" / "deploy" / "one_machine_certificates.py"), "--out", str(certs)],
         check=True,
         capture_output=True,
     )

@@ -38,8 +38,8 @@ from participant_node.matching.tls_scope import NodeTls, node_server_config  # n
 
 
 def load_certificate_generator() -> ModuleType:
-    """deploy/generate_certificates.py is a standalone script (no package): load it by path."""
-    path = Path(__file__).resolve().parents[3] / "deploy" / "generate_certificates.py"
+    """tests/deploy/one_machine_certificates.py is a standalone script (no package): load it by path."""
+    path = Path(__file__).resolve().parents[3] / "tests" / "deploy" / "one_machine_certificates.py"
     spec = importlib.util.spec_from_file_location("generate_certificates", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -47,7 +47,7 @@ def load_certificate_generator() -> ModuleType:
     return module
 
 
-# The federation's certificate folder, as deploy/generate_certificates.py writes it.
+# The federation's certificate folder, as tests/deploy/one_machine_certificates.py writes it.
 Pki = FederationCertificates
 
 

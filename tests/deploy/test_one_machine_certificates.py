@@ -1,4 +1,4 @@
-"""deploy/generate_certificates.py: the CA, the SuperLink certificate and partner node certificates."""
+"""one_machine_certificates.py: the CA, the SuperLink certificate and partner node certificates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "generate_certificates.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "deploy" / "one_machine_certificates.py"
 
 
 def _generator():

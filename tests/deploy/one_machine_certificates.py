@@ -1,6 +1,10 @@
-"""Generate a private CA, a SuperLink server certificate and partner node certificates.
+"""One machine's test federation: a private CA, a SuperLink certificate and every partner's node certificate.
 
-    python deploy/generate_certificates.py --out certs [--host coordinator.example.org --host 10.0.0.5]
+For tests and local trials on ONE machine only: it makes every partner's private key in one folder,
+which a real federation must never do. Separate organisations each run ``loyalfed pki request`` on
+their own hosts and send only the request to the CA (docs/deployment_guide.md).
+
+    python tests/deploy/one_machine_certificates.py --out certs [--host coordinator.example.org]
         [--partner careplus@psi.careplus.example --partner freshmart-north ...]
 
 Writes ``ca.crt``/``ca.key`` (keep the key offline), ``server.pem``/``server.key`` for
@@ -15,7 +19,7 @@ where a node takes its peer's identity from (``participant_node.matching.peer_id
 
 The certificates are issued by ``participant_node.matching.federation_pki`` (the demo issues its
 loopback federation's certificates there too), so run this with the project installed
-(``pip install .``; the Docker image has it).
+(``pip install -e .``).
 """
 
 from __future__ import annotations
