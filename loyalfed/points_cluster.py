@@ -89,12 +89,17 @@ class PointsCluster:
         if client is not None:
             client.close()
 
+    def tls_context(self, partner: str) -> ssl.SSLContext:
+        """Client-side mTLS for ``partner``'s operator: the federation CA and ``partner``'s own key."""
+        pki = FederationCertificates(self.pair.pki_dir)
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.load_cert_chain(str(pki.certificate(partner)), str(pki.key(partner)))
+        return context
+
     def client(self, partner: str) -> httpx.Client:
         """An HTTPS client to ``partner``'s node presenting ``partner``'s own certificate."""
         if partner not in self._clients:
-            pki = FederationCertificates(self.pair.pki_dir)
-            context = ssl.create_default_context(cafile=str(pki.ca))
-            context.load_cert_chain(str(pki.certificate(partner)), str(pki.key(partner)))
+            context = self.tls_context(partner)
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             self._clients[partner] = httpx.Client(
                 base_url=f"https://{LOOPBACK}:{self.pair.ports[partner]}",

@@ -43,10 +43,25 @@ from participant_node.points.wire import (
 )
 from policies.errors import PolicyError
 
-__all__ = ["create_points_router"]
+__all__ = [
+    "OPERATOR_ONLY",
+    "PEER_ONLY",
+    "PUBLIC_ERRORS",
+    "TransferBatchIn",
+    "TransferIn",
+    "create_points_router",
+    "is_operator",
+    "peer_of",
+    "refusal",
+    "requests_of",
+]
 
 T = TypeVar("T")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+# Expected failures of a domain call: each maps to a status and a public message (``refusal``).
+PUBLIC_ERRORS = (PeerError, LinkError, PointsError, PolicyError)
+PEER_ONLY = "points peer endpoints answer partner nodes over mutual TLS only"
+OPERATOR_ONLY = "this endpoint answers this node's own operator certificate only"
 
 
 class TransferIn(BaseModel):
@@ -74,10 +89,28 @@ class SettleIn(BaseModel):
     period_end: datetime
 
 
-def _certificate(request: Request) -> tuple[str | None, bytes | None]:
-    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+def _certificate(scope: Any) -> tuple[str | None, bytes | None]:
+    tls = (scope.get("extensions") or {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or ()
     return _identity(chain[0]) if chain else (None, None)
+
+
+def peer_of(scope: Any, service: PointsService) -> tuple[str, bytes | None] | None:
+    """The partner node a request's verified certificate names (and the certificate, DER); None
+    for this node's own certificate or one that names no partner."""
+    partner, der = _certificate(scope)
+    if partner is None or partner == service.partner:
+        return None
+    return partner, der
+
+
+def is_operator(scope: Any, service: PointsService) -> bool:
+    """Whether a request came with this node's own (operator) certificate."""
+    return _certificate(scope)[0] == service.partner
+
+
+def requests_of(items: tuple[TransferIn, ...]) -> list[TransferRequest]:
+    return [TransferRequest(i.transfer_id or uuid.uuid4().hex, i.member_id, i.to, i.points) for i in items]
 
 
 @lru_cache(maxsize=256)
@@ -95,11 +128,11 @@ def _public(call: Callable[[], T]) -> T | JSONResponse:
     """Run a domain call; expected failures become a status and a public message."""
     try:
         return call()
-    except (PeerError, LinkError, PointsError, PolicyError) as err:
-        return _refusal(err)
+    except PUBLIC_ERRORS as err:
+        return refusal(err)
 
 
-def _refusal(err: PeerError | LinkError | PointsError | PolicyError) -> JSONResponse:
+def refusal(err: PeerError | LinkError | PointsError | PolicyError) -> JSONResponse:
     if isinstance(err, PeerError):
         return JSONResponse({"error": str(err)}, status_code=502)
     if isinstance(err, LinkError):
@@ -130,14 +163,14 @@ def create_points_router(service: PointsService) -> APIRouter:
     # Async (they only read the verified certificate): a sync dependency would cost every request
     # a hop to a worker thread.
     async def peer(request: Request) -> tuple[str, bytes | None]:
-        partner, der = _certificate(request)
-        if partner is None or partner == service.partner:
-            raise HTTPException(403, "points peer endpoints answer partner nodes over mutual TLS only")
-        return partner, der
+        identity = peer_of(request.scope, service)
+        if identity is None:
+            raise HTTPException(403, PEER_ONLY)
+        return identity
 
     async def operator(request: Request) -> None:
-        if _certificate(request)[0] != service.partner:
-            raise HTTPException(403, "this endpoint answers this node's own operator certificate only")
+        if not is_operator(request.scope, service):
+            raise HTTPException(403, OPERATOR_ONLY)
 
     _register_peer_routes(router, service, Annotated[tuple[str, bytes | None], Depends(peer)])
     _register_operator_routes(router, service, Depends(operator))
@@ -171,19 +204,14 @@ def _register_peer_routes(router: APIRouter, service: PointsService, Peer: Any) 
 
 
 def _register_operator_routes(router: APIRouter, service: PointsService, operator: Any) -> None:
-    def requests_of(items: tuple[TransferIn, ...]) -> list[TransferRequest]:
-        return [
-            TransferRequest(i.transfer_id or uuid.uuid4().hex, i.member_id, i.to, i.points) for i in items
-        ]
-
     @router.post("/transfers", dependencies=[operator])
     async def transfer(body: TransferIn) -> Any:
         # Async: the request waits for its batch without a worker thread of its own (a thread
         # hop per request cost more than the request's share of the batch).
         try:
             receipts = await service.transfer_async(requests_of((body,)))
-        except (PeerError, LinkError, PointsError, PolicyError) as err:
-            return _refusal(err)
+        except PUBLIC_ERRORS as err:
+            return refusal(err)
         return JSONResponse(receipts[0].to_json())
 
     @router.post("/transfers/batch", dependencies=[operator])

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from participant_node.matching.tls_scope import PeerCertificateHttpToolsProtocol, node_server_config
 from participant_node.points.api import create_points_router
+from participant_node.points.hot_routes import HotRoutes
 from participant_node.points.node_settings import load_settings
 from participant_node.points.service import PointsService
 
@@ -28,8 +29,9 @@ __all__ = ["create_points_app", "main"]
 _LOG = logging.getLogger(__name__)
 
 
-def create_points_app(service: PointsService, *, start: bool = True) -> FastAPI:
-    """A FastAPI app with the points router; the service starts with the app and closes with it."""
+def create_points_app(service: PointsService, *, start: bool = True) -> HotRoutes:
+    """The points router's FastAPI app behind ``HotRoutes`` (the transfer endpoints answered
+    without FastAPI's per-request machinery); the service starts with the app and closes with it."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -53,7 +55,7 @@ def create_points_app(service: PointsService, *, start: bool = True) -> FastAPI:
         return JSONResponse({"error": "internal error", "type": type(err).__name__}, status_code=500)
 
     app.add_exception_handler(Exception, no_raw_errors)
-    return app
+    return HotRoutes(app, service)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ reordered: each is idempotent by transfer id, and the outbox resends until ackno
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,7 +80,16 @@ class TransferReceipt:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Field by field: dataclasses.asdict deep-copies every value, a cost paid per receipt.
+        return {
+            "transfer_id": self.transfer_id,
+            "peer": self.peer,
+            "state": self.state,
+            "points": self.points,
+            "fee": self.fee,
+            "credited": self.credited,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
