@@ -94,7 +94,7 @@ class NodeContext:
     def from_node_config(
         cls,
         config: Mapping[str, object],
-        partner_dirs: Sequence[Path] | None = None,
+        partner_dirs: Sequence[Path | str] | None = None,
         clock: Clock | None = None,
     ) -> NodeContext:
         """Read Flower's node config: ``partner-dir`` (simulating: ``partition-id`` into ``partner_dirs``)."""
