@@ -72,36 +72,64 @@ def _falls_quiet(asks: dict[str, int], *, within_s: float = 15.0) -> bool:
     return False
 
 
-def test_each_message_reaches_its_node_once_at_about_one_ask_per_message(
+def test_each_message_reaches_its_node_once_at_one_check_per_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state, grid, nodes = _federation(monkeypatch)
-    asks = {"count": 0}
-    ask = state.get_message_ins
+    checks, scans = {"count": 0}, {"count": 0}
+    check, scan = state._check_stored_messages, state.get_message_ins
 
-    def counted_ask(**kwargs: Any) -> Any:
-        asks["count"] += 1
-        return ask(**kwargs)
+    def counted_check(message_ids: set[str], run_id: int | None = None) -> None:
+        checks["count"] += len(message_ids)
+        check(message_ids, run_id)
 
-    state.get_message_ins = counted_ask
+    def counted_scan(**kwargs: Any) -> Any:
+        scans["count"] += 1
+        return scan(**kwargs)
+
+    state._check_stored_messages, state.get_message_ins = counted_check, counted_scan
     queue: Queue[Message] = Queue()
     stop = threading.Event()
     dispatcher = threading.Thread(target=dispatch_messages, args=(state, queue, nodes, stop), daemon=True)
+    # Round 1 is stored before the dispatcher starts (it must find it in the store), round 2 after.
+    sent = list(grid.push_messages(Message(RecordDict(), n, "train") for n in nodes))
     dispatcher.start()
     try:
         for round_ in (1, 2):
-            before = asks["count"]
-            sent = list(grid.push_messages(Message(RecordDict(), n, "train") for n in nodes))
+            before = checks["count"] if round_ == 2 else 0
+            if round_ == 2:
+                sent = list(grid.push_messages(Message(RecordDict(), n, "train") for n in nodes))
             got = _received(queue, len(sent))
             assert sorted(m.metadata.message_id for m in got) == sorted(sent), f"round {round_}"
             assert sorted(m.metadata.dst_node_id for m in got) == sorted(nodes)
             # Once every node was handed its message, the dispatcher falls quiet (Flower's own loop
             # asks every node every 0.1 s whether anything was sent or not).
-            assert _falls_quiet(asks), "the dispatcher keeps asking while no message is sent"
+            assert _falls_quiet(checks), "the dispatcher keeps checking while no message is sent"
             assert queue.empty(), "a message was handed out twice"
-            # One ask that finds the message, one that finds the node has nothing more.
-            assert asks["count"] - before <= 2 * NODES + (NODES if round_ == 1 else 0)
+            # Flower's check of each message once; no ask walking every stored message.
+            assert checks["count"] - before == NODES and scans["count"] == 0
             grid.state.delete_messages(message_ins_ids=set(sent))
+    finally:
+        stop.set()
+        dispatcher.join(timeout=5)
+
+
+def test_an_expired_message_is_dropped_not_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    state, grid, nodes = _federation(monkeypatch)
+    first, second = list(nodes)[:2]
+    expired = Message(RecordDict(), first, "train")
+    expired.metadata.ttl = 0.5
+    [expired_id] = grid.push_messages([expired])
+    time.sleep(0.6)
+    [live_id] = grid.push_messages([Message(RecordDict(), second, "train")])
+    queue: Queue[Message] = Queue()
+    stop = threading.Event()
+    dispatcher = threading.Thread(target=dispatch_messages, args=(state, queue, nodes, stop), daemon=True)
+    dispatcher.start()
+    try:
+        assert [m.metadata.message_id for m in _received(queue, 1)] == [live_id]
+        assert _received(queue, 1, timeout_s=1.0) == []
+        assert expired_id not in state.message_ins_store  # deleted by Flower's own check
     finally:
         stop.set()
         dispatcher.join(timeout=5)
