@@ -17,16 +17,21 @@ per node fixed at members/S, the federation growing with N): how the cost grows 
 alone, on the same folders the S-node run uses.
 
 Measured per N: each round's wall time (the job's own round report: from sending the round's train
-messages to aggregating the last reply), the nodes' DP-SGD CPU seconds per round (summed over nodes,
-as the nodes report them: the private steps, not the data loading), the whole job's wall time,
-and the peak resident memory of the process tree (driver, Ray's GCS, raylet and workers: every
-descendant's RSS summed, sampled every 0.5 s from /proc). A run is stopped (its process group
+messages to aggregating the last reply) and CPU seconds (the whole process tree's — driver, Ray's
+GCS, raylet and workers — sampled every second from /proc, over the round's window), the nodes'
+DP-SGD CPU seconds per round (summed over nodes, as the nodes report them: the private steps, not
+the data loading), the whole job's wall and CPU time, and the peak resident memory of the process
+tree (every descendant's RSS summed, sampled every 0.5 s). ``seconds_per_round`` is the median over
+the rounds (each does the same work). ``limits`` says, per N, where a round's CPU went: DP-SGD (the
+same members at every N) against the rest, per node. A run is stopped (its process group
 killed, reported as ``stopped``) when the machine's available memory falls below ``--reserve-gb``.
 
 Prints JSON; writes it to ``--out`` and a plot beside it (same name, ``.png``): seconds per round and
 peak memory against nodes, with the linear-growth reference from 100 nodes and the 24 GB target.
 Targets: 1,000 nodes complete a round within 24 GB, and per-round time grows no worse than linearly
-from 100 to 1,000 nodes (``growth_exponent_100_to_1000`` = log(t1000/t100)/log(10) <= 1).
+from 100 to 1,000 nodes (``growth_exponent_100_to_1000`` = log(t1000/t100)/log(10) <= 1, from the
+medians of this invocation: measure both counts in one run, ``--nodes 100 1000``, so that both see
+the same machine).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,14 +130,19 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path, *, first_on
             federation, [job], registry=Path(registry) / "policies.sqlite", partner_ids=chosen
         )
         reports: list[RoundReport] = []
+        trace = _CpuTrace()
+        round_cpu: list[float] = []
 
         def on_round(report: RoundReport) -> None:
             reports.append(report)
+            end = time.monotonic()
+            round_cpu.append(trace.between(end - report.seconds, end))
             _progress(f"{nodes} nodes: round {report.server_round} in {report.seconds:.1f} s")
 
         started = time.perf_counter()
         run = run_federated_job(federation, job, policies=policies, on_round=on_round, partner_ids=chosen)
         seconds = time.perf_counter() - started
+        trace.stop()
     result.write_text(
         json.dumps(
             {
@@ -143,8 +154,9 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path, *, first_on
                         "nodes_ok": r.nodes_ok,
                         "nodes_failed": r.nodes_failed,
                         "node_cpu_seconds": round(r.node_cpu_seconds, 1),
+                        "cpu_seconds": round(cpu, 1),
                     }
-                    for r in reports
+                    for r, cpu in zip(reports, round_cpu, strict=True)
                 ],
                 "card_nodes": len(run.outcome.nodes),
             }
@@ -152,8 +164,39 @@ def run_one(federation: Path, nodes: int, rounds: int, result: Path, *, first_on
     )
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """RSS of ``root`` and all its descendants, from /proc (Linux)."""
+class _CpuTrace:
+    """CPU seconds of this process and its descendants (Ray's GCS, raylet, workers), sampled every
+    second on a thread, so that a round's CPU is the difference across its window."""
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self._samples: list[tuple[float, float]] = []
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.is_set():
+            self._seen.update(_tree_sample(os.getpid())[1])
+            self._samples.append((time.monotonic(), sum(self._seen.values())))
+            self._stop.wait(period_s)
+
+    def between(self, start: float, end: float) -> float:
+        """CPU seconds used between two ``time.monotonic()`` moments (interpolated between samples)."""
+        import numpy as np
+
+        if not self._samples:
+            return 0.0
+        times, totals = zip(*self._samples, strict=True)
+        return float(np.interp(end, times, totals) - np.interp(start, times, totals))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _tree_sample(root: int) -> tuple[int, dict[int, float]]:
+    """RSS of ``root`` and all its descendants, and each one's CPU seconds so far, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -163,17 +206,22 @@ def _tree_rss_bytes(root: int) -> int:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    rss, cpu, stack = 0, {}, [root]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, []))
         try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime (proc(5))
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+                    rss += int(line.split()[1]) * 1024
         except OSError:
             continue
-    return total
+    return rss, cpu
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _load_average() -> float:
@@ -198,8 +246,11 @@ def measure(
         command += ["--first-only"] if first_only else []
         child = subprocess.Popen(command, start_new_session=True)
         peak, status, started = 0, "finished", time.monotonic()
+        cpu: dict[int, float] = {}  # the last CPU seconds seen of every process of the tree
         while child.poll() is None:
-            peak = max(peak, _tree_rss_bytes(child.pid))
+            rss, now = _tree_sample(child.pid)
+            peak = max(peak, rss)
+            cpu.update(now)
             if _available_bytes() < reserve_gb * 2**30:
                 status = "stopped: the machine's available memory fell below the reserve"
             elif time.monotonic() - started > timeout_s:
@@ -212,16 +263,22 @@ def measure(
         if status == "finished" and child.returncode != 0:
             status = f"failed: exit code {child.returncode}"
         figures = json.loads(result.read_text()) if result.exists() else {}
-    steady = [r["seconds"] for r in figures.get("rounds", [])[1:]] or [
-        r["seconds"] for r in figures.get("rounds", [])
-    ]
+    rounds = figures.get("rounds", [])
+    cpu_per_round = [r["cpu_seconds"] for r in rounds]
+    # Every training round does the same work (each node loads, gates and trains on its members),
+    # so the median is over all of them; the workers' one-off start-up falls in the rounds before.
+    seconds = [r["seconds"] for r in rounds]
+    dp_sgd = [r["node_cpu_seconds"] for r in rounds]
     return {
         "nodes": nodes,
         "members_per_node": None,
         "status": status,
         "peak_rss_gb": round(peak / 2**30, 2),
-        "round_seconds": [r["seconds"] for r in figures.get("rounds", [])],
-        "seconds_per_round": round(statistics.median(steady), 2) if steady else None,
+        "round_seconds": seconds,
+        "seconds_per_round": round(statistics.median(seconds), 2) if seconds else None,
+        "dp_sgd_cpu_seconds_per_round": round(statistics.median(dp_sgd), 1) if dp_sgd else None,
+        "cpu_seconds_per_round": round(statistics.median(cpu_per_round), 1) if cpu_per_round else None,
+        "cpu_seconds": round(sum(cpu.values()), 1),
         **{k: v for k, v in figures.items() if k != "card_nodes"},
     }
 
@@ -229,6 +286,24 @@ def measure(
 def _growth(by_nodes: dict[int, dict[str, Any]], low: int, high: int) -> float | None:
     a, b = by_nodes.get(low, {}).get("seconds_per_round"), by_nodes.get(high, {}).get("seconds_per_round")
     return round(math.log(b / a) / math.log(high / low), 3) if a and b else None
+
+
+def _limits(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Where each measured count's round goes: the DP-SGD steps (the same members every count, so
+    the same CPU in total) and the rest, per node (loading, gate, features, messages, Ray)."""
+    out = {}
+    for r in results:
+        cpu, dp_sgd, wall = (
+            r.get("cpu_seconds_per_round"),
+            r.get("dp_sgd_cpu_seconds_per_round"),
+            r["seconds_per_round"],
+        )
+        if cpu and wall and dp_sgd is not None:
+            out[str(r["nodes"])] = (
+                f"{cpu:.0f} CPU s per round over {wall:.0f} s ({cpu / wall:.1f} cores busy): "
+                f"{dp_sgd / cpu:.0%} DP-SGD, {(cpu - dp_sgd) / r['nodes']:.2f} CPU s per node besides"
+            )
+    return out
 
 
 def _memory_target_met(figures: dict[str, Any] | None) -> bool | None:
@@ -335,6 +410,7 @@ def write_report(
             f"{a}-{b}": _growth(by_nodes, a, b) for a, b in itertools.pairwise(sorted(by_nodes))
         },
         "load_average_at_start": load_at_start,
+        "limits": _limits(results),
         "target_memory_gb": TARGET_MEMORY_GB,
         "memory_target_met": _memory_target_met(by_nodes.get(1000)),
         "bench_seconds": round(time.perf_counter() - started, 1),
