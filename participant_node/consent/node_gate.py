@@ -248,7 +248,11 @@ def _active_members(
     )
     if transactions is None or transactions.empty:
         return recent
-    return recent | members[_KEY].astype(str).isin(set(transactions[_KEY].astype(str)))
+    # Matched in Arrow: a Python set of every transaction's member id cost about half of a node's
+    # data loading (the ids iterated one by one out of their Arrow array).
+    buyers = pc.unique(pa.array(transactions[_KEY].astype("string").array))
+    bought = pc.is_in(pa.array(members[_KEY].astype("string").array), value_set=buyers)
+    return recent | pd.Series(bought.to_numpy(zero_copy_only=False), index=members.index)
 
 
 def _only_members(frame: pd.DataFrame, member_ids: pd.Index) -> pd.DataFrame:

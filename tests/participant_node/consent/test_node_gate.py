@@ -107,3 +107,16 @@ def test_reconsent_required_after_notice_change(tmp_path: Path) -> None:
     policy = _policy(notice_version="2024-02", notice_effective_at="2024-02-15T00:00:00")
     gated = gate_partner_data(load_partner(_partner(tmp_path)), policy, at=AT, node_region="CN")
     assert list(gated.members["member_id"]) == ["m2"]  # m1 consented to the previous notice only
+
+
+def test_retention_purges_a_member_whose_every_purchase_is_outside_the_window(tmp_path: Path) -> None:
+    folder = _partner(tmp_path)
+    with (folder / "members.csv").open("a", encoding="utf-8") as out:
+        out.write("m4,+8613800000004,2020-01-04,silver,M\n")
+    with (folder / "transactions.csv").open("a", encoding="utf-8") as out:
+        out.write("m4,2020-03-01T10:00:00,4.00,s1,DELI\n")
+    with (folder / "consents.csv").open("a", encoding="utf-8") as out:
+        out.write("m4,analytics.churn_model,2024-01-01,own,false\n")
+    gated = gate_partner_data(load_partner(folder), _policy(), at=AT, node_region="CN")
+    assert gated.retention_purged["members"] == 1  # joined and last bought more than 3 years ago
+    assert "m4" not in set(gated.members["member_id"]) and gated.retention_purged["transactions"] == 2
