@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -41,7 +42,15 @@ from audit.merkle_tree import (
 )
 from audit.tree_head import SignedTreeHead, TreeHeadSigner, load_or_create_signing_key
 
-__all__ = ["FORMAT_VERSION", "MAX_TREE_SIZE", "AuditLog", "LogEntry", "default_key_path", "leaf_input"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_TREE_SIZE",
+    "AuditLog",
+    "CanonicalEvent",
+    "LogEntry",
+    "default_key_path",
+    "leaf_input",
+]
 
 # /2: tree heads sign previous_size (loyalfed-sth/2). Logs of another format are refused, not mixed.
 FORMAT_VERSION = "loyalfed-audit/2"
@@ -92,6 +101,14 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         # Checkpoint every ~40 MB of WAL rather than 4 MB: fewer database-file fsyncs while appending.
         conn.execute("PRAGMA wal_autocheckpoint=10000")
     return conn
+
+
+class CanonicalEvent(Protocol):
+    """An event the log can append by its canonical bytes alone: a ``LineageEvent``, or a record
+    holding the exact canonical bytes of one its producer validated (a points node's events,
+    spliced into a validated template: ``participant_node.points.audit_trail``)."""
+
+    def canonical_bytes(self) -> bytes: ...
 
 
 class AuditLog:
@@ -169,7 +186,7 @@ class AuditLog:
         """Append one event durably; returns its sequence number."""
         return self.append_batch([event])[0]
 
-    def append_batch(self, events: Sequence[LineageEvent]) -> list[int]:
+    def append_batch(self, events: Sequence[LineageEvent | CanonicalEvent]) -> list[int]:
         """Append events in one transaction and one fsync; returns their sequence numbers.
 
         On return every event is durable and covered by a new signed tree head. The write lock is
@@ -203,7 +220,7 @@ class AuditLog:
         return 0 if row[0] is None else int(row[0]) + 1
 
     def _leaves(
-        self, events: Sequence[LineageEvent]
+        self, events: Sequence[LineageEvent | CanonicalEvent]
     ) -> tuple[int, list[bytes], list[tuple[int, str, bytes]], list[tuple[int, int, bytes]]]:
         size, frontier = self._size, list(self._frontier)
         entry_rows: list[tuple[int, str, bytes]] = []

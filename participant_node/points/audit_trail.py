@@ -12,6 +12,7 @@ names its transfer, so a duplicate is recognisable).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from typing import Protocol
 
 from sqlalchemy import select
 
+from audit.audit_log import CanonicalEvent
+from audit.errors import AuditError
 from audit.lineage_event import EventType, LineageEvent, Role
 from participant_node.points.ledger import Ledger, LedgerTx
 from participant_node.points.store_schema import TABLES
@@ -34,7 +37,7 @@ _OUTBOX = TABLES["points_audit_outbox"]
 
 
 class EventSink(Protocol):
-    def append_batch(self, events: Sequence[LineageEvent]) -> list[int]: ...
+    def append_batch(self, events: Sequence[LineageEvent | CanonicalEvent]) -> list[int]: ...
 
 
 def record_event(
@@ -63,46 +66,84 @@ def record_event(
         and _cheap_fields_ok(transfer_id, link_hash, details)
     ):
         # A transfer's event differs from the validated template of its kind only in fields checked
-        # here by the same rules (transfer ids by ``check_transfer_id``, hashes as hex, counts as ints).
-        template = _template(event_type, partner, peer)
-        event = template.model_copy(
-            update={
-                "time": when,
-                "transfer_id": transfer_id,
-                "link_token_hash": link_hash,
-                "details": details or {},
-            }
-        )
-    else:
-        event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
-        if policy_hash is not None:
-            event = LineageEvent.model_validate(event.model_dump() | {"policy_hash": policy_hash})
+        # here by the same rules (transfer ids by ``check_transfer_id``, hashes as hex, counts as
+        # ints): its canonical bytes are the template's with those fields spliced in.
+        body = _spliced(_template_parts(event_type, partner, peer), when, transfer_id, link_hash, details)
+        tx.events.append({"body": body})
+        _RECENT.keep(body, _Canonical(body.encode("utf-8")))
+        return
+    event = _validated(event_type, partner, peer, when, transfer_id, link_hash, details, artefacts)
+    if policy_hash is not None:
+        event = LineageEvent.model_validate(event.model_dump() | {"policy_hash": policy_hash})
     body = event.canonical_bytes().decode("utf-8")
     tx.events.append({"body": body})
     _RECENT.keep(body, event)
 
 
+class _Canonical:
+    """A recorded event by its canonical bytes (what the audit log appends and hashes)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def canonical_bytes(self) -> bytes:
+        return self._body
+
+
+def _spliced(
+    parts: tuple[str, str],
+    when: datetime,
+    transfer_id: str,
+    link_hash: str | None,
+    details: dict[str, int | float | str] | None,
+) -> str:
+    """The canonical bytes ``LineageEvent.canonical_bytes`` gives the template with these fields:
+    compact JSON in field order, ``None`` omitted, times as pydantic writes UTC datetimes."""
+    head, middle = parts
+    fraction = f".{when.microsecond:06d}" if when.microsecond else ""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    counts = json.dumps(details or {}, separators=(",", ":"))
+    hashed = f',"link_token_hash":"{link_hash}"' if link_hash is not None else ""
+    return f'{head}{stamp}{middle}{counts},"transfer_id":"{transfer_id}"{hashed}}}'
+
+
+@lru_cache(maxsize=256)
+def _template_parts(event_type: EventType, partner: str, peer: str) -> tuple[str, str]:
+    """The template's canonical JSON around its time and its details (which are followed only by
+    the transfer id and the link token hash, in that order)."""
+    template = _template(event_type, partner, peer)
+    body = template.canonical_bytes().decode("utf-8")
+    head, rest = body.split('"time":"', 1)
+    middle, tail = rest.split('"', 1)[1].split('"details":{}', 1)
+    if tail != ',"transfer_id":"template"}':
+        raise AuditError(f"lineage event layout changed: cannot splice fields into {body!r}")
+    return head + '"time":"', '"' + middle + '"details":'
+
+
 class _RecentEvents:
     """Events recorded by this process, by their stored body, until forwarded.
 
-    The forwarder hands the audit log the event object validated when it was recorded instead of
-    parsing and validating its stored body again: the object's canonical bytes are that body, so
-    the log commits to the same bytes either way. Bodies from before a restart (or evicted, or of
-    a transaction that rolled back) are parsed and validated from the table as before.
+    The forwarder hands the audit log the event validated when it was recorded (or, for a
+    transfer's event, its canonical bytes spliced into a validated template) instead of parsing
+    and validating its stored body again: the log commits to that same body either way. Bodies
+    from before a restart (or evicted, or of a transaction that rolled back) are parsed and
+    validated from the table as before.
     """
 
     def __init__(self, limit: int = 100_000) -> None:
-        self._events: OrderedDict[str, LineageEvent] = OrderedDict()
+        self._events: OrderedDict[str, LineageEvent | _Canonical] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
 
-    def keep(self, body: str, event: LineageEvent) -> None:
+    def keep(self, body: str, event: LineageEvent | _Canonical) -> None:
         with self._lock:
             self._events[body] = event
             while len(self._events) > self._limit:
                 self._events.popitem(last=False)
 
-    def take(self, body: str) -> LineageEvent:
+    def take(self, body: str) -> LineageEvent | _Canonical:
         with self._lock:
             event = self._events.pop(body, None)
         return event if event is not None else LineageEvent.from_canonical(body.encode("utf-8"))

@@ -1,10 +1,11 @@
 """The message-rate points endpoints served straight from ASGI, in front of the FastAPI app.
 
 Four endpoints carry every transfer: the operator's ``POST /points/v1/transfers`` (one transfer per
-request) and ``/transfers/batch``, and the peers' ``/peer/reserve`` and ``/peer/resolve``. FastAPI
-spends more per request on routing, dependency solving and its middleware stack than these
-requests' share of a batch costs, so ``HotRoutes`` answers exactly those four (method and path)
-itself and passes everything else to the app. The FastAPI router keeps the same routes (the API's
+request) and ``/transfers/batch``, and the peers' ``/peer/reserve`` and ``/peer/resolve``; a fifth,
+``GET /points/v1/status``, is what a front end polls to see transfers land. FastAPI spends more
+per request on routing, dependency solving and its middleware stack than these requests' share of
+a batch costs, so ``HotRoutes`` answers exactly those (method and path) itself and passes
+everything else to the app. The FastAPI router keeps the same routes (the API's
 documentation, and the node service that mounts it); both call the same functions of ``api``:
 the same identity checks on the verified mTLS certificate, the same request models, the same
 domain calls and the same error mapping (403 ``detail``, 422 ``detail`` list, 4xx/502
@@ -38,20 +39,21 @@ _Handler = Callable[[Scope, bytes], Awaitable[_Answer]]
 
 
 class HotRoutes:
-    """ASGI app: the four transfer endpoints answered directly, the rest by ``app``."""
+    """ASGI app: the transfer endpoints and the status answered directly, the rest by ``app``."""
 
     def __init__(self, app: Asgi, service: PointsService, *, prefix: str = "/points/v1") -> None:
         self.app, self.service = app, service
-        self._routes: dict[str, _Handler] = {
-            f"{prefix}/transfers": self._transfer,
-            f"{prefix}/transfers/batch": self._transfer_batch,
-            f"{prefix}/peer/reserve": self._reserve,
-            f"{prefix}/peer/resolve": self._resolve,
+        self._routes: dict[tuple[str, str], _Handler] = {
+            ("POST", f"{prefix}/transfers"): self._transfer,
+            ("POST", f"{prefix}/transfers/batch"): self._transfer_batch,
+            ("POST", f"{prefix}/peer/reserve"): self._reserve,
+            ("POST", f"{prefix}/peer/resolve"): self._resolve,
+            ("GET", f"{prefix}/status"): self._status,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._routes.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST":
+        handler = self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if handler is None:
             await self.app(scope, receive, send)
             return
         body = await _body(receive)
@@ -92,6 +94,11 @@ class HotRoutes:
             return parsed
         requests = api.requests_of(parsed.items)
         return await _in_thread(lambda: {"receipts": [r.to_json() for r in self.service.transfer(requests)]})
+
+    async def _status(self, scope: Scope, _: bytes) -> _Answer:
+        if (refused := _operator_refusal(scope, self.service)) is not None:
+            return refused
+        return await _in_thread(self.service.status)
 
     async def _reserve(self, scope: Scope, body: bytes) -> _Answer:
         peer = api.peer_of(scope, self.service)
