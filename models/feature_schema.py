@@ -21,8 +21,12 @@ every shape -- two months of history in JPY: 0.844 against 0.831 -- and beat the
 rates (visits and spend per year, basket value) as linear combinations of the log columns; under
 DP-SGD on Complete Journey propensity they are not: a rate is a contrast of two correlated columns
 that 40 noisy steps do not learn (ε = 3, median of 4 noise draws: 0.777 without them, 0.789 with,
-0.799 for v3), so they are back, as logarithms with currency-free bounds. What the federated job
-reaches is measured by bench/fl_generalisation.py.
+0.799 for v3), so they are back, as logarithms with currency-free bounds. v5 replaces the count of
+campaigns received by the count of campaigns REDEEMED before as_of (the frequency of the
+propensity target, beside the redemption share): in 5-fold cross-validation on Complete Journey's
+training members (never the held-out ones; federated DP-SGD emulated at ε = 3, 6 noise draws per
+fold) propensity rose from 0.783 to 0.790 and churn from 0.763 to 0.765, with the width unchanged.
+What the federated job reaches is measured by bench/fl_generalisation.py.
 
 ``tier_thresholds`` stay the programme's published CNY thresholds over the 2017 USD rate (US Federal
 Reserve H.10): the raw tier is still computed for the programme's own use, but it is no longer a
@@ -112,7 +116,7 @@ class FeatureSchema(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str = "loyalfed-features-v4"
+    version: str = "loyalfed-features-v5"
     features: tuple[FeatureSpec, ...]
     categories: tuple[str, ...]
     category_mix: bool = True
@@ -199,14 +203,8 @@ def default_feature_schema(*, category_mix: bool = False) -> FeatureSchema:
         ("tenure_days", 0.0, 100 * 365.0, Transform.LOG1P, "days since joined_at"),
         ("basket_items", 0.0, _COUNT_BOUND, Transform.LOG1P, "mean quantity per visit (0 without quantity)"),
         ("discount_share", 0.0, 1.0, Transform.LINEAR, "discount / (spend + discount) (0 without discount)"),
-        (
-            "campaigns_received",
-            0.0,
-            _COUNT_BOUND,
-            Transform.LOG1P,
-            "campaigns started before as_of (0 without)",
-        ),
-        ("coupon_redemption_rate", 0.0, 1.0, Transform.LINEAR, "share of those redeemed before as_of"),
+        ("coupons_redeemed", 0.0, _COUNT_BOUND, Transform.LOG1P, "campaigns redeemed before as_of"),
+        ("coupon_redemption_rate", 0.0, 1.0, Transform.LINEAR, "share of earlier campaigns redeemed"),
         ("stores_visited", 0.0, _COUNT_BOUND, Transform.LOG1P, "distinct store_id (0 without store_id)"),
         ("spend_trend", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-8-weeks spend rate / earlier rate"),
         ("visit_trend", 0.0, 1.0, Transform.LINEAR, "r/(1+r), r = last-8-weeks visit rate / earlier rate"),
@@ -249,7 +247,7 @@ def _schema(
     specs: tuple[tuple[str, float, float, Transform, str], ...],
     *,
     category_mix: bool,
-    version: str = "loyalfed-features-v4",
+    version: str = "loyalfed-features-v5",
 ) -> FeatureSchema:
     silver, gold, diamond = (round(t / CNY_PER_USD_2017, 2) for t in PROGRAMME_TIER_THRESHOLDS_CNY)
     return FeatureSchema(

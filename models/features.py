@@ -16,7 +16,7 @@ transactions.quantity     basket_items
 transactions.discount     discount_share
 transactions.store_id     stores_visited
 transactions.category     every category_share_*
-campaigns (no frame)      campaigns_received, coupon_redemption_rate
+campaigns (no frame)      coupons_redeemed, coupon_redemption_rate
 ========================  =============================================
 
 References: RFM (recency, frequency, monetary) after Hughes, *Strategic Database Marketing* (1994);
@@ -288,10 +288,15 @@ def _distinct_per_member(tx: pd.DataFrame, column: str, n_members: int) -> np.nd
 def _campaign_history(
     campaigns: pd.DataFrame | None, index: pd.Index, as_of: pd.Timestamp
 ) -> dict[str, np.ndarray]:
-    """Campaigns received before ``as_of`` and the share redeemed before ``as_of`` (coupon sensitivity)."""
+    """Campaigns redeemed before ``as_of`` and the share of those received that were (coupon sensitivity).
+
+    The count is the frequency of the propensity task's own target event, as the visit count is
+    the churn task's (an RFM of the target: Hughes 1994); the share alone cannot tell a member who
+    redeemed 1 of 1 campaigns from one who redeemed 6 of 6.
+    """
     n = len(index)
     if campaigns is None or len(campaigns) == 0:
-        return {"campaigns_received": np.zeros(n), "coupon_redemption_rate": np.zeros(n)}
+        return {"coupons_redeemed": np.zeros(n), "coupon_redemption_rate": np.zeros(n)}
     require_columns(campaigns, ("member_id", "campaign_id", "start_date"), frame_name="campaigns")
     start = pd.to_datetime(campaigns["start_date"])
     code = index.get_indexer(campaigns["member_id"].astype(str))
@@ -304,7 +309,7 @@ def _campaign_history(
     else:
         redeemed = np.zeros(n)
     rate = np.divide(redeemed, received, out=np.zeros(n), where=received > 0)
-    return {"campaigns_received": received, "coupon_redemption_rate": rate}
+    return {"coupons_redeemed": redeemed, "coupon_redemption_rate": rate}
 
 
 def _category_shares(tx: pd.DataFrame, n_members: int, schema: FeatureSchema) -> dict[str, np.ndarray]:

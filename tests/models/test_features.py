@@ -52,7 +52,7 @@ def test_rfm_known_answers_with_required_columns_only() -> None:
     assert _raw(SCHEMA, "spend_total", m1["spend_total"]) == pytest.approx(100.0, rel=1e-4)
     assert _raw(SCHEMA, "tenure_days", m1["tenure_days"]) == pytest.approx(365.0, rel=1e-4)
     # Optional columns absent: their features are exactly 0.
-    for name in ("basket_items", "discount_share", "stores_visited", "campaigns_received"):
+    for name in ("basket_items", "discount_share", "stores_visited", "coupons_redeemed"):
         assert m1[name] == 0.0
     assert (X.filter(like="category_share_") == 0).all().all()
     # m2 never bought: recency at its bound, nothing else.
@@ -139,8 +139,9 @@ def test_optional_columns_baskets_stores_discounts_and_coupons() -> None:
     assert _raw(SCHEMA, "basket_items", m1["basket_items"]) == pytest.approx(3.0, rel=1e-4)
     assert _raw(SCHEMA, "stores_visited", m1["stores_visited"]) == pytest.approx(2.0, rel=1e-4)
     assert m1["discount_share"] == pytest.approx(10 / 50)
-    assert _raw(SCHEMA, "campaigns_received", m1["campaigns_received"]) == pytest.approx(2.0, rel=1e-4)
-    assert m1["coupon_redemption_rate"] == pytest.approx(0.5)  # c3 starts on as_of: not history
+    # c3 starts on as_of (not history): of c1 and c2, c1 was redeemed.
+    assert _raw(SCHEMA, "coupons_redeemed", m1["coupons_redeemed"]) == pytest.approx(1.0, rel=1e-4)
+    assert m1["coupon_redemption_rate"] == pytest.approx(0.5)
 
 
 def test_trend_compares_last_eight_weeks_with_history() -> None:
