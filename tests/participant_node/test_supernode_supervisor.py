@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from participant_node.prompt_supernode import CappedSleep
+from participant_node.prompt_supernode import CappedSleep, set_heartbeat_interval
 from participant_node.supernode_supervisor import SuperNodeLaunch, SuperNodeSupervisor, node_config_arg
 from pki import create_federation_ca, create_supernode_key
 
@@ -93,3 +93,19 @@ def test_the_node_runs_flowers_supernode_with_a_capped_idle_wait() -> None:
     assert slept == [1.0, 0.5] and capped.monotonic() == 7.0
     with pytest.raises(ValueError, match="> 0"):
         CappedSleep(0)
+
+
+def test_the_node_sets_flowers_heartbeat_interval_where_the_supernode_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flwr.supercore import heartbeat
+    from flwr.supernode import fleet_http_connection
+
+    for module in (heartbeat, fleet_http_connection):  # restored after the test
+        monkeypatch.setattr(module, "HEARTBEAT_DEFAULT_INTERVAL", module.HEARTBEAT_DEFAULT_INTERVAL)
+    set_heartbeat_interval(10.0)
+    # What the SuperNode announces (ActivateNode, SendNodeHeartbeat) and how long its sender waits.
+    assert fleet_http_connection.HEARTBEAT_DEFAULT_INTERVAL == heartbeat.HEARTBEAT_DEFAULT_INTERVAL == 10.0
+    with pytest.raises(ValueError, match=r"\[10, 1800\] s"):
+        set_heartbeat_interval(5.0)  # the SuperLink would refuse the node
+    assert heartbeat.HEARTBEAT_DEFAULT_INTERVAL == 10.0
