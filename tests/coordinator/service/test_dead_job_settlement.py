@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -150,9 +150,13 @@ def _charges(state: ServiceState, job_id: str) -> dict[str, tuple[float, str | N
 
 
 def _node(
-    partner: str, job_id: str, tmp_path: Path, url: str, ca: Path, token: str
+    partner: str, job_id: str, tmp_path: Path, url: str, ca: Path, token: str, clients: ExitStack
 ) -> tuple[AuditHeartbeat, float]:
-    """A node's heartbeat client and what its own accountant charged to the job (one round)."""
+    """A node's heartbeat client and what its own accountant charged to the job (one round).
+
+    Its HTTPS client is closed with ``clients``, before the service stops: the server's TLS shutdown
+    of a connection the client kept open would wait for the client's close_notify (asyncio's
+    ssl_shutdown_timeout, 30 s) and the service with it."""
     state = tmp_path / f"node-{partner}"
     accountant = NodePrivacyAccountant(state / "privacy_accountant.json")
     accountant.charge(
@@ -177,6 +181,7 @@ def _node(
         return {"job_id": job, "epsilon": figure.epsilon, "delta": figure.delta, "steps": figure.steps}
 
     client = CoordinatorClient(url, token=token, ca_file=ca)
+    clients.callback(client.close)
     audit = NodeAudit(state, partner)
     beats = AuditHeartbeat(client, audit, state=state, partner_id=partner, version="1", spent=spent)
     expected = NodePrivacyAccountant(state / "privacy_accountant.json").epsilon(
@@ -202,17 +207,17 @@ def test_restart_settles_a_dead_job_from_each_nodes_accountant_and_holds_an_abse
     federation, job_id = _running_job_left_by_a_killed_service(settings)
     tls = _tls(tmp_path / "tls")
     north, south = PARTNERS
-    with _restarted(settings, tls) as (url, state):
+    with _restarted(settings, tls) as (url, state), ExitStack() as clients:
         job = _wait_failed(state, job_id)
         assert job.state == "failed" and "died with the coordinator" in (job.reason or "")
         # Start-up recovery guessed nothing: both reservations count in full, held for the nodes.
         assert _charges(state, job_id) == {north: (RESERVED, "held"), south: (RESERVED, "held")}
 
         north_beats, north_spent = _node(
-            north, job_id, tmp_path, url, tls[0], federation.tokens[f"node-{north}"]
+            north, job_id, tmp_path, url, tls[0], federation.tokens[f"node-{north}"], clients
         )
         south_beats, south_spent = _node(
-            south, job_id, tmp_path, url, tls[0], federation.tokens[f"node-{south}"]
+            south, job_id, tmp_path, url, tls[0], federation.tokens[f"node-{south}"], clients
         )
         assert 0 < south_spent < north_spent < RESERVED  # one round of two: less than reserved
         north_beats.beat()
