@@ -4,7 +4,7 @@ Each tick (a background thread, every second): submitted and awaiting jobs are r
 the verified signed decisions and budgets; a queued job starts once every involved partner's node
 is online (a run token is minted, the Flower run submitted with the run configuration); running
 jobs whose stop was requested are stopped; a run that Flower reports ended (its status is read
-every 30 s) without the ServerApp reporting an outcome (the coordinator or its SuperLink crashed
+every 10 s) without the ServerApp reporting an outcome (the coordinator or its SuperLink crashed
 under it) resumes as a new Flower run from the job's last round checkpoint, at most
 ``max_resumes`` times, and is failed when it has no checkpoint or no resume left. Progress itself
 arrives from the ServerApp over the API. At start-up, a job left running whose Flower run no longer
@@ -60,7 +60,7 @@ class JobRunner:
         runs_dir: Path | None = None,
         max_resumes: int = 3,
         interval_s: float = 1.0,
-        status_every_s: float = 30.0,
+        status_every_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
@@ -70,7 +70,10 @@ class JobRunner:
         self._ca = coordinator_ca
         self._interval_s = interval_s
         # Flower's run status (a Control API call) is only the fallback for a run that ended without
-        # reporting, so it is read every ``status_every_s``, not on every tick.
+        # reporting, so it is read every ``status_every_s``, not on every tick. Such a run is a
+        # crashed coordinator's: its SuperLink reports it ended once its ServerApp missed two 30 s
+        # heartbeats (Flower 1.41's task heartbeat), and the job resumes at the next read; every
+        # 10 s (one small call per running job) resumes it up to 20 s sooner than every 30 s did.
         self._status_every_s, self._clock = status_every_s, clock
         self._status_read: dict[str, float] = {}
         self._stopping = threading.Event()
