@@ -26,7 +26,7 @@ from coordinator.flower_runs import control_client, run_status
 from coordinator.superlink_supervisor import reply_json
 from loyalfed.flower_app import flower_app_dir
 
-pytestmark = pytest.mark.slow(seconds=270)
+pytestmark = [pytest.mark.slow(seconds=270), pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -157,7 +157,9 @@ def test_a_job_runs_through_superlink_and_three_tls_supernodes(
         check=False,
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    deadline = time.monotonic() + 420
+    # A bound on a hang, not on speed: the job took 7.5 min at load 27 (a shared machine, three
+    # pytest workers) against ~2 min in a quiet CI run, and missed a 420 s bound by 29 s.
+    deadline = time.monotonic() + 900
     while not (model / "model_card.json").exists() and time.monotonic() < deadline:
         time.sleep(2)
     logs = {p.name: p.read_text(errors="replace")[-3000:] for p in workdir.glob("*.log")}
