@@ -99,12 +99,25 @@ class Transfer:
     def fields_hash(self) -> str:
         """sha256 over every field: what "the same fields" means for idempotency."""
         limits = ";".join(f"{u.key},{u.cap},{u.amount}" for u in self.limits)
-        body = (
-            f"{self.id}\x1f{self.debit_account}\x1f{self.credit_account}\x1f{self.amount}\x1f{self.kind}\x1f"
-            f"{self.pending_id}\x1f{self.timeout_us}\x1f{self.code}\x1f{self.agreement_id}\x1f{self.link_hash}"
-            f"\x1f{limits}\x1f{self.linked}"
-        )  # unit separators: no field of an id, account or key contains U+001F
-        return hashlib.sha256(body.encode()).hexdigest()
+        return _fields_digest(
+            self.id,
+            self.debit_account,
+            self.credit_account,
+            self.amount,
+            self.kind,
+            self.pending_id,
+            self.timeout_us,
+            self.code,
+            self.agreement_id,
+            self.link_hash,
+            limits,
+            self.linked,
+        )
+
+
+def _fields_digest(*fields: object) -> str:
+    # Unit separators: no field of an id, account or key contains U+001F.
+    return hashlib.sha256("\x1f".join(f"{f}" for f in fields).encode()).hexdigest()
 
 
 @dataclass
@@ -333,18 +346,40 @@ def _finish(
         for limit in pending.limits:
             state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
     state._set(state.pendings, pending_id, replace(pending, resolved=kind))
-    resolution = Transfer(
-        id=id_,
-        debit_account=pending.debit_account,
-        credit_account=pending.credit_account,
-        amount=pending.amount,
-        kind=kind,
-        pending_id=pending_id,
-        code=pending.code,
-        agreement_id=pending.agreement_id,
-        link_hash=pending.link_hash,
+    # The resolution's row, as ``_row`` writes a Transfer with these fields (no timeout, limits
+    # or link), without building one per leg.
+    debit, credit, amount, code = pending.debit_account, pending.credit_account, pending.amount, pending.code
+    digest = _fields_digest(
+        id_,
+        debit,
+        credit,
+        amount,
+        kind,
+        pending_id,
+        None,
+        code,
+        pending.agreement_id,
+        pending.link_hash,
+        "",
+        False,
     )
-    state.rows.append(_row(resolution, kind, None, state.now_us))
+    state.rows.append(
+        {
+            "id": id_,
+            "kind": str(kind),
+            "debit_account": debit,
+            "credit_account": credit,
+            "amount": amount,
+            "pending_id": pending_id,
+            "expires_at_us": None,
+            "at_us": state.now_us,
+            "code": code,
+            "agreement_id": pending.agreement_id,
+            "link_hash": pending.link_hash,
+            "limits": None,
+            "fields_hash": digest,
+        }
+    )
 
 
 def _move(state: LedgerState, debit_id: str, credit_id: str, amount: int, kind: TransferKind) -> None:
