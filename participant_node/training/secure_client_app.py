@@ -36,6 +36,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
 from models.networks import make_model
 from participant_node.training.client_app import make_client_app
@@ -56,11 +57,21 @@ _FITINS, _FITRES = "fitins", "fitres"
 
 
 def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Flower mod: run the Message-API train handler on a legacy FitIns and reply with a FitRes update."""
+    """Flower mod: run the Message-API train handler on a legacy FitIns and reply with a FitRes update.
+
+    A secure sum (``ConfigKey.SECURE_SUM``) releases the node's exact held-out histograms, which is
+    safe only because SecAgg+ masks them: it is answered only in the masked-vector stage of a SecAgg+
+    round (the request still carries the round's ``secaggplus`` record, so ``secaggplus_mod``
+    checked the stage order and masks the reply) and refused in any other message.
+    """
     if msg.metadata.message_type != MessageType.TRAIN or f"{_FITINS}.parameters" not in msg.content:
+        if msg.metadata.message_type == MessageType.TRAIN:
+            _refuse_secure_sum_in_clear(msg.content.config_records.get(RecordKey.CONFIG, ConfigRecord()))
         return call_next(msg, context)
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     config = ConfigRecord(dict(fitins.config))
+    if RECORD_KEY_CONFIGS not in msg.content.config_records:
+        _refuse_secure_sum_in_clear(config)
     global_weights = parameters_to_ndarrays(fitins.parameters)
     legacy_content = msg.content
     # The handler reads the Message-API layout; restore the request for the mods outside this one.
@@ -93,6 +104,14 @@ def legacy_fit_mod(msg: Message, context: Context, call_next: ClientAppCallable)
         },
     )
     return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
+
+
+def _refuse_secure_sum_in_clear(config: ConfigRecord) -> None:
+    if config.get(ConfigKey.SECURE_SUM):
+        raise TrainingError(
+            "refused: a secure sum asked outside a SecAgg+ round would send this node's exact "
+            "held-out histograms unmasked"
+        )
 
 
 def _evaluation_fitres(reply: Message, msg: Message) -> Message:
