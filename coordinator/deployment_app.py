@@ -27,7 +27,7 @@ from coordinator.job_lifecycle import plain_round, run_job
 from coordinator.job_outcome import JobOutcome
 from coordinator.model_card import build_model_card, write_model
 from coordinator.prompt_grid import PromptGrid
-from coordinator.secure_server_app import SecureJobOutcome, SecureRound
+from coordinator.secure_server_app import SecureEvaluation, SecureJobOutcome, SecureRound
 from protocol import JobSpec, ProtocolError, RunConfigKey, read_model_card
 from protocol.model_card import WEIGHTS_FILE
 
@@ -84,6 +84,8 @@ def _run(
             # secaggplus_mod, so the same app serves plain and secure jobs.
             train_round=SecureRound(context) if job.secure_agg else plain_round,
             outcome=SecureJobOutcome(job=job) if job.secure_agg else None,
+            # Held-out histograms summed under SecAgg+: the card's figures are the exact totals.
+            evaluate_round=SecureEvaluation(context) if job.secure_agg or job.secure_evaluation else None,
         )
     finally:
         if ledger is not None:

@@ -8,6 +8,7 @@ package ships (``loyalfed/flower_app``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from coordinator.budget_ledger import BudgetLedger, NodeSpent
 from coordinator.job_errors import JobFailedError
 from coordinator.job_outcome import JobOutcome
 from coordinator.job_progress import JobProgress, RoundCallback, on_rounds
-from coordinator.secure_server_app import make_secure_server_app
+from coordinator.secure_server_app import SecureEvaluation, make_secure_server_app
 from coordinator.server_app import make_server_app
 from loyalfed.job_approvals import JobPolicies, approved_experiment_policies, require_job_policies
 from loyalfed.simulation_dispatch import dispatching_by_destination
@@ -198,15 +199,7 @@ def run_federated_jobs(
     # Each member homes at one store group; a brand partner can hold the same member again.
     overlap = bool(partner_ids) and len({p[2] for p in partners} | {PartnerKind.STORE_GROUP}) > 1
     outcomes: list[JobOutcome] = []
-    secure = {j.secure_agg for j in jobs}
-    if len(secure) > 1:
-        raise ValueError("jobs of one run must all use secure aggregation or all not use it")
-    # SecAgg+ is composed around the same node and job life cycle (coordinator.secure_server_app).
-    make_server, make_client = (
-        (make_secure_server_app, make_secure_client_app)
-        if True in secure
-        else (make_server_app, make_client_app)
-    )
+    make_server, make_client = _apps_for(jobs)
     server_app = make_server(
         jobs,
         outcome_sink=outcomes.append,
@@ -221,6 +214,22 @@ def run_federated_jobs(
     if len(outcomes) < len(jobs):
         raise JobFailedError("the federated run ended before every job finished (see the log above)")
     return [FederatedRun(outcome, ids, overlap, approved[outcome.job.job_id]) for outcome in outcomes]
+
+
+def _apps_for(jobs: Sequence[JobSpec]) -> tuple[Callable[..., object], Callable[..., object]]:
+    """The server and client app makers for a run's jobs: plain, SecAgg+ rounds, or plain rounds
+    with the held-out histograms summed under SecAgg+ (``coordinator.secure_server_app``)."""
+    secure = {j.secure_agg for j in jobs}
+    secure_sum = {j.secure_agg or j.secure_evaluation for j in jobs}
+    if len(secure) > 1 or len(secure_sum) > 1:
+        raise ValueError(
+            "jobs of one run must all use secure aggregation (or secure evaluation) or all not use it"
+        )
+    if True in secure:
+        return make_secure_server_app, make_secure_client_app
+    if True in secure_sum:
+        return functools.partial(make_server_app, evaluate_round=SecureEvaluation), make_secure_client_app
+    return make_server_app, make_client_app
 
 
 def _under_policy(job: JobSpec, policy: ApprovedPolicy) -> JobSpec:

@@ -92,6 +92,10 @@ class JobSpec(BaseModel):
     feature_mean: tuple[float, ...] | None = None
     feature_scale: tuple[float, ...] | None = None
     secure_agg: bool = False
+    # Sum the held-out score histograms under SecAgg+ even when training rounds are plain: the
+    # coordinator learns only the federation's exact total, thresholded at k members, so the card's
+    # AUC, ROC and calibration are the exact figures (with secure_agg this is always so).
+    secure_evaluation: bool = False
     # ε of the held-out score histograms (protocol.evaluation_sum.release_epsilon); 0: the job's ε
     # when a node's histograms are seen alone, none (an exact total) under secure aggregation.
     # Held-out members never train, so it composes in parallel with the training ε.
@@ -140,7 +144,7 @@ class JobSpec(BaseModel):
         if self.patience and not self.eval_every:
             raise ValueError("early stopping (patience > 0) needs eval_every > 0")
         _ = self.standardisation  # optional_standardisation refuses a half, mis-sized or invalid one
-        if self.secure_agg and self.min_nodes < 2:
+        if (self.secure_agg or self.secure_evaluation) and self.min_nodes < 2:
             # SecAgg+ needs at least two nodes to mask against each other (coordinator.secure_server_app).
             raise ValueError("secure aggregation needs min_nodes >= 2")
         if self.signed_decisions and self.policy_hash is None:

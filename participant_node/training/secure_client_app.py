@@ -3,7 +3,7 @@
 Secure aggregation is composed around the unchanged training handler of ``client_app`` (same
 consent gate, local task data, DP-SGD noise calibration and accountant charging):
 
-``redact_errors`` → Flower's ``secaggplus_mod`` → ``legacy_fit_mod`` → the node's ``train``.
+``redact_errors`` → Flower's ``secaggplus_mod`` (SecAgg+ stages) → ``legacy_fit_mod`` → the node's ``train``.
 
 Flower 1.41's ``secaggplus_mod`` speaks the legacy FitIns/FitRes record layout: it hands the wrapped
 handler ``fitins.parameters``/``fitins.config`` and reads ``fitres.parameters``/``fitres.num_examples``
@@ -32,13 +32,13 @@ import flwr.compat.common.recorddict_compat as compat
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.app.message_type import MessageType
-from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
 from models.networks import make_model
+from participant_node.secure_aggregation_mod import secure_aggregation_mod
 from participant_node.training.client_app import make_client_app
 from participant_node.training.errors import TrainingError
 from participant_node.training.job_handler import Clock
@@ -163,7 +163,11 @@ def make_secure_client_app(
 ) -> ClientApp:
     """The node's ClientApp with SecAgg+ around training; describe and evaluate are unchanged.
 
-    ``mods`` run between ``secaggplus_mod`` and ``legacy_fit_mod``: they see the plain, unmasked
-    legacy reply (tests use this to record each node's update at the node).
+    SecAgg+ stages go through ``secaggplus_mod`` and every other message straight to the node
+    (``secure_aggregation_mod``), so the same app serves plain training rounds whose held-out
+    histograms alone are summed under SecAgg+ (``JobSpec.secure_evaluation``). ``mods`` run between
+    ``secaggplus_mod`` and ``legacy_fit_mod``: they see the plain, unmasked legacy reply (tests use
+    this to record each node's update at the node).
     """
-    return make_client_app(partner_dirs, clock=clock, mods=[secaggplus_mod, *mods, legacy_fit_mod])
+    mods = [secure_aggregation_mod, *mods, legacy_fit_mod]
+    return make_client_app(partner_dirs, clock=clock, mods=mods)

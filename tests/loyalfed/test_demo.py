@@ -41,6 +41,10 @@ def test_demo_runs_every_stage_and_leaves_a_verifiable_lineage(tmp_path: Path) -
     assert list(summary["stage_cpu_seconds"]) == stages and summary["wall_seconds"] > 0
     jobs = {job["task"]: job for job in summary["jobs"]}
     assert sorted(jobs) == ["churn", "propensity"] and all(j["state"] == "finished" for j in jobs.values())
+    # The card tells the truth: its AUC (held-out histograms summed under SecAgg+) is within 0.01 of
+    # the exact AUC on the same held-out members, which only the demo, holding every file, computes.
+    for job in jobs.values():
+        assert abs(job["card_auc"] - job["exact_heldout_auc"]) <= 0.01, job
     # Every process the demo started (coordinator, SuperLink, nodes, SuperNodes) is gone.
     assert not _processes_mentioning(out)
 
