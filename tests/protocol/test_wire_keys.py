@@ -88,13 +88,15 @@ PINNED = {
     },
 }
 
-# The job spec's JSON fields (version 2), in order.
+# The job spec's JSON fields (version 2), in order. secure_evaluation was added to version 2 with a
+# default (False): every stored or sent version-2 spec without it still parses the same.
 SPEC_FIELDS = [
     "spec_version", "job_id", "task", "model", "epsilon", "delta", "rounds", "local_steps", "batch_size",
     "learning_rate", "max_grad_norm", "schedule_by_rule", "strategy", "proximal_mu", "server_momentum",
     "average_last", "min_nodes", "round_timeout_s", "eval_every", "patience", "as_of", "horizon_days",
     "k_min",
-    "category_mix", "standardise", "feature_mean", "feature_scale", "secure_agg", "evaluation_epsilon",
+    "category_mix", "standardise", "feature_mean", "feature_scale", "secure_agg", "secure_evaluation",
+    "evaluation_epsilon",
     "seed", "policy_id", "policy_version", "policy_hash", "signed_decisions",
 ]  # fmt: skip
 
