@@ -95,6 +95,12 @@ def train(
     secure_agg: bool = typer.Option(
         False, "--secure-agg", help="SecAgg+: the coordinator sees only the sum of masked updates."
     ),
+    secure_evaluation: bool = typer.Option(
+        False,
+        "--secure-evaluation",
+        help="Sum the held-out score histograms under SecAgg+ (plain training rounds): the card's AUC "
+        "and ROC are the exact figures instead of figures from per-node DP-noised counts.",
+    ),
     ledger: Path | None = typer.Option(
         None, "--ledger", help="Budget ledger SQLite file (default: FED/.coordinator)."
     ),
@@ -127,6 +133,7 @@ def train(
         "eval_every": eval_every,
         "patience": patience,
         "secure_agg": secure_agg,
+        "secure_evaluation": secure_evaluation,
         "category_mix": category_mix,
         "standardise": standardise,
         "proximal_mu": proximal_mu if strategy is StrategyName.FEDPROX else 0.0,

@@ -110,6 +110,7 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
         "2",
         "--local-steps",
         "5",
+        "--secure-evaluation",
         "--out",
         str(model),
         "--json",
@@ -143,6 +144,9 @@ def test_train_prints_the_model_card_and_score_writes_member_scores(federation: 
         "brier",
         "node_auc",
     }
+    # --secure-evaluation: plain training rounds, the held-out histograms summed under SecAgg+ (exact).
+    assert not card["secure_aggregation"] and "summed under SecAgg+" in card["metrics"]["evaluation"]
+    assert card["metrics"]["heldout_noise_sigma"] == 0.0
 
     scores_dir = tmp_path / "scores"
     scored = _run(
