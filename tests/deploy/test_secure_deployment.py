@@ -130,8 +130,12 @@ def test_a_secure_job_completes_on_the_deployment_engine_when_a_node_drops_after
     assert card["secure_aggregation"] is True
     assert card["secure_aggregation_protocol"]["nodes"] == 3
     assert card["secure_aggregation_protocol"]["reconstruction_threshold"] == 2
-    # Every node reached the training stage (so it had shared its keys); one crashed there.
-    assert all(node.train_steps == ["train"] for node in nodes.values())
+    # Every node reached the training stage (so it had shared its keys); one crashed there. The
+    # held-out evaluation is a second SecAgg+ sum, riding on train messages too: the card's figures
+    # are the exact totals of the two surviving nodes' histograms.
+    assert all(node.train_steps == ["train", "train"] for node in nodes.values())
+    assert "summed under SecAgg+" in card["metrics"]["evaluation"]
+    assert card["metrics"]["heldout_noise_sigma"] == 0.0
     trained = {n["partner_id"]: n["steps"] for n in card["nodes"]}
     assert all(trained.get(p) == 5 for p in NODES if p != DROPS)
     assert trained.get(DROPS, 0) == 0
