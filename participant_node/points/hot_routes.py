@@ -101,22 +101,22 @@ class HotRoutes:
         return await _in_thread(self.service.status)
 
     async def _reserve(self, scope: Scope, body: bytes) -> _Answer:
-        peer = api.peer_of(scope, self.service)
-        if peer is None:
-            return 403, _dumps({"detail": api.PEER_ONLY})
-        parsed = _parse(ReserveRequest, body)
-        if not isinstance(parsed, ReserveRequest):
-            return parsed
-        return await _in_thread(lambda: self.service.destination.reserve(peer[0], parsed))
+        return await self._peer_call(scope, body, ReserveRequest, self.service.destination.reserve)
 
     async def _resolve(self, scope: Scope, body: bytes) -> _Answer:
+        return await self._peer_call(scope, body, ResolveRequest, self.service.destination.resolve)
+
+    async def _peer_call(
+        self, scope: Scope, body: bytes, model: type[BaseModel], handle: Callable[[str, Any], Any]
+    ) -> _Answer:
+        """A peer-only endpoint: the caller's certificate names a peer, the body parses as ``model``."""
         peer = api.peer_of(scope, self.service)
         if peer is None:
             return 403, _dumps({"detail": api.PEER_ONLY})
-        parsed = _parse(ResolveRequest, body)
-        if not isinstance(parsed, ResolveRequest):
+        parsed = _parse(model, body)
+        if not isinstance(parsed, model):
             return parsed
-        return await _in_thread(lambda: self.service.destination.resolve(peer[0], parsed))
+        return await _in_thread(lambda: handle(peer[0], parsed))
 
 
 async def _body(receive: Receive) -> bytes:
