@@ -85,7 +85,7 @@ def _run(
             train_round=SecureRound(context) if job.secure_agg else plain_round,
             outcome=SecureJobOutcome(job=job) if job.secure_agg else None,
             # Held-out histograms summed under SecAgg+: the card's figures are the exact totals.
-            evaluate_round=SecureEvaluation(context) if job.secure_agg or job.secure_evaluation else None,
+            evaluate_round=SecureEvaluation(context) if job.secure_heldout_sum else None,
         )
     finally:
         if ledger is not None:

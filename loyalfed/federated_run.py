@@ -220,7 +220,7 @@ def _apps_for(jobs: Sequence[JobSpec]) -> tuple[Callable[..., object], Callable[
     """The server and client app makers for a run's jobs: plain, SecAgg+ rounds, or plain rounds
     with the held-out histograms summed under SecAgg+ (``coordinator.secure_server_app``)."""
     secure = {j.secure_agg for j in jobs}
-    secure_sum = {j.secure_agg or j.secure_evaluation for j in jobs}
+    secure_sum = {j.secure_heldout_sum for j in jobs}
     if len(secure) > 1 or len(secure_sum) > 1:
         raise ValueError(
             "jobs of one run must all use secure aggregation (or secure evaluation) or all not use it"

@@ -144,7 +144,7 @@ class JobSpec(BaseModel):
         if self.patience and not self.eval_every:
             raise ValueError("early stopping (patience > 0) needs eval_every > 0")
         _ = self.standardisation  # optional_standardisation refuses a half, mis-sized or invalid one
-        if (self.secure_agg or self.secure_evaluation) and self.min_nodes < 2:
+        if self.secure_heldout_sum and self.min_nodes < 2:
             # SecAgg+ needs at least two nodes to mask against each other (coordinator.secure_server_app).
             raise ValueError("secure aggregation needs min_nodes >= 2")
         if self.signed_decisions and self.policy_hash is None:
@@ -167,6 +167,11 @@ class JobSpec(BaseModel):
         return optional_standardisation(
             self.feature_mean, self.feature_scale, n_features=self.schema.n_features
         )
+
+    @property
+    def secure_heldout_sum(self) -> bool:
+        """Whether the held-out histograms are summed under SecAgg+ (always with secure aggregation)."""
+        return self.secure_agg or self.secure_evaluation
 
     @property
     def total_steps(self) -> int:
