@@ -66,7 +66,19 @@ function renderNav() {
   document.getElementById("signout").hidden = false;
 }
 
-async function route() {
+// Routes draw one at a time, and a route asked for while another was drawing is the only one drawn
+// next: a slow screen (its data still loading) must never draw over the screen opened after it, nor
+// mark the page ready under the wrong name. Each draw returns only once its screen is drawn.
+let drawing = Promise.resolve();
+let routesAsked = 0;
+function route() {
+  const asked = ++routesAsked;
+  const drawn = drawing.then(() => (asked === routesAsked ? drawRoute() : undefined));
+  drawing = drawn.catch(() => undefined);  // one failed draw must not stop every later one
+  return drawn;
+}
+
+async function drawRoute() {
   for (const id of timers) clearInterval(id);
   timers.clear();
   if (!me) return;
