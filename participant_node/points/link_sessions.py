@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from audit.lineage_event import EventType
 from participant_node.points import link_store
@@ -35,6 +36,8 @@ from psi.ristretto255 import ELEMENT_BYTES
 __all__ = ["LinkReport", "LinkSessions"]
 
 _SESSION_TIMEOUT_S = 300.0
+
+_Reply = TypeVar("_Reply", LinkAnswer, LinkRevealReply)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class _Open:
     agreement_hash: str  # the interchange agreement the link runs under (its lineage event's policy hash)
 
 
-def _retrying(call: Callable[[], LinkRevealReply], attempts: int) -> LinkRevealReply:
+def _retrying(call: Callable[[], _Reply], attempts: int) -> _Reply:
     for attempt in range(1, attempts + 1):
         try:
             return call()
@@ -114,8 +117,9 @@ class LinkSessions:
     def link(self, peer: str, client: PeerClient, *, attempts: int = 5) -> LinkReport:
         """Initiate a session with ``peer`` and store the links both sides derived.
 
-        A lost message is retried: a new session when the opening failed, the same reveal otherwise
-        (the responder answers a repeated reveal with its first answer).
+        A lost message is sent again: the same opening (an answer to another opening is discarded),
+        the same reveal (the responder answers a repeated reveal with its first answer); a session
+        that still fails is begun anew.
         """
         for attempt in range(1, attempts + 1):
             try:
@@ -131,14 +135,15 @@ class LinkSessions:
         matching = self._directory().matching_set(peer)
         self._check_size(len(matching.items), "this node's")
         initiator = LinkInitiator(matching.items, context, engine=self.engine)
-        answer = client.link_open(
-            LinkOpening(
-                agreement_id=context.agreement_id,
-                agreement_hash=digest,
-                epoch=context.epoch,
-                elements=_b64(initiator.blinded()),
-            )
+        opening = LinkOpening(
+            agreement_id=context.agreement_id,
+            agreement_hash=digest,
+            epoch=context.epoch,
+            elements=_b64(initiator.blinded()),
         )
+        # A lost opening or answer: the same opening again (the responder opens a session per
+        # opening it receives; the client keeps only an answer naming this opening).
+        answer = _retrying(lambda: client.link_open(opening), attempts)
         peer_blob = _unb64(answer.elements)
         tokens, reveal = initiator.finish(_unb64(answer.double), peer_blob)
         message = LinkReveal(

@@ -39,6 +39,8 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 # Link sessions blind every consented member and settlement scans a period: allow them longer.
 _SLOW_S = 300.0
+# How many times a link opening is sent while only other openings' answers come back.
+_LINK_ASKS = 5
 
 PEER_PATHS = {
     "reserve": "/points/v1/peer/reserve",
@@ -103,11 +105,16 @@ class PeerClient:
         if any(r.transfer_id not in asked for r in results):
             raise PeerError(f"{self.peer} answered another message (transfer ids not asked)")
 
-    def link_open(self, opening: LinkOpening) -> LinkAnswer:
-        answer = self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
-        if answer.opening_digest != opening_digest(opening.elements):
-            raise PeerError(f"{self.peer} answered another message (another link opening)")
-        return answer
+    def link_open(self, opening: LinkOpening, *, asks: int = _LINK_ASKS) -> LinkAnswer:
+        """The peer's answer to this opening. An answer to another opening (an old one arriving late
+        in place of this one's) is discarded and the same opening sent again: the responder opens a
+        session per opening it receives, and any answer naming this opening is good to finish with."""
+        expected = opening_digest(opening.elements)
+        for _ in range(asks):
+            answer = self._post(PEER_PATHS["link_open"], opening, LinkAnswer, timeout=_SLOW_S)
+            if answer.opening_digest == expected:
+                return answer
+        raise PeerError(f"{self.peer} answered another message (another link opening), {asks} times")
 
     def link_reveal(self, session_id: str, reveal: LinkReveal) -> LinkRevealReply:
         return self._post(

@@ -4,7 +4,9 @@ did not ask about (the two-node fault-injection test runs the plan for real)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 
 import httpx
 import pytest
@@ -12,7 +14,14 @@ import pytest
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import Fault, FaultPlan, FaultyTransport
 from participant_node.points.peer_client import PeerClient
-from participant_node.points.wire import POINTS_WIRE_VERSION, DecisionRequest, ReserveItem, ReserveRequest
+from participant_node.points.wire import (
+    POINTS_WIRE_VERSION,
+    DecisionRequest,
+    LinkOpening,
+    ReserveItem,
+    ReserveRequest,
+    opening_digest,
+)
 
 TOKEN = "ab" * 32
 
@@ -88,6 +97,33 @@ def test_an_old_answer_to_a_recovery_query_is_refused_for_a_newer_query() -> Non
     with pytest.raises(PeerError, match="answered another message"):
         client.decisions(DecisionRequest(transfer_ids=("t-0005aa",)))  # the first answer's copy
     assert transport.injected["decisions:duplicate_reply"] == 2
+
+
+def _responder(request: httpx.Request) -> httpx.Response:
+    """A responder that opens a session per link opening it receives, naming the opening it answers."""
+    elements = json.loads(request.content)["elements"]
+    answer = {"session_id": secrets.token_hex(16), "double": elements, "elements": elements}
+    return httpx.Response(
+        200, json={"version": POINTS_WIRE_VERSION, "opening_digest": opening_digest(elements)} | answer
+    )
+
+
+def _opening(elements: bytes) -> LinkOpening:
+    text = base64.b64encode(elements).decode("ascii")
+    return LinkOpening(agreement_id="fm-cp", agreement_hash="cd" * 32, epoch=1, elements=text)
+
+
+def test_an_old_link_answer_is_discarded_and_the_opening_asked_again() -> None:
+    plan = FaultPlan(1, 0, 0, 0, 0, duplicate_reply=0.99, delay_reply=0)
+    transport = FaultyTransport(httpx.MockTransport(_responder), plan)
+    client = PeerClient(httpx.Client(base_url="https://careplus.test", transport=transport), peer="careplus")
+    first, second = _opening(b"first opening"), _opening(b"second opening")
+    assert client.link_open(first).opening_digest == opening_digest(first.elements)
+    # The copy of the first answer arrives in place of the second opening's own: it is set aside
+    # and the same opening sent again, whose answer (its own, held by the plan) then arrives.
+    answer = client.link_open(second)
+    assert answer.opening_digest == opening_digest(second.elements)
+    assert transport.injected["link:duplicate_reply"] == 3
 
 
 def test_an_answer_in_another_wire_version_is_refused_naming_both_versions() -> None:
