@@ -243,9 +243,13 @@ def _complete_journey_targets(result: dict[str, Any], task: TaskName) -> dict[st
         return {}
     if task is TaskName.PROPENSITY:
         return {"propensity_at_least_0.80_at_eps3": eps3["auc"] >= 0.80}
-    # A gap is reported when two groups are measured: in predicted-positive rate at least (a group's
-    # AUC needs models.group_fairness.MIN_CLASS_MEMBERS of each class).
-    reported = [a for a, gaps in result["fairness_eps3"].items() if len(gaps["positive_rate_by_group"]) >= 2]
+    # A gap is reported when the card measured one (None, with the reason, when it could not: fewer
+    # than two groups with an AUC, or nobody predicted positive at the cut).
+    reported = [
+        a
+        for a, gaps in result["fairness_eps3"].items()
+        if gaps["auc_gap"] is not None or gaps["positive_rate_gap"] is not None
+    ]
     return {
         "churn_card_auc_at_least_0.76_at_eps3": eps3["card_auc"] >= 0.76,
         "fairness_gaps_reported_for_an_attribute": bool(reported),

@@ -18,7 +18,10 @@ release carries any.
 A group under k members is named as too small and nothing else is published about it; a group's
 AUC needs at least `MIN_CLASS_MEMBERS` members of each class (else it is named in
 ``too_small_for_auc``); a gap above 15 points that is within noise is reported as such and does
-not raise the alarm.
+not raise the alarm. A gap that cannot be measured is None, never 0, with the reason in plain words
+(``not_computable``): an AUC gap needs two groups with an AUC, and a positive-rate gap needs someone
+predicted positive (a model whose scores all sit below the cut predicts no group positive, which
+is no evidence that the groups are treated alike).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ class GroupFairness:
     members_by_group: dict[str, int]
     too_small: tuple[str, ...]
     too_small_for_auc: tuple[str, ...]
-    auc_gap: float
-    positive_rate_gap: float
+    auc_gap: float | None  # None: fewer than two groups with an AUC
+    positive_rate_gap: float | None  # None: fewer than two groups, or nobody predicted positive
     auc_gap_standard_error: float
     positive_rate_gap_standard_error: float
     threshold: float
@@ -61,24 +64,44 @@ class GroupFairness:
 
     @property
     def auc_gap_clear_of_noise(self) -> bool:
-        return self.auc_gap > self.z * self.auc_gap_standard_error
+        return self.auc_gap is not None and self.auc_gap > self.z * self.auc_gap_standard_error
 
     @property
     def positive_rate_gap_clear_of_noise(self) -> bool:
-        return self.positive_rate_gap > self.z * self.positive_rate_gap_standard_error
+        gap = self.positive_rate_gap
+        return gap is not None and gap > self.z * self.positive_rate_gap_standard_error
 
     @property
     def alarm(self) -> bool:
         """A gap above 15 points that is not explained by the groups' sampling (and DP) noise."""
-        auc = self.auc_gap > FAIRNESS_GAP_WARNING and self.auc_gap_clear_of_noise
-        rate = self.positive_rate_gap > FAIRNESS_GAP_WARNING and self.positive_rate_gap_clear_of_noise
+        auc = _above_warning(self.auc_gap) and self.auc_gap_clear_of_noise
+        rate = _above_warning(self.positive_rate_gap) and self.positive_rate_gap_clear_of_noise
         return auc or rate
 
     @property
     def within_noise(self) -> bool:
         """A gap above 15 points that the groups' sizes cannot tell from chance (no alarm)."""
-        above = self.auc_gap > FAIRNESS_GAP_WARNING or self.positive_rate_gap > FAIRNESS_GAP_WARNING
+        above = _above_warning(self.auc_gap) or _above_warning(self.positive_rate_gap)
         return above and not self.alarm
+
+    @property
+    def not_computable(self) -> tuple[str, ...]:
+        """Why a gap is None, in plain words for the card and the report (empty when both are measured)."""
+        reasons = []
+        if len(self.positive_rate_by_group) < 2:
+            reasons.append(f"no gap: fewer than two groups of at least k held-out members ({self.attribute})")
+        elif self.positive_rate_gap is None:
+            reasons.append(
+                f"no member of any group predicted positive at the cut (score >= {self.threshold:.3f}): "
+                "positive-rate gap not computable"
+            )
+        if len(self.positive_rate_by_group) >= 2 and self.auc_gap is None:
+            reasons.append(
+                f"AUC gap not computable: fewer than two groups with at least {MIN_CLASS_MEMBERS} "
+                f"held-out members of each class (positives and negatives; too few in: "
+                f"{', '.join(self.too_small_for_auc) or 'none'})"
+            )
+        return tuple(reasons)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -89,12 +112,13 @@ class GroupFairness:
             "members_by_group": dict(sorted(self.members_by_group.items())),
             "too_small_to_report": list(self.too_small),
             "too_small_for_auc": list(self.too_small_for_auc),
-            "auc_gap": round(self.auc_gap, 4),
-            "positive_rate_gap": round(self.positive_rate_gap, 4),
+            "auc_gap": None if self.auc_gap is None else round(self.auc_gap, 4),
+            "positive_rate_gap": None if self.positive_rate_gap is None else round(self.positive_rate_gap, 4),
             "auc_gap_standard_error": round(self.auc_gap_standard_error, 4),
             "positive_rate_gap_standard_error": round(self.positive_rate_gap_standard_error, 4),
             "warning": self.alarm,
             "gap_within_noise": self.within_noise,
+            "not_computable": list(self.not_computable),
         }
 
 
@@ -168,7 +192,8 @@ def group_fairness(
         too_small=tuple(small),
         too_small_for_auc=tuple(g for g, m in measured.items() if m.auc is None),
         auc_gap=_spread(auc),
-        positive_rate_gap=_spread(rate),
+        # Every rate 0: nobody is predicted positive, so the rates say nothing about the groups.
+        positive_rate_gap=_spread(rate) if any(v > 0 for v in rate.values()) else None,
         auc_gap_standard_error=_gap_error(auc, {g: m.auc_variance for g, m in measured.items()}),
         positive_rate_gap_standard_error=_rate_gap_error(measured),
         threshold=cut / overall.n_bins,
@@ -176,8 +201,12 @@ def group_fairness(
     )
 
 
-def _spread(values: dict[str, float]) -> float:
-    return float(max(values.values()) - min(values.values())) if len(values) >= 2 else 0.0
+def _spread(values: dict[str, float]) -> float | None:
+    return float(max(values.values()) - min(values.values())) if len(values) >= 2 else None
+
+
+def _above_warning(gap: float | None) -> bool:
+    return gap is not None and gap > FAIRNESS_GAP_WARNING
 
 
 def _rate_gap_error(groups: dict[str, _Group]) -> float:

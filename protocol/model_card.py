@@ -80,8 +80,8 @@ class CardNode(_Frozen):
 class CardFairnessGap(_Frozen):
     auc_by_group: dict[str, float]
     positive_rate_by_group: dict[str, float]
-    auc_gap: float
-    positive_rate_gap: float
+    auc_gap: float | None  # None: not computable, with the reason in not_computable (never a 0 gap)
+    positive_rate_gap: float | None
     warning: bool  # the 15-point alarm: a gap above 15 points, clear of the groups' noise
     members_by_group: dict[str, int] = {}
     too_small_to_report: list[str] = []  # groups under k held-out members in the federation
@@ -89,6 +89,7 @@ class CardFairnessGap(_Frozen):
     auc_gap_standard_error: float = 0.0
     positive_rate_gap_standard_error: float = 0.0
     gap_within_noise: bool = False  # a gap above 15 points the groups' sizes cannot tell from chance
+    not_computable: list[str] = []  # why a gap is None, in plain words (models.group_fairness)
 
 
 class CardCalibration(_Frozen):
@@ -232,10 +233,14 @@ def fairness_alarms(card: Mapping[str, Any]) -> list[dict[str, str | float | int
         out.append(
             {
                 "attribute": attribute,
-                "auc_gap": float(gap.get("auc_gap", 0.0)),
-                "positive_rate_gap": float(gap.get("positive_rate_gap", 0.0)),
+                "auc_gap": _gap_figure(gap.get("auc_gap")),
+                "positive_rate_gap": _gap_figure(gap.get("positive_rate_gap")),
                 "groups_reported": len(gap.get("positive_rate_by_group", {})),
                 "groups_too_small": len(gap.get("too_small_to_report", [])),
             }
         )
     return out
+
+
+def _gap_figure(value: object) -> float | str:
+    return float(value) if isinstance(value, int | float) else "not computable"

@@ -51,7 +51,7 @@ def test_no_alarm_on_the_noise_of_small_groups_of_a_fair_model() -> None:
         )
         groups = {g: ScoreHistogramTotal.of(y[band == g], p[band == g]) for g in set(band)}
         result = group_fairness(ScoreHistogramTotal.of(y, p), groups, attribute="x", k=20)
-        above += result.auc_gap > 0.15 or result.positive_rate_gap > 0.15
+        above += (result.auc_gap or 0.0) > 0.15 or (result.positive_rate_gap or 0.0) > 0.15
         fired += result.alarm
         assert result.alarm or not result.within_noise or result.to_dict()["gap_within_noise"]
     assert above >= 10  # raw gaps above 15 points are common at these sizes...
@@ -66,3 +66,28 @@ def test_a_real_gap_in_small_groups_is_still_caught_when_it_is_large_enough() ->
     groups = {g: ScoreHistogramTotal.of(y[band == g], p[band == g]) for g in set(band)}
     result = group_fairness(ScoreHistogramTotal.of(y, p), groups, attribute="x", k=20)
     assert result.auc_gap > 0.15 and result.alarm
+
+
+def test_gaps_that_cannot_be_measured_are_none_with_the_reason_never_zero() -> None:
+    # A DP model whose scores all fall in one fine bin predicts nobody positive at the base-rate
+    # cut, and groups of 60 members at a 5 % base rate hold under 10 positives each: neither gap
+    # exists, and the card must say so instead of reporting 0.000.
+    rng = np.random.default_rng(4)
+    y = (rng.random(180) < 0.05).astype(float)
+    p = np.full(len(y), 0.3)
+    band = np.repeat(np.array(["a", "b", "c"], dtype=object), 60)
+    groups = {g: ScoreHistogramTotal.of(y[band == g], p[band == g]) for g in ("a", "b", "c")}
+    result = group_fairness(ScoreHistogramTotal.of(y, p), groups, attribute="age_band", k=20)
+    assert result.positive_rate_by_group == {"a": 0.0, "b": 0.0, "c": 0.0}
+    assert result.auc_gap is None and result.positive_rate_gap is None and not result.alarm
+    card = result.to_dict()
+    assert card["auc_gap"] is None and card["positive_rate_gap"] is None
+    nobody, no_auc = card["not_computable"]
+    assert nobody.startswith("no member of any group predicted positive")
+    assert no_auc.startswith("AUC gap not computable: fewer than two groups with at least 10")
+    assert "a, b, c" in no_auc
+    # One group of k members: no gap at all, said as such.
+    alone = group_fairness(ScoreHistogramTotal.of(y, p), {"a": groups["a"]}, attribute="x", k=20)
+    assert alone.to_dict()["not_computable"] == [
+        "no gap: fewer than two groups of at least k held-out members (x)"
+    ]

@@ -88,3 +88,26 @@ def test_fairness_alarms_name_each_alarming_attribute_with_numbers_only() -> Non
     )  # fmt: skip
     assert event.details["attribute"] == "age_band"
     assert fairness_alarms({"metrics": {"fairness_gaps": {"not_reported": "no groups"}}}) == []
+
+
+def test_a_gap_the_card_cannot_measure_is_none_with_its_reason() -> None:
+    import numpy as np
+
+    from models.group_fairness import group_fairness
+    from models.score_histogram_metrics import ScoreHistogramTotal
+    from protocol.model_card import CardFairnessGap, fairness_alarms
+
+    # Every score in one fine bin: nobody is predicted positive at the base-rate cut, and no group
+    # holds 10 positives: the gaps are None on the card with the reasons, never 0.
+    y = np.array([1.0] * 5 + [0.0] * 115)
+    band = np.array(["a", "b"] * 60, dtype=object)
+    p = np.full(len(y), 0.3)
+    groups = {g: ScoreHistogramTotal.of(y[band == g], p[band == g]) for g in ("a", "b")}
+    gap = CardFairnessGap(
+        **group_fairness(ScoreHistogramTotal.of(y, p), groups, attribute="age_band").to_dict()
+    )  # type: ignore[arg-type]
+    assert gap.auc_gap is None and gap.positive_rate_gap is None and len(gap.not_computable) == 2
+    assert CardFairnessGap.model_validate_json(gap.model_dump_json()) == gap
+    card = {"metrics": {"fairness_gaps": {"age_band": {**gap.model_dump(), "warning": True}}}}
+    (details,) = fairness_alarms(card)
+    assert details["auc_gap"] == details["positive_rate_gap"] == "not computable"

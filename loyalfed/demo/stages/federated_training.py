@@ -25,7 +25,7 @@ from loyalfed.demo.platform_jobs import PlatformJob, run_platform_jobs
 from models.task import Task as TaskName
 from participant_node.data import PartnerKind, load_federation
 from protocol import JobSpec, ModelCard, write_model_card
-from protocol.model_card import CardMetrics
+from protocol.model_card import CardFairnessGap, CardMetrics
 
 __all__ = ["DEMO_EPSILON", "ENGINE", "FederatedTraining"]
 
@@ -257,36 +257,43 @@ def _report(ctx: DemoContext, cards: list[ModelCard], exact: dict[str, float]) -
             ],
         )
     for card in cards:
-        gaps = _metrics(card).fairness_gaps
-        if isinstance(gaps.get("not_reported"), str):
-            ctx.report.add_text(f"{card.task}: fairness gaps {gaps['not_reported']}.")
-        elif gaps:
-            ctx.report.add_table(
-                f"{card.task}: fairness gaps (groups of ≥ k held-out members in the federation)",
-                [
-                    "attribute",
-                    "AUC gap",
-                    "positive-rate gap",
-                    "alarm (> 15 points, clear of noise)",
-                    "too small",
-                ],
-                [
-                    [
-                        a,
-                        f"{g.auc_gap:.3f}",
-                        f"{g.positive_rate_gap:.3f}",
-                        "yes" if g.warning else ("no (gap within noise)" if g.gap_within_noise else "no"),
-                        ", ".join(g.too_small_to_report) or "none",
-                    ]
-                    for a, g in gaps.items()
-                    if not isinstance(g, str)
-                ],
-            )
+        _fairness_table(ctx, card)
     reference_roc = ctx.artefacts.get("reference_heldout") or {}
     ctx.report.add_figure(
         "Pooled ROC curves of the federated DP models (dotted: centralized non-private reference)",
         _roc_figure(ctx.out_dir, cards, reference_roc),
     )
+
+
+def _fairness_table(ctx: DemoContext, card: ModelCard) -> None:
+    """The card's fairness gaps; a gap the card could not measure reads "not computable" with the
+    card's reason beneath, never 0.000 (a zero would claim the groups are treated alike)."""
+    gaps = _metrics(card).fairness_gaps
+    if isinstance(gaps.get("not_reported"), str):
+        ctx.report.add_text(f"{card.task}: fairness gaps {gaps['not_reported']}.")
+        return
+    measured = {a: g for a, g in gaps.items() if not isinstance(g, str)}
+    if not measured:
+        return
+    ctx.report.add_table(
+        f"{card.task}: fairness gaps (groups of ≥ k held-out members in the federation)",
+        ["attribute", "AUC gap", "positive-rate gap", "alarm (> 15 points, clear of noise)", "too small"],
+        [fairness_row(a, g) for a, g in measured.items()],
+    )
+    for attribute, gap in measured.items():
+        for reason in gap.not_computable:
+            ctx.report.add_text(f"{card.task}, {attribute}: {reason}.")
+
+
+def fairness_row(attribute: str, gap: CardFairnessGap) -> list[str]:
+    """One row of the report's fairness table."""
+
+    def figure(value: float | None) -> str:
+        return "not computable" if value is None else f"{value:.3f}"
+
+    alarm = "yes" if gap.warning else ("no (gap within noise)" if gap.gap_within_noise else "no")
+    too_small = ", ".join(gap.too_small_to_report) or "none"
+    return [attribute, figure(gap.auc_gap), figure(gap.positive_rate_gap), alarm, too_small]
 
 
 def _reference_auc(reference: dict[str, Any], task: str) -> float | None:

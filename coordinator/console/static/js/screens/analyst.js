@@ -184,7 +184,13 @@ function fairnessView(card) {
       { label: "model.auc", num: true, render: (r) => formatNumber(r.auc, 3) },
       { label: "model.positiveRate", num: true, render: (r) => formatNumber(r.rate, 3) },
     ], [...new Set([...Object.keys(gap.positive_rate_by_group), ...Object.keys(gap.auc_by_group)])].map((group) => ({ group, auc: gap.auc_by_group[group], rate: gap.positive_rate_by_group[group] }))),
-    h("p", {}, t("model.gaps", { auc: formatNumber(gap.auc_gap * 100, 1), rate: formatNumber(gap.positive_rate_gap * 100, 1) })))));
+    h("p", {}, t("model.gaps", { auc: gapPoints(gap.auc_gap), rate: gapPoints(gap.positive_rate_gap) })),
+    // A gap the card could not measure is null with the card's reason: shown as "—" and the reason, never 0.
+    (gap.not_computable || []).map((why) => h("p", { class: "note" }, why)))));
+}
+
+function gapPoints(value) {
+  return value === null || value === undefined ? formatNumber(null) : formatNumber(value * 100, 1);
 }
 
 function cardCharts(cards) {
