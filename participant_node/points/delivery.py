@@ -34,7 +34,13 @@ from participant_node.points.interchange_rows import OUTBOX, load_rows
 from participant_node.points.ledger import Ledger
 from participant_node.points.peer_client import PeerClient
 from participant_node.points.source_side import SourceSide, TransferReceipt
-from participant_node.points.wire import DecisionRequest, ResolveAction, ResolveRequest, TransferDecision
+from participant_node.points.wire import (
+    DecisionRequest,
+    ReserveRequest,
+    ResolveAction,
+    ResolveRequest,
+    TransferDecision,
+)
 
 __all__ = ["Delivery", "RecoveryReport"]
 
@@ -81,10 +87,14 @@ class Delivery:
         return client
 
     def send_reserves(self, keys: list[str]) -> list[TransferReceipt]:
-        """Send the reserve messages for ``keys`` now, decide on the answers and send the posts;
+        """Send the reserve messages for ``keys`` now (read back from the ledger), as ``send_messages``."""
+        return self.send_messages(self.source.reserve_messages(keys))
+
+    def send_messages(self, messages: Mapping[str, ReserveRequest]) -> list[TransferReceipt]:
+        """Send the reserve message per peer, decide on the answers and hand the posts to the pump;
         returns the receipts of the transfers the peers answered (unanswered stay queued)."""
         receipts: list[TransferReceipt] = []
-        for peer, message in self.source.reserve_messages(keys).items():
+        for peer, message in messages.items():
             try:
                 reply = self._peer(peer).reserve(message)
             except PeerError as err:

@@ -167,9 +167,9 @@ class PointsService:
         return await future
 
     def _transfer_batch(self, requests: list[TransferRequest]) -> list[TransferReceipt]:
-        receipts, keys = self.source.reserve(requests)
-        if keys:
-            sent = {r.transfer_id: r for r in self.delivery.send_reserves(keys)}
+        receipts, messages = self.source.reserve(requests)
+        if messages:
+            sent = {r.transfer_id: r for r in self.delivery.send_messages(messages)}
             receipts = [sent.get(r.transfer_id, r) for r in receipts]
         return receipts
 

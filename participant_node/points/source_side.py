@@ -41,12 +41,11 @@ from participant_node.points.ledger import Ledger, LedgerTx
 from participant_node.points.ledger_rules import Result, Transfer, TransferKind
 from participant_node.points.linking import link_hash
 from participant_node.points.member_directory import MemberDirectory, PooledDirectory
+from participant_node.points.reserve_message import Reserved, reserve_messages
 from participant_node.points.wire import (
     DecisionReply,
-    ExpirySlice,
     InboundStatus,
     ItemResult,
-    ReserveItem,
     ReserveReply,
     ReserveRequest,
     TransferDecision,
@@ -208,11 +207,14 @@ class SourceSide:
             limits,
         )
 
-    def reserve(self, requests: Sequence[TransferRequest]) -> tuple[list[TransferReceipt], list[str]]:
-        """Reserve every request in one transaction; returns receipts and the keys to send to peers."""
+    def reserve(
+        self, requests: Sequence[TransferRequest]
+    ) -> tuple[list[TransferReceipt], dict[str, ReserveRequest]]:
+        """Reserve every request in one transaction; returns receipts and the reserve message per
+        peer for the transfers reserved (built from the rows written, not read back)."""
         at = self._now()
         receipts: dict[str, TransferReceipt] = {}
-        to_send: list[str] = []
+        to_send: list[Reserved] = []
         with self.ledger.transaction() as tx:
             existing = load_rows(tx.conn, [r.transfer_id for r in requests], lock=True)
             links = _Links(tx, self.directory, [r.member_id for r in requests])
@@ -233,11 +235,13 @@ class SourceSide:
                     receipts[request.transfer_id] = TransferReceipt(
                         request.transfer_id, request.peer, State.REFUSED, request.points, reason=rule
                     )
-            for p, receipt in zip(priced, self._reserve_priced(tx, priced), strict=True):
+            reserved, taken = self._reserve_priced(tx, priced)
+            for p, receipt in zip(priced, reserved, strict=True):
                 receipts[p.request.transfer_id] = receipt
                 if receipt.state == State.RESERVED:
-                    to_send.append(p.request.transfer_id)
-        return [receipts[r.transfer_id] for r in requests], to_send
+                    to_send.append(_reserved(p, tx.now_us))
+        held = {r.key: taken.get(r.key) or [] for r in to_send}
+        return [receipts[r.transfer_id] for r in requests], reserve_messages(self.book, to_send, held)
 
     def _existing(self, row: Any, request: TransferRequest) -> TransferReceipt | None:
         if row is None:
@@ -248,7 +252,10 @@ class SourceSide:
             )
         return _receipt(row)
 
-    def _reserve_priced(self, tx: LedgerTx, priced: list[_Priced]) -> list[TransferReceipt]:
+    def _reserve_priced(
+        self, tx: LedgerTx, priced: list[_Priced]
+    ) -> tuple[list[TransferReceipt], dict[str, list[point_lots.Slice] | None]]:
+        """Receipts of ``priced``, in order, and the slices of lots each reservation took."""
         # The points moved (and the fee) come out of the member's unexpired lots, earliest first.
         taken = point_lots.take(
             tx,
@@ -296,7 +303,7 @@ class SourceSide:
         for peer in {p.request.peer for p in priced}:
             keys = [r["key"] for r in rows if r["peer"] == peer and r["state"] == State.RESERVED]
             enqueue(tx.conn, keys, peer, "reserve", tx.now_us)
-        return receipts
+        return receipts, taken
 
     def _row(self, now: int, p: _Priced, state: State, reason: str | None) -> dict[str, Any]:
         r = p.request
@@ -325,30 +332,7 @@ class SourceSide:
         with self.ledger.reading() as conn:
             rows = [r for r in load_rows(conn, list(keys)).values() if r.state == State.RESERVED]
             held = point_lots.held(conn, [r.key for r in rows])
-        by_agreement: dict[tuple[str, str], list[Any]] = {}
-        for row in rows:
-            by_agreement.setdefault((row.peer, row.agreement_id), []).append(row)
-        messages: dict[str, ReserveRequest] = {}
-        for (peer, agreement_id), group in by_agreement.items():
-            agreement = self.book.by_id(agreement_id)
-            # Rows this node validated when it reserved them: built without re-validating each field.
-            items = tuple(
-                ReserveItem.model_construct(
-                    transfer_id=r.key,
-                    link_token=r.link_token,
-                    points=r.points,
-                    credited=r.credited,
-                    expiry=_moved_expiry(r, held.get(r.key, [])),
-                )
-                for r in group
-            )
-            messages[peer] = ReserveRequest(
-                agreement_id=agreement_id,
-                agreement_hash=agreement.content_hash(),
-                epoch=agreement.epoch,
-                items=items,
-            )
-        return messages
+        return reserve_messages(self.book, rows, held)
 
     def apply_replies(
         self, peer: str, reply: ReserveReply
@@ -425,7 +409,14 @@ class SourceSide:
         """Recovery: void every reservation whose timeout passed without the peer's answer."""
         with self.ledger.transaction() as tx:
             tx.expire_due()
-            query = select(ROWS).where(ROWS.c.role == "source", ROWS.c.state == State.RESERVED)
+            # Only rows older than the shortest timeout can have timed out: the periodic pass reads
+            # none of the transfers in flight (rows read are then checked against their own agreement).
+            shortest_us = int(min((a.transfer_timeout_s for a in self.book.all()), default=0) * 1_000_000)
+            query = select(ROWS).where(
+                ROWS.c.role == "source",
+                ROWS.c.state == State.RESERVED,
+                ROWS.c.created_at_us <= tx.now_us - shortest_us,
+            )
             rows = list(tx.conn.execute(query))
             expired = [r for r in rows if self._timed_out(r, tx.now_us)]
             self._decide(tx, [], expired, {r.key: "timeout" for r in expired}, notify_void=True)
@@ -459,13 +450,9 @@ class SourceSide:
         return [_receipt(rows[k]) for k in keys if k in rows]
 
 
-def _moved_expiry(row: Any, taken: list[point_lots.Slice]) -> tuple[ExpirySlice, ...]:
-    """The credit's expiry: the lots its points came from (or, untracked, the default from the
-    reservation's moment: the same on every resend, as the destination's idempotency needs)."""
-    credit = point_lots.split_credit(taken, row.points, row.credited) if taken else []
-    if not credit:
-        credit = [point_lots.Slice(row.credited, point_lots.untracked_expiry(row.created_at_us))]
-    return tuple(ExpirySlice.model_construct(points=c.points, expires_at_us=c.expires_at_us) for c in credit)
+def _reserved(p: _Priced, now_us: int) -> Reserved:
+    r = p.request
+    return Reserved(r.transfer_id, r.peer, p.agreement_id, p.token, p.points, p.credited, now_us)
 
 
 def _receipt(row: Any) -> TransferReceipt:

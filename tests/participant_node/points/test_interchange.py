@@ -129,6 +129,20 @@ def test_moved_points_keep_their_source_expiry(linked: Nodes) -> None:
         assert sum(e["points"] for e in balance["expiring"]) == balance["available"]
 
 
+def test_a_reservation_s_own_message_is_the_one_its_resends_read_back(linked: Nodes) -> None:
+    """The batch that reserved sends a message built from the rows it wrote; the outbox's resend
+    reads them back: both must carry the same fields (the destination's idempotency needs it)."""
+    fm = linked.services[A]
+    requests = [TransferRequest(f"conv-msg{n:05d}", member(106 + n), B, 500) for n in range(3)]
+    receipts, messages = fm.source.reserve(requests)
+    assert [r.state for r in receipts] == ["reserved"] * 3
+    read_back = fm.source.reserve_messages([r.transfer_id for r in requests])
+    assert messages == read_back and len(messages[B].items) == 3
+    assert all(item.expiry for item in messages[B].items)
+    assert {r.state for r in fm.delivery.send_messages(messages)} == {"posted"}
+    assert fm.recover().outbox_left == 0
+
+
 def test_a_message_in_an_old_wire_version_is_refused_naming_both_versions(linked: Nodes) -> None:
     """A node refuses a peer's message of another wire version (HTTP 422), and the sender's
     error names both versions rather than a bare status."""
