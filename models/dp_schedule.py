@@ -69,8 +69,14 @@ number of nodes, not on T, lr or C. What moved it is the number of columns, each
 of noise: without the three annualised rates and the two linear day columns (16 instead of 21),
 cj-like-1k rose from 0.768 to 0.780 (L-BFGS 0.781), short-history-jpy-1k from 0.713 to 0.718,
 Complete Journey churn from 0.765 to 0.768, propensity unchanged (0.788 / 0.787), and cj-like-10k
-and one-off-10k unchanged within 0.001 (one-off-10k's L-BFGS fit lost 0.002) -- a compact schema
-chosen by this rule's noise share is the next step, not yet measured on the job path.
+and one-off-10k unchanged within 0.001 (one-off-10k's L-BFGS fit lost 0.002).
+
+On the job path (same bench, ε = 3, medians of 3 runs) the 16 columns closed cj-like-1k (0.802
+against 0.802) but cost Complete Journey propensity (0.792, from 0.801) and gained less on
+short-history-jpy-1k (0.785 against 0.808); features v6 drops only the two linear day columns
+(`models.feature_schema`): cj-like-1k 0.782 against 0.802 (gap 0.020, at the target's edge),
+short-history-jpy-1k 0.790 against 0.807 (0.018), cj-like-10k 0.794 against 0.793, Complete Journey
+churn 0.769 and propensity 0.804.
 """
 
 from __future__ import annotations

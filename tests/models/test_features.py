@@ -43,10 +43,7 @@ def test_rfm_known_answers_with_required_columns_only() -> None:
     assert list(X.columns) == list(SCHEMA.names)
     assert X.dtypes.unique().tolist() == [np.float32]
     m1 = X.loc["m1"]
-    window = SCHEMA.window_days
-    assert m1["recency_days"] == pytest.approx(10 / window, rel=1e-5)
     assert _raw(SCHEMA, "recency_log", m1["recency_log"]) == pytest.approx(10.0, rel=1e-4)
-    assert m1["history_days"] == pytest.approx(100 / window, rel=1e-5)
     assert _raw(SCHEMA, "history_log", m1["history_log"]) == pytest.approx(100.0, rel=1e-4)
     assert _raw(SCHEMA, "visit_count", m1["visit_count"]) == pytest.approx(2.0, rel=1e-4)
     assert _raw(SCHEMA, "spend_total", m1["spend_total"]) == pytest.approx(100.0, rel=1e-4)
@@ -56,7 +53,7 @@ def test_rfm_known_answers_with_required_columns_only() -> None:
         assert m1[name] == 0.0
     assert (X.filter(like="category_share_") == 0).all().all()
     # m2 never bought: recency at its bound, nothing else.
-    assert X.loc["m2", "recency_days"] == 1.0
+    assert X.loc["m2", "recency_log"] == 1.0
     assert X.loc["m2", "visit_count"] == 0.0
 
 
@@ -101,7 +98,7 @@ def test_history_beyond_one_year_is_kept() -> None:
     tx = _tx([("m1", "2014-09-01", 10.0), ("m1", "2017-08-01", 10.0)])
     X = build_features(_members("m1"), tx, as_of=AS_OF, schema=SCHEMA)
     days = (AS_OF - pd.Timestamp("2014-09-01")).days
-    assert X.loc["m1", "history_days"] == pytest.approx(days / SCHEMA.window_days, rel=1e-5)
+    assert _raw(SCHEMA, "history_log", X.loc["m1", "history_log"]) == pytest.approx(days, rel=1e-4)
 
 
 def test_plain_rfm_schema_has_the_four_classic_columns() -> None:
@@ -190,6 +187,9 @@ def test_missing_required_column_names_frame_and_column() -> None:
 
 def test_schema_validates_and_fingerprint_is_stable() -> None:
     assert default_feature_schema(category_mix=True).fingerprint == SCHEMA.fingerprint
+    # v6: one representation per quantity -- days since the last and first purchase only as logs.
+    assert SCHEMA.version == "loyalfed-features-v6" and len(SCHEMA.features) == 19
+    assert not {"recency_days", "history_days"} & set(SCHEMA.names)
     assert len(SCHEMA.names) == SCHEMA.n_features
     with pytest.raises(ValueError, match="high must exceed low"):
         FeatureSpec(name="x", low=1.0, high=1.0)
@@ -220,7 +220,7 @@ def test_no_transactions_at_all_gives_rows_of_valid_features() -> None:
     empty = _tx([]).assign(basket_id="", category="", store_id="", quantity=0.0, discount=0.0).iloc[:0]
     X = build_features(_members("m1", "m2"), empty, as_of=AS_OF, schema=SCHEMA)
     assert X.shape == (2, SCHEMA.n_features)
-    assert (X["recency_days"] == 1.0).all() and (X.filter(like="category_share_") == 0).all().all()
+    assert (X["recency_log"] == 1.0).all() and (X.filter(like="category_share_") == 0).all().all()
 
 
 def test_without_category_mix_there_are_no_share_columns() -> None:
