@@ -37,6 +37,14 @@ non-private v5 -> v6): cj-like-1k 0.779 -> 0.782 (0.802 -> 0.802), short-history
 -> 0.769 (0.752 -> 0.750) and propensity 0.801 -> 0.804 (0.810 -> 0.810). Dropping the rates as
 well (16 columns) closed cj-like-1k (0.802) but cost Complete Journey propensity (0.792) and
 short-history-jpy-1k (0.785), so they stay.
+v7 drops the two rates annualised over the member's own history (visits and spend per year) and
+keeps the basket value (spend per visit). A rate over the span since the first purchase divides by
+a few days for a newcomer or a short history, so it means least for the members with one or two
+purchases (the RFM core's rule above: counts and totals, not rates); the spend per visit is exact
+for them. Same bench, v6 -> v7 (centralized non-private v7): cj-like-1k 0.782 -> 0.788 (0.802;
+gap 0.020 -> 0.014), short-history-jpy-1k 0.790 -> 0.789 (0.808), Complete Journey churn 0.769 ->
+0.771 (0.750) and propensity 0.804 -> 0.801 (0.811; runs 0.803, 0.798, 0.801), so Complete
+Journey propensity stays at its target's edge, as with v5.
 What the federated job reaches is measured by bench/fl_generalisation.py.
 
 ``tier_thresholds`` stay the programme's published CNY thresholds over the 2017 USD rate (US Federal
@@ -127,7 +135,7 @@ class FeatureSchema(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str = "loyalfed-features-v6"
+    version: str = "loyalfed-features-v7"
     features: tuple[FeatureSpec, ...]
     categories: tuple[str, ...]
     category_mix: bool = True
@@ -190,7 +198,7 @@ def default_feature_schema(*, category_mix: bool = False) -> FeatureSchema:
     Returns
     -------
     FeatureSchema
-        19 behavioural features (plus 9 category shares with ``category_mix``). Every money amount
+        17 behavioural features (plus 9 category shares with ``category_mix``). Every money amount
         and count enters as a logarithm with bounds far outside any retailer's range, so the public
         bounds never clip and a change of currency (a factor on every amount) only shifts a column,
         which the pooled standardisation removes (`models.feature_standardisation`). The RFM core
@@ -206,8 +214,6 @@ def default_feature_schema(*, category_mix: bool = False) -> FeatureSchema:
         ("history_log", 0.0, window, Transform.LOG1P, "log of days since the first purchase"),
         ("visit_count", 0.0, _COUNT_BOUND, Transform.LOG1P, "purchases (visits) in the window"),
         ("spend_total", 0.0, _MONEY_BOUND, Transform.LOG1P, "spend in the window, any currency"),
-        ("visits_per_year", 0.0, _COUNT_BOUND, Transform.LOG1P, "visits a year over the member's history"),
-        ("spend_per_year", 0.0, _MONEY_BOUND, Transform.LOG1P, "spend annualised over the member's history"),
         ("basket_value", 0.0, _MONEY_BOUND, Transform.LOG1P, "mean spend per visit"),
         ("tenure_days", 0.0, 100 * 365.0, Transform.LOG1P, "days since joined_at"),
         ("basket_items", 0.0, _COUNT_BOUND, Transform.LOG1P, "mean quantity per visit (0 without quantity)"),
@@ -256,7 +262,7 @@ def _schema(
     specs: tuple[tuple[str, float, float, Transform, str], ...],
     *,
     category_mix: bool,
-    version: str = "loyalfed-features-v6",
+    version: str = "loyalfed-features-v7",
 ) -> FeatureSchema:
     silver, gold, diamond = (round(t / CNY_PER_USD_2017, 2) for t in PROGRAMME_TIER_THRESHOLDS_CNY)
     return FeatureSchema(

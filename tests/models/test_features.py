@@ -78,7 +78,7 @@ def test_a_change_of_currency_only_shifts_the_money_columns(rate: float) -> None
     other = build_features(
         _members("m1", "m2"), tx.assign(amount=tx["amount"] * rate), as_of=AS_OF, schema=SCHEMA
     )
-    money = ["spend_total", "spend_per_year", "basket_value"]
+    money = ["spend_total", "basket_value"]
     for name in money:
         spec = SCHEMA.spec(name)
         shift = other[name] - usd[name]
@@ -187,9 +187,10 @@ def test_missing_required_column_names_frame_and_column() -> None:
 
 def test_schema_validates_and_fingerprint_is_stable() -> None:
     assert default_feature_schema(category_mix=True).fingerprint == SCHEMA.fingerprint
-    # v6: one representation per quantity -- days since the last and first purchase only as logs.
-    assert SCHEMA.version == "loyalfed-features-v6" and len(SCHEMA.features) == 19
-    assert not {"recency_days", "history_days"} & set(SCHEMA.names)
+    # v6: one representation per quantity -- days since the last and first purchase only as logs;
+    # v7: no rate annualised over the member's own history (it divides by days for a newcomer).
+    assert SCHEMA.version == "loyalfed-features-v7" and len(SCHEMA.features) == 17
+    assert not {"recency_days", "history_days", "visits_per_year", "spend_per_year"} & set(SCHEMA.names)
     assert len(SCHEMA.names) == SCHEMA.n_features
     with pytest.raises(ValueError, match="high must exceed low"):
         FeatureSpec(name="x", low=1.0, high=1.0)
