@@ -243,4 +243,5 @@ def fairness_alarms(card: Mapping[str, Any]) -> list[dict[str, str | float | int
 
 
 def _gap_figure(value: object) -> float | str:
-    return float(value) if isinstance(value, int | float) else "not computable"
+    # A token, not prose: audit event details hold numbers and short snake_case tokens.
+    return float(value) if isinstance(value, int | float) else "not_computable"

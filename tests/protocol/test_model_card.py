@@ -110,4 +110,12 @@ def test_a_gap_the_card_cannot_measure_is_none_with_its_reason() -> None:
     assert CardFairnessGap.model_validate_json(gap.model_dump_json()) == gap
     card = {"metrics": {"fairness_gaps": {"age_band": {**gap.model_dump(), "warning": True}}}}
     (details,) = fairness_alarms(card)
-    assert details["auc_gap"] == details["positive_rate_gap"] == "not computable"
+    assert details["auc_gap"] == details["positive_rate_gap"] == "not_computable"
+    from audit import EventType
+    from audit.lineage_event import LineageEvent
+
+    event = LineageEvent(
+        event_type=EventType.MODEL_FAIRNESS_ALARM, time="2026-01-01T00:00:00Z", actor="coordinator",
+        role="coordinator", job_id="job-1", details=details,
+    )  # fmt: skip
+    assert event.details["auc_gap"] == "not_computable"
