@@ -259,11 +259,19 @@ class PointsService:
             periodic=self._housekeeping,
         )
 
-    def close(self) -> None:
+    def stop_sending(self) -> None:
+        """Stop the outbox pump and close the connections to peers; the ledger stays open.
+
+        A node closes its own connections before its peers' servers stop, so those servers find no
+        kept-alive connection to wait for (or to cancel) at shutdown.
+        """
         self.delivery.stop()
-        self.audit.drain()
         for client in self.peers.values():
             client.http.close()
+
+    def close(self) -> None:
+        self.stop_sending()
+        self.audit.drain()
         if self._audit_log is not None:
             self._audit_log.close()
         self.links.engine.close()

@@ -82,7 +82,7 @@ def score_partner(
         gated.members, gated.transactions, as_of=as_of, schema=published.schema, campaigns=gated.campaigns
     )
     with torch.no_grad():
-        scores = torch.sigmoid(published.network(torch.from_numpy(features.to_numpy()))).numpy()
+        scores = torch.sigmoid(published.network(torch.from_numpy(features.to_numpy(copy=True)))).numpy()
     return pd.DataFrame(
         {
             "member_id": features.index.astype(str),

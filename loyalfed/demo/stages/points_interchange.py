@@ -149,6 +149,8 @@ def run_points_interchange(ctx: DemoContext, *, conversions: int = 300) -> dict[
             settled = services[FRESHMART].settle(
                 CAREPLUS, _START - timedelta(days=1), clock() + timedelta(days=1)
             )
+            for service in services.values():
+                service.stop_sending()
         checks = {p: s.ledger.verify() for p, s in services.items()}
     finally:
         for service in services.values():
