@@ -107,8 +107,8 @@ class JobRunner:
                 self._recovered = self._recover(session)
             for job in self._jobs_at_the_gate(session):
                 check_gate(session, self._trail, job)
-            for job in job_runs.jobs_in(session, JobState.QUEUED):
-                self._start_if_ready(session, job)
+            ready = [job for job in job_runs.jobs_in(session, JobState.QUEUED) if self._ready(session, job)]
+            self._start(session, ready)
             for job in job_runs.jobs_in(session, JobState.RUNNING):
                 self._watch(session, job)
 
@@ -154,9 +154,10 @@ class JobRunner:
             )
         return True
 
-    def _start_if_ready(self, session: Session, job: JobRow) -> None:
+    def _ready(self, session: Session, job: JobRow) -> bool:
+        """Whether ``job`` may start now: a launcher, and every involved partner's node online."""
         if self._launcher is None:
-            return
+            return False
         partners = job_runs.run_partners(session, job)
         offline = sorted(set(partners) - online_partners(session, now=self._trail.clock()))
         if offline:
@@ -165,10 +166,47 @@ class JobRunner:
                 job_runs.note(
                     session, self._trail, job, f"waiting for nodes to come online: {', '.join(offline)}"
                 )
-            return
+            return False
+        return True
+
+    def _start(self, session: Session, jobs: list[JobRow]) -> None:
+        """Mark ``jobs`` running and submit their Flower runs, the submissions side by side.
+
+        A submission is a ``flwr run`` process (seconds of imports and an upload to the SuperLink):
+        jobs that became ready in the same tick are submitted concurrently, so the last of them no
+        longer waits for every other's. Only the launcher runs in the worker threads; every database
+        change stays in this thread's session.
+        """
+        configs = [(job, self._run_config(session, job)) for job in jobs]
+        outcomes: dict[str, str | Exception] = {}
+
+        def submit(job_id: str, config: str) -> None:
+            assert self._launcher is not None  # ready jobs have a launcher
+            try:
+                outcomes[job_id] = self._launcher.launch(job_id, config)
+            except (CoordinatorError, OSError) as err:
+                outcomes[job_id] = err
+            except Exception as err:  # thread boundary: the job fails with the reason, not silently
+                _log.exception("launching job %s", job_id)
+                outcomes[job_id] = err
+
+        workers = [
+            threading.Thread(target=submit, args=(job.id, config), name=f"launch-{job.id}", daemon=True)
+            for job, config in configs
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        for job, _config in configs:
+            self._record_launch(session, job, outcomes[job.id])
+
+    def _run_config(self, session: Session, job: JobRow) -> str:
+        """Mint the job's run token (the job is now running) and build its Flower run configuration."""
+        partners = job_runs.run_partners(session, job)
         spec = job_runs.job_spec_for_run(session, job)
         token = job_runs.begin_run(session, self._trail, job_id=job.id)
-        config = job_runs.run_config(
+        return job_runs.run_config(
             spec,
             expected_nodes=len(partners),
             coordinator_url=self._url,
@@ -177,17 +215,18 @@ class JobRunner:
             members_may_overlap=job_runs.members_may_overlap(session, partners),
             checkpoint_dir=str(self.checkpoint_dir(job.id) or ""),
         )
-        try:
-            job.flower_run_id = self._launcher.launch(job.id, config)
-        except (CoordinatorError, OSError) as err:
+
+    def _record_launch(self, session: Session, job: JobRow, outcome: str | Exception) -> None:
+        if isinstance(outcome, Exception):
             job_runs.finish_run(
                 session,
                 self._trail,
                 job_id=job.id,
                 state=JobState.FAILED,
-                reason=f"the Flower run could not be started ({err})",
+                reason=f"the Flower run could not be started ({outcome})",
             )
             return
+        job.flower_run_id = outcome
         job_runs.note(session, self._trail, job, f"Flower run {job.flower_run_id} submitted")
 
     def checkpoint_dir(self, job_id: str) -> Path | None:
