@@ -8,6 +8,7 @@ import pytest
 
 from models.dp_schedule import (
     MAX_BATCH,
+    MAX_SAMPLE_RATE_FOR_LOOSE_CLIP,
     MIN_BATCH,
     dp_sgd_schedule,
     gdp_mu,
@@ -50,3 +51,16 @@ def test_rounded_counts_and_bad_inputs() -> None:
     with pytest.raises(ValueError, match="epsilon"):
         dp_sgd_schedule([1_000], epsilon=0.0, delta=1e-5, task="churn")
     assert math.isfinite(dp_sgd_schedule([2], epsilon=1.0, delta=1e-5, task="propensity").learning_rate)
+
+
+def test_small_nodes_keep_the_tight_clip_at_any_epsilon() -> None:
+    """A near-full batch (q > 1/8 at the smallest node) is outside the loose regime's central-limit
+    reasoning: nodes of ~700 members stay tight even at ε = 8, 10^4-member nodes go loose from ε = 1."""
+    for epsilon in (1.0, 3.0, 8.0):
+        small = dp_sgd_schedule([700, 650, 850], epsilon=epsilon, delta=1e-5, task="churn", n_features=17)
+        assert (small.max_grad_norm, small.local_steps) == (0.3, 5), epsilon
+        large = dp_sgd_schedule(
+            [8_000, 7_800, 8_100], epsilon=epsilon, delta=1e-5, task="churn", n_features=17
+        )
+        assert (large.max_grad_norm, large.local_steps) == (1.0, 20), epsilon
+        assert large.batch_size / 7_800 <= MAX_SAMPLE_RATE_FOR_LOOSE_CLIP
