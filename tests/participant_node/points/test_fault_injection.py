@@ -173,11 +173,9 @@ def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: P
     for kind in kinds:  # every kind of fault, on the source's messages and on the answers to them
         on_source = faults[A].get((kind, "reserve"), 0) + faults[A].get((kind, "resolve"), 0)
         assert on_source > 0, f"no {kind} on the source's reserves or posts (seed {SEED}): {faults[A]}"
-    # The receiver's recovery queries were faulted too. How many queries there are depends on where
-    # the kills land, so which answers to them meet a reply fault is left to test_fault_plan's
-    # deterministic query test rather than asserted here.
-    on_queries = {k: n for (k, endpoint), n in faults[B].items() if endpoint == "decisions"}
-    assert sum(on_queries.values()) > 0, f"no recovery query faulted: {on_queries}"
+    # The receiver's recovery queries meet the same plan, but how many it sends depends on where the
+    # kills land (a run can need none), so whether one of them is faulted is not fixed by the seed:
+    # test_fault_plan's recovery-query tests fault them deterministically.
 
 
 def _check(before: dict, after: dict, rows: dict, receipts: dict, urls: dict, agreement: Any) -> None:
