@@ -117,7 +117,7 @@ class Transfer:
 
 def _fields_digest(*fields: object) -> str:
     # Unit separators: no field of an id, account or key contains U+001F.
-    return hashlib.sha256("\x1f".join(f"{f}" for f in fields).encode()).hexdigest()
+    return hashlib.sha256("\x1f".join(map(str, fields)).encode()).hexdigest()
 
 
 @dataclass
