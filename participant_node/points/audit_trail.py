@@ -12,7 +12,6 @@ names its transfer, so a duplicate is recognisable).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -102,11 +101,24 @@ def _spliced(
     """The canonical bytes ``LineageEvent.canonical_bytes`` gives the template with these fields:
     compact JSON in field order, ``None`` omitted, times as pydantic writes UTC datetimes."""
     head, middle = parts
-    fraction = f".{when.microsecond:06d}" if when.microsecond else ""
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
-    counts = json.dumps(details or {}, separators=(",", ":"))
+    stamp = _stamp(when)
+    counts = _compact_counts(details or {})
     hashed = f',"link_token_hash":"{link_hash}"' if link_hash is not None else ""
     return f'{head}{stamp}{middle}{counts},"transfer_id":"{transfer_id}"{hashed}}}'
+
+
+@lru_cache(maxsize=64)
+def _stamp(when: datetime) -> str:
+    """A UTC time as pydantic writes it (the events of one transaction share their time)."""
+    fraction = f".{when.microsecond:06d}" if when.microsecond else ""
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _compact_counts(details: dict[str, int | float | str]) -> str:
+    """``json.dumps(details, separators=(",", ":"))`` for the details ``_cheap_fields_ok`` admits
+    (keys from ``_DETAIL_KEYS``, values ints or a token from ``_TOKENS``: nothing to escape)."""
+    parts = [f'"{k}":{v}' if type(v) is int else f'"{k}":"{v}"' for k, v in details.items()]
+    return "{" + ",".join(parts) + "}"
 
 
 @lru_cache(maxsize=256)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -63,14 +64,23 @@ def caps(
     terms: ConversionTerms, agreement: InterchangeAgreement, who: str, points: int, at_us: int
 ) -> tuple[UsageLimit, ...]:
     """The member's day and month caps and the partner's day cap, in source points (checked at reserve)."""
-    at = datetime.fromtimestamp(at_us / 1_000_000, UTC)
-    day, month = at.strftime("%Y%m%d"), at.strftime("%Y%m")
+    day, month = _day_and_month(at_us // _DAY_US)
     direction = f"{agreement.agreement_id}:{terms.source}>{terms.destination}"
     return (
         UsageLimit(f"{direction}:{who}:d{day}", terms.member_daily_cap, points),
         UsageLimit(f"{direction}:{who}:m{month}", terms.member_monthly_cap, points),
         UsageLimit(f"{direction}:d{day}", terms.partner_daily_cap, points),
     )
+
+
+_DAY_US = 86_400_000_000  # POSIX time: every UTC day is this many microseconds
+
+
+@lru_cache(maxsize=8)
+def _day_and_month(day_number: int) -> tuple[str, str]:
+    """``YYYYMMDD`` and ``YYYYMM`` of a UTC day (days since the epoch): the caps' periods."""
+    at = datetime.fromtimestamp(day_number * (_DAY_US // 1_000_000), UTC)
+    return at.strftime("%Y%m%d"), at.strftime("%Y%m")
 
 
 def load_rows(conn: Connection, keys: list[str], *, lock: bool = False) -> dict[str, Any]:

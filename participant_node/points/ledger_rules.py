@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
 from functools import cached_property
 from typing import Any
@@ -154,6 +154,21 @@ class PendingRecord:
     code: str = "transfer"
     agreement_id: str | None = None
     link_hash: str | None = None
+
+    def resolved_by(self, kind: TransferKind) -> PendingRecord:
+        """This record once ``kind`` resolved it (field by field: ``dataclasses.replace``
+        introspects the fields on every call, a cost paid per resolved leg)."""
+        return PendingRecord(
+            self.debit_account,
+            self.credit_account,
+            self.amount,
+            self.expires_at_us,
+            self.limits,
+            kind,
+            self.code,
+            self.agreement_id,
+            self.link_hash,
+        )
 
 
 @dataclass(frozen=True)
@@ -345,7 +360,7 @@ def _finish(
     if kind is not TransferKind.POST:
         for limit in pending.limits:
             state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
-    state._set(state.pendings, pending_id, replace(pending, resolved=kind))
+    state._set(state.pendings, pending_id, pending.resolved_by(kind))
     # The resolution's row, as ``_row`` writes a Transfer with these fields (no timeout, limits
     # or link), without building one per leg.
     debit, credit, amount, code = pending.debit_account, pending.credit_account, pending.amount, pending.code

@@ -24,6 +24,7 @@ import hmac
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from participant_node.points.errors import LinkError
 from psi.group_engine import GroupEngine, random_key, split_elements
@@ -56,6 +57,7 @@ def link_token(element: bytes, context: LinkContext) -> str:
     return hmac.new(element, _TOKEN_CONTEXT + context.encode(), hashlib.sha256).hexdigest()
 
 
+@lru_cache(maxsize=8_192)  # each side hashes a transfer's token several times (legs, row, events)
 def link_hash(token: str) -> str:
     """What the audit log records instead of a token: a one-way hash of it."""
     return hashlib.sha256(_HASH_CONTEXT + token.encode("ascii")).hexdigest()
