@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["CoordinatorError"]
+__all__ = ["CoordinatorError", "SuperLinkError"]
 
 
 class CoordinatorError(Exception):
     """Base class for errors raised by `coordinator`; its message is safe to show to an operator."""
+
+
+class SuperLinkError(CoordinatorError):
+    """The SuperLink cannot be started, or refused a request of its Control API."""

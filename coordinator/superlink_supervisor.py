@@ -7,14 +7,14 @@ directory, so registered keys and runs survive a restart. A watchdog thread rest
 dies; ``stop`` ends its whole process group. Flower 1.41 serves the Fleet, Control and runtime
 APIs over one HTTPS port (``--host``/``--port``).
 
-Keys are admitted through Flower's own CLI (``flwr supernode register``, which reads an OpenSSH
-public key) against a Flower configuration in ``FLWR_HOME`` under the state directory.
+Keys are admitted through the SuperLink's Control API from this process (``superlink_control``,
+the request ``flwr supernode register`` sends); a Flower configuration in ``FLWR_HOME`` under the
+state directory lets an operator's ``flwr`` commands reach the same SuperLink.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -22,11 +22,14 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from coordinator.errors import CoordinatorError
+from coordinator.errors import SuperLinkError
 from coordinator.platform.supernode_keys import SupernodeKeyError, openssh_public_key
+from coordinator.superlink_control import control_client, one_call_client, register_node
 
 __all__ = ["CONNECTION_NAME", "SuperLinkCertificates", "SuperLinkError", "SuperLinkSupervisor", "free_port"]
 
@@ -34,10 +37,6 @@ CONNECTION_NAME = "coordinator"
 _log = logging.getLogger("loyalfed.coordinator.superlink")
 _SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"  # seconds (flwr 1.41's SuperExec)
 _TELEMETRY_ENV = "FLWR_TELEMETRY_ENABLED"  # Flower's usage telemetry, on unless "0"
-
-
-class SuperLinkError(CoordinatorError):
-    """The SuperLink cannot be started, or refused a SuperNode key."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,8 @@ class SuperLinkSupervisor:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
+        self._control: Any = None  # Flower's ControlHttpClient, made on first use
+        self._control_lock = threading.Lock()
         self.restarts = 0
 
     @property
@@ -223,9 +224,27 @@ class SuperLinkSupervisor:
                 process.wait(timeout=timeout_s)
         if self._watchdog is not None:
             self._watchdog.join(timeout=timeout_s)
+        with self._control_lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+
+    def control(self) -> Any:
+        """This process's kept client of the SuperLink's Control API, for reads (thread-safe)."""
+        with self._control_lock:
+            if self._control is None:
+                self._control = control_client(self.address, self.certificates.ca)
+            return self._control
+
+    def one_call_control(self) -> AbstractContextManager[Any]:
+        """A Control API client on a new connection, closed after the call (for changes)."""
+        return one_call_client(self.address, self.certificates.ca)
 
     def register_supernode(self, public_key_pem: str) -> None:
-        """Admit a SuperNode's public key (idempotent: a key already admitted is accepted)."""
+        """Admit a SuperNode's public key (idempotent: a key already admitted is accepted).
+
+        The OpenSSH line is also kept under ``supernode-keys/``: the keys this SuperLink admitted,
+        which an operator can re-register with ``flwr supernode register`` on a fresh database."""
         self.wait_ready(60.0)
         try:
             line = openssh_public_key(public_key_pem)
@@ -235,40 +254,5 @@ class SuperLinkSupervisor:
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = keys / f"{hashlib.sha256(line).hexdigest()[:24]}.pub"
         path.write_bytes(line + b"\n")
-        result = subprocess.run(
-            [
-                str(self._bin / "flwr"),
-                "supernode",
-                "register",
-                str(path),
-                CONNECTION_NAME,
-                "--format",
-                "json",
-            ],
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode == 0:
-            return
-        output = result.stdout + result.stderr
-        if "already" in output.lower():
-            return
-        _log.warning("flwr supernode register failed: %s", output[-2000:])
-        raise SuperLinkError("the SuperLink refused the SuperNode public key")
-
-
-def reply_json(output: str) -> dict[str, object]:
-    """The last JSON object a ``flwr … --format json`` command printed."""
-    start = output.find("{")
-    if start < 0:
-        raise SuperLinkError("flwr printed no JSON")
-    try:
-        parsed = json.loads(output[start:])
-    except json.JSONDecodeError as err:
-        raise SuperLinkError("flwr printed malformed JSON") from err
-    if not isinstance(parsed, dict):
-        raise SuperLinkError("flwr printed JSON that is not an object")
-    return parsed
+        with self.one_call_control() as client:
+            register_node(client, public_key_pem)

@@ -1,7 +1,8 @@
 """A SuperNode's public key as the coordinator accepts it: PEM or OpenSSH, ECDSA on a NIST curve.
 
-Flower's SuperNode authentication signs with ECDSA on a NIST curve, and ``flwr supernode
-register`` reads an OpenSSH public key line; the node may send either encoding.
+Flower's SuperNode authentication signs with ECDSA on a NIST curve; its Control API's
+``RegisterNode`` takes the key as PEM (SubjectPublicKeyInfo), and ``flwr supernode register``
+reads an OpenSSH public key line. The node may send either encoding.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.platform.errors import InvalidRequestError
 
-__all__ = ["SupernodeKeyError", "openssh_public_key"]
+__all__ = ["SupernodeKeyError", "openssh_public_key", "supernode_public_key"]
 
 
 class SupernodeKeyError(InvalidRequestError):
     """The SuperNode public key cannot be read or is not an accepted kind of key."""
 
 
-def openssh_public_key(text: str) -> bytes:
-    """A SuperNode public key (PEM or OpenSSH) as the OpenSSH line ``flwr supernode register`` reads."""
+def supernode_public_key(text: str) -> ec.EllipticCurvePublicKey:
+    """A SuperNode public key (PEM or OpenSSH), checked to be ECDSA on a NIST curve."""
     data = text.strip().encode()
     try:
         key = (
@@ -36,4 +37,11 @@ def openssh_public_key(text: str) -> bytes:
         "secp521r1",
     }:
         raise SupernodeKeyError("the SuperNode public key must be an EC key on a NIST curve (P-256/384/521)")
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return key
+
+
+def openssh_public_key(text: str) -> bytes:
+    """A SuperNode public key (PEM or OpenSSH) as the OpenSSH line ``flwr supernode register`` reads."""
+    return supernode_public_key(text).public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )

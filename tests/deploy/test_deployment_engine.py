@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.flower_runs import control_client, run_status
-from coordinator.superlink_supervisor import reply_json
+from coordinator.superlink_control import control_client, run_status
 from loyalfed.flower_app import flower_app_dir
 
 pytestmark = [pytest.mark.slow(seconds=270), pytest.mark.timeout(1200)]
@@ -31,6 +30,13 @@ pytestmark = [pytest.mark.slow(seconds=270), pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NODES = ("freshmart-north", "freshmart-south", "freshmart-east")
+
+
+def reply_json(output: str) -> dict[str, object]:
+    """The JSON object a ``flwr … --format json`` command printed (after any log lines)."""
+    parsed = json.loads(output[output.index("{") :])
+    assert isinstance(parsed, dict), output
+    return parsed
 
 
 def _free_port() -> int:
