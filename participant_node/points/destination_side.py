@@ -225,8 +225,10 @@ class DestinationSide:
         tombstones = [k for k in keys if k not in rows and action == ResolveAction.VOID]
         if tombstones:
             tx.conn.execute(ROWS.insert(), [_tombstone(k, keys[k], peer, tx.now_us) for k in tombstones])
-        fresh = load_rows(tx.conn, list(keys))
-        return [_resolution_answer(fresh.get(k), t, target) for k, t in keys.items()]
+        # Each key's state now, from what this transaction read and wrote (no row is read twice).
+        states: dict[str, str] = {k: r.state for k, r in rows.items()}
+        states |= {r.key: target for r in done} | {k: State.VOIDED for k in tombstones}
+        return [_resolution_answer(states.get(k), t, target) for k, t in keys.items()]
 
     def _settle_lots(self, tx: LedgerTx, rows: list[Any], target: State) -> None:
         """A posted credit's points join the member's lots with the expiry they were reserved with,
@@ -342,9 +344,9 @@ def _tombstone(key: str, transfer_id: str, peer: str, now: int) -> dict[str, Any
     }
 
 
-def _resolution_answer(row: Any, transfer_id: str, target: State) -> ItemResult:
-    if row is None:
+def _resolution_answer(state: str | None, transfer_id: str, target: State) -> ItemResult:
+    if state is None:
         return ItemResult(transfer_id=transfer_id, status=InboundStatus.UNKNOWN)
-    if row.state == target or (target == State.VOIDED and row.state == State.REFUSED):
+    if state == target or (target == State.VOIDED and state == State.REFUSED):
         return ItemResult(transfer_id=transfer_id, status=InboundStatus(target))
     return ItemResult(transfer_id=transfer_id, status=InboundStatus.CONFLICT)
