@@ -12,7 +12,8 @@ job's arithmetic on the same members and held-out split, with fresh noise per se
 * per node and step: Poisson sampling at Opacus's rate 1 / ceil(n / B), per-example clipping at C,
   Gaussian noise σC on the sum, division by the expected batch int(n q) (as Opacus);
 * FedAvgM over the nodes (weighted by training members, server momentum 0.5, Flower's update rule)
-  from the job's seeded initial model, and the mean of the last 4 global models published;
+  from the job's initial model (``coordinator.job_strategy.initial_arrays``), and the mean of the
+  last 4 global models published;
 * the exact AUC of the published model on the pooled held-out members.
 
 No consent gate, SecAgg+ or card: this is the optimisation and its noise only. It reproduces the job
@@ -22,6 +23,7 @@ the schedule's step and the noise (0: the same walk without noise).
 
     python bench/dp_recipe_emulation.py --data complete-journey:propensity cj-like-1k:propensity
                                         [--epsilon 3] [--seeds 24] [--lr-mult 1] [--noise-scale 1]
+                                        [--job-seed 7]
 """
 
 from __future__ import annotations
@@ -31,22 +33,21 @@ import json
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 # A sibling script: bench/ is the script's own folder on sys.path.
 from fl_generalisation import _node_data, _pooled
 
+from coordinator.job_strategy import initial_arrays
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.datasets.synthetic import generate_synthetic_federation
 from loyalfed.datasets.synthetic_shapes import SHAPES
 from models.dp_schedule import DpSgdSchedule, dp_sgd_schedule, rounded_member_count
 from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
-from models.networks import make_model
 from models.task import Task
 from participant_node.training.dp_sgd import poisson_sample_rate
 from participant_node.training.privacy_accountant import calibrate_noise_multiplier, effective_delta
@@ -102,13 +103,8 @@ def emulate(
     schedule = dp_sgd_schedule(
         counts, epsilon=epsilon, delta=federation.job.delta, task=federation.job.task, n_features=d
     )
-    torch.manual_seed(
-        federation.job.seed
-    )  # the job's initial model (coordinator.job_strategy.initial_arrays)
-    start = make_model(federation.job.model, d).state_dict()
-    weights = np.concatenate([start["linear.weight"].numpy().ravel(), start["linear.bias"].numpy()]).astype(
-        np.float64
-    )
+    start = initial_arrays(federation.job).to_numpy_ndarrays()  # the job's own initial model
+    weights = np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
     steps = schedule.rounds * schedule.local_steps
     sizes = np.array([len(y) for _, y in federation.nodes], dtype=float)
     momentum: np.ndarray | None = None
@@ -170,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=24)
     parser.add_argument("--lr-mult", type=float, default=1.0)
     parser.add_argument("--noise-scale", type=float, default=1.0)
+    parser.add_argument("--job-seed", type=int, default=None, help="JobSpec.seed (the initial model's)")
     args = parser.parse_args(argv)
     for data in args.data:
         name, _, task = data.partition(":")
@@ -180,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
             federation = load(data, Path(tmp))
+            if args.job_seed is not None:
+                seeded = federation.job.model_copy(update={"seed": args.job_seed})
+                federation = replace(federation, job=seeded)
             aucs = [
                 emulate(
                     federation,
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 "epsilon": args.epsilon,
                 "lr_mult": args.lr_mult,
                 "noise_scale": args.noise_scale,
+                "job_seed": federation.job.seed,
                 "seeds": args.seeds,
                 "auc_median": round(statistics.median(aucs), 4),
                 "auc_mean": round(statistics.fmean(aucs), 4),
