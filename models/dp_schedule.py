@@ -99,6 +99,14 @@ churn 0.769 and propensity 0.804. Features v7 also drops the two rates annualise
 history (17 columns): cj-like-1k 0.788 against 0.802 (gap 0.014), short-history-jpy-1k 0.789
 against 0.808 (0.019), cj-like-10k 0.793 against 0.793, Complete Journey churn 0.771 and propensity
 0.801 -- every ε = 3 target met, propensity at its edge.
+
+Two limits of the tight regime, measured with bench/dp_recipe_emulation.py (the job's arithmetic in
+numpy, 24 noise draws per figure, ε = 3): Complete Journey propensity is held by the short walk, not
+the noise (mean 0.802 with the noise, 0.804 without; a walk twice as long gives 0.806 there but
+costs the synthetic shapes' propensity 0.002 to 0.008), and the result depends on the job's initial
+model (``JobSpec.seed``), whose random direction the short walk never leaves: up to ±0.013 across
+seeds on the 10^3 shapes and Complete Journey churn. A zero start lands near the seeds' average; on
+the job path it cost short-history-jpy-1k 0.003 (gap 0.022), so the seeded start stays.
 """
 
 from __future__ import annotations
