@@ -46,6 +46,9 @@ class PointsNodeSettings(BaseModel):
     # while giving up early makes the outbox resend work the peer is still doing (under load the
     # two would chase each other). A dead peer fails at once (connection refused or reset).
     peer_timeout_s: float = Field(default=30.0, gt=0)
+    # How many batches of transfers may wait on the peer's answer at once; reservations still run
+    # one batch at a time (caps are checked in order), only the waiting on the peer overlaps.
+    transfers_in_flight: int = Field(default=2, ge=1, le=16)
     fault_seed: int | None = None
     fault_rate: float = Field(default=0.04, ge=0, lt=0.16)  # per kind; six kinds in FaultPlan
 

@@ -40,10 +40,12 @@ from participant_node.points.peer_client import PeerClient
 from participant_node.points.settlement_exchange import SettlementExchange
 from participant_node.points.source_side import SourceSide, TransferReceipt, TransferRequest
 from participant_node.points.store_schema import TABLES
+from participant_node.points.wire import ReserveRequest
 
 __all__ = ["PointsService", "TransportWrapper"]
 
 TransportWrapper = Callable[[str, httpx.BaseTransport], httpx.BaseTransport]
+_Reserved = tuple[list[TransferReceipt], dict[str, ReserveRequest]]  # what SourceSide.reserve returns
 
 
 class PointsService:
@@ -81,8 +83,9 @@ class PointsService:
         self._audit_log: AuditLog | None = None
         # Batches of at most 250 transfers: the per-batch costs (a commit, a message each way) are
         # already small per transfer at that size, and a lost or faulted message holds up fewer.
-        self._group: GroupCommit[TransferRequest, TransferReceipt] = GroupCommit(
-            self._transfer_batch, max_batch=250
+        # Reservations run one batch at a time; up to transfers_in_flight batches wait on the peer.
+        self._group: GroupCommit[TransferRequest, _Reserved, TransferReceipt] = GroupCommit(
+            self.source.reserve, self._send_batch, max_batch=250, in_flight=settings.transfers_in_flight
         )
         self._open_base_accounts()
 
@@ -166,8 +169,9 @@ class PointsService:
         self._group.submit_later(requests, done)
         return await future
 
-    def _transfer_batch(self, requests: list[TransferRequest]) -> list[TransferReceipt]:
-        receipts, messages = self.source.reserve(requests)
+    def _send_batch(self, reserved: _Reserved) -> list[TransferReceipt]:
+        """A reserved batch's messages to the peers; its receipts with the peers' answers applied."""
+        receipts, messages = reserved
         if messages:
             sent = {r.transfer_id: r for r in self.delivery.send_messages(messages)}
             receipts = [sent.get(r.transfer_id, r) for r in receipts]
