@@ -34,15 +34,15 @@ test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
-	# Four workers on the 2 CI cores: most tests wait on processes they started (Flower, servers,
+	# Three workers on the 2 CI cores: most tests wait on processes they started (Flower, servers,
 	# browsers). With two workers the cores were ~40 % idle (1,178 CPU s in a 984 s suite), with
-	# three ~35 % (1,305 CPU s in 1,005 s); the suite passed at load 15-25 (29:30), so its waits
-	# hold under more contention than a fourth worker brings.
+	# three ~35 % (1,305 CPU s in 1,005 s). Four were slower (1,154 s, 1,384 CPU s): the demo, the
+	# longest file, took 764 s instead of ~490 s and became the suite's critical path.
 	# Each file stays on one worker (its module fixtures are built once); the longest files start
 	# first (tests/conftest.py orders them; xdist would otherwise put the files with the most tests
 	# first). The four-host capture test once missed its probe with three workers; its capture now
 	# drains the socket before it stops.
-	$(PY) -m pytest -q -n 4 --dist loadfile --no-loadscope-reorder --durations=30
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=30
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
