@@ -170,36 +170,21 @@ class JobRunner:
         return True
 
     def _start(self, session: Session, jobs: list[JobRow]) -> None:
-        """Mark ``jobs`` running and submit their Flower runs, the submissions side by side.
-
-        A submission is a ``flwr run`` process (seconds of imports and an upload to the SuperLink):
-        jobs that became ready in the same tick are submitted concurrently, so the last of them no
-        longer waits for every other's. Only the launcher runs in the worker threads; every database
-        change stays in this thread's session.
-        """
-        configs = [(job, self._run_config(session, job)) for job in jobs]
-        outcomes: dict[str, str | Exception] = {}
-
-        def submit(job_id: str, config: str) -> None:
-            assert self._launcher is not None  # ready jobs have a launcher
+        """Mark ``jobs`` running and submit their Flower runs (an in-process Control API call each)."""
+        launcher = self._launcher
+        if launcher is None:  # no job is ready without one
+            return
+        for job in jobs:
+            config = self._run_config(session, job)
+            outcome: str | Exception
             try:
-                outcomes[job_id] = self._launcher.launch(job_id, config)
+                outcome = launcher.launch(job.id, config)
             except (CoordinatorError, OSError) as err:
-                outcomes[job_id] = err
-            except Exception as err:  # thread boundary: the job fails with the reason, not silently
-                _log.exception("launching job %s", job_id)
-                outcomes[job_id] = err
-
-        workers = [
-            threading.Thread(target=submit, args=(job.id, config), name=f"launch-{job.id}", daemon=True)
-            for job, config in configs
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        for job, _config in configs:
-            self._record_launch(session, job, outcomes[job.id])
+                outcome = err
+            except Exception as err:  # the job fails with the reason instead of escaping the tick
+                _log.exception("launching job %s", job.id)
+                outcome = err
+            self._record_launch(session, job, outcome)
 
     def _run_config(self, session: Session, job: JobRow) -> str:
         """Mint the job's run token (the job is now running) and build its Flower run configuration."""

@@ -1,14 +1,13 @@
 """The SuperLink's Control API, called from the coordinator's own process.
 
-What ``flwr run``, ``flwr stop``, ``flwr ls`` and ``flwr supernode register`` send, sent over one
-HTTPS client verified against the SuperLink's root certificate (Flower's ``ControlHttpClient``,
-the client those commands build). Each ``flwr`` process costs 1.5–3 CPU seconds of imports and
+The requests ``flwr run``, ``flwr stop``, ``flwr ls`` and ``flwr supernode register`` send, sent
+through Flower's ``ControlHttpClient`` (the client those commands build) verified against the
+SuperLink's root certificate. Each ``flwr`` process costs 1.5–3 CPU seconds of imports and
 start-up before its one request, and the job runner and node registration ran one per call; here
 a call costs milliseconds. The requests are the CLI's own (``flwr/cli/run/run.py``,
-``flwr/cli/stop.py``, ``flwr/cli/ls.py``, ``flwr/cli/supernode/register.py`` in flwr 1.41): a
-change of Flower's Control API shows up in the deployment-engine test, which checks a run
-submitted here against ``flwr ls``.
-"""
+``flwr/cli/stop.py``, ``flwr/cli/ls.py``, ``flwr/cli/supernode/register.py`` in flwr 1.41): the
+coordinator-service tests submit, stop and register through them, and the deployment-engine test
+checks the status read against ``flwr ls``."""
 
 from __future__ import annotations
 
@@ -22,9 +21,9 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.errors import SuperLinkError
-from coordinator.platform.supernode_keys import SupernodeKeyError, supernode_public_key
 
 __all__ = ["control_client", "one_call_client", "register_node", "run_status", "start_run", "stop_run"]
 
@@ -120,15 +119,11 @@ def stop_run(client: Any, run_id: str) -> None:
         raise SuperLinkError(f"the SuperLink did not stop run {run_id}")
 
 
-def register_node(client: Any, public_key_text: str) -> None:
-    """Admit a SuperNode's public key, PEM or OpenSSH (what ``flwr supernode register KEY.pub``
-    sends). Idempotent: a key the SuperLink already holds is accepted."""
+def register_node(client: Any, key: ec.EllipticCurvePublicKey) -> None:
+    """Admit a SuperNode's public key (what ``flwr supernode register KEY.pub`` sends).
+    Idempotent: a key the SuperLink already holds is accepted."""
     from flwr.proto.control_pb2 import RegisterNodeRequest
 
-    try:
-        key = supernode_public_key(public_key_text)
-    except SupernodeKeyError as err:
-        raise SuperLinkError(str(err)) from err
     pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         reply = client.RegisterNode(RegisterNodeRequest(public_key=pem))

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from coordinator.errors import SuperLinkError
-from coordinator.platform.supernode_keys import SupernodeKeyError, openssh_public_key
+from coordinator.platform.supernode_keys import SupernodeKeyError, supernode_public_key
 from coordinator.superlink_control import control_client, one_call_client, register_node
 
 __all__ = ["CONNECTION_NAME", "SuperLinkCertificates", "SuperLinkError", "SuperLinkSupervisor", "free_port"]
@@ -247,12 +249,13 @@ class SuperLinkSupervisor:
         which an operator can re-register with ``flwr supernode register`` on a fresh database."""
         self.wait_ready(60.0)
         try:
-            line = openssh_public_key(public_key_pem)
+            key = supernode_public_key(public_key_pem)
         except SupernodeKeyError as err:
             raise SuperLinkError(str(err)) from err
+        line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         keys = self.folder / "supernode-keys"
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = keys / f"{hashlib.sha256(line).hexdigest()[:24]}.pub"
         path.write_bytes(line + b"\n")
         with self.one_call_control() as client:
-            register_node(client, public_key_pem)
+            register_node(client, key)
