@@ -42,8 +42,9 @@ _MECHANISMS = {
     "(epsilon, delta) from each node's own RDP accountant",
     "feature_scaling": "public bounds fixed in the feature schema; no statistic of member data is used",
     "training_member_counts": "aggregate over at least 2k members (a node with fewer refuses to train)",
-    "evaluation_histograms": "each node's fine score histograms (1000 bins, overall and per group) with "
-    "Gaussian noise on every count, (epsilon, delta)-DP for the node's held-out members, charged to "
+    "evaluation_histograms": "each node's score histograms (on a public grid of at most 10,000 bins, "
+    "coarser as the noise requires; at most 1,000 per group) with Gaussian noise on every count, "
+    "(epsilon, delta)-DP for the node's held-out members, charged to "
     "its own accountant; held-out members never train, so this composes in parallel with training; "
     "the card thresholds what it publishes at k members of the total",
     "brier_and_heldout_counts": "aggregate over at least k held-out members",
@@ -51,7 +52,7 @@ _MECHANISMS = {
     "label_rates": "derived from the summed histograms, never sent separately",
 }
 _SECURE_HISTOGRAMS = (
-    "each node's fine score histograms (1000 bins, overall and per group) summed under SecAgg+: the "
+    "each node's fine score histograms (10,000 bins overall, 1,000 per group) summed under SecAgg+: the "
     "coordinator sees only the federation's total (with DP noise on the counts when the job sets "
     "evaluation_epsilon); the card thresholds what it publishes at k members of the total"
 )

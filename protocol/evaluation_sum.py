@@ -7,6 +7,9 @@ can learn their element-wise SUM without any node's vector: under SecAgg+ the ve
 (``coordinator.secure_server_app.SecureEvaluation``). Without secure aggregation each node's vector
 is seen alone, so the node releases it only under differential privacy (``release_noise``).
 
+The overall block uses the layout's bins; a group's block at most `GROUP_BINS` (gaps between groups
+need not be exact to 10^-4, and the groups multiply the vector's length).
+
 The layout is public: the bin count, the groups (the union of the group labels the nodes hold,
 ``GroupLabelsReply``) and nothing else. The noise a node adds is decided by the node from the job
 spec alone, never from the coordinator's word.
@@ -30,6 +33,7 @@ from protocol.replies import NodeRecord
 from protocol.wire_keys import EvaluationKey, GroupsKey, RecordKey
 
 __all__ = [
+    "GROUP_BINS",
     "EvaluationLayout",
     "EvaluationReply",
     "GroupLabelsReply",
@@ -39,6 +43,7 @@ __all__ = [
 ]
 
 _BLOCK_SCALARS = 3
+GROUP_BINS = 1000
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,20 @@ class EvaluationLayout:
         return tuple(sorted({a for a, _ in self.groups}))
 
     @property
+    def group_bins(self) -> int:
+        return min(self.bins, GROUP_BINS)
+
+    @property
     def block(self) -> int:
         return 3 * self.bins + _BLOCK_SCALARS
 
     @property
+    def group_block(self) -> int:
+        return 3 * self.group_bins + _BLOCK_SCALARS
+
+    @property
     def length(self) -> int:
-        return self.block * (1 + len(self.groups))
+        return self.block + self.group_block * len(self.groups)
 
     def to_wire(self) -> str:
         return json.dumps({"bins": self.bins, "groups": [list(g) for g in self.groups]})
@@ -88,7 +101,8 @@ class EvaluationLayout:
             member = np.asarray(groups.get(attribute, np.array([], dtype=object))) == group
             if len(member) != len(labels):
                 member = np.zeros(len(labels), dtype=bool)
-            parts.append(ScoreHistogramTotal.of(labels[member], scores[member], n_bins=self.bins).to_vector())
+            group_total = ScoreHistogramTotal.of(labels[member], scores[member], n_bins=self.group_bins)
+            parts.append(group_total.to_vector())
         return np.concatenate(parts)
 
     def split(
@@ -100,11 +114,12 @@ class EvaluationLayout:
             raise MalformedReplyError(
                 f"evaluation vector: {len(values)} values, the layout has {self.length}"
             )
-        blocks = [
-            ScoreHistogramTotal.from_vector(values[i : i + self.block])
-            for i in range(0, self.length, self.block)
+        overall = ScoreHistogramTotal.from_vector(values[: self.block])
+        groups = [
+            ScoreHistogramTotal.from_vector(values[i : i + self.group_block])
+            for i in range(self.block, self.length, self.group_block)
         ]
-        return blocks[0], dict(zip(self.groups, blocks[1:], strict=True))
+        return overall, dict(zip(self.groups, groups, strict=True))
 
 
 @dataclass(frozen=True)
