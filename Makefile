@@ -34,10 +34,12 @@ test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
-	# Three workers on the 2 CI cores: most tests wait on processes they started (Flower, servers,
-	# browsers). With two workers the cores were ~40 % idle (1,178 CPU s in a 984 s suite), with
-	# three ~35 % (1,305 CPU s in 1,005 s). Four were slower (1,154 s, 1,384 CPU s): the demo, the
-	# longest file, took 764 s instead of ~490 s and became the suite's critical path.
+	$(VENV)/bin/mypy --explicit-package-bases bench
+	# Three workers on the 2 CI cores. `vmstat 10` through whole runs shows the cores busy from the
+	# first test to the last with three workers as with four (the idle share once read from
+	# `time -v` missed the CPU of the SuperLinks and SuperNodes the tests start): the suite is
+	# CPU-bound, and four workers were slower (1,154 s against 1,005 s): the demo, the longest
+	# file, took 764 s instead of ~490 s and became the suite's critical path.
 	# Each file stays on one worker (its module fixtures are built once); the longest files start
 	# first (tests/conftest.py orders them; xdist would otherwise put the files with the most tests
 	# first). The four-host capture test once missed its probe with three workers; its capture now
@@ -48,6 +50,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
+	$(VENV)/bin/mypy --explicit-package-bases bench
 
 bench: $(DEV_STAMP)
 	$(PY) bench/baselines.py

@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     reference = measure(browser, url, small, runs=args.runs, locale=args.locale)
             finally:
                 browser.close()
-    pages = {}
+    pages: dict[str, dict[str, Any]] = {}
     for page, samples in loaded.items():
         median = statistics.median(samples)
         ref = statistics.median(reference[page]) if page in reference else None

@@ -77,8 +77,8 @@ def load(data: str, root: Path) -> Federation:
         shape = SHAPES[name]
         federation = root / name
         generate_synthetic_federation(federation, shape.synth_config(seed=7), calibration=shape.calibration())
-        horizon = {"horizon_days": shape.horizon_days} if task_kind is Task.CHURN else {}
-        job = JobSpec(task=task_kind, as_of=shape.as_of, **horizon)
+        horizon = shape.horizon_days if task_kind is Task.CHURN else 0  # 0: the task's default
+        job = JobSpec(task=task_kind, as_of=shape.as_of, horizon_days=horizon)
     node_data = _node_data(federation, job)
     train, heldout = _pooled(node_data)
     standardisation = FeatureMoments.of(train.X).standardisation()

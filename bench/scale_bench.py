@@ -262,13 +262,13 @@ def measure(
             time.sleep(0.5)
         if status == "finished" and child.returncode != 0:
             status = f"failed: exit code {child.returncode}"
-        figures = json.loads(result.read_text()) if result.exists() else {}
-    rounds = figures.get("rounds", [])
-    cpu_per_round = [r["cpu_seconds"] for r in rounds]
+        figures: dict[str, Any] = json.loads(result.read_text()) if result.exists() else {}
+    round_figures = figures.get("rounds", [])
+    cpu_per_round = [r["cpu_seconds"] for r in round_figures]
     # Every training round does the same work (each node loads, gates and trains on its members),
     # so the median is over all of them; the workers' one-off start-up falls in the rounds before.
-    seconds = [r["seconds"] for r in rounds]
-    dp_sgd = [r["node_cpu_seconds"] for r in rounds]
+    seconds = [r["seconds"] for r in round_figures]
+    dp_sgd = [r["node_cpu_seconds"] for r in round_figures]
     return {
         "nodes": nodes,
         "members_per_node": None,
