@@ -5,7 +5,9 @@ accrued opening balances. A client submits conversions to the source node throug
 endpoint, from many threads at once:
 
 - ``single``: one transfer per request (each request waits for its own outcome);
-- ``batched``: ``--batch`` transfers per request;
+- ``batched``: ``--batch`` transfers per request, each thread sending at least
+  ``--batches-per-thread`` full batches (so at least threads x batch x batches-per-thread
+  transfers: a run of one partial batch per thread measures start-up, not batching);
 - ``faults``: single requests again, with the seeded fault plan dropping, duplicating and
   reordering the nodes' messages to each other.
 
@@ -14,7 +16,7 @@ the credit too (the clock stops when both nodes have nothing pending and nothing
 Each mode runs ``--runs`` times on fresh nodes; the medians are reported with every run.
 
     python bench/points_bench.py [--transfers 3000] [--runs 3] [--threads 32] [--batch 100]
-                                 [--synchronous FULL|NORMAL]
+                                 [--batches-per-thread 4] [--synchronous FULL|NORMAL]
 """
 
 from __future__ import annotations
@@ -228,16 +230,21 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batches-per-thread", type=int, default=4)
     parser.add_argument("--seed", type=int, default=20261206)
     # FULL is the nodes' default (a commit survives power loss); NORMAL survives a killed process
     # only (see docs/points_interchange.md, "Durability and throughput").
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--modes", default="single,batched,faults")
     args = parser.parse_args()
+    if min(args.transfers, args.threads, args.batch, args.batches_per_thread, args.runs) < 1:
+        parser.error("--transfers, --threads, --batch, --batches-per-thread and --runs must be >= 1")
+    batched_transfers = max(args.transfers, args.threads * args.batch * args.batches_per_thread)
     report: dict[str, Any] = {
         "transfers_per_run": args.transfers,
         "threads": args.threads,
         "batch": args.batch,
+        "batched_transfers_per_run": batched_transfers,
         "fault_seed": args.seed,
         "sqlite_synchronous": args.synchronous,
         "runs": {},
@@ -256,7 +263,7 @@ def main() -> int:
         runs = [
             run_once(
                 mode,
-                transfers=args.transfers,
+                transfers=batched_transfers if mode == "batched" else args.transfers,
                 threads=args.threads,
                 batch=args.batch,
                 seed=args.seed + r,
