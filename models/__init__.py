@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models import metrics, plots
     from models.centralized_training import train_centralized
+    from models.dp_gbdt import GbdtParams, SplitRule, train_dp_gbdt
     from models.errors import ModelError
     from models.feature_schema import FeatureSchema, FeatureSpec, Transform, default_feature_schema
     from models.features import build_features
@@ -32,6 +33,9 @@ _EXPORTS = {
     "metrics": "models.metrics",
     "plots": "models.plots",
     "train_centralized": "models.centralized_training",
+    "GbdtParams": "models.dp_gbdt",
+    "SplitRule": "models.dp_gbdt",
+    "train_dp_gbdt": "models.dp_gbdt",
     "ModelError": "models.errors",
     "FeatureSchema": "models.feature_schema",
     "FeatureSpec": "models.feature_schema",
@@ -66,9 +70,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FeatureSchema",
     "FeatureSpec",
+    "GbdtParams",
     "ModelError",
     "ModelKind",
     "ScoreHistogram",
+    "SplitRule",
     "Task",
     "TaskDataset",
     "Transform",
@@ -85,4 +91,5 @@ __all__ = [
     "propensity_labels",
     "task_defaults",
     "train_centralized",
+    "train_dp_gbdt",
 ]
