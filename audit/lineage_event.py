@@ -45,6 +45,9 @@ class EventType(StrEnum):
     """Every step of DESIGN.md's flows that leaves a trace in the log."""
 
     NODE_REGISTERED = "node.registered"
+    # A partner's data officer vouched that its node's audit log was lost or restored: the
+    # coordinator forgets the head it kept (RFC 9162 §8.3 would refuse the new log forever).
+    NODE_AUDIT_RESET = "node.audit_reset"
     POLICY_DRAFTED = "policy.drafted"
     POLICY_APPROVED = "policy.approved"
     POLICY_REJECTED = "policy.rejected"

@@ -1,12 +1,13 @@
 """The SuperLink's Control API, called from the coordinator's own process.
 
-The requests ``flwr run``, ``flwr stop``, ``flwr ls`` and ``flwr supernode register`` send, sent
+The requests ``flwr run``, ``flwr stop``, ``flwr ls`` and ``flwr supernode register|ls|unregister``
+send, sent
 through Flower's ``ControlHttpClient`` (the client those commands build) verified against the
 SuperLink's root certificate. Each ``flwr`` process costs 1.5–3 CPU seconds of imports and
 start-up before its one request, and the job runner and node registration ran one per call; here
 a call costs milliseconds. The requests are the CLI's own (``flwr/cli/run/run.py``,
-``flwr/cli/stop.py``, ``flwr/cli/ls.py``, ``flwr/cli/supernode/register.py`` in flwr 1.41): the
-coordinator-service tests submit, stop and register through them, and the deployment-engine test
+``flwr/cli/stop.py``, ``flwr/cli/ls.py``, ``flwr/cli/supernode/`` in flwr 1.41): the
+coordinator-service tests submit, stop, register and retire through them, and the deployment-engine test
 checks the status read against ``flwr ls``."""
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.errors import SuperLinkError
 
-__all__ = ["control_client", "one_call_client", "register_node", "run_status", "start_run", "stop_run"]
+__all__ = [
+    "control_client",
+    "one_call_client",
+    "register_node",
+    "run_status",
+    "start_run",
+    "stop_run",
+    "unregister_node",
+]
 
 _log = logging.getLogger("loyalfed.coordinator.runs")
 
@@ -137,6 +147,46 @@ def register_node(client: Any, key: ec.EllipticCurvePublicKey) -> None:
         raise SuperLinkError(f"the SuperLink's Control API did not register the SuperNode: {err}") from err
     if not reply.node_id:
         raise SuperLinkError("the SuperLink registered no SuperNode for the key")
+
+
+def unregister_node(client: Any, key: ec.EllipticCurvePublicKey) -> int:
+    """Remove every SuperNode admitted with ``key`` (what ``flwr supernode ls`` then ``flwr supernode
+    unregister NODE_ID`` send); returns how many were removed (0: the SuperLink holds none).
+
+    A SuperNode presenting the key afterwards is refused, as an unregistered one is."""
+    from flwr.proto.control_pb2 import ListNodesRequest, UnregisterNodeRequest
+
+    try:
+        listed = client.ListNodes(ListNodesRequest())
+        held = [
+            info.node_id
+            for info in listed.nodes_info
+            if info.status != "unregistered" and _same_key(bytes(info.public_key), key)
+        ]
+        for node_id in held:
+            client.UnregisterNode(UnregisterNodeRequest(node_id=node_id))
+    except httpx.HTTPStatusError as err:
+        raise SuperLinkError(f"the SuperLink did not unregister the SuperNode: {_refusal(err)}") from err
+    except (OSError, ValueError, httpx.HTTPError) as err:
+        raise SuperLinkError(f"the SuperLink's Control API did not unregister the SuperNode: {err}") from err
+    return len(held)
+
+
+def _same_key(stored: bytes, key: ec.EllipticCurvePublicKey) -> bool:
+    """Whether the key bytes a SuperLink lists (PEM, DER or OpenSSH) are ``key``."""
+    loaders = (
+        serialization.load_pem_public_key,
+        serialization.load_der_public_key,
+        serialization.load_ssh_public_key,
+    )
+    for load in loaders:
+        try:
+            listed = load(stored)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        ours = key.public_numbers()
+        return isinstance(listed, ec.EllipticCurvePublicKey) and listed.public_numbers() == ours
+    return False
 
 
 def run_status(client: Any, run_id: str) -> str | None:

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.errors import SuperLinkError
 from coordinator.platform.supernode_keys import SupernodeKeyError, supernode_public_key
-from coordinator.superlink_control import control_client, one_call_client, register_node
+from coordinator.superlink_control import control_client, one_call_client, register_node, unregister_node
 
 __all__ = ["CONNECTION_NAME", "SuperLinkCertificates", "SuperLinkError", "SuperLinkSupervisor", "free_port"]
 
@@ -248,14 +249,28 @@ class SuperLinkSupervisor:
         The OpenSSH line is also kept under ``supernode-keys/``: the keys this SuperLink admitted,
         which an operator can re-register with ``flwr supernode register`` on a fresh database."""
         self.wait_ready(60.0)
+        key, kept = self._key_and_kept_line(public_key_pem)
+        kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        kept.write_bytes(line + b"\n")
+        with self.one_call_control() as client:
+            register_node(client, key)
+
+    def retire_supernode(self, public_key_pem: str) -> int:
+        """Unregister the SuperNode admitted with this key and forget its kept line; returns how
+        many the SuperLink held (0 if none). A node that replaced its key must not leave the old
+        one able to connect: whoever holds a lost disk's private key would join as that partner."""
+        self.wait_ready(60.0)
+        key, kept = self._key_and_kept_line(public_key_pem)
+        with self.one_call_control() as client:
+            removed = unregister_node(client, key)
+        kept.unlink(missing_ok=True)
+        return removed
+
+    def _key_and_kept_line(self, public_key_pem: str) -> tuple[ec.EllipticCurvePublicKey, Path]:
         try:
             key = supernode_public_key(public_key_pem)
         except SupernodeKeyError as err:
             raise SuperLinkError(str(err)) from err
         line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        keys = self.folder / "supernode-keys"
-        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = keys / f"{hashlib.sha256(line).hexdigest()[:24]}.pub"
-        path.write_bytes(line + b"\n")
-        with self.one_call_control() as client:
-            register_node(client, key)
+        return key, self.folder / "supernode-keys" / f"{hashlib.sha256(line).hexdigest()[:24]}.pub"

@@ -2,7 +2,13 @@
 
 Registering a node also registers its SuperNode's public key with the supervised SuperLink
 (``flwr supernode register``), so only SuperNodes whose key the coordinator accepted can connect
-(Flower's SuperNode authentication). The keys are public; private keys never leave the partner.
+(Flower's SuperNode authentication); a node that registers a new key retires its old one. The keys
+are public; private keys never leave the partner.
+
+A node whose state folder was lost (or restored from a backup) shows a new or shorter audit log,
+which the heartbeat's RFC 9162 §8.3 check refuses for good; its data officer can vouch for the loss
+(``reset_audit_pin``) and the coordinator starts over from the node's next head, keeping the head it
+forgets in its own log.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from cryptography import x509
@@ -18,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from audit import EventType, HistoryRewrittenError, SignedTreeHead
 from audit.head_exchange import HeadReport, check_head_report
+from audit.lineage_event import DatasetRef
 from coordinator.platform.audit_trail import AuditTrail
 from coordinator.platform.errors import ConflictError, InvalidRequestError, NotFoundError
 from coordinator.platform.organisations import get_organisation
@@ -27,6 +35,7 @@ from coordinator.store.tables import NodeRow
 
 __all__ = [
     "ONLINE_WINDOW",
+    "AuditResetReason",
     "HeartbeatAnswer",
     "NodeStatus",
     "SuperNodeRegistrar",
@@ -34,11 +43,20 @@ __all__ = [
     "list_nodes",
     "online_partners",
     "register_node",
+    "reset_audit_pin",
 ]
 
 # A node is online when its last heartbeat is this recent.
 ONLINE_WINDOW = timedelta(seconds=30)
 _LOG = logging.getLogger("loyalfed.coordinator.nodes")
+
+
+class AuditResetReason(StrEnum):
+    """Why a data officer vouches for a node's new audit log (an audit token, never free text)."""
+
+    STATE_LOST = "state_lost"  # the node's state folder is gone: a new log under a new key
+    RESTORED_FROM_BACKUP = "restored_from_backup"  # an older copy of the log: a shorter head
+    KEY_REPLACED = "key_replaced"  # the log's signing key was replaced (e.g. it was exposed)
 
 
 class SuperNodeRegistrar(Protocol):
@@ -51,6 +69,8 @@ class SuperNodeRegistrar(Protocol):
     def root_certificate_pem(self) -> str: ...
 
     def register_supernode(self, public_key_pem: str) -> None: ...
+
+    def retire_supernode(self, public_key_pem: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -90,12 +110,62 @@ def register_node(
         raise ConflictError("this coordinator runs no SuperLink, so it cannot admit a node")
     registrar.register_supernode(supernode_public_key_pem)
     row = session.get(NodeRow, partner_id) or NodeRow(partner_id=partner_id)
+    replaced = _replaced_key(row.supernode_public_key_pem, supernode_public_key_pem)
+    if replaced is not None:
+        registrar.retire_supernode(replaced)
     row.version, row.api_url = version, api_url
     row.tls_certificate_pem, row.supernode_public_key_pem = tls_certificate_pem, supernode_public_key_pem
     row.registered_at = trail.clock()
     session.add(row)
-    trail.commit(session, EventType.NODE_REGISTERED, actor, partner=partner_id)
+    details = {"supernode_key": "replaced"} if replaced is not None else {}
+    trail.commit(session, EventType.NODE_REGISTERED, actor, partner=partner_id, details=details)
     return row
+
+
+def _replaced_key(kept_pem: str | None, new_pem: str) -> str | None:
+    """The kept SuperNode key if the node now registers another one (None: first or same key)."""
+    if not kept_pem:
+        return None
+    try:
+        same = openssh_public_key(kept_pem) == openssh_public_key(new_pem)
+    except InvalidRequestError:
+        return None  # a kept key that no longer parses was never admitted
+    return None if same else kept_pem
+
+
+def reset_audit_pin(
+    session: Session, trail: AuditTrail, *, actor: Principal, partner_id: str, reason: AuditResetReason
+) -> SignedTreeHead | None:
+    """Forget the key and newest head kept of ``partner_id``'s audit log; returns the head forgotten.
+
+    RFC 9162 §8.3's check must refuse a log that went back or changed key, so after a node lost
+    its state folder (a new log, a new key) or was restored from a backup (an older head) every
+    heartbeat is refused. Only the partner's data officer may say the loss is genuine; the reset is
+    itself an event of the coordinator's log naming the forgotten head's root and log key, so the
+    history before it stays provable and the gap is on record. The next heartbeat pins anew.
+    """
+    row = session.get(NodeRow, partner_id)
+    if row is None:
+        raise NotFoundError(f"node {partner_id} is not registered")
+    kept, _pinned = _kept_head(row)
+    row.audit_tree_head = None
+    session.add(row)
+    forgotten = (
+        (
+            DatasetRef(partner=partner_id, fingerprint=kept.root_hash, name="audit log root forgotten"),
+            DatasetRef(partner=partner_id, fingerprint=kept.log_id, name="audit log key forgotten"),
+        )
+        if kept is not None
+        else ()
+    )
+    details: dict[str, str | int] = {"reason": reason.value}
+    if kept is not None:
+        details["forgotten_tree_size"] = kept.tree_size
+    trail.commit(
+        session, EventType.NODE_AUDIT_RESET, actor, partner=partner_id, inputs=forgotten, details=details
+    )
+    _LOG.warning("node %s: audit log head forgotten on its officer's word (%s)", partner_id, reason.value)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class ApiAction(StrEnum):
     NODE_REGISTER = "node.register"
     NODE_HEARTBEAT = "node.heartbeat"
     NODE_READ = "node.read"
+    NODE_AUDIT_RESET = "node.audit_reset"
     DATASET_REGISTER = "dataset.register"
     DATASET_READ = "dataset.read"
     POLICY_DRAFT = "policy.draft"
@@ -81,6 +82,7 @@ MATRIX: dict[ApiAction, frozenset[Role]] = {action: _PEOPLE for action in _READ}
     ApiAction.OFFICER_KEY_REGISTER: frozenset({Role.DATA_OFFICER}),
     ApiAction.NODE_REGISTER: frozenset({Role.NODE}),
     ApiAction.NODE_HEARTBEAT: frozenset({Role.NODE}),
+    ApiAction.NODE_AUDIT_RESET: frozenset({Role.DATA_OFFICER}),
     ApiAction.DATASET_REGISTER: frozenset({Role.NODE}),
     ApiAction.POLICY_DRAFT: frozenset({Role.ANALYST}),
     ApiAction.DECISION_RECORD: frozenset({Role.DATA_OFFICER}),
@@ -113,6 +115,7 @@ ORGANISATION_SCOPED = frozenset(
         ApiAction.OFFICER_KEY_REGISTER,
         ApiAction.NODE_REGISTER,
         ApiAction.NODE_HEARTBEAT,
+        ApiAction.NODE_AUDIT_RESET,
         ApiAction.DATASET_REGISTER,
         ApiAction.DECISION_RECORD,
         ApiAction.BUDGET_SET,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.head_exchange import HeadReport
 from coordinator.platform.interchange_agreements import AgreementStatus
+from coordinator.platform.nodes import AuditResetReason
 from coordinator.platform.organisations import OrganisationKind
 from coordinator.platform.points_settlements import SettlementDirection, SettlementStatus, SettlementTotals
 from coordinator.platform.psi_runs import PsiRunSummary
@@ -86,6 +87,21 @@ class NodeRegister(BaseModel):
 class NodeRegistered(BaseModel):
     superlink_address: str
     superlink_root_certificate_pem: str
+
+
+class AuditResetCreate(BaseModel):
+    model_config = _IN
+    reason: AuditResetReason
+
+
+class AuditResetPublic(BaseModel):
+    """What was forgotten: the newest head kept of the node's log (all None if none was kept)."""
+
+    partner_id: str
+    reason: AuditResetReason
+    forgotten_tree_size: int | None
+    forgotten_root_hash: str | None
+    forgotten_log_id: str | None
 
 
 class PrivacySpentReport(BaseModel):

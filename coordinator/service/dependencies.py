@@ -48,6 +48,8 @@ class SuperLinkHandle(Protocol):
 
     def register_supernode(self, public_key_pem: str) -> None: ...
 
+    def retire_supernode(self, public_key_pem: str) -> int: ...
+
 
 @dataclass
 class ServiceState:

@@ -4,11 +4,14 @@ The real coordinator service (uvicorn on loopback) and a node's real heartbeat c
 audit log: the heads advance with consistency proofs; a node log rolled back to an older copy, or
 forked after one, is refused by the coordinator (HTTP 409 naming the reason) and raises an
 ``audit.alarm`` in the coordinator's log; a coordinator log rolled back to an older copy is caught
-by the node, which records the alarm in its own log and stops trusting the coordinator.
+by the node, which records the alarm in its own log and stops trusting the coordinator. A node
+that lost its state folder is refused until its own data officer vouches for the loss (the CLI's
+``loyalfed node audit-reset``); the coordinator's log then names the head it forgot.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime
@@ -16,18 +19,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from audit import AuditLog, EventType
 from coordinator.service import CoordinatorSettings
 from coordinator.store.database import open_store
 from coordinator.store.tables import NodeRow
+from loyalfed.cli.app import app
 from participant_node.service.audit_heartbeat import AuditHeartbeat
 from participant_node.service.coordinator_client import CoordinatorClient
 from participant_node.service.errors import CoordinatorDistrustedError, CoordinatorUnavailableError
 from participant_node.service.node_audit import NodeAudit
 from tests.coordinator.service.coordinator_federation import PARTNERS, live_server, populate
 
-NORTH = PARTNERS[0]
+NORTH, SOUTH = PARTNERS
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
@@ -136,3 +141,61 @@ def test_rolled_back_logs_are_caught_at_both_ends(tmp_path: Path) -> None:
         last = [e for _, e in node_log.iter_events()][-1]
     assert (last.event_type, last.details) == (EventType.AUDIT_ALARM, {"log": "coordinator"})
     assert (node_state / "coordinator_tree_head.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_node_that_lost_its_state_rejoins_once_its_own_officer_vouches_for_it(tmp_path: Path) -> None:
+    settings = CoordinatorSettings(state_dir=tmp_path / "coordinator", superlink=False)
+    node_state = tmp_path / "node"
+    node_state.mkdir(mode=0o700)
+    audit = NodeAudit(node_state, NORTH)
+    with live_server(settings) as url, httpx.Client(base_url=url) as http:
+        federation = populate(http, (settings.state_dir / "admin.token").read_text().strip())
+        _register_node_row(settings)
+        token = federation.tokens[f"node-{NORTH}"]
+        beats, client = _heartbeats(url, token, audit, node_state)
+        for _ in range(4):
+            audit.record(EventType.NODE_REGISTERED)
+        beats.beat()
+        assert _node_log_head(settings) == 4
+        with AuditLog.open(node_state / "audit.sqlite") as node_log:
+            lost_head = node_log.tree_head()
+        client.close()
+        audit.close()
+
+        # The disk is gone: the node starts over in an empty folder, with a new log and a new key.
+        new_state = tmp_path / "node-rebuilt"
+        new_state.mkdir(mode=0o700)
+        rebuilt = NodeAudit(new_state, NORTH)
+        rebuilt.record(EventType.NODE_REGISTERED)
+        new_beats, new_client = _heartbeats(url, token, rebuilt, new_state)
+        with pytest.raises(CoordinatorUnavailableError, match=r"HTTP 409"):
+            new_beats.beat()
+        # Neither the node itself nor another partner's officer may vouch; only known reasons.
+        path, lost = f"/nodes/{NORTH}/audit-reset", {"reason": "state_lost"}
+        assert federation.call(f"node-{NORTH}", "POST", path, json=lost).status_code == 403
+        assert federation.call(f"officer-{SOUTH}", "POST", path, json=lost).status_code == 403
+        assert federation.call(f"officer-{NORTH}", "POST", path, json={"reason": "oops"}).status_code == 422
+        assert _node_log_head(settings) == 4  # nothing was forgotten by the refused requests
+
+        officer = federation.tokens[f"officer-{NORTH}"]
+        args = ["node", "audit-reset", "--partner", NORTH, "--reason", "state_lost", "--json"]
+        result = CliRunner().invoke(app, [*args, "--url", url, "--token", officer])
+        assert result.exit_code == 0, result.output
+        reply = json.loads(result.stdout)
+        assert (reply["forgotten_tree_size"], reply["forgotten_root_hash"]) == (4, lost_head.root_hash)
+        new_beats.beat()  # pinned anew: the rebuilt node's log key and head
+        rebuilt.record(EventType.NODE_REGISTERED)
+        new_beats.beat()
+        new_beats.beat()  # and from then on checked as before: the proof 1 -> 2 (+ the coordinator's)
+        assert _node_log_head(settings) >= 2
+        new_client.close()
+    rebuilt.close()
+
+    with AuditLog.open(settings.state_dir / "audit.sqlite") as log:
+        (reset,) = [e for _, e in log.iter_events() if e.event_type == EventType.NODE_AUDIT_RESET]
+    assert (reset.partner, reset.actor, reset.role) == (NORTH, f"officer-{NORTH}", "data_officer")
+    assert reset.details == {"reason": "state_lost", "forgotten_tree_size": 4}
+    assert {i.name: i.fingerprint for i in reset.inputs} == {
+        "audit log root forgotten": lost_head.root_hash,
+        "audit log key forgotten": lost_head.log_id,
+    }

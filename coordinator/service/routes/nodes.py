@@ -8,6 +8,8 @@ from coordinator.budget_recovery import NodeSpent, held_jobs, settle_reported
 from coordinator.platform import datasets, nodes
 from coordinator.platform.permissions import ApiAction, authorize
 from coordinator.service.api_models import (
+    AuditResetCreate,
+    AuditResetPublic,
     DatasetCreate,
     DatasetPublic,
     HeartbeatAnswer,
@@ -67,6 +69,25 @@ def heartbeat(
         settle_jobs=[
             SettleJobPublic(job_id=h.job_id, purpose=h.purpose) for h in held_jobs(session, partner_id)
         ],
+    )
+
+
+@router.post("/nodes/{partner_id}/audit-reset", response_model=AuditResetPublic)
+def reset_audit_pin(
+    partner_id: str, body: AuditResetCreate, principal: CurrentPrincipal, session: SessionDep, trail: TrailDep
+) -> AuditResetPublic:
+    """The partner's data officer vouches that its node's audit log was lost or restored: the head
+    kept of it is forgotten (and named in the coordinator's log), and the next heartbeat pins anew."""
+    authorize(principal, ApiAction.NODE_AUDIT_RESET, organisation=partner_id)
+    forgotten = nodes.reset_audit_pin(
+        session, trail, actor=principal, partner_id=partner_id, reason=body.reason
+    )
+    return AuditResetPublic(
+        partner_id=partner_id,
+        reason=body.reason,
+        forgotten_tree_size=forgotten.tree_size if forgotten else None,
+        forgotten_root_hash=forgotten.root_hash if forgotten else None,
+        forgotten_log_id=forgotten.log_id if forgotten else None,
     )
 
 

@@ -144,6 +144,11 @@ def _heartbeat(w: World, org: str) -> Request:
     return "POST", f"/nodes/{org}/heartbeat", {"json": {"version": "1"}}
 
 
+@route("POST /nodes/{partner}/audit-reset", {"officer"})
+def _audit_reset(w: World, org: str) -> Request:
+    return "POST", f"/nodes/{org}/audit-reset", {"json": {"reason": "state_lost"}}
+
+
 @route("GET /nodes", READERS)
 def _nodes(w: World, org: str) -> Request:
     return "GET", "/nodes", {}
@@ -362,6 +367,7 @@ def _consent_counts(w: World, org: str) -> Request:
 ORGANISATION_ROUTES = (
     "POST /nodes/register",
     "POST /nodes/{partner}/heartbeat",
+    "POST /nodes/{partner}/audit-reset",
     "POST /datasets",
     "PUT /budgets/{partner}/{year}",
     "POST /points/settlements",

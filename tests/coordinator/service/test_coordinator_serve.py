@@ -21,6 +21,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coordinator.platform.supernode_keys import supernode_public_key
+from coordinator.superlink_control import control_client
 from coordinator.superlink_supervisor import free_port
 from pki.certificate_authority import create_federation_ca, sign_request
 from pki.certificate_request import CertificateRole, build_request
@@ -118,6 +120,26 @@ def _superlink_pids(state: Path) -> list[int]:
             if "flower-superlink" in command and str(state) in command:
                 pids.append(int(entry.name))
     return pids
+
+
+def _numbers(pem: str) -> object:
+    return supernode_public_key(pem).public_numbers()
+
+
+def _admitted_keys(address: str, root: Path) -> list[object]:
+    """The public keys of the SuperNodes the SuperLink admits (what ``flwr supernode ls`` lists)."""
+    from flwr.proto.control_pb2 import ListNodesRequest
+
+    client = control_client(address, root)
+    try:
+        listed = client.ListNodes(ListNodesRequest())
+    finally:
+        client.close()
+    return [
+        _numbers(bytes(info.public_key).decode())
+        for info in listed.nodes_info
+        if info.status != "unregistered"
+    ]
 
 
 def _job_runs_on_the_superlink_and_is_stopped(
@@ -259,6 +281,17 @@ def test_serve_https_health_openapi_auth_supernode_registration_restart_and_stop
     assert node.post("/nodes/register", json=body).status_code == 200
 
     _job_runs_on_the_superlink_and_is_stopped(served, admin, node, tmp_path)
+
+    # The node's disk was lost: it registers a new SuperNode key, and the SuperLink no longer
+    # admits the old one (whoever holds the lost private key must not join as careplus).
+    rebuilt = create_supernode_key(tmp_path / "careplus-keys-rebuilt")
+    body_rebuilt = body | {"supernode_public_key_pem": rebuilt.public_key.read_text()}
+    assert node.post("/nodes/register", json=body_rebuilt).status_code == 200
+    root = tmp_path / "superlink-root.pem"
+    root.write_text(registered.json()["superlink_root_certificate_pem"])
+    admitted = _admitted_keys(registered.json()["superlink_address"], root)
+    assert _numbers(rebuilt.public_key.read_text()) in admitted
+    assert _numbers(supernode.public_key.read_text()) not in admitted
 
     (first,) = _superlink_pids(served.state)
     os.kill(first, signal.SIGKILL)
