@@ -68,6 +68,7 @@ DEFAULT_DATA = [
     "short-history-jpy-1k:propensity",
     "cj-like-10k:propensity",
     "cj-like-10k:churn",
+    "one-off-10k:churn",
 ]
 # Fixed in advance for every data set: 20 trees of depth 3 with shrinkage 0.3 (a common small
 # boosting configuration), 16 quantile bins cut from a 64-cell public grid, gradients unclipped
