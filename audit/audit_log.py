@@ -313,17 +313,25 @@ class AuditLog:
         job_id: str | None = None,
         model_id: str | None = None,
         partner: str | None = None,
+        transfer_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 10_000,
         visible: Callable[[LineageEvent], bool] | None = None,
     ) -> list[LogEntry]:
-        """Events matching every given filter and ``visible``, in log order (at most ``limit``)."""
+        """Events matching every given filter and ``visible``, in log order (at most ``limit``).
+
+        ``transfer_id`` finds a points transfer's events, whether an event names it alone
+        (``transfer_id``) or in the batch it lists (``transfers``).
+        """
         clauses, params = ["1 = 1"], []
         for path, value in (("$.job_id", job_id), ("$.model_id", model_id)):
             if value is not None:
                 clauses.append(f"json_extract(body, '{path}') = ?")
                 params.append(value)
+        if transfer_id is not None:
+            clauses.append(_NAMES_TRANSFER)
+            params += [transfer_id, transfer_id]
         sql = f"SELECT seq, body FROM entries WHERE {' AND '.join(clauses)} ORDER BY seq"
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
@@ -349,6 +357,13 @@ class AuditLog:
             for seq, body in rows:
                 yield seq, LineageEvent.from_canonical(body)
             after = rows[-1][0]
+
+
+# An entry naming a transfer: as its own ``transfer_id`` or in its ``transfers`` list (SQLite JSON1).
+_NAMES_TRANSFER = (
+    "(json_extract(body, '$.transfer_id') = ? OR EXISTS (SELECT 1 FROM json_each(body, '$.transfers') AS t"
+    " WHERE json_extract(t.value, '$.transfer_id') = ?))"
+)
 
 
 def _insert_head(conn: sqlite3.Connection, head: SignedTreeHead) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from audit.errors import EventRejectedError
@@ -36,6 +37,7 @@ __all__ = [
     "EventType",
     "LineageEvent",
     "Role",
+    "TransferRef",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -169,6 +171,23 @@ class ArtefactRef(BaseModel):
     sha256: Digest
 
 
+# Transfers one event may record: a points node records the transfers of one transaction together.
+MAX_TRANSFERS_PER_EVENT = 10_000
+
+
+class TransferRef(BaseModel):
+    """One points transfer in an event recording a batch of them: its id, a one-way hash of the
+    member's pairwise link token (never the token, never a member id) and its amounts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transfer_id: RunId
+    link_token_hash: Digest | None = None
+    points: Annotated[StrictInt, Field(ge=0)]
+    credited: Annotated[StrictInt, Field(ge=0)]
+    fee: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
 class LineageEvent(BaseModel):
     """One step of a flow: who did what, when, under which purpose, policy and consent snapshot.
 
@@ -203,6 +222,11 @@ class LineageEvent(BaseModel):
     # Points interchange: the transfer and a one-way hash of the member's pairwise link token.
     transfer_id: RunId | None = None
     link_token_hash: Digest | None = None
+    # ... or the transfers of one step taken together (each still found by its id: names_transfer).
+    # Last and omitted when None, so events without it keep the canonical bytes they always had.
+    transfers: (
+        Annotated[tuple[TransferRef, ...], Field(min_length=1, max_length=MAX_TRANSFERS_PER_EVENT)] | None
+    ) = None
 
     @field_validator("schema_version")
     @classmethod
@@ -234,6 +258,25 @@ class LineageEvent(BaseModel):
             if isinstance(item, bool) or (isinstance(item, float) and not math.isfinite(item)):
                 raise ValueError(f"details[{key!r}] must be a finite number or a short token")
         return value
+
+    @model_validator(mode="after")
+    def _one_transfer_or_a_batch(self) -> LineageEvent:
+        if self.transfers is None:
+            return self
+        if self.transfer_id is not None or self.link_token_hash is not None:
+            raise ValueError("an event names one transfer (transfer_id) or a batch (transfers), not both")
+        if len({t.transfer_id for t in self.transfers}) != len(self.transfers):
+            raise ValueError("transfers must name each transfer once")
+        return self
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        """The points transfers this event records (none, its ``transfer_id``, or its batch's)."""
+        if self.transfers is not None:
+            return tuple(t.transfer_id for t in self.transfers)
+        return () if self.transfer_id is None else (self.transfer_id,)
+
+    def names_transfer(self, transfer_id: str) -> bool:
+        return transfer_id in self.transfer_ids()
 
     def canonical_bytes(self) -> bytes:
         """The bytes the log commits to: compact UTF-8 JSON in field order, ``None`` omitted.
@@ -277,5 +320,11 @@ class LineageEvent(BaseModel):
 def _safe_location(loc: tuple[int | str, ...]) -> str:
     """A validation error's location with caller-chosen parts (dict keys, unknown fields) masked:
     those are data, and may be the very identifier being refused."""
-    known = {*LineageEvent.model_fields, *DatasetRef.model_fields, *ArtefactRef.model_fields, "[key]"}
+    known = {
+        *LineageEvent.model_fields,
+        *DatasetRef.model_fields,
+        *ArtefactRef.model_fields,
+        *TransferRef.model_fields,
+        "[key]",
+    }
     return ".".join(str(part) if isinstance(part, int) or part in known else "<field>" for part in loc)

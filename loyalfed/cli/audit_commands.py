@@ -162,6 +162,54 @@ def lineage(
         console.print(f"  {graph.nodes[source]['label']} --{relation}--> {graph.nodes[target]['label']}")
 
 
+@audit.command()
+def transfer(
+    transfer_id: Annotated[str, typer.Argument(help="A points transfer's id.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the events recording a points transfer: its reserve, post or void at each node.
+
+    A node records the transfers of one transaction in one event; this finds the transfer in it.
+    """
+    path = _db(db)
+    found = [(seq, event) for seq, event in _entries(path) if event.names_transfer(transfer_id)]
+    if not found:
+        raise AuditError(f"{path}: no event records transfer {transfer_id}")
+    rows = [_transfer_row(seq, event, transfer_id) for seq, event in found]
+    if json_output:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"Transfer {transfer_id}: {len(rows)} event(s)")
+    for column in ("entry", "time", "event", "node", "side", "points", "credited", "link token hash"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(str(row[k]) for k in ("seq", "time", "event_type", "partner", "side")),
+            str(row["points"]),
+            str(row["credited"]),
+            str(row["link_token_hash"]),
+        )
+    Console().print(table)
+
+
+def _transfer_row(seq: int, event: LineageEvent, transfer_id: str) -> dict[str, object]:
+    """What one event says of one transfer (its own fields, or its entry in the event's batch)."""
+    ref = next((t for t in event.transfers or () if t.transfer_id == transfer_id), None)
+    details = event.details
+    return {
+        "seq": seq,
+        "time": event.time.isoformat(),
+        "event_type": str(event.event_type),
+        "partner": event.partner,
+        "side": details.get("side"),
+        "points": ref.points if ref is not None else details.get("points"),
+        "credited": ref.credited if ref is not None else details.get("credited"),
+        "link_token_hash": ref.link_token_hash if ref is not None else event.link_token_hash,
+        "batch": len(event.transfers or ()) or 1,
+    }
+
+
 @audit.command("export-openlineage")
 def export_openlineage(
     out: Annotated[Path, typer.Option("--out", help="NDJSON file of OpenLineage RunEvents.")],

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from audit.lineage_event import EventType
 from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
-from participant_node.points.audit_trail import record_event
+from participant_node.points.audit_trail import RecordedTransfer, record_transfers
 from participant_node.points.bulk_statements import insert_rows
 from participant_node.points.interchange_rows import (
     ROWS,
@@ -160,7 +160,7 @@ class DestinationSide:
             for item, key, member in fresh
         ]
         results: dict[str, ItemResult] = {}
-        rows, holds = [], []
+        rows, holds, recorded = [], [], []
         for (item, key, member), outcome in zip(fresh, tx.apply(legs), strict=True):
             state = State.RESERVED if outcome.ok else State.REFUSED
             reason = None if outcome.ok else str(outcome.result)
@@ -172,26 +172,18 @@ class DestinationSide:
             results[key] = ItemResult(transfer_id=item.transfer_id, status=_ANSWER[state], reason=reason)
             if outcome.ok:
                 holds.append((key, member_account(member), _credit_expiry(item, tx.now_us)))
-                self._event(
-                    tx, EventType.POINTS_RESERVED, peer, item.transfer_id, link_hash(item.link_token), item
-                )
+                hashed = link_hash(item.link_token)
+                recorded.append(RecordedTransfer(item.transfer_id, hashed, item.points, item.credited))
+        self._event(tx, EventType.POINTS_RESERVED, peer, recorded)
         point_lots.hold(tx.conn, holds)
         insert_rows(tx.conn, ROWS, rows)
         return results
 
-    def _event(
-        self, tx: LedgerTx, kind: EventType, peer: str, transfer_id: str, hashed: str, item: Any
-    ) -> None:
-        record_event(
-            tx,
-            kind,
-            partner=self.partner,
-            peer=peer,
-            at_us=tx.now_us,
-            transfer_id=transfer_id,
-            link_hash=hashed,
-            details={"points": item.points, "credited": item.credited, "side": "destination"},
-        )
+    def _event(self, tx: LedgerTx, kind: EventType, peer: str, transfers: list[RecordedTransfer]) -> None:
+        if transfers:
+            record_transfers(
+                tx, kind, partner=self.partner, peer=peer, side="destination", transfers=transfers
+            )
 
     def resolve(self, peer: str, request: ResolveRequest) -> ResolveReply:
         """Apply the source's decisions (post or void) to our reservations."""
@@ -220,8 +212,8 @@ class DestinationSide:
             set_state(tx.conn, group, target, tx.now_us, decided_at_us=at)
         self._settle_lots(tx, [r for r in done], target)
         event = EventType.POINTS_POSTED if target == State.POSTED else EventType.POINTS_VOIDED
-        for row in done:
-            self._event(tx, event, peer, keys[row.key], row.link_hash, row)
+        recorded = [RecordedTransfer(keys[r.key], r.link_hash, r.points, r.credited) for r in done]
+        self._event(tx, event, peer, recorded)
         tombstones = [k for k in keys if k not in rows and action == ResolveAction.VOID]
         if tombstones:
             tx.conn.execute(ROWS.insert(), [_tombstone(k, keys[k], peer, tx.now_us) for k in tombstones])

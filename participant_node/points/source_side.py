@@ -22,7 +22,7 @@ from sqlalchemy import select
 from audit.lineage_event import EventType
 from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
-from participant_node.points.audit_trail import record_event
+from participant_node.points.audit_trail import RecordedTransfer, record_transfers
 from participant_node.points.bulk_statements import delete_in, insert_rows
 from participant_node.points.interchange_rows import (
     FEE_ACCOUNT,
@@ -265,6 +265,7 @@ class SourceSide:
         ready = [p for p in priced if unexpired[p.request.transfer_id]]
         applied = iter(tx.apply([leg for p in ready for leg in _legs(p)]))
         rows, receipts, refused = [], [], []
+        recorded: dict[str, list[RecordedTransfer]] = {}
         for p in priced:
             results = [next(applied) for _ in _legs(p)] if unexpired[p.request.transfer_id] else []
             failed = next(
@@ -287,16 +288,20 @@ class SourceSide:
                 )
             )
             if state == State.RESERVED:
-                record_event(
-                    tx,
-                    EventType.POINTS_RESERVED,
-                    partner=self.partner,
-                    peer=p.request.peer,
-                    at_us=tx.now_us,
-                    transfer_id=p.request.transfer_id,
-                    link_hash=link_hash(p.token),
-                    details={"points": p.points, "fee": p.fee, "credited": p.credited, "side": "source"},
+                recorded.setdefault(p.request.peer, []).append(
+                    RecordedTransfer(
+                        p.request.transfer_id, rows[-1]["link_hash"], p.points, p.credited, p.fee
+                    )
                 )
+        for peer, transfers in recorded.items():
+            record_transfers(
+                tx,
+                EventType.POINTS_RESERVED,
+                partner=self.partner,
+                peer=peer,
+                side="source",
+                transfers=transfers,
+            )
         point_lots.restore(tx.conn, refused)
         if rows:
             insert_rows(tx.conn, ROWS, rows)
@@ -378,13 +383,12 @@ class SourceSide:
         set_state(tx.conn, [r.key for r in posted], State.POSTED, now, decided_at_us=now)
         point_lots.release(tx.conn, [r.key for r in posted])
         point_lots.restore(tx.conn, [r.key for r in late + void])
-        for row in posted:
-            self._event(tx, EventType.POINTS_POSTED, row)
+        self._events(tx, EventType.POINTS_POSTED, posted)
         voided = late + void
         by_reason: dict[str, list[str]] = {}
         for row in voided:
             by_reason.setdefault(reasons.get(row.key, "timeout")[:64], []).append(row.key)
-            self._event(tx, EventType.POINTS_VOIDED, row)
+        self._events(tx, EventType.POINTS_VOIDED, voided)
         for reason, group in by_reason.items():
             set_state(tx.conn, group, State.VOIDED, now, decided_at_us=now, reason=reason)
         for peer in {r.peer for r in posted + voided}:
@@ -393,17 +397,16 @@ class SourceSide:
             enqueue(tx.conn, [r.key for r in notify if r.peer == peer], peer, "void", now)
         return posted
 
-    def _event(self, tx: LedgerTx, event_type: EventType, row: Any) -> None:
-        record_event(
-            tx,
-            event_type,
-            partner=self.partner,
-            peer=row.peer,
-            at_us=tx.now_us,
-            transfer_id=row.key,
-            link_hash=row.link_hash,
-            details={"points": row.points, "credited": row.credited, "side": "source"},
-        )
+    def _events(self, tx: LedgerTx, event_type: EventType, rows: list[Any]) -> None:
+        """The lineage event of ``rows``' decision, one per peer."""
+        by_peer: dict[str, list[RecordedTransfer]] = {}
+        for row in rows:
+            recorded = RecordedTransfer(row.key, row.link_hash, row.points, row.credited)
+            by_peer.setdefault(row.peer, []).append(recorded)
+        for peer, transfers in by_peer.items():
+            record_transfers(
+                tx, event_type, partner=self.partner, peer=peer, side="source", transfers=transfers
+            )
 
     def void_expired(self) -> int:
         """Recovery: void every reservation whose timeout passed without the peer's answer."""

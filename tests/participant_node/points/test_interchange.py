@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from audit.audit_log import AuditLog
 from audit.lineage_event import EventType
@@ -24,6 +25,7 @@ from participant_node.matching.tls_scope import node_server_config
 from participant_node.points import point_lots
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import RecordingTransport
+from participant_node.points.interchange_rows import ROWS
 from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
@@ -249,8 +251,12 @@ def test_audit_events_key_by_transfer_and_link_hash_never_a_member(linked: Nodes
         EventType.POINTS_POSTED,
         EventType.POINTS_SETTLED,
     } <= kinds
-    posted = [e for e in events if e.event_type == EventType.POINTS_POSTED]
-    assert all(e.transfer_id and e.link_token_hash for e in posted)
+    # Every transfer this node posted as source is in a posted event, with its link token's hash.
+    posted = [e for e in events if e.event_type == EventType.POINTS_POSTED and e.details["side"] == "source"]
+    recorded = {t.transfer_id: t.link_token_hash for e in posted for t in e.transfers or ()}
+    with fm.ledger.reading() as conn:
+        rows = conn.execute(select(ROWS).where(ROWS.c.role == "source", ROWS.c.state == "posted")).all()
+    assert rows and recorded == {r.transfer_id: r.link_hash for r in rows}
     # The link session's PSI runs under the interchange agreement: its event names the agreement.
     agreement = fm.book.for_peer(B, datetime.now(UTC))
     linked_events = [e for e in events if e.event_type == EventType.POINTS_LINKED]
