@@ -9,7 +9,8 @@ job's arithmetic on the same members and held-out split, with fresh noise per se
   moments, ``models.feature_standardisation``);
 * the schedule of ``models.dp_schedule`` from the rounded member counts, and each node's σ from the
   node's own calibration (``participant_node.training.privacy_accountant``, RDP, δ = min(1e-5, 1/n));
-* per node and step: Poisson sampling at Opacus's rate 1 / ceil(n / B), per-example clipping at C,
+* per node and step: Poisson sampling at Opacus's rate 1 / ceil(n / B), the intercept's input at
+  the node's value (``models.dp_schedule.intercept_input``), per-example clipping at C,
   Gaussian noise σC on the sum, division by the expected batch int(n q) (as Opacus);
 * FedAvgM over the nodes (weighted by training members, server momentum 0.5, Flower's update rule)
   from the job's initial model (``coordinator.job_strategy.initial_arrays``), and the mean of the
@@ -23,7 +24,7 @@ the schedule's step and the noise (0: the same walk without noise).
 
     python bench/dp_recipe_emulation.py --data complete-journey:propensity cj-like-1k:propensity
                                         [--epsilon 3] [--seeds 24] [--lr-mult 1] [--noise-scale 1]
-                                        [--job-seed 7]
+                                        [--job-seed 7] [--intercept-input 0.5]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from coordinator.job_strategy import initial_arrays
 from loyalfed.datasets.complete_journey import build_complete_journey_federation
 from loyalfed.datasets.synthetic import generate_synthetic_federation
 from loyalfed.datasets.synthetic_shapes import SHAPES
-from models.dp_schedule import DpSgdSchedule, dp_sgd_schedule, rounded_member_count
+from models.dp_schedule import DpSgdSchedule, dp_sgd_schedule, intercept_input, rounded_member_count
 from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
 from models.task import Task
@@ -96,15 +97,19 @@ def emulate(
     rng: np.random.Generator,
     lr_mult: float = 1.0,
     noise_scale: float = 1.0,
+    intercept: float | None = None,
 ) -> float:
-    """Held-out AUC of one emulated job with fresh noise from ``rng``."""
+    """Held-out AUC of one emulated job with fresh noise from ``rng`` (``intercept``: the intercept's
+    input, by default the node's rule)."""
     d = federation.heldout_X.shape[1]
     counts = [rounded_member_count(len(y)) for _, y in federation.nodes]
     schedule = dp_sgd_schedule(
         counts, epsilon=epsilon, delta=federation.job.delta, task=federation.job.task, n_features=d
     )
+    scale = intercept_input(federation.job.model) if intercept is None else intercept
     start = initial_arrays(federation.job).to_numpy_ndarrays()  # the job's own initial model
-    weights = np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
+    # Trained as the node does: the intercept's input is ``scale``, its weight b / scale.
+    weights = np.concatenate([np.ravel(start[0]), np.ravel(start[1]) / scale]).astype(np.float64)
     steps = schedule.rounds * schedule.local_steps
     sizes = np.array([len(y) for _, y in federation.nodes], dtype=float)
     momentum: np.ndarray | None = None
@@ -112,7 +117,17 @@ def emulate(
     for _ in range(schedule.rounds):
         updates = [
             _local_steps(
-                weights, X, y, schedule, epsilon, federation.job.delta, steps, rng, lr_mult, noise_scale
+                weights,
+                X,
+                y,
+                schedule,
+                epsilon,
+                federation.job.delta,
+                steps,
+                rng,
+                lr_mult,
+                noise_scale,
+                scale,
             )
             for X, y in federation.nodes
         ]
@@ -125,7 +140,7 @@ def emulate(
         weights = weights - momentum
         history.append(weights)
     published = np.mean(history[-federation.job.average_last :], axis=0)
-    return roc_auc(federation.heldout_y, federation.heldout_X @ published[:-1] + published[-1])
+    return roc_auc(federation.heldout_y, federation.heldout_X @ published[:-1] + scale * published[-1])
 
 
 def _local_steps(
@@ -139,6 +154,7 @@ def _local_steps(
     rng: np.random.Generator,
     lr_mult: float,
     noise_scale: float,
+    intercept: float,
 ) -> np.ndarray:
     batch, clip, lr = schedule.batch_size, schedule.max_grad_norm, schedule.learning_rate * lr_mult
     n = len(y)
@@ -146,7 +162,7 @@ def _local_steps(
     sigma = calibrate_noise_multiplier(
         epsilon=epsilon, delta=effective_delta(delta, n), sample_rate=rate, steps=steps
     )
-    with_bias = np.hstack([X, np.ones((n, 1))])
+    with_bias = np.hstack([X, np.full((n, 1), intercept)])
     w = weights.copy()
     for _ in range(schedule.local_steps):
         sampled = rng.random(n) < rate
@@ -167,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-mult", type=float, default=1.0)
     parser.add_argument("--noise-scale", type=float, default=1.0)
     parser.add_argument("--job-seed", type=int, default=None, help="JobSpec.seed (the initial model's)")
+    parser.add_argument(
+        "--intercept-input", type=float, default=None, help="the intercept's input (default: the node's rule)"
+    )
     args = parser.parse_args(argv)
+    if args.intercept_input is not None and not 0 < args.intercept_input <= 1:
+        parser.error(f"--intercept-input must be in (0, 1], got {args.intercept_input}")
     for data in args.data:
         name, _, task = data.partition(":")
         if name != _COMPLETE_JOURNEY and name not in SHAPES:
@@ -187,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     rng=np.random.default_rng(1000 + seed),
                     lr_mult=args.lr_mult,
                     noise_scale=args.noise_scale,
+                    intercept=args.intercept_input,
                 )
                 for seed in range(args.seeds)
             ]
@@ -195,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 "epsilon": args.epsilon,
                 "lr_mult": args.lr_mult,
                 "noise_scale": args.noise_scale,
+                "intercept_input": args.intercept_input or intercept_input(federation.job.model),
                 "job_seed": federation.job.seed,
                 "seeds": args.seeds,
                 "auc_median": round(statistics.median(aucs), 4),

@@ -9,6 +9,10 @@ The FedProx proximal term (Li et al., "Federated Optimization in Heterogeneous N
 2020) depends only on the current and the global weights, not on any member: it is applied as a
 separate step after the private one, which is post-processing and costs no privacy.
 
+Logistic regression may be trained with its intercept's input scaled down
+(``DpSgdSettings.intercept_input``, `models.scaled_intercept`): the same logits, a smaller share of
+the clipping budget for the intercept; the rule choosing the scale is `models.dp_schedule`'s.
+
 The batches and the noise come from a generator seeded by the operating system, never from the job's
 seed nor torch's fixed default: a coordinator that knew the noise could subtract it.
 """
@@ -25,6 +29,9 @@ import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from models.networks import LogisticRegression
+from models.scaled_intercept import ScaledInterceptLogisticRegression
 
 __all__ = ["DpSgdSettings", "LocalTrainStats", "poisson_sample_rate", "train_dp_sgd", "train_non_private"]
 
@@ -46,10 +53,14 @@ class DpSgdSettings:
     batch_size: int
     steps: int
     proximal_mu: float = 0.0
+    # The intercept's input while training a logistic regression (1: the plain parametrisation).
+    intercept_input: float = 1.0
 
     def __post_init__(self) -> None:
         if self.noise_multiplier < 0 or self.max_grad_norm <= 0 or self.learning_rate <= 0:
             raise ValueError("noise_multiplier must be >= 0, max_grad_norm and learning_rate > 0")
+        if not 0.0 < self.intercept_input <= 1.0:
+            raise ValueError(f"intercept_input must be in (0, 1], got {self.intercept_input}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -86,6 +97,20 @@ def train_dp_sgd(
 
 
 def _train_dp_sgd(model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgdSettings) -> LocalTrainStats:
+    if settings.intercept_input == 1.0:
+        return _train_module(model, X, y, settings)
+    if not isinstance(model, LogisticRegression):
+        name = type(model).__name__
+        raise ValueError(
+            f"intercept_input {settings.intercept_input} applies to logistic regression, not {name}"
+        )
+    scaled = ScaledInterceptLogisticRegression(model, scale=settings.intercept_input)
+    stats = _train_module(scaled, X, y, settings)
+    scaled.write_back(model)
+    return stats
+
+
+def _train_module(model: nn.Module, X: np.ndarray, y: np.ndarray, settings: DpSgdSettings) -> LocalTrainStats:
     dataset = TensorDataset(
         torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.ascontiguousarray(y))
     )

@@ -41,7 +41,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.app.message_type import MessageType
 
-from models.dp_schedule import rounded_member_count
+from models.dp_schedule import intercept_input, rounded_member_count
 from models.feature_standardisation import FeatureMoments
 from models.networks import make_model
 from participant_node.training.dp_sgd import DpSgdSettings, poisson_sample_rate, train_dp_sgd
@@ -302,6 +302,7 @@ def _train_round(node: NodeContext, spec: JobSpec, data: LocalTaskData, model: t
         batch_size=spec.batch_size,
         steps=spec.local_steps,
         proximal_mu=spec.proximal_mu if spec.strategy is StrategyName.FEDPROX else 0.0,
+        intercept_input=intercept_input(spec.model),
     )
     cpu_started = time.process_time()
     stats = train_dp_sgd(model, data.train.X, data.train.y, settings)

@@ -12,8 +12,10 @@ from models.dp_schedule import (
     MIN_BATCH,
     dp_sgd_schedule,
     gdp_mu,
+    intercept_input,
     rounded_member_count,
 )
+from models.task import ModelKind
 
 
 def test_gdp_mu_known_values() -> None:
@@ -64,3 +66,8 @@ def test_small_nodes_keep_the_tight_clip_at_any_epsilon() -> None:
         )
         assert (large.max_grad_norm, large.local_steps) == (1.0, 20), epsilon
         assert large.batch_size / 7_800 <= MAX_SAMPLE_RATE_FOR_LOOSE_CLIP
+
+
+def test_logistic_regression_trains_with_its_intercept_input_halved_and_the_mlp_as_it_is() -> None:
+    assert intercept_input(ModelKind.LOGREG) == intercept_input("logreg") == 0.5
+    assert intercept_input(ModelKind.MLP) == 1.0
