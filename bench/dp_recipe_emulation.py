@@ -106,7 +106,7 @@ def emulate(
     schedule = dp_sgd_schedule(
         counts, epsilon=epsilon, delta=federation.job.delta, task=federation.job.task, n_features=d
     )
-    scale = intercept_input(federation.job.model) if intercept is None else intercept
+    scale = intercept_input(federation.job.model, standardised=True) if intercept is None else intercept
     start = initial_arrays(federation.job).to_numpy_ndarrays()  # the job's own initial model
     # Trained as the node does: the intercept's input is ``scale``, its weight b / scale.
     weights = np.concatenate([np.ravel(start[0]), np.ravel(start[1]) / scale]).astype(np.float64)
@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 "epsilon": args.epsilon,
                 "lr_mult": args.lr_mult,
                 "noise_scale": args.noise_scale,
-                "intercept_input": args.intercept_input or intercept_input(federation.job.model),
+                "intercept_input": args.intercept_input
+                or intercept_input(federation.job.model, standardised=True),
                 "job_seed": federation.job.seed,
                 "seeds": args.seeds,
                 "auc_median": round(statistics.median(aucs), 4),

@@ -87,8 +87,9 @@ and μ is fixed by (ε, δ). The noise on the averaged gradient of one step is �
    of 15 to 25 %); at ε = 1 and 8 the same ordering, with the run-to-run spread smaller at s = 1/2
    in every task. The loose regime, where clipping rarely binds, does not notice (cj-like-10k
    0.7930 -> 0.7932, newcomers-10k 0.8573 -> 0.8573). It is the node's parametrisation of logistic
-   regression under DP-SGD (`participant_node.training.dp_sgd`), not a job field; the MLP keeps 1
-   (not measured).
+   regression under DP-SGD (`participant_node.training.dp_sgd`), not a job field; the MLP and a job
+   on the public scaling (not standardised: ‖x‖ is not about 1 and the intercept also carries the
+   features' offset) keep 1, as they were not measured.
 
 Rounds stay 8: the server-side momentum and the averaging of the last rounds were chosen for them.
 
@@ -166,10 +167,11 @@ _STEP = {
 LOGREG_INTERCEPT_INPUT = 0.5
 
 
-def intercept_input(model: ModelKind | str) -> float:
+def intercept_input(model: ModelKind | str, *, standardised: bool) -> float:
     """The intercept's input during DP-SGD (rule 6 of the module docstring): 1/2 for logistic
-    regression, 1 (the plain parametrisation) for the MLP, where it was not measured."""
-    return LOGREG_INTERCEPT_INPUT if ModelKind(model) is ModelKind.LOGREG else 1.0
+    regression on standardised features (where ‖x‖² ≈ 1, the rule's premise), else 1 (the plain
+    parametrisation: the MLP and the public scaling, where it was not measured)."""
+    return LOGREG_INTERCEPT_INPUT if standardised and ModelKind(model) is ModelKind.LOGREG else 1.0
 
 
 def tight_step(task: Task | str, model: ModelKind | str) -> float:

@@ -302,7 +302,7 @@ def _train_round(node: NodeContext, spec: JobSpec, data: LocalTaskData, model: t
         batch_size=spec.batch_size,
         steps=spec.local_steps,
         proximal_mu=spec.proximal_mu if spec.strategy is StrategyName.FEDPROX else 0.0,
-        intercept_input=intercept_input(spec.model),
+        intercept_input=intercept_input(spec.model, standardised=spec.standardisation is not None),
     )
     cpu_started = time.process_time()
     stats = train_dp_sgd(model, data.train.X, data.train.y, settings)
