@@ -104,12 +104,9 @@ class LedgerTx:
         pendings = self._pendings(pending_ids)
         accounts = {a for r in requests for a in (r.debit_account, r.credit_account) if a}
         accounts |= {a for p in pendings.values() for a in (p.debit_account, p.credit_account)}
-        keys = {u.key for r in requests for u in r.limits} | {
-            u.key for p in pendings.values() for u in p.limits
-        }
         return LedgerState(
             balances=self._balances(accounts),
-            usage=self._usage(keys),
+            usage=self._usage(_usage_keys(requests, pendings, self.now_us)),
             pendings=pendings,
             known={k: (h, Result(r)) for k, (h, r) in known.items()},
             now_us=self.now_us,
@@ -176,6 +173,21 @@ class LedgerTx:
             [{"key": k, "used": state.usage[k]} for k in sorted(touched_keys)],
         )
         state._undo.clear()
+
+
+def _usage_keys(requests: Sequence[Transfer], pendings: dict[str, PendingRecord], now: int) -> set[str]:
+    """The usage counters ``requests`` may change: a new transfer's limits, and the limits a void
+    or an expiry gives back. A post leaves its pending transfer's usage as it is (``ledger_rules``:
+    caps are charged at reservation), unless the pending transfer timed out first and expires."""
+    keys = {u.key for r in requests for u in r.limits}
+    for r in requests:
+        pending = pendings.get(r.pending_id) if r.pending_id else None
+        if pending is None:
+            continue
+        expired = pending.expires_at_us is not None and now >= pending.expires_at_us
+        if r.kind is not TransferKind.POST or expired:
+            keys.update(u.key for u in pending.limits)
+    return keys
 
 
 def _balance_params(account: str, balance: Balance) -> dict[str, Any]:

@@ -123,6 +123,18 @@ def test_limits_are_checked_at_reservation_and_released_by_void(ledger: Ledger) 
     assert ledger.submit([pending("d", limits=cap)])[0].result is Result.LIMIT_EXCEEDED  # posted still counts
 
 
+def test_a_late_post_fails_and_the_expiry_gives_the_cap_back(ledger: Ledger, clock: Clock) -> None:
+    cap = (UsageLimit("day:m0", 150, 100),)
+    assert ledger.submit([pending("e", limits=cap, timeout_us=1_000_000)])[0].ok
+    assert ledger.submit([pending("f", limits=cap)])[0].result is Result.LIMIT_EXCEEDED
+    clock.at += timedelta(seconds=2)
+    late = ledger.submit([Transfer("e:post", kind=TransferKind.POST, pending_id="e")])[0]
+    assert late.result is Result.PENDING_EXPIRED  # the timeout came first
+    assert ledger.expire_due() == ["e"]
+    assert ledger.submit([pending("g", limits=cap)])[0].ok  # the expiry gave the cap back
+    assert ledger.verify().ok
+
+
 def test_refusals_without_writes(ledger: Ledger) -> None:
     results = ledger.submit(
         [
