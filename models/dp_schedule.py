@@ -91,9 +91,10 @@ and μ is fixed by (ε, δ). The noise on the averaged gradient of one step is �
    on the public scaling (not standardised: ‖x‖ is not about 1 and the intercept also carries the
    features' offset) keep 1, as they were not measured.
    Through the job path (bench/fl_generalisation.py, medians of 3 runs, input 1 -> 1/2): at ε = 3
-   Complete Journey propensity 0.797-0.801 -> 0.8092 and 0.8042 (two sets of three), churn 0.771 ->
-   0.770, cj-like-1k 0.788 -> 0.789, short-history-jpy-1k 0.789 -> 0.793, cj-like-10k 0.793 ->
-   0.793, one-off-10k 0.871 -> 0.873; at ε = 1 / 8 cj-like-1k 0.784 / 0.785 -> 0.791 / 0.789,
+   Complete Journey propensity 0.797-0.801 -> 0.8092, 0.8042 and 0.8066 (three sets of three),
+   churn 0.771 -> 0.770, cj-like-1k 0.788 -> 0.789, short-history-jpy-1k 0.789 -> 0.793,
+   cj-like-10k 0.793 -> 0.793, one-off-10k 0.871 -> 0.873, newcomers-10k 0.856 -> 0.856,
+   high-churn-10k 0.749 -> 0.750; at ε = 1 / 8 cj-like-1k 0.784 / 0.785 -> 0.791 / 0.789,
    short-history-jpy-1k 0.786 / 0.786 -> 0.790 / 0.792, Complete Journey churn 0.769 / 0.771 ->
    0.766 / 0.769, propensity 0.794 / 0.805 -> 0.799 / 0.808.
 
