@@ -51,6 +51,7 @@ from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
 from models.task import Task
 from participant_node.training.dp_sgd import poisson_sample_rate
+from participant_node.training.local_task_data import LocalTaskData
 from participant_node.training.privacy_accountant import calibrate_noise_multiplier, effective_delta
 from protocol import JobSpec
 
@@ -67,20 +68,39 @@ class Federation:
     heldout_y: np.ndarray
 
 
-def load(data: str, root: Path) -> Federation:
-    """``data`` is ``<shape or complete-journey>:<task>``, e.g. ``cj-like-1k:propensity``."""
+def federation_of(
+    data: str, root: Path, *, default_task: Task = Task.CHURN, built: dict[str, Path] | None = None
+) -> tuple[Path, JobSpec]:
+    """The federation folder and job of ``data`` (``<shape or complete-journey>:<task>``, e.g.
+    ``cj-like-1k:propensity``), built under ``root`` once per name when ``built`` keeps them."""
     name, _, task = data.partition(":")
-    task_kind = Task(task or Task.CHURN.value)
+    task_kind = Task(task or default_task.value)
+    built = {} if built is None else built
     if name == _COMPLETE_JOURNEY:
-        federation = build_complete_journey_federation(root / name, seed=7)
-        job = JobSpec(task=task_kind)
-    else:
-        shape = SHAPES[name]
-        federation = root / name
-        generate_synthetic_federation(federation, shape.synth_config(seed=7), calibration=shape.calibration())
-        horizon = shape.horizon_days if task_kind is Task.CHURN else 0  # 0: the task's default
-        job = JobSpec(task=task_kind, as_of=shape.as_of, horizon_days=horizon)
-    node_data = _node_data(federation, job)
+        if name not in built:
+            built[name] = build_complete_journey_federation(root / name, seed=7)
+        return built[name], JobSpec(task=task_kind)
+    shape = SHAPES[name]
+    if name not in built:
+        built[name] = root / name
+        config, calibration = shape.synth_config(seed=7), shape.calibration()
+        generate_synthetic_federation(built[name], config, calibration=calibration)
+    horizon = shape.horizon_days if task_kind is Task.CHURN else 0  # 0: the task's default
+    return built[name], JobSpec(task=task_kind, as_of=shape.as_of, horizon_days=horizon)
+
+
+def check_data_arguments(parser: argparse.ArgumentParser, data: list[str]) -> None:
+    """Refuse (``parser.error``) a ``--data`` entry naming no shape, data set or task."""
+    for entry in data:
+        name, _, task = entry.partition(":")
+        if name != _COMPLETE_JOURNEY and name not in SHAPES:
+            parser.error(f"unknown data {entry!r}: a shape of {sorted(SHAPES)} or {_COMPLETE_JOURNEY}")
+        if task and task not in {t.value for t in Task}:
+            parser.error(f"unknown task in {entry!r}: one of {[t.value for t in Task]}")
+
+
+def standardised_federation(node_data: dict[str, LocalTaskData], job: JobSpec) -> Federation:
+    """Every node's training members and the pooled held-out ones, standardised as the job does."""
     train, heldout = _pooled(node_data)
     standardisation = FeatureMoments.of(train.X).standardisation()
     nodes = [
@@ -88,6 +108,12 @@ def load(data: str, root: Path) -> Federation:
         for d in node_data.values()
     ]
     return Federation(job, nodes, standardisation.apply(heldout.X).astype(np.float64), heldout.y)
+
+
+def load(data: str, root: Path) -> Federation:
+    """``data`` is ``<shape or complete-journey>:<task>``, e.g. ``cj-like-1k:propensity``."""
+    federation, job = federation_of(data, root)
+    return standardised_federation(_node_data(federation, job), job)
 
 
 def emulate(
@@ -189,12 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.intercept_input is not None and not 0 < args.intercept_input <= 1:
         parser.error(f"--intercept-input must be in (0, 1], got {args.intercept_input}")
-    for data in args.data:
-        name, _, task = data.partition(":")
-        if name != _COMPLETE_JOURNEY and name not in SHAPES:
-            parser.error(f"unknown data {data!r}: a shape of {sorted(SHAPES)} or {_COMPLETE_JOURNEY}")
-        if task and task not in {t.value for t in Task}:
-            parser.error(f"unknown task in {data!r}: one of {[t.value for t in Task]}")
+    check_data_arguments(parser, args.data)
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
             federation = load(data, Path(tmp))

@@ -46,22 +46,17 @@ from typing import Any
 import numpy as np
 
 # Sibling scripts: bench/ is the script's own folder on sys.path.
-from dp_recipe_emulation import Federation, emulate
+from dp_recipe_emulation import check_data_arguments, emulate, federation_of, standardised_federation
 from fl_generalisation import _centralized_logreg, _node_data, _pooled
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from loyalfed.datasets.complete_journey import build_complete_journey_federation
-from loyalfed.datasets.synthetic import generate_synthetic_federation
-from loyalfed.datasets.synthetic_shapes import SHAPES
 from models.dp_gbdt import GbdtParams, SplitRule, train_dp_gbdt
 from models.feature_schema import plain_rfm_schema
-from models.feature_standardisation import FeatureMoments
 from models.metrics import roc_auc
 from models.task import Task
 from participant_node.training.local_task_data import LocalTaskData
 from protocol import JobSpec
 
-_COMPLETE_JOURNEY = "complete-journey"
 DEFAULT_DATA = [
     "complete-journey:propensity",
     "cj-like-1k:propensity",
@@ -88,22 +83,7 @@ class Loaded:
 
 def load(data: str, root: Path, built: dict[str, Path]) -> Loaded:
     """``data`` is ``<shape or complete-journey>:<task>``; a federation is generated once per name."""
-    name, _, task = data.partition(":")
-    kind = Task(task or Task.PROPENSITY.value)
-    if name == _COMPLETE_JOURNEY:
-        if name not in built:
-            built[name] = build_complete_journey_federation(root / name, seed=7)
-        job = JobSpec(task=kind)
-    else:
-        shape = SHAPES[name]
-        if name not in built:
-            built[name] = root / name
-            generate_synthetic_federation(
-                built[name], shape.synth_config(seed=7), calibration=shape.calibration()
-            )
-        horizon = shape.horizon_days if kind is Task.CHURN else 0  # 0: the task's default
-        job = JobSpec(task=kind, as_of=shape.as_of, horizon_days=horizon)
-    federation = built[name]
+    federation, job = federation_of(data, root, default_task=Task.PROPENSITY, built=built)
     return Loaded(data, job, _node_data(federation, job), _node_data(federation, job, plain_rfm_schema()))
 
 
@@ -112,13 +92,7 @@ def _node_arrays(loaded: Loaded) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _dp_sgd(loaded: Loaded, epsilons: list[float], repeats: int) -> dict[str, Any]:
-    train, heldout = _pooled(loaded.nodes)
-    standardisation = FeatureMoments.of(train.X).standardisation()
-    nodes = [
-        (standardisation.apply(d.train.X).astype(np.float64), d.train.y.astype(np.float64))
-        for d in loaded.nodes.values()
-    ]
-    federation = Federation(loaded.job, nodes, standardisation.apply(heldout.X).astype(np.float64), heldout.y)
+    federation = standardised_federation(loaded.nodes, loaded.job)
     out = {}
     for eps in epsilons:
         runs = [emulate(federation, epsilon=eps, rng=np.random.default_rng(1000 + r)) for r in range(repeats)]
@@ -192,12 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="noise draws per ε (at least 3)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    for data in args.data:
-        name, _, task = data.partition(":")
-        if name != _COMPLETE_JOURNEY and name not in SHAPES:
-            parser.error(f"unknown data {data!r}: a shape of {sorted(SHAPES)} or {_COMPLETE_JOURNEY}")
-        if task and task not in {t.value for t in Task}:
-            parser.error(f"unknown task in {data!r}: one of {[t.value for t in Task]}")
+    check_data_arguments(parser, args.data)
     if args.repeats < 3 or any(eps <= 0 for eps in args.epsilons):
         parser.error("--repeats must be at least 3 and every ε positive")
     started = time.perf_counter()
