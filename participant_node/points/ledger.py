@@ -117,6 +117,11 @@ class LedgerTx:
 
     def _pendings(self, pending_ids: set[str]) -> dict[str, PendingRecord]:
         t = _T["points_transfers"]
+        # Selected by id alone, the kind checked here: with "AND kind = ?" in the SQL, SQLite's
+        # planner (no statistics) searched the (kind, expires_at_us) index, which holds every
+        # pending transfer ever made, instead of the unique id index: a scan that grew with the
+        # ledger on every batch (https://www.sqlite.org/queryplanner.html, "Choosing between
+        # multiple indexes").
         records = {
             row.id: PendingRecord(
                 row.debit_account,
@@ -128,7 +133,8 @@ class LedgerTx:
                 agreement_id=row.agreement_id,
                 link_hash=row.link_hash,
             )
-            for row in select_in(self.conn, t, "id", pending_ids, equal={"kind": TransferKind.PENDING.value})
+            for row in select_in(self.conn, t, "id", pending_ids)
+            if row.kind == TransferKind.PENDING.value
         }
         for row in select_in(self.conn, t, "pending_id", records, columns=("pending_id", "kind")):
             records[row.pending_id].resolved = TransferKind(row.kind)

@@ -64,16 +64,18 @@ def token_of(conn: Connection, member_id: str, agreement_id: str, epoch: int) ->
 
 def tokens_of(conn: Connection, members: Iterable[str], agreement_id: str, epoch: int) -> dict[str, str]:
     """Active links of ``members``: member id -> token."""
+    # By member and agreement (the points_links_member index), the epoch and revocation checked
+    # here: with "AND epoch = ?" in the SQL, SQLite's planner (no statistics) searched the primary
+    # key's (agreement_id, epoch) prefix instead, reading every link of the agreement per batch.
     rows = select_in(
         conn,
         _LINKS,
         "member_id",
         members,
-        columns=("member_id", "token"),
-        equal={"agreement_id": agreement_id, "epoch": epoch},
-        also="revoked_at_us IS NULL",
+        columns=("member_id", "token", "epoch", "revoked_at_us"),
+        equal={"agreement_id": agreement_id},
     )
-    return {row.member_id: row.token for row in rows}
+    return {row.member_id: row.token for row in rows if row.epoch == epoch and row.revoked_at_us is None}
 
 
 def member_of(conn: Connection, tokens: Iterable[str], agreement_id: str, epoch: int) -> dict[str, str]:
