@@ -53,20 +53,19 @@ def replace_links(
 
 
 def token_of(conn: Connection, member_id: str, agreement_id: str, epoch: int) -> str | None:
-    query = select(_LINKS.c.token).where(
-        _LINKS.c.member_id == member_id,
-        _LINKS.c.agreement_id == agreement_id,
-        _LINKS.c.epoch == epoch,
-        _LINKS.c.revoked_at_us.is_(None),
-    )
-    return conn.execute(query).scalar_one_or_none()
+    """The member's active link token, if any."""
+    # Through tokens_of (by member and agreement): with "member_id = ? AND agreement_id = ? AND
+    # epoch = ?" in the SQL, SQLite's planner (no statistics) searched the primary key's
+    # (agreement_id, epoch) prefix, every link of the agreement, for one member.
+    return tokens_of(conn, [member_id], agreement_id, epoch).get(member_id)
 
 
 def tokens_of(conn: Connection, members: Iterable[str], agreement_id: str, epoch: int) -> dict[str, str]:
     """Active links of ``members``: member id -> token."""
     # By member and agreement (the points_links_member index), the epoch and revocation checked
     # here: with "AND epoch = ?" in the SQL, SQLite's planner (no statistics) searched the primary
-    # key's (agreement_id, epoch) prefix instead, reading every link of the agreement per batch.
+    # key's (agreement_id, epoch) prefix instead, reading every link of the agreement per batch
+    # (https://www.sqlite.org/queryplanner.html, "Choosing between multiple indexes").
     rows = select_in(
         conn,
         _LINKS,
