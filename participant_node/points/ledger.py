@@ -97,9 +97,13 @@ class LedgerTx:
 
     def _load(self, requests: Sequence[Transfer]) -> LedgerState:
         ids = {r.id for r in requests}
-        known = {
-            row.id: (row.fields_hash, row.result) for row in self._rows_in(_T["points_requests"], "id", ids)
-        }
+        # A success is its own transfer row (with the request's fields hash); refusals are in
+        # points_requests. Ledgers written before kept successes there too: those rows win.
+        stored = select_in(self.conn, _T["points_transfers"], "id", ids, columns=("id", "fields_hash"))
+        known = {row.id: (row.fields_hash, Result.OK.value) for row in stored}
+        known.update(
+            (row.id, (row.fields_hash, row.result)) for row in self._rows_in(_T["points_requests"], "id", ids)
+        )
         pending_ids = {r.pending_id for r in requests if r.pending_id}
         pendings = self._pendings(pending_ids)
         accounts = {a for r in requests for a in (r.debit_account, r.credit_account) if a}

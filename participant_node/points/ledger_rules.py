@@ -192,7 +192,9 @@ class LedgerState:
     known: dict[str, tuple[str, Result]]  # id -> (fields hash, first result)
     now_us: int
     rows: list[dict[str, Any]] = field(default_factory=list)  # transfer rows to insert
-    requests: list[dict[str, Any]] = field(default_factory=list)  # first outcomes to insert
+    # First outcomes that are refusals, to insert: a success is recorded by its transfer row, which
+    # carries the request's fields hash (as TigerBeetle answers a retried id from the stored transfer).
+    requests: list[dict[str, Any]] = field(default_factory=list)
     _undo: list[tuple[dict[Any, Any], Any, Any]] = field(default_factory=list)
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
@@ -256,6 +258,8 @@ def _rollback(state: LedgerState, mark_rows: int, mark_requests: int, mark_undo:
 
 def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
     state._set(state.known, transfer.id, (transfer.fields_hash, result))
+    if result is Result.OK:
+        return  # the transfer's own row records it
     state.requests.append(
         {
             "id": transfer.id,
@@ -340,7 +344,7 @@ def _resolve(transfer: Transfer, state: LedgerState) -> Outcome:
     if pending.expires_at_us is not None and state.now_us >= pending.expires_at_us:
         expire_pending(state, pending_id)  # the timeout happened first; it is recorded now
         return Outcome(transfer.id, Result.PENDING_EXPIRED)
-    _finish(state, transfer.id, pending_id, pending, transfer.kind)
+    _finish(state, transfer.id, pending_id, pending, transfer.kind, transfer.fields_hash)
     return Outcome(transfer.id, Result.OK)
 
 
@@ -348,51 +352,42 @@ def expire_pending(state: LedgerState, pending_id: str) -> None:
     """Record the timeout of an unresolved pending transfer (id ``<pending>:expire``)."""
     pending = state.pendings[pending_id]
     expire_id = f"{pending_id}:expire"
-    _finish(state, expire_id, pending_id, pending, TransferKind.EXPIRE)
+    # No request asked for it: an empty fields hash, which no request's digest equals (a request
+    # reusing the id is refused as different fields).
+    _finish(state, expire_id, pending_id, pending, TransferKind.EXPIRE, "")
     state._set(state.known, expire_id, ("", Result.OK))
-    state.requests.append({"id": expire_id, "fields_hash": "", "result": "ok", "at_us": state.now_us})
 
 
 def _finish(
-    state: LedgerState, id_: str, pending_id: str, pending: PendingRecord, kind: TransferKind
+    state: LedgerState,
+    id_: str,
+    pending_id: str,
+    pending: PendingRecord,
+    kind: TransferKind,
+    fields_hash: str,
 ) -> None:
+    """Resolve ``pending`` by ``kind``: its row (id ``id_``, ``fields_hash`` of the resolving
+    request) moves the pending amount, and a void or an expiry gives its usage back."""
     _move(state, pending.debit_account, pending.credit_account, pending.amount, kind)
     if kind is not TransferKind.POST:
         for limit in pending.limits:
             state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
     state._set(state.pendings, pending_id, pending.resolved_by(kind))
-    # The resolution's row, as ``_row`` writes a Transfer with these fields (no timeout, limits
-    # or link), without building one per leg.
-    debit, credit, amount, code = pending.debit_account, pending.credit_account, pending.amount, pending.code
-    digest = _fields_digest(
-        id_,
-        debit,
-        credit,
-        amount,
-        kind,
-        pending_id,
-        None,
-        code,
-        pending.agreement_id,
-        pending.link_hash,
-        "",
-        False,
-    )
     state.rows.append(
         {
             "id": id_,
             "kind": str(kind),
-            "debit_account": debit,
-            "credit_account": credit,
-            "amount": amount,
+            "debit_account": pending.debit_account,
+            "credit_account": pending.credit_account,
+            "amount": pending.amount,
             "pending_id": pending_id,
             "expires_at_us": None,
             "at_us": state.now_us,
-            "code": code,
+            "code": pending.code,
             "agreement_id": pending.agreement_id,
             "link_hash": pending.link_hash,
             "limits": None,
-            "fields_hash": digest,
+            "fields_hash": fields_hash,
         }
     )
 
