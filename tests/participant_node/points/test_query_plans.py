@@ -14,12 +14,17 @@ agreements and epochs), run real batches through the functions of the transfer p
 expiry pass, capture every statement they send to SQLite (the connection's trace callback sees
 the driver-level statements of ``bulk_statements`` and SQLAlchemy's alike) and read each one's
 plan with EXPLAIN QUERY PLAN (https://www.sqlite.org/eqp.html): no statement scans a ledger
-table, and each searches the index of the column its first condition names."""
+table, and each searches the index of the column its first condition names. Two real nodes (over
+mutual TLS on loopback) then show the same of everything a transfer runs at both ends, and of the
+periodic passes: the timeouts, the resends, the in-doubt questions, the audit drain, settlement."""
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -28,16 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from sqlalchemy import Engine, event
 
+from loyalfed.points_federation import LOOPBACK, prepare_synthetic_pair
+from participant_node.matching.tls_scope import node_server_config
 from participant_node.points import link_store, point_lots
 from participant_node.points.bulk_statements import delete_in, insert_rows
 from participant_node.points.interchange_rows import OUTBOX, ROWS, State, enqueue, load_rows, set_state
 from participant_node.points.ledger import AccountKind, Ledger, LedgerTx, account_id
 from participant_node.points.ledger_rules import AccountFlags, Transfer, TransferKind, UsageLimit
 from participant_node.points.point_lots import Slice
+from participant_node.points.runner import create_points_app
+from participant_node.points.service import PointsService
+from participant_node.points.source_side import TransferRequest
 from participant_node.points.store_schema import TABLES, sqlite_url
 
+A, B = "freshmart", "careplus"
 ISSUANCE = account_id(AccountKind.ISSUANCE)
 CLEARING = account_id(AccountKind.CLEARING, "careplus")
 FEES = account_id(AccountKind.FEE)
@@ -63,8 +75,12 @@ EXPECTED_INDEX: dict[tuple[str, str], tuple[str, ...]] = {
     ("points_interchange", "key"): ("key",),
     ("points_outbox", "key"): ("key",),
     ("points_outbox", "seq"): ("rowid",),
-    # The expiry pass: the pending transfers whose timeout passed.
+    ("points_statements", "statement_id"): ("statement_id",),
+    # The periodic passes: the pending transfers whose timeout passed, one side's open
+    # reservations (by state and role), the transfers an agreement decided in a period.
     ("points_transfers", "kind"): ("kind", "expires_at_us"),
+    ("points_interchange", "role"): ("state", "role", "updated_at_us"),
+    ("points_interchange", "agreement_id"): ("agreement_id", "decided_at_us"),
 }
 
 
@@ -81,8 +97,8 @@ def member_account(n: int) -> str:
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.at = T0
+    def __init__(self, at: datetime = T0) -> None:
+        self.at = at
 
     def __call__(self) -> datetime:
         return self.at
@@ -114,6 +130,9 @@ class Trace:
             work()
         finally:
             self.on = False
+        return self.distinct()
+
+    def distinct(self) -> list[str]:
         verbs = ("SELECT", "UPDATE", "DELETE")
         return list(dict.fromkeys(s.strip() for s in self.statements if s.lstrip().upper().startswith(verbs)))
 
@@ -126,18 +145,20 @@ class Store:
     trace: Trace
     round: int = 0
 
-    def plan(self, sql: str) -> list[str]:
-        with closing(sqlite3.connect(self.path)) as conn:
-            return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
 
-    def index_on(self, table: str, columns: tuple[str, ...]) -> str:
-        if columns == ("rowid",):
-            return "INTEGER PRIMARY KEY"
-        with closing(sqlite3.connect(self.path)) as conn:
-            for _, name, *_ in conn.execute(f"PRAGMA index_list({table})"):
-                if tuple(r[2] for r in conn.execute(f"PRAGMA index_info({name})")) == columns:
-                    return str(name)
-        raise AssertionError(f"{table} has no index on {columns}")
+def plan_of(path: Path, sql: str) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+
+
+def index_on(path: Path, table: str, columns: tuple[str, ...]) -> str:
+    if columns == ("rowid",):
+        return "INTEGER PRIMARY KEY"
+    with closing(sqlite3.connect(path)) as conn:
+        for _, name, *_ in conn.execute(f"PRAGMA index_list({table})"):
+            if tuple(r[2] for r in conn.execute(f"PRAGMA index_info({name})")) == columns:
+                return str(name)
+    raise AssertionError(f"{table} has no index on {columns}")
 
 
 def reserve(tx: LedgerTx, ids: list[tuple[str, int]], timeout_us: int | None = None) -> None:
@@ -257,17 +278,24 @@ _FIRST_CONDITION = re.compile(
 )
 
 
-def check_plans(store: Store, statements: list[str]) -> None:
-    """No statement scans a ledger table, and each one searches the index of the column its first
-    condition names: the IN list of a batch's ids, or the one key a single-row statement asks for
-    (the functions put the selective column first; the planner does not know it is selective)."""
+# The outboxes hold only what waits to be sent (a row goes once its peer or the audit log has it):
+# a periodic pass may read them from the head.
+QUEUES = ("points_outbox", "points_audit_outbox")
+
+
+def check_plans(path: Path, statements: list[str], *, queues: bool = False) -> None:
+    """No statement scans a ledger table (but the queues, with ``queues``), and each one searches
+    the index of the column its first condition names: the IN list of a batch's ids, or the one key
+    a single-row statement asks for (the functions put the selective column first; the planner
+    does not know it is selective)."""
     assert statements, "nothing was captured"
-    with closing(sqlite3.connect(store.path)) as conn:  # the node never runs ANALYZE: nor does this
+    with closing(sqlite3.connect(path)) as conn:  # the node never runs ANALYZE: nor does this
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() is None
     problems = []
     for sql in statements:
-        plan = store.plan(sql)
-        scans = [line for line in plan if re.match(rf"SCAN ({'|'.join(TABLES)})\b", line)]
+        plan = plan_of(path, sql)
+        scanned = set(TABLES) - set(QUEUES if queues else ())
+        scans = [line for line in plan if re.match(rf"SCAN ({'|'.join(scanned)})\b", line)]
         if scans:
             problems.append(f"{sql[:160]}\n    scans: {scans}")
             continue
@@ -278,7 +306,7 @@ def check_plans(store: Store, statements: list[str]) -> None:
         if (table, column) not in EXPECTED_INDEX:
             problems.append(f"{sql[:160]}\n    add ({table!r}, {column!r}) and its index to EXPECTED_INDEX")
             continue
-        index = store.index_on(table, EXPECTED_INDEX[(table, column)])
+        index = index_on(path, table, EXPECTED_INDEX[(table, column)])
         key = "rowid" if index == "INTEGER PRIMARY KEY" else column
         searches = [
             line
@@ -308,7 +336,7 @@ def test_a_batch_s_ledger_lookups_search_the_index_of_the_ids_they_ask_for(store
 
     statements = store.trace.run(batch)
     assert any("FROM points_transfers WHERE id IN" in s for s in statements)
-    check_plans(store, statements)
+    check_plans(store.path, statements)
 
 
 def test_a_batch_s_links_are_searched_by_member_or_token_never_by_the_agreement_alone(store: Store) -> None:
@@ -327,7 +355,7 @@ def test_a_batch_s_links_are_searched_by_member_or_token_never_by_the_agreement_
     assert found["tokens"] == {m: f"{AGREEMENT}-2-{n}" for n, m in enumerate(members)}
     assert found["members"] == {t: m for m, t in found["tokens"].items()}
     assert found["one"] == f"{AGREEMENT}-2-0"
-    check_plans(store, statements)
+    check_plans(store.path, statements)
 
 
 def test_a_batch_s_lots_rows_and_messages_are_searched_by_their_keys(store: Store) -> None:
@@ -358,7 +386,7 @@ def test_a_batch_s_lots_rows_and_messages_are_searched_by_their_keys(store: Stor
             delete_in(tx.conn, OUTBOX, "seq", seqs)
 
     statements += store.trace.run(resolution)
-    check_plans(store, statements)
+    check_plans(store.path, statements)
 
 
 def test_the_expiry_pass_searches_pending_transfers_by_their_timeout(store: Store) -> None:
@@ -375,5 +403,114 @@ def test_the_expiry_pass_searches_pending_transfers_by_their_timeout(store: Stor
     statements = store.trace.run(expiry_pass)
     assert sorted(expired) == sorted(f"x{r}-{n}" for n in range(BATCH))
     by_timeout = "SEARCH points_transfers USING INDEX points_transfers_open (kind=? AND expires_at_us<?)"
-    assert any(by_timeout in store.plan(s) for s in statements)
-    check_plans(store, statements)
+    assert any(by_timeout in plan_of(store.path, s) for s in statements)
+    check_plans(store.path, statements)
+
+
+# -- two real nodes: the statements of a transfer at both, and of the periodic passes ----------------
+
+
+@dataclass
+class Nodes:
+    services: dict[str, PointsService]
+    traces: dict[str, Trace]
+    paths: dict[str, Path]  # each node's ledger file
+    clock: Clock
+
+    def run(self, work: Any) -> dict[str, list[str]]:
+        """The distinct SELECT, UPDATE and DELETE statements each node runs while ``work()`` runs."""
+        for trace in self.traces.values():
+            trace.statements.clear()
+            trace.on = True
+        try:
+            work()
+        finally:
+            for trace in self.traces.values():
+                trace.on = False
+        return {p: trace.distinct() for p, trace in self.traces.items()}
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    root = tmp_path_factory.mktemp("plan-nodes")
+    pair = prepare_synthetic_pair(root, members=160, shared=120, min_link_set_size=20)
+    clock = Clock(datetime.now(UTC))
+    services = {p: PointsService(pair.settings[p], clock=clock) for p in (A, B)}
+    servers = []
+    for partner, service in services.items():
+        config = node_server_config(
+            create_points_app(service, start=False),
+            tls=service.pki.node_tls(partner),
+            host=LOOPBACK,
+            port=pair.ports[partner],
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        servers.append(server)
+        threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not all(s.started for s in servers):
+        assert time.monotonic() < deadline, "nodes did not start"
+        time.sleep(0.02)
+    assert services[A].link(B).linked == 120
+    traces = {p: Trace() for p in services}
+    for partner, service in services.items():
+        traces[partner].attach(service.ledger.engine)
+    paths = {p: Path(s.ledger.url.removeprefix("sqlite:///")) for p, s in services.items()}
+    yield Nodes(services, traces, paths, clock)
+    for service in services.values():
+        service.stop_sending()
+    for server in servers:
+        server.should_exit = True
+    time.sleep(0.5)
+
+
+def requests_of(tag: str) -> list[TransferRequest]:
+    """One 250-point transfer from each of BATCH members both partners know (FreshMart's 40-159),
+    with minted ids (a uuid's hex, as a node mints them)."""
+    return [
+        TransferRequest(uuid.uuid5(uuid.NAMESPACE_URL, f"{tag}/{n}").hex, member(40 + n), B, 250)
+        for n in range(BATCH)
+    ]
+
+
+def check_node_plans(nodes: Nodes, statements: dict[str, list[str]], *, queues: bool = False) -> None:
+    for partner, sql in statements.items():
+        check_plans(nodes.paths[partner], sql, queues=queues)
+
+
+def test_a_transfer_s_statements_at_both_nodes_search_the_index_of_the_rows_they_ask_for(
+    nodes: Nodes,
+) -> None:
+    fm = nodes.services[A]
+
+    def transfer() -> None:
+        receipts = fm.transfer(requests_of("plans-t"))
+        assert [r.state for r in receipts] == ["posted"] * BATCH, receipts
+        fm.delivery.pump_once(scan=False)  # the posts reach CarePlus, their messages are deleted
+
+    statements = nodes.run(transfer)
+    assert fm.status()["outbox"] == 0
+    assert all(statements.values())
+    check_node_plans(nodes, statements)
+
+
+def test_the_periodic_passes_read_what_is_open_due_or_queued_never_the_history(nodes: Nodes) -> None:
+    fm, cp = nodes.services[A], nodes.services[B]
+    # A batch CarePlus reserved and FreshMart never heard back about: both sides time it out.
+    _, messages = fm.source.reserve(requests_of("plans-p"))
+    cp.destination.reserve(A, messages[B])
+    nodes.clock.at += timedelta(minutes=5)
+    start, end = nodes.clock.at - timedelta(days=1), nodes.clock.at + timedelta(days=1)
+    totals: list[dict[str, Any]] = []
+
+    def passes() -> None:
+        for service in (fm, cp):
+            service.delivery.recover(in_doubt_after_s=60)  # voids, resends, asks about the in-doubt
+            service.audit.drain()
+        fm.settlements.settle(B, fm.peer(B), start, end, coordinator=totals.append)
+
+    statements = nodes.run(passes)
+    assert fm.status().get("source_voided", 0) >= BATCH and cp.status().get("destination_reserved", 0) == 0
+    assert totals and totals[0]["reconciled"]
+    check_node_plans(nodes, statements, queues=True)
