@@ -18,6 +18,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +41,17 @@ from participant_node.points.ledger_rules import (
 )
 from participant_node.points.store_schema import TABLES, make_engine
 
-__all__ = ["AccountKind", "Ledger", "LedgerCheck", "LedgerTx", "account_id", "now_us", "pending_filter"]
+__all__ = [
+    "SWEEP_GRACE_US",
+    "AccountKind",
+    "ExpirySweep",
+    "Ledger",
+    "LedgerCheck",
+    "LedgerTx",
+    "account_id",
+    "now_us",
+    "pending_filter",
+]
 
 _T = TABLES
 
@@ -62,11 +73,44 @@ def now_us(moment: datetime | None = None) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+# How far behind its own "now" a finished expiry sweep marks itself done: transactions still open
+# when it ran (PostgreSQL runs writers side by side) and small clock corrections stay inside it.
+SWEEP_GRACE_US = 60_000_000
+
+
+@dataclass
+class ExpirySweep:
+    """Where the expiry sweep may start: every pending transfer whose timeout falls before
+    ``done_below_us`` was found resolved or expired by an earlier sweep of this process.
+
+    Resolved pending transfers stay in the (kind, expires_at_us) index for ever (transfers are
+    immutable), so a sweep from the beginning probes the whole history of reservations every
+    time (measured: 70 ms per pass at 58,000 pending transfers, every 1-2 s, holding the write
+    lock). A new process starts at 0 and sweeps the whole history once.
+    """
+
+    done_below_us: int = 0
+
+    def finished(self, now_us: int) -> None:
+        self.done_below_us = max(self.done_below_us, now_us - SWEEP_GRACE_US)
+
+    def written(self, rows: Sequence[dict[str, Any]]) -> None:
+        """A pending transfer written with a timeout before the mark (the clock went back further
+        than the grace) sends the next sweep back to the beginning."""
+        for row in rows:
+            expires = row["expires_at_us"]
+            if expires is not None and expires < self.done_below_us and row["kind"] == "pending":
+                self.done_below_us = 0
+                return
+
+
 class LedgerTx:
     """One open transaction on the ledger."""
 
-    def __init__(self, conn: Connection, now: int) -> None:
+    def __init__(self, conn: Connection, now: int, sweep: ExpirySweep | None = None) -> None:
         self.conn, self.now_us = conn, now
+        self._sweep = sweep or ExpirySweep()
+        self.swept_at_us: int | None = None  # a complete sweep ran: its mark moves once this commits
         self.events: list[dict[str, Any]] = []  # audit events, written with the transaction (audit_trail)
         self._lock_rows = conn.dialect.name == "postgresql"
 
@@ -84,8 +128,10 @@ class LedgerTx:
     def expire_due(self, limit: int = 10_000) -> list[str]:
         """Record the timeout of every pending transfer whose timeout has passed; returns their ids."""
         t = _T["points_transfers"]
-        query = select(t.c.id).where(pending_filter(), t.c.expires_at_us <= self.now_us).limit(limit)
-        due = self.conn.execute(query).scalars().all()
+        window = (t.c.expires_at_us >= self._sweep.done_below_us, t.c.expires_at_us <= self.now_us)
+        due = self.conn.execute(select(t.c.id).where(pending_filter(), *window).limit(limit)).scalars().all()
+        if len(due) < limit:  # nothing due is left unresolved once this transaction commits
+            self.swept_at_us = self.now_us
         if not due:
             return []
         state = self._load([Transfer(id=f"{i}:expire", kind=TransferKind.VOID, pending_id=i) for i in due])
@@ -166,6 +212,7 @@ class LedgerTx:
         return {row.key: row.used for row in rows}
 
     def _write(self, state: LedgerState) -> None:
+        self._sweep.written(state.rows)
         insert_rows(self.conn, _T["points_transfers"], state.rows)
         insert_rows(self.conn, _T["points_requests"], state.requests)
         touched_accounts = {k for table, k, _ in state._undo if table is state.balances}
@@ -224,9 +271,16 @@ class Ledger:
         self.engine: Engine = make_engine(url, synchronous=synchronous)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._sweep = ExpirySweep()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def expiry_swept_below_us(self) -> int:
+        """Pending transfers whose timeout falls before this were all found resolved or expired:
+        the next expiry sweep starts here."""
+        return self._sweep.done_below_us
 
     def now_us(self) -> int:
         return now_us(self._clock())
@@ -236,14 +290,21 @@ class Ledger:
         """One write transaction: everything done through the ``LedgerTx`` commits together."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
-                tx = LedgerTx(conn, self.now_us())
+                tx = LedgerTx(conn, self.now_us(), self._sweep)
                 yield tx
                 tx.flush_events()
+            self._committed(tx)
             return
-        with self._write_lock, self.engine.begin() as conn:
-            tx = LedgerTx(conn, self.now_us())
-            yield tx
-            tx.flush_events()
+        with self._write_lock:
+            with self.engine.begin() as conn:
+                tx = LedgerTx(conn, self.now_us(), self._sweep)
+                yield tx
+                tx.flush_events()
+            self._committed(tx)
+
+    def _committed(self, tx: LedgerTx) -> None:
+        if tx.swept_at_us is not None:
+            self._sweep.finished(tx.swept_at_us)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from participant_node.points.ledger import AccountKind, Ledger, account_id
+from participant_node.points.ledger import SWEEP_GRACE_US, AccountKind, Ledger, account_id, now_us
 from participant_node.points.ledger_rules import AccountFlags, Result, Transfer, TransferKind, UsageLimit
 
 ISSUANCE = account_id(AccountKind.ISSUANCE)
@@ -66,6 +66,40 @@ def test_pending_then_post_moves_points_once(ledger: Ledger) -> None:
     assert after is not None and (after.available, after.posted, after.debits_pending) == (900, 900, 0)
     second = ledger.submit([Transfer("t1:void", kind=TransferKind.VOID, pending_id="t1")])[0]
     assert second.result is Result.PENDING_ALREADY_POSTED
+    assert ledger.verify().ok
+
+
+def test_an_expiry_sweep_starts_where_the_last_complete_one_ended(ledger: Ledger, clock: Clock) -> None:
+    ledger.submit([pending("a", timeout_us=1_000_000), pending("b", timeout_us=1_000_000)])
+    ledger.submit([Transfer("b:post", kind=TransferKind.POST, pending_id="b")])
+    clock.at += timedelta(seconds=2)
+    assert ledger.expiry_swept_below_us == 0  # a new process sweeps the whole history once
+    assert ledger.expire_due() == ["a"]
+    assert ledger.expiry_swept_below_us == now_us(clock.at) - SWEEP_GRACE_US
+    clock.at += timedelta(minutes=5)
+    assert ledger.expire_due() == []
+    assert ledger.expiry_swept_below_us == now_us(clock.at) - SWEEP_GRACE_US
+
+
+def test_a_reservation_made_after_the_clock_went_back_still_expires(ledger: Ledger, clock: Clock) -> None:
+    ledger.submit([pending("early", timeout_us=1_000_000)])
+    clock.at += timedelta(minutes=10)
+    assert ledger.expire_due() == ["early"]
+    clock.at -= timedelta(minutes=9)  # further back than the sweep's grace
+    ledger.submit([pending("late", timeout_us=1_000_000)])
+    assert ledger.expiry_swept_below_us == 0
+    clock.at += timedelta(seconds=2)
+    assert ledger.expire_due() == ["late"]
+
+
+def test_a_sweep_that_rolled_back_leaves_its_reservations_due(ledger: Ledger, clock: Clock) -> None:
+    ledger.submit([pending("c", timeout_us=1_000_000)])
+    clock.at += timedelta(seconds=2)
+    with pytest.raises(RuntimeError), ledger.transaction() as tx:
+        assert tx.expire_due() == ["c"]
+        raise RuntimeError("the caller failed after the sweep")
+    assert ledger.expiry_swept_below_us == 0
+    assert ledger.expire_due() == ["c"]
     assert ledger.verify().ok
 
 
