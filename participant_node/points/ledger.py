@@ -215,8 +215,8 @@ class LedgerTx:
         self._sweep.written(state.rows)
         insert_rows(self.conn, _T["points_transfers"], state.rows)
         insert_rows(self.conn, _T["points_requests"], state.requests)
-        touched_accounts = {k for table, k, _ in state._undo if table is state.balances}
-        touched_keys = {k for table, k, _ in state._undo if table is state.usage}
+        touched_accounts = state.changed_accounts()
+        touched_keys = state.changed_usage_keys()
         update_rows(
             self.conn,
             _T["points_balances"],
@@ -229,7 +229,7 @@ class LedgerTx:
             "key",
             [{"key": k, "used": state.usage[k]} for k in sorted(touched_keys)],
         )
-        state._undo.clear()
+        state.clear_changes()
 
 
 def _usage_keys(requests: Sequence[Transfer], pendings: dict[str, PendingRecord], now: int) -> set[str]:

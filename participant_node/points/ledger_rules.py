@@ -22,7 +22,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
-from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -95,32 +94,34 @@ class Transfer:
     limits: tuple[UsageLimit, ...] = ()
     linked: bool = False
 
-    @cached_property
+    @property
     def fields_hash(self) -> str:
-        """sha256 over every field: what "the same fields" means for idempotency."""
-        limits = ";".join(f"{u.key},{u.cap},{u.amount}" for u in self.limits)
-        return _fields_digest(
-            self.id,
-            self.debit_account,
-            self.credit_account,
-            self.amount,
-            self.kind,
-            self.pending_id,
-            self.timeout_us,
-            self.code,
-            self.agreement_id,
-            self.link_hash,
-            limits,
-            self.linked,
-        )
+        """sha256 over every field: what "the same fields" means for idempotency.
+
+        Computed once per transfer and kept in the instance (a plain cache: in Python 3.11
+        ``functools.cached_property`` takes a lock on every first access, a cost paid per leg).
+        The digest must never change for given fields: stored hashes are compared with it when an
+        id is retried."""
+        digest: str | None = self.__dict__.get("_fields_hash")
+        if digest is None:
+            digest = _fields_digest(self)
+            object.__setattr__(self, "_fields_hash", digest)  # frozen: the cache is not a field
+        return digest
 
 
-def _fields_digest(*fields: object) -> str:
-    # Unit separators: no field of an id, account or key contains U+001F.
-    return hashlib.sha256("\x1f".join(map(str, fields)).encode()).hexdigest()
+def _fields_digest(t: Transfer) -> str:
+    """sha256 hex of the fields' ``str`` joined by unit separators (no id, account or key contains
+    U+001F), the limits as ``key,cap,amount`` joined by ``;``."""
+    limits = ";".join([f"{u.key},{u.cap},{u.amount}" for u in t.limits])
+    text = (
+        f"{t.id!s}\x1f{t.debit_account!s}\x1f{t.credit_account!s}\x1f{t.amount!s}\x1f{t.kind!s}"
+        f"\x1f{t.pending_id!s}\x1f{t.timeout_us!s}\x1f{t.code!s}\x1f{t.agreement_id!s}"
+        f"\x1f{t.link_hash!s}\x1f{limits}\x1f{t.linked!s}"
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class Balance:
     debits_pending: int = 0
     debits_posted: int = 0
@@ -143,7 +144,7 @@ class Balance:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingRecord:
     debit_account: str
     credit_account: str
@@ -171,7 +172,7 @@ class PendingRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     id: str
     result: Result
@@ -182,9 +183,18 @@ class Outcome:
         return self.result is Result.OK
 
 
+_Marks = tuple[int, int, int, int, int]
+
+
 @dataclass
 class LedgerState:
-    """What ``apply`` needs to know, loaded (and locked) by the store for the ids involved."""
+    """What ``apply`` needs to know, loaded (and locked) by the store for the ids involved.
+
+    ``apply`` changes it in place and journals every change, newest last, so that a failed linked
+    chain can be undone (TigerBeetle, "Linked events": the chain fails as a whole) and the store
+    writes only the balances and usage counters that applied transfers changed. A move of points
+    and a use of limits are journaled once per leg and undone by the opposite amounts (integers:
+    exactly); a replaced entry of ``pendings`` or ``known`` by its old value."""
 
     balances: dict[str, Balance]
     usage: dict[str, int]
@@ -195,14 +205,54 @@ class LedgerState:
     # First outcomes that are refusals, to insert: a success is recorded by its transfer row, which
     # carries the request's fields hash (as TigerBeetle answers a retried id from the stored transfer).
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _undo: list[tuple[dict[Any, Any], Any, Any]] = field(default_factory=list)
+    _moves: list[tuple[str, str, int, TransferKind]] = field(default_factory=list)  # debit, credit, amount
+    _uses: list[tuple[tuple[UsageLimit, ...], int]] = field(default_factory=list)  # limits, +1 or -1
+    _replaced: list[tuple[dict[Any, Any], Any, Any]] = field(default_factory=list)  # table, key, old
+
+    def changed_accounts(self) -> set[str]:
+        """The accounts whose balance the applied transfers changed (a failed chain's are undone)."""
+        return {account for debit, credit, _, _ in self._moves for account in (debit, credit)}
+
+    def changed_usage_keys(self) -> set[str]:
+        """The usage counters the applied transfers changed (a failed chain's are undone)."""
+        return {limit.key for limits, _ in self._uses for limit in limits}
+
+    def clear_changes(self) -> None:
+        """Forget the journal, once the store has written what it names."""
+        self._moves.clear()
+        self._uses.clear()
+        self._replaced.clear()
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        self._undo.append((table, key, table.get(key, _MISSING)))
+        self._replaced.append((table, key, table.get(key, _MISSING)))
         table[key] = value
+
+    def _mark(self) -> _Marks:
+        return len(self.rows), len(self.requests), len(self._moves), len(self._uses), len(self._replaced)
+
+    def _undo_to(self, marks: _Marks) -> None:
+        """Undo every change made since ``marks``, newest first. A usage counter that a change
+        created is left at zero, which reads the same (counters are read as ``usage.get(key, 0)``)."""
+        rows, requests, moves, uses, replaced = marks
+        del self.rows[rows:]
+        del self.requests[requests:]
+        for debit, credit, amount, kind in reversed(self._moves[moves:]):
+            _shift(self.balances[debit], self.balances[credit], -amount, kind)
+        del self._moves[moves:]
+        for limits, sign in reversed(self._uses[uses:]):
+            _add_usage(self.usage, limits, -sign)
+        del self._uses[uses:]
+        for table, key, old in reversed(self._replaced[replaced:]):
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        del self._replaced[replaced:]
 
 
 _MISSING = object()
+# A plain int: ``int & IntFlag`` goes through the enum's Python-level operators on every check.
+_DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 
 
 def apply(requests: Sequence[Transfer], state: LedgerState) -> list[Outcome]:
@@ -219,7 +269,7 @@ def apply(requests: Sequence[Transfer], state: LedgerState) -> list[Outcome]:
 
 
 def _apply_chain(chain: Sequence[Transfer], state: LedgerState) -> list[Outcome]:
-    marks = (len(state.rows), len(state.requests), len(state._undo))
+    marks = state._mark()
     outcomes: list[Outcome] = []
     failed: Result | None = Result.LINKED_CHAIN_OPEN if chain[-1].linked else None
     for transfer in chain:
@@ -231,7 +281,7 @@ def _apply_chain(chain: Sequence[Transfer], state: LedgerState) -> list[Outcome]
             failed = outcome.result
     if failed is None:
         return outcomes
-    _rollback(state, *marks)
+    state._undo_to(marks)
     final = []
     for index, transfer in enumerate(chain):
         known = state.known.get(transfer.id)
@@ -245,28 +295,13 @@ def _apply_chain(chain: Sequence[Transfer], state: LedgerState) -> list[Outcome]
     return final
 
 
-def _rollback(state: LedgerState, mark_rows: int, mark_requests: int, mark_undo: int) -> None:
-    del state.rows[mark_rows:]
-    del state.requests[mark_requests:]
-    while len(state._undo) > mark_undo:
-        table, key, old = state._undo.pop()
-        if old is _MISSING:
-            table.pop(key, None)
-        else:
-            table[key] = old
-
-
 def _remember(state: LedgerState, transfer: Transfer, result: Result) -> None:
-    state._set(state.known, transfer.id, (transfer.fields_hash, result))
+    digest = transfer.fields_hash
+    state._set(state.known, transfer.id, (digest, result))
     if result is Result.OK:
         return  # the transfer's own row records it
     state.requests.append(
-        {
-            "id": transfer.id,
-            "fields_hash": transfer.fields_hash,
-            "result": str(result),
-            "at_us": state.now_us,
-        }
+        {"id": transfer.id, "fields_hash": digest, "result": str(result), "at_us": state.now_us}
     )
 
 
@@ -290,8 +325,8 @@ def _apply_one(transfer: Transfer, state: LedgerState) -> Outcome:
     if result is not Result.OK:
         return Outcome(transfer.id, result)
     _move(state, transfer.debit_account, transfer.credit_account, transfer.amount, transfer.kind)
-    for limit in transfer.limits:
-        state._set(state.usage, limit.key, state.usage.get(limit.key, 0) + limit.amount)
+    if transfer.limits:
+        _use(state, transfer.limits, 1)
     expires = state.now_us + transfer.timeout_us if transfer.timeout_us is not None else None
     if transfer.kind is TransferKind.PENDING:
         state._set(
@@ -303,9 +338,10 @@ def _apply_one(transfer: Transfer, state: LedgerState) -> Outcome:
                 transfer.amount,
                 expires,
                 transfer.limits,
-                code=transfer.code,
-                agreement_id=transfer.agreement_id,
-                link_hash=transfer.link_hash,
+                None,
+                transfer.code,
+                transfer.agreement_id,
+                transfer.link_hash,
             ),
         )
     state.rows.append(_row(transfer, transfer.kind, expires, state.now_us))
@@ -322,10 +358,11 @@ def _check_new(transfer: Transfer, state: LedgerState) -> Result:
     debit = state.balances.get(transfer.debit_account)
     if debit is None or transfer.credit_account not in state.balances:
         return Result.ACCOUNT_NOT_FOUND
-    if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and transfer.amount > debit.available:
+    if debit.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS and transfer.amount > debit.available:
         return Result.EXCEEDS_CREDITS
+    usage = state.usage
     for limit in transfer.limits:
-        if state.usage.get(limit.key, 0) + limit.amount > limit.cap:
+        if usage.get(limit.key, 0) + limit.amount > limit.cap:
             return Result.LIMIT_EXCEEDED
     return Result.OK
 
@@ -369,9 +406,8 @@ def _finish(
     """Resolve ``pending`` by ``kind``: its row (id ``id_``, ``fields_hash`` of the resolving
     request) moves the pending amount, and a void or an expiry gives its usage back."""
     _move(state, pending.debit_account, pending.credit_account, pending.amount, kind)
-    if kind is not TransferKind.POST:
-        for limit in pending.limits:
-            state._set(state.usage, limit.key, state.usage.get(limit.key, 0) - limit.amount)
+    if kind is not TransferKind.POST and pending.limits:
+        _use(state, pending.limits, -1)
     state._set(state.pendings, pending_id, pending.resolved_by(kind))
     state.rows.append(
         {
@@ -393,22 +429,38 @@ def _finish(
 
 
 def _move(state: LedgerState, debit_id: str, credit_id: str, amount: int, kind: TransferKind) -> None:
-    debit, credit = state.balances[debit_id], state.balances[credit_id]
-    new_debit, new_credit = debit.copy(), credit.copy()
+    """Move ``amount`` between the two accounts as ``kind`` does, journaled once."""
+    _shift(state.balances[debit_id], state.balances[credit_id], amount, kind)
+    state._moves.append((debit_id, credit_id, amount, kind))
+
+
+def _shift(debit: Balance, credit: Balance, amount: int, kind: TransferKind) -> None:
+    """Add ``kind``'s effect of ``amount`` to the two balances (a negative amount takes it back).
+    TigerBeetle, "Two-phase transfers": a pending transfer adds to the pending debits and credits;
+    a post moves them to posted, a void or a timeout takes them away; a single transfer posts."""
     if kind is TransferKind.SINGLE:
-        new_debit.debits_posted += amount
-        new_credit.credits_posted += amount
+        debit.debits_posted += amount
+        credit.credits_posted += amount
     elif kind is TransferKind.PENDING:
-        new_debit.debits_pending += amount
-        new_credit.credits_pending += amount
+        debit.debits_pending += amount
+        credit.credits_pending += amount
     else:
-        new_debit.debits_pending -= amount
-        new_credit.credits_pending -= amount
+        debit.debits_pending -= amount
+        credit.credits_pending -= amount
         if kind is TransferKind.POST:
-            new_debit.debits_posted += amount
-            new_credit.credits_posted += amount
-    state._set(state.balances, debit_id, new_debit)
-    state._set(state.balances, credit_id, new_credit)
+            debit.debits_posted += amount
+            credit.credits_posted += amount
+
+
+def _use(state: LedgerState, limits: tuple[UsageLimit, ...], sign: int) -> None:
+    """Charge (``sign`` 1) or give back (-1) the limits' amounts on their counters, journaled once."""
+    _add_usage(state.usage, limits, sign)
+    state._uses.append((limits, sign))
+
+
+def _add_usage(usage: dict[str, int], limits: tuple[UsageLimit, ...], sign: int) -> None:
+    for limit in limits:
+        usage[limit.key] = usage.get(limit.key, 0) + sign * limit.amount
 
 
 def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_us: int) -> dict[str, Any]:
@@ -424,8 +476,12 @@ def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_
         "code": transfer.code,
         "agreement_id": transfer.agreement_id,
         "link_hash": transfer.link_hash,
-        "limits": json.dumps([[u.key, u.cap, u.amount] for u in transfer.limits])
-        if transfer.limits
-        else None,
+        "limits": _limits_json(transfer.limits) if transfer.limits else None,
         "fields_hash": transfer.fields_hash,
     }
+
+
+def _limits_json(limits: tuple[UsageLimit, ...]) -> str:
+    """``json.dumps([[key, cap, amount], ...])``, the same text, built without the encoder object
+    that ``json.dumps`` makes for every list (``json.dumps`` of a str alone only escapes it)."""
+    return "[" + ", ".join([f"[{json.dumps(u.key)}, {u.cap:d}, {u.amount:d}]" for u in limits]) + "]"
