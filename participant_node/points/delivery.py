@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -223,8 +224,16 @@ class Delivery:
         recovery_every_s: float = 5.0,
         in_doubt_after_s: float = 10.0,
         periodic: Callable[[], object] | None = None,
+        post_window_s: float = 0.05,
     ) -> None:
-        """Run the pump (and a periodic recovery pass) on a background thread."""
+        """Run the pump (and a periodic recovery pass) on a background thread.
+
+        Posts handed over less than ``post_window_s`` after the pump last sent wait for that window
+        to close (unless a full message is waiting): one message to the peer, one transaction
+        there and one acknowledgement flush here carry every batch decided meanwhile, instead of
+        one each per batch. A member's receipt does not wait for it (the source has posted); the
+        destination's credit lands up to ``post_window_s`` later.
+        """
         if self._thread is not None:
             return
 
@@ -234,10 +243,14 @@ class Delivery:
         scan_every_s = self.resend_after_s / 4
 
         def loop() -> None:
-            last_recovery = last_scan = 0.0
+            last_recovery = last_scan = last_pump = 0.0
             while not self._stop.is_set():
                 self._wake.wait(interval_s)
                 self._wake.clear()
+                window_left = last_pump + post_window_s - time.monotonic()
+                if window_left > 0 and self._posts_waiting() < self.batch:
+                    self._stop.wait(window_left)
+                last_pump = time.monotonic()
                 try:
                     now = self.ledger.now_us() / 1_000_000
                     scan = now - last_scan >= scan_every_s
@@ -254,6 +267,10 @@ class Delivery:
 
         self._thread = threading.Thread(target=loop, name="points-outbox", daemon=True)
         self._thread.start()
+
+    def _posts_waiting(self) -> int:
+        with self._acked_lock:
+            return sum(len(posts) for posts in self._posts.values())
 
     def stop(self) -> None:
         self._stop.set()
