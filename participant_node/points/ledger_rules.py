@@ -379,7 +379,9 @@ def _resolve(transfer: Transfer, state: LedgerState) -> Outcome:
     if pending.resolved is TransferKind.EXPIRE:
         return Outcome(transfer.id, Result.PENDING_EXPIRED)
     if pending.expires_at_us is not None and state.now_us >= pending.expires_at_us:
-        expire_pending(state, pending_id)  # the timeout happened first; it is recorded now
+        # The timeout came first: the post or void fails, and its chain's changes are rolled back
+        # with it, so the expiry itself is recorded by the next expiry sweep
+        # (Ledger.expire_due), as TigerBeetle's timeouts are by its own expiry pass.
         return Outcome(transfer.id, Result.PENDING_EXPIRED)
     _finish(state, transfer.id, pending_id, pending, transfer.kind, transfer.fields_hash)
     return Outcome(transfer.id, Result.OK)
