@@ -41,10 +41,14 @@ class AgreementBook:
         self.partner = partner
         keys = {p: officer_key(k) for p, k in officer_keys.items()}
         self._by_id: dict[str, SignedAgreement] = {}
+        # Each agreement's content hash, computed once: agreements are frozen models, and every
+        # reserve message names (source) or is checked against (destination) its agreement's hash.
+        self._hashes: dict[str, str] = {}
         for signed in agreements:
             signed.verify(keys)
             signed.agreement.peer_of(partner)  # a party to it
             self._by_id[signed.agreement.agreement_id] = signed
+            self._hashes[signed.agreement.agreement_id] = signed.agreement.content_hash()
 
     @classmethod
     def from_folder(cls, partner: str, folder: Path, officer_keys: Mapping[str, str]) -> AgreementBook:
@@ -58,6 +62,11 @@ class AgreementBook:
                 f"no signed agreement {agreement_id} at {self.partner}", rule="unknown_agreement"
             )
         return signed.agreement
+
+    def content_hash(self, agreement_id: str) -> str:
+        """``by_id(agreement_id).content_hash()``, computed when the book was loaded."""
+        self.by_id(agreement_id)  # the same refusal for an unknown id
+        return self._hashes[agreement_id]
 
     def for_peer(self, peer: str, at: datetime) -> InterchangeAgreement:
         """The agreement with ``peer`` in force at ``at`` (the newest epoch if several)."""

@@ -183,4 +183,5 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
         return
     columns = tuple(c for c in rows[0] if c != key)
     sql = _update_sql(table.name, columns, key, _mark(conn))
-    _run(conn, sql, [(*(row[c] for c in columns), row[key]) for row in rows], many=True)
+    values = itemgetter(*columns, key)  # at least two names: always a tuple, in placeholder order
+    _run(conn, sql, [values(row) for row in rows], many=True)

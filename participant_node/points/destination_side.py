@@ -13,7 +13,7 @@ asking the source for its decision (``in_doubt`` then ``apply_decisions``).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -48,10 +48,20 @@ from participant_node.points.wire import (
     ResolveReply,
     ResolveRequest,
 )
-from policies.interchange_agreement import AgreementError, InterchangeAgreement
+from policies.interchange_agreement import AgreementError, ConversionTerms, InterchangeAgreement
 from policies.loyalty_programme import add_months
 
 __all__ = ["DestinationSide"]
+
+
+class _Fresh(NamedTuple):
+    """A reserve item this node has not seen, with what its rows need (each computed once)."""
+
+    item: ReserveItem
+    key: str
+    account: str  # the member's ledger account
+    link_hash: str
+
 
 _ANSWER = {
     State.RESERVED: InboundStatus.RESERVED,
@@ -73,7 +83,10 @@ class DestinationSide:
 
     def _agreement(self, peer: str, request: ReserveRequest) -> InterchangeAgreement:
         agreement = self.book.by_id(request.agreement_id)
-        if agreement.content_hash() != request.agreement_hash or agreement.epoch != request.epoch:
+        if (
+            self.book.content_hash(request.agreement_id) != request.agreement_hash
+            or agreement.epoch != request.epoch
+        ):
             raise AgreementError(
                 "the peer's agreement is not the version this node signed", rule="agreement_mismatch"
             )
@@ -85,7 +98,7 @@ class DestinationSide:
     def reserve(self, peer: str, request: ReserveRequest) -> ReserveReply:
         try:
             agreement = self._agreement(peer, request)
-            agreement.terms_for(peer, self.partner)
+            terms = agreement.terms_for(peer, self.partner)
         except AgreementError as err:
             return ReserveReply(results=tuple(_refused(i.transfer_id, err.rule) for i in request.items))
         consented = self.directory.consented(peer) if self.directory is not None else None
@@ -100,35 +113,34 @@ class DestinationSide:
             keys = [inbound_key(peer, i.transfer_id) for i in request.items]
             existing = load_rows(tx.conn, keys, lock=True)
             results: dict[str, ItemResult] = {}
-            fresh: list[tuple[ReserveItem, str, str]] = []
+            fresh: list[_Fresh] = []
             seen: set[str] = set()
             for item, key in zip(request.items, keys, strict=True):
                 if key in seen:
                     continue
                 seen.add(key)
-                answer = self._check(item, existing.get(key), members, agreement, peer)
+                answer = self._check(item, existing.get(key), members, terms)
                 if answer is not None:
                     results[key] = answer
                 else:
-                    fresh.append((item, key, members[item.link_token]))
-            results |= self._reserve_fresh(tx, peer, agreement, fresh)
+                    member = members[item.link_token]
+                    fresh.append(_Fresh(item, key, member_account(member), link_hash(item.link_token)))
+            results |= self._reserve_fresh(tx, peer, agreement, terms, fresh)
         return ReserveReply(results=tuple(results[k] for k in dict.fromkeys(keys)))
 
     def _check(
-        self, item: ReserveItem, row: Any, members: dict[str, str], agreement: InterchangeAgreement, peer: str
+        self, item: ReserveItem, row: Any, members: dict[str, str], terms: ConversionTerms
     ) -> ItemResult | None:
         if row is not None:
             if row.fields_hash == "":  # tombstone: voided before this reserve arrived
-                return ItemResult(transfer_id=item.transfer_id, status=InboundStatus.VOIDED)
+                return _result(item.transfer_id, InboundStatus.VOIDED)
             if row.fields_hash != _item_hash(item):
-                return ItemResult(transfer_id=item.transfer_id, status=InboundStatus.CONFLICT)
-            return ItemResult(
-                transfer_id=item.transfer_id, status=_ANSWER[State(row.state)], reason=row.reason
-            )
+                return _result(item.transfer_id, InboundStatus.CONFLICT)
+            return _result(item.transfer_id, _ANSWER[State(row.state)], row.reason)
         if item.link_token not in members:
             return _refused(item.transfer_id, "unknown_link_token")
         try:
-            quote = agreement.terms_for(peer, self.partner).quote(item.points)
+            quote = terms.quote(item.points)
         except AgreementError as err:
             return _refused(item.transfer_id, err.rule)
         if quote.credited != item.credited:
@@ -142,38 +154,38 @@ class DestinationSide:
         tx: LedgerTx,
         peer: str,
         agreement: InterchangeAgreement,
-        fresh: list[tuple[ReserveItem, str, str]],
+        terms: ConversionTerms,
+        fresh: list[_Fresh],
     ) -> dict[str, ItemResult]:
-        terms = agreement.terms_for(peer, self.partner)
         legs = [
             Transfer(
-                f"{key}:credit",
+                f"{f.key}:credit",
                 clearing(peer),
-                member_account(member),
-                item.credited,
+                f.account,
+                f.item.credited,
                 kind=TransferKind.PENDING,
                 code="interchange_in",
                 agreement_id=agreement.agreement_id,
-                link_hash=link_hash(item.link_token),
-                limits=caps(terms, agreement, item.link_token, item.points, tx.now_us),
+                link_hash=f.link_hash,
+                limits=caps(terms, agreement, f.item.link_token, f.item.points, tx.now_us),
             )
-            for item, key, member in fresh
+            for f in fresh
         ]
         results: dict[str, ItemResult] = {}
         rows, holds, recorded = [], [], []
-        for (item, key, member), outcome in zip(fresh, tx.apply(legs), strict=True):
+        untracked_until = point_lots.untracked_expiry(tx.now_us)  # one moment for the whole batch
+        # Unseen ids: a credit leg is written only here, in the transaction that writes the
+        # interchange row of its key, and these keys had no row when ``reserve`` read them (a
+        # concurrent writer of the same key fails on the row's unique key, as it did before).
+        for f, outcome in zip(fresh, tx.apply(legs, unseen=True), strict=True):
+            item = f.item
             state = State.RESERVED if outcome.ok else State.REFUSED
             reason = None if outcome.ok else str(outcome.result)
-            rows.append(
-                _row(
-                    key, item, peer, agreement.agreement_id, member_account(member), state, reason, tx.now_us
-                )
-            )
-            results[key] = ItemResult(transfer_id=item.transfer_id, status=_ANSWER[state], reason=reason)
+            rows.append(_row(f, peer, agreement.agreement_id, state, reason, tx.now_us))
+            results[f.key] = _result(item.transfer_id, _ANSWER[state], reason)
             if outcome.ok:
-                holds.append((key, member_account(member), _credit_expiry(item, tx.now_us)))
-                hashed = link_hash(item.link_token)
-                recorded.append(RecordedTransfer(item.transfer_id, hashed, item.points, item.credited))
+                holds.append((f.key, f.account, _credit_expiry(item, untracked_until)))
+                recorded.append(RecordedTransfer(item.transfer_id, f.link_hash, item.points, item.credited))
         self._event(tx, EventType.POINTS_RESERVED, peer, recorded)
         point_lots.hold(tx.conn, holds)
         insert_rows(tx.conn, ROWS, rows)
@@ -226,11 +238,12 @@ class DestinationSide:
         """A posted credit's points join the member's lots with the expiry they were reserved with,
         or the agreement's own rule (months from now); a voided credit's hold goes."""
         keys = [r.key for r in rows]
-        months = {r.agreement_id: self.book.by_id(r.agreement_id).moved_points_expiry_months for r in rows}
+        months = {a: self.book.by_id(a).moved_points_expiry_months for a in {r.agreement_id for r in rows}}
         own_rule = [r for r in rows if target == State.POSTED and months[r.agreement_id]]
-        point_lots.release(tx.conn, [r.key for r in own_rule])
+        own_keys = {r.key for r in own_rule}
+        point_lots.release(tx.conn, list(own_keys))
         if target == State.POSTED:
-            point_lots.credit_held(tx.conn, [k for k in keys if k not in {r.key for r in own_rule}])
+            point_lots.credit_held(tx.conn, [k for k in keys if k not in own_keys])
         else:
             point_lots.release(tx.conn, keys)
         now = datetime.fromtimestamp(tx.now_us / 1_000_000, UTC)
@@ -273,10 +286,15 @@ def _item_hash(item: ReserveItem) -> str:
     return fields_hash(item.link_token, item.points, item.credited, *expiry)
 
 
-def _credit_expiry(item: ReserveItem, now_us: int) -> list[point_lots.Slice]:
+def _credit_expiry(item: ReserveItem, untracked_until: int) -> list[point_lots.Slice]:
+    """The expiry the credit was sent with, or (none sent) the untracked default from now."""
     if item.expiry:
         return [point_lots.Slice(e.points, e.expires_at_us) for e in item.expiry]
-    return [point_lots.Slice(item.credited, point_lots.untracked_expiry(now_us))]
+    return [point_lots.Slice(item.credited, untracked_until)]
+
+
+def _result(transfer_id: str, status: InboundStatus, reason: str | None = None) -> ItemResult:
+    return ItemResult(transfer_id=transfer_id, status=status, reason=reason)
 
 
 def _refused(transfer_id: str, rule: str) -> ItemResult:
@@ -284,24 +302,18 @@ def _refused(transfer_id: str, rule: str) -> ItemResult:
 
 
 def _row(
-    key: str,
-    item: ReserveItem,
-    peer: str,
-    agreement_id: str,
-    account: str,
-    state: State,
-    reason: str | None,
-    now: int,
+    fresh: _Fresh, peer: str, agreement_id: str, state: State, reason: str | None, now: int
 ) -> dict[str, Any]:
+    item = fresh.item
     return {
-        "key": key,
+        "key": fresh.key,
         "transfer_id": item.transfer_id,
         "role": "destination",
         "peer": peer,
         "agreement_id": agreement_id,
-        "member_account": account,
+        "member_account": fresh.account,
         "link_token": item.link_token,
-        "link_hash": link_hash(item.link_token),
+        "link_hash": fresh.link_hash,
         "points": item.points,
         "credited": item.credited,
         "fee": 0,
@@ -338,7 +350,7 @@ def _tombstone(key: str, transfer_id: str, peer: str, now: int) -> dict[str, Any
 
 def _resolution_answer(state: str | None, transfer_id: str, target: State) -> ItemResult:
     if state is None:
-        return ItemResult(transfer_id=transfer_id, status=InboundStatus.UNKNOWN)
+        return _result(transfer_id, InboundStatus.UNKNOWN)
     if state == target or (target == State.VOIDED and state == State.REFUSED):
-        return ItemResult(transfer_id=transfer_id, status=InboundStatus(target))
-    return ItemResult(transfer_id=transfer_id, status=InboundStatus.CONFLICT)
+        return _result(transfer_id, InboundStatus(target))
+    return _result(transfer_id, InboundStatus.CONFLICT)

@@ -118,9 +118,14 @@ class LedgerTx:
         insert_rows(self.conn, _T["points_audit_outbox"], self.events)
         self.events = []
 
-    def apply(self, requests: Sequence[Transfer]) -> list[Outcome]:
-        """Run ``requests`` through the state machine and write what succeeded."""
-        state = self._load(requests)
+    def apply(self, requests: Sequence[Transfer], *, unseen: bool = False) -> list[Outcome]:
+        """Run ``requests`` through the state machine and write what succeeded.
+
+        ``unseen``: the caller knows that no request's id was ever submitted (each id is derived
+        from a row of its own that did not exist before this transaction), so their earlier
+        outcomes are not looked up. Were it wrong, a repeated success would fail on the unique id
+        of ``points_transfers`` instead of being answered as a repeat."""
+        state = self._load(requests, unseen=unseen)
         outcomes = apply(requests, state)
         self._write(state)
         return outcomes
@@ -141,15 +146,8 @@ class LedgerTx:
         self._write(state)
         return list(due)
 
-    def _load(self, requests: Sequence[Transfer]) -> LedgerState:
-        ids = {r.id for r in requests}
-        # A success is its own transfer row (with the request's fields hash); refusals are in
-        # points_requests. Ledgers written before kept successes there too: those rows win.
-        stored = select_in(self.conn, _T["points_transfers"], "id", ids, columns=("id", "fields_hash"))
-        known = {row.id: (row.fields_hash, Result.OK.value) for row in stored}
-        known.update(
-            (row.id, (row.fields_hash, row.result)) for row in self._rows_in(_T["points_requests"], "id", ids)
-        )
+    def _load(self, requests: Sequence[Transfer], *, unseen: bool = False) -> LedgerState:
+        known = {} if unseen else self._known({r.id for r in requests})
         pending_ids = {r.pending_id for r in requests if r.pending_id}
         pendings = self._pendings(pending_ids)
         accounts = {a for r in requests for a in (r.debit_account, r.credit_account) if a}
@@ -161,6 +159,17 @@ class LedgerTx:
             known={k: (h, Result(r)) for k, (h, r) in known.items()},
             now_us=self.now_us,
         )
+
+    def _known(self, ids: set[str]) -> dict[str, tuple[str, str]]:
+        """The fields hash and result of each of ``ids`` submitted before."""
+        # A success is its own transfer row (with the request's fields hash); refusals are in
+        # points_requests. Ledgers written before kept successes there too: those rows win.
+        stored = select_in(self.conn, _T["points_transfers"], "id", ids, columns=("id", "fields_hash"))
+        known = {row.id: (row.fields_hash, Result.OK.value) for row in stored}
+        known.update(
+            (row.id, (row.fields_hash, row.result)) for row in self._rows_in(_T["points_requests"], "id", ids)
+        )
+        return known
 
     def _rows_in(self, table: Any, column: str, values: Iterable[str]) -> list[Any]:
         return select_in(self.conn, table, column, values)

@@ -18,10 +18,10 @@ known outcomes of the ids involved) and returns the outcomes and the rows to wri
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 __all__ = [
@@ -485,5 +485,6 @@ def _row(transfer: Transfer, kind: TransferKind, expires_at_us: int | None, now_
 
 def _limits_json(limits: tuple[UsageLimit, ...]) -> str:
     """``json.dumps([[key, cap, amount], ...])``, the same text, built without the encoder object
-    that ``json.dumps`` makes for every list (``json.dumps`` of a str alone only escapes it)."""
-    return "[" + ", ".join([f"[{json.dumps(u.key)}, {u.cap:d}, {u.amount:d}]" for u in limits]) + "]"
+    that ``json.dumps`` makes for every list. A key is escaped by ``encode_basestring_ascii``,
+    which is all ``json.dumps`` does with a str under its defaults (``ensure_ascii=True``)."""
+    return "[" + ", ".join([f"[{_json_str(u.key)}, {u.cap:d}, {u.amount:d}]" for u in limits]) + "]"

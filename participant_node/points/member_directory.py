@@ -12,6 +12,7 @@ the next transfer.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +55,13 @@ class MemberDirectory:
         self._lock = threading.Lock()
 
     def _version(self) -> tuple[float, str]:
-        path = store_path(self.partner_dir)
-        mtime = path.stat().st_mtime if path.exists() else 0.0
+        """The consent store's modification time (0 while there is none) and today's date: the
+        cached consent sets are rebuilt when either changes. Asked on every reserve batch, so
+        it is one ``stat`` call (``Path.exists`` then ``Path.stat`` made two)."""
+        try:
+            mtime = os.stat(store_path(self.partner_dir)).st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            mtime = 0.0
         return mtime, self._clock().date().isoformat()
 
     def _load(self, peer: str) -> _Cached:

@@ -75,7 +75,7 @@ def reserve_messages(
         )
         messages[peer] = ReserveRequest(
             agreement_id=agreement_id,
-            agreement_hash=agreement.content_hash(),
+            agreement_hash=book.content_hash(agreement_id),
             epoch=agreement.epoch,
             items=items,
         )
