@@ -1,18 +1,27 @@
-"""Moving the outbox to the peers, and the recovery pass that drives every transfer to an end.
+"""Moving the messages to the peers, and the recovery pass that drives every transfer to an end.
+
+Two things wait to be sent: reserve messages and the outbox. A reserve message waits while its
+source row is "reserved" (the row is the message: ``SourceSide.awaiting_answer``), until the
+peer's answer or the timeout decides the transfer; the outbox (``points_outbox``) holds the posts
+and voids of decided transfers until the peer acknowledges them.
 
 The request thread that reserved a batch sends its reserve message and records the decisions;
-it hands the posts to the outbox pump in memory (the rows are in the outbox too), and the pump
-sends every post handed to it since its last wake-up in one message per peer (many transfers'
+it hands the posts to the pump in memory (the rows are in the outbox too), and the pump sends
+every post handed to it since its last wake-up in one message per peer (many transfers'
 decisions share one request, as TigerBeetle batches its events) without reading them back from
-the outbox. The pump also resends what stayed unanswered for ``resend_after_s`` (reserves, posts,
-and the voids of the recovery pass). A row leaves the outbox only when the peer acknowledged it;
-acknowledged rows are deleted in one transaction per wake-up; a crash before that resends them,
-and the peer answers a repeated post with its first outcome.
+the outbox. The pump also resends what stayed unanswered for ``resend_after_s``: the reserve
+messages of reservations that old, and the outbox rows that old (posts, and the voids of the
+recovery pass). A row leaves the outbox only when the peer acknowledged it; acknowledged rows are
+deleted in one transaction per wake-up; a crash before that resends them, and the peer answers a
+repeated post with its first outcome. A database written before reserves left the outbox may
+still hold "reserve" rows: the pump sends the reserve message of each one still reserved (with the
+others of its peer) and deletes those whose transfer is decided.
 
 The recovery pass (at start-up, periodically, and on ``loyalfed points recover``):
 1. as source, void every reservation whose timeout passed without the peer's answer (the
    decision is ours: presumed abort) and queue the void for the peer;
-2. resend the whole outbox until it is empty or the peers stop answering;
+2. resend every reserve message and the whole outbox until nothing is left or the peers stop
+   answering;
 3. as destination, ask each source for its decision on reservations that stayed open, and post or
    void them accordingly.
 After a pass with both nodes up, nothing is pending on either side.
@@ -26,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from participant_node.points.bulk_statements import delete_in
 from participant_node.points.destination_side import DestinationSide
@@ -50,6 +59,10 @@ _LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecoveryReport:
+    """What a recovery pass did. ``outbox_sent`` counts the messages the peers answered (reserves
+    decided, outbox rows acknowledged); ``outbox_left`` the messages still waiting: source
+    reservations awaiting their peer's answer plus the posts and voids left in the outbox."""
+
     voided_expired: int
     outbox_sent: int
     outbox_left: int
@@ -93,7 +106,8 @@ class Delivery:
 
     def send_messages(self, messages: Mapping[str, ReserveRequest]) -> list[TransferReceipt]:
         """Send the reserve message per peer, decide on the answers and hand the posts to the pump;
-        returns the receipts of the transfers the peers answered (unanswered stay queued)."""
+        returns the receipts of the transfers the peers answered (unanswered ones stay reserved,
+        and the pump resends them)."""
         receipts: list[TransferReceipt] = []
         for peer, message in messages.items():
             try:
@@ -138,21 +152,29 @@ class Delivery:
         return len(keys)
 
     def pump_once(self, *, include_fresh: bool = False, scan: bool = True) -> int:
-        """Send the posts handed over, then one batch per (peer, action) of the outbox rows older
-        than ``resend_after_s`` (all of them with ``include_fresh``; none without ``scan``);
-        returns how many rows were acknowledged."""
+        """Send the posts handed over, then resend, per peer, the reserve messages of up to
+        ``batch`` reservations older than ``resend_after_s`` and, per (peer, action), the outbox
+        rows that old among its first ``batch`` (all ages with ``include_fresh``; nothing old
+        without ``scan``); returns how many messages the peers answered."""
         self.send_posts()
         acknowledged = self.flush_acknowledged()
         if not scan:
             return acknowledged
         cutoff = self.ledger.now_us() - (0 if include_fresh else int(self.resend_after_s * 1_000_000))
+        reserves = self.source.awaiting_answer(reserved_by_us=cutoff, limit=self.batch)
         with self.ledger.reading() as conn:
             rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq).limit(self.batch)).all()
         groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        queued_reserves: dict[str, list[tuple[int, str]]] = {}  # written before reserves left the outbox
         for row in rows:
             if row.created_at_us > cutoff:
                 continue
-            groups.setdefault((row.peer, row.action), []).append((row.seq, row.key))
+            if row.action == "reserve":
+                queued_reserves.setdefault(row.peer, []).append((row.seq, row.key))
+            else:
+                groups.setdefault((row.peer, row.action), []).append((row.seq, row.key))
+        for peer in dict.fromkeys([*reserves, *queued_reserves]):
+            acknowledged += self._resend_reserves(reserves.get(peer, []), queued_reserves.get(peer, []))
         for (peer, action), items in groups.items():
             try:
                 acknowledged += self._deliver(peer, action, items)
@@ -160,17 +182,26 @@ class Delivery:
                 _LOG.info("%s to %s deferred: %s", action, peer, err)
         return acknowledged
 
+    def _resend_reserves(self, keys: list[str], queued: list[tuple[int, str]]) -> int:
+        """Resend one peer's reserve messages of ``keys`` and of the outbox's ``queued`` reserve
+        rows (those still reserved: the message is read back from the rows); delete the queued rows
+        whose transfer is decided. Returns how many transfers the peer answered plus the rows deleted."""
+        stale = [key for _, key in queued]
+        keys = list(dict.fromkeys(keys + stale))
+        answered = 0
+        for start in range(0, len(keys), self.reserve_batch):  # a peer reserves each in one go
+            answered += len(self.send_reserves(keys[start : start + self.reserve_batch]))
+        if not stale:
+            return answered
+        with self.ledger.transaction() as tx:
+            rows = load_rows(tx.conn, stale)
+            done = [k for k in stale if k not in rows or rows[k].state != "reserved"]
+            if done:
+                delete_in(tx.conn, OUTBOX, "key", done, equal={"action": "reserve"})
+        return answered + len(done)
+
     def _deliver(self, peer: str, action: str, items: list[tuple[int, str]]) -> int:
         keys = [key for _, key in dict.fromkeys(items)]
-        if action == "reserve":
-            for start in range(0, len(keys), self.reserve_batch):  # a peer reserves each in one go
-                self.send_reserves(keys[start : start + self.reserve_batch])
-            with self.ledger.transaction() as tx:
-                rows = load_rows(tx.conn, keys)
-                done = [k for k in keys if k not in rows or rows[k].state != "reserved"]
-                if done:
-                    delete_in(tx.conn, OUTBOX, "key", done, equal={"action": "reserve"})
-            return len(done)
         with self.ledger.reading() as conn:
             rows = load_rows(conn, keys)
         decisions = tuple(
@@ -213,8 +244,11 @@ class Delivery:
             if moved == 0:
                 break
         resolved, left = self.resolve_in_doubt(older_than_s=in_doubt_after_s)
+        # Queued reserve rows (an older version's) duplicate reservations awaiting an answer.
+        queued = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.action != "reserve")
         with self.ledger.reading() as conn:
-            remaining = len(conn.execute(select(OUTBOX.c.seq)).all())
+            remaining = int(conn.execute(queued).scalar_one())
+        remaining += self.source.count_awaiting_answer()
         return RecoveryReport(voided, sent, remaining, resolved, left)
 
     def start(
@@ -237,9 +271,10 @@ class Delivery:
         if self._thread is not None:
             return
 
-        # A row is resent only once it is resend_after_s old, so the outbox is read for resends
-        # every quarter of that (a resend waits at most 25 % longer), not on every wake-up: an
-        # idle or busy node does not pay a read transaction per handed-over batch of posts.
+        # A message is resent only once it is resend_after_s old, so the reservations awaiting an
+        # answer and the outbox are read for resends every quarter of that (a resend waits at most
+        # 25 % longer), not on every wake-up: an idle or busy node does not pay read transactions
+        # per handed-over batch of posts.
         scan_every_s = self.resend_after_s / 4
 
         def loop() -> None:

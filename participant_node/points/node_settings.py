@@ -43,7 +43,7 @@ class PointsNodeSettings(BaseModel):
     in_doubt_after_s: float = Field(default=5.0, ge=0)
     recovery_every_s: float = Field(default=2.0, gt=0)
     # How long to wait for a peer's answer. Generous: an answer that comes late is still useful,
-    # while giving up early makes the outbox resend work the peer is still doing (under load the
+    # while giving up early makes the pump resend work the peer is still doing (under load the
     # two would chase each other). A dead peer fails at once (connection refused or reset).
     peer_timeout_s: float = Field(default=30.0, gt=0)
     # How many batches of transfers may wait on the peer's answer at once; reservations still run

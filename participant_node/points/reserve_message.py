@@ -3,7 +3,7 @@
 One message per peer carries every reserved transfer of a batch: its id, link token, points, the
 credit the destination must recompute, and the credit's expiry (the moved points keep the expiry
 of the lots they came from). The same function builds the message from the rows just written (the
-reservation's own batch) and from the rows read back (the outbox's resends), so a resend carries
+reservation's own batch) and from the rows read back (the pump's resends), so a resend carries
 exactly the fields of the first sending, as the destination's idempotency by transfer id needs.
 """
 

@@ -1,7 +1,7 @@
 """A standalone points node: the points router alone, served over mTLS (tests, benchmarks, small sites).
 
 ``python -m participant_node.points.runner --settings node.json --port 8443`` builds the service,
-runs a recovery pass, starts the outbox pump and serves ``/points/v1`` with uvicorn, requiring a
+runs a recovery pass, starts the delivery pump and serves ``/points/v1`` with uvicorn, requiring a
 client certificate from the federation CA (``tls_scope.node_server_config``). The full node
 service mounts the same router next to its other endpoints.
 """

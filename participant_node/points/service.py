@@ -215,7 +215,11 @@ class PointsService:
         ]
 
     def status(self) -> dict[str, int]:
-        """Cheap counts: transfers by role and state, and messages waiting in the outbox."""
+        """Cheap counts: transfers by role and state (``source_reserved``: the reserve messages
+        waiting for the peer's answer), and ``outbox``, the rows of the outbox: posts and voids
+        waiting for the peer's acknowledgement (and, in a database written before reserves left the
+        outbox, its queued reserve rows until the pump clears them). Nothing waits to be sent when
+        ``outbox`` and ``source_reserved`` are both zero."""
         rows, outbox = TABLES["points_interchange"], TABLES["points_outbox"]
         query = select(rows.c.role, rows.c.state, func.count()).group_by(rows.c.role, rows.c.state)
         with self.ledger.reading() as conn:

@@ -2,12 +2,18 @@
 
 A member asks node A to convert points to partner B. A checks the agreement, the member's link and
 consent, prices the transfer, and in one transaction reserves (pending debit of the points and the
-fee, linked, with the caps checked now and a timeout), records the transfer and queues a reserve
-message for B. A is the coordinator of this two-phase commit (presumed abort): when B answers
-"reserved", A posts its legs and queues "post"; when B refuses, or A's reservation timed out first,
-A voids and (if B may hold a reservation) queues "void". B never decides alone: it asks A
+fee, linked, with the caps checked now and a timeout) and records the transfer in state "reserved".
+A is the coordinator of this two-phase commit (presumed abort): when B answers "reserved", A posts
+its legs and queues "post" in the outbox; when B refuses, or A's reservation timed out first, A
+voids and (if B may hold a reservation) queues "void". B never decides alone: it asks A
 (``decisions``) about reservations that stay open. Every message can be lost, repeated or
-reordered: each is idempotent by transfer id, and the outbox resends until acknowledged.
+reordered: each is idempotent by transfer id, and each is resent until answered.
+
+The reserve message is not queued in the outbox: a source row stays "reserved" exactly until B's
+answer or the timeout decides it, so the source's reserved rows are the reserve messages waiting
+for an answer (``awaiting_answer``), and the delivery pump resends those older than its resend
+delay. A queued row would duplicate that state at the cost of an insert and a delete (and their
+index entries) per transfer in the transactions that bound the node's throughput.
 """
 
 from __future__ import annotations
@@ -17,16 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from audit.lineage_event import EventType
 from participant_node.points import link_store, point_lots
 from participant_node.points.agreement_book import AgreementBook
 from participant_node.points.audit_trail import RecordedTransfer, record_transfers
-from participant_node.points.bulk_statements import delete_in, insert_rows
+from participant_node.points.bulk_statements import insert_rows
 from participant_node.points.interchange_rows import (
     FEE_ACCOUNT,
-    OUTBOX,
     ROWS,
     State,
     caps,
@@ -303,11 +308,8 @@ class SourceSide:
                 transfers=transfers,
             )
         point_lots.restore(tx.conn, refused)
-        if rows:
+        if rows:  # a reserved row is its own pending reserve message (see the module docstring)
             insert_rows(tx.conn, ROWS, rows)
-        for peer in {p.request.peer for p in priced}:
-            keys = [r["key"] for r in rows if r["peer"] == peer and r["state"] == State.RESERVED]
-            enqueue(tx.conn, keys, peer, "reserve", tx.now_us)
         return receipts, taken
 
     def _row(self, now: int, p: _Priced, state: State, reason: str | None) -> dict[str, Any]:
@@ -331,6 +333,37 @@ class SourceSide:
             "updated_at_us": now,
             "decided_at_us": None,
         }
+
+    def awaiting_answer(self, *, reserved_by_us: int, limit: int) -> dict[str, list[str]]:
+        """The transfers whose reserve message waits for the peer's answer, reserved at or before
+        ``reserved_by_us``, oldest first (at most ``limit``): peer -> transfer ids. A reserved row's
+        ``updated_at_us`` is its reservation's moment (only a decision updates a source row), and the
+        (state, role, updated_at_us) index holds these rows in that order."""
+        query = (
+            select(ROWS.c.peer, ROWS.c.key)
+            .where(
+                ROWS.c.role == "source",
+                ROWS.c.state == State.RESERVED,
+                ROWS.c.updated_at_us <= reserved_by_us,
+            )
+            .order_by(ROWS.c.updated_at_us)
+            .limit(limit)
+        )
+        found: dict[str, list[str]] = {}
+        with self.ledger.reading() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.peer, []).append(row.key)
+        return found
+
+    def count_awaiting_answer(self) -> int:
+        """How many reserve messages wait for the peer's answer (every source reservation open)."""
+        query = (
+            select(func.count())
+            .select_from(ROWS)
+            .where(ROWS.c.role == "source", ROWS.c.state == State.RESERVED)
+        )
+        with self.ledger.reading() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def reserve_messages(self, keys: Sequence[str]) -> dict[str, ReserveRequest]:
         """The reserve message per peer for those ``keys`` still awaiting the peer's answer."""
@@ -359,7 +392,6 @@ class SourceSide:
             void = [rows[k] for k, r in answered.items() if r.status not in ok]
             reasons = {k: f"peer_{r.reason or r.status}" for k, r in answered.items()}
             posted = self._decide(tx, post, void, reasons, notify_void=False)
-            delete_in(tx.conn, OUTBOX, "key", answered, equal={"action": "reserve"})
             final = load_rows(tx.conn, keys)
         posts = tuple(
             TransferDecision.model_construct(transfer_id=r.key, decided_at_us=tx.now_us) for r in posted
@@ -423,9 +455,6 @@ class SourceSide:
             rows = list(tx.conn.execute(query))
             expired = [r for r in rows if self._timed_out(r, tx.now_us)]
             self._decide(tx, [], expired, {r.key: "timeout" for r in expired}, notify_void=True)
-            keys = [r.key for r in expired]
-            if keys:
-                delete_in(tx.conn, OUTBOX, "key", keys, equal={"action": "reserve"})
         return len(expired)
 
     def _timed_out(self, row: Any, now_us: int) -> bool:

@@ -25,7 +25,7 @@ from participant_node.matching.tls_scope import node_server_config
 from participant_node.points import point_lots
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import RecordingTransport
-from participant_node.points.interchange_rows import ROWS
+from participant_node.points.interchange_rows import OUTBOX, ROWS, enqueue
 from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
@@ -143,6 +143,29 @@ def test_a_reservation_s_own_message_is_the_one_its_resends_read_back(linked: No
     assert all(item.expiry for item in messages[B].items)
     assert {r.state for r in fm.delivery.send_messages(messages)} == {"posted"}
     assert fm.recover().outbox_left == 0
+
+
+def test_a_reservation_is_its_own_pending_message_and_old_queued_reserves_still_go(linked: Nodes) -> None:
+    """A reservation queues nothing in the outbox: its source row, reserved until the peer's answer
+    decides it, is the message the pump and recovery resend. Reserve rows an older version queued
+    are still sent while their transfer is reserved, and deleted once it is decided."""
+    fm = linked.services[A]
+    lost = [TransferRequest(f"conv-row{n:05d}", member(110 + n), B, 500) for n in range(3)]
+    receipts, _ = fm.source.reserve(lost)  # its reserve message is never sent: as if lost
+    assert [r.state for r in receipts] == ["reserved"] * 3
+    done = fm.transfer([TransferRequest("conv-row-done1", member(113), B, 500)])[0]
+    assert done.state == "posted"
+    keys = [r.transfer_id for r in lost]
+    everything = select(OUTBOX.c.key, OUTBOX.c.action).where(OUTBOX.c.key.in_([*keys, done.transfer_id]))
+    with fm.ledger.reading() as conn:
+        assert [row for row in conn.execute(everything) if row.action == "reserve"] == []
+    with fm.ledger.transaction() as tx:  # as the older version queued them
+        enqueue(tx.conn, [keys[0], done.transfer_id], B, "reserve", tx.now_us)
+    report = fm.recover()
+    assert [r.state for r in fm.source.receipts(keys)] == ["posted"] * 3
+    assert report.outbox_left == 0
+    with fm.ledger.reading() as conn:
+        assert conn.execute(everything).all() == []
 
 
 def test_a_message_in_an_old_wire_version_is_refused_naming_both_versions(linked: Nodes) -> None:

@@ -77,7 +77,8 @@ EXPECTED_INDEX: dict[tuple[str, str], tuple[str, ...]] = {
     ("points_outbox", "seq"): ("rowid",),
     ("points_statements", "statement_id"): ("statement_id",),
     # The periodic passes: the pending transfers whose timeout passed, one side's open
-    # reservations (by state and role), the transfers an agreement decided in a period.
+    # reservations (by state and role: the source's are also its reserve messages awaiting an
+    # answer, resent oldest first), the transfers an agreement decided in a period.
     ("points_transfers", "kind"): ("kind", "expires_at_us"),
     ("points_interchange", "role"): ("state", "role", "updated_at_us"),
     ("points_interchange", "agreement_id"): ("agreement_id", "decided_at_us"),
@@ -210,8 +211,8 @@ def interchange_row(key: str, n: int, at_us: int) -> dict[str, Any]:
 
 
 def history_round(store: Store) -> None:
-    """One reservation per member: links looked up, lots taken, a row and a message; half of them
-    then posted, half voided, as the source side does."""
+    """One reservation per member: lots taken and a row (reserved: its own pending reserve
+    message); half of them then posted, half voided, as the source side does."""
     r = store.round
     store.round += 1
     ids = [(f"t{r}-{n}", n) for n in range(MEMBERS)]
@@ -220,7 +221,6 @@ def history_round(store: Store) -> None:
         reserve(tx, ids, timeout_us=120_000_000)
         point_lots.take(tx, [(i, member_account(n), 10) for i, n in ids])
         insert_rows(tx.conn, ROWS, [interchange_row(i, n, tx.now_us) for i, n in ids])
-        enqueue(tx.conn, keys, "careplus", "reserve", tx.now_us)
     posted, voided = keys[::2], keys[1::2]
     with store.ledger.transaction() as tx:
         resolve(tx, posted, TransferKind.POST)
@@ -229,7 +229,6 @@ def history_round(store: Store) -> None:
         point_lots.restore(tx.conn, voided)
         set_state(tx.conn, posted, State.POSTED, tx.now_us, decided_at_us=tx.now_us)
         set_state(tx.conn, voided, State.VOIDED, tx.now_us, decided_at_us=tx.now_us)
-        delete_in(tx.conn, OUTBOX, "key", keys, equal={"action": "reserve"})
     store.clock.at += timedelta(minutes=5)
 
 
@@ -505,6 +504,10 @@ def test_the_periodic_passes_read_what_is_open_due_or_queued_never_the_history(n
     _, messages = fm.source.reserve(requests_of("plans-p"))
     cp.destination.reserve(A, messages[B])
     nodes.clock.at += timedelta(minutes=5)
+    # A batch whose reserve message was lost, within its timeout: recovery resends it from the
+    # reserved rows (they are the pending messages), CarePlus reserves, FreshMart posts.
+    lost, _ = fm.source.reserve(requests_of("plans-r"))
+    assert {r.state for r in lost} == {"reserved"}
     start, end = nodes.clock.at - timedelta(days=1), nodes.clock.at + timedelta(days=1)
     totals: list[dict[str, Any]] = []
 
@@ -516,5 +519,10 @@ def test_the_periodic_passes_read_what_is_open_due_or_queued_never_the_history(n
 
     statements = nodes.run(passes)
     assert fm.status().get("source_voided", 0) >= BATCH and cp.status().get("destination_reserved", 0) == 0
+    assert {r.state for r in fm.source.receipts([r.transfer_id for r in lost])} == {"posted"}
     assert totals and totals[0]["reconciled"]
+    # The resend reads the reservations awaiting an answer oldest first, in the index's order.
+    awaiting = [s for s in statements[A] if "ORDER BY points_interchange.updated_at_us" in s]
+    plans = [line for sql in awaiting for line in plan_of(nodes.paths[A], sql)]
+    assert awaiting and not [line for line in plans if "TEMP B-TREE" in line], plans
     check_node_plans(nodes, statements, queues=True)
