@@ -197,9 +197,11 @@ def prepare_synthetic_pair(
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
     pair_names: tuple[str, str] = ("freshmart", "careplus"),
+    moved_points_expiry_months: int | None = None,
 ) -> NodePair:
     """Two synthetic partners with ``members`` members each, ``shared`` of them in common, opening
-    balances accrued from their transactions under the default programme, and their node settings."""
+    balances accrued from their transactions under the default programme, and their node settings.
+    ``moved_points_expiry_months`` sets the agreement's own expiry rule for moved points."""
     from participant_node.data import load_partner
     from participant_node.points.ledger import Ledger
     from participant_node.points.opening import issue_opening_balances
@@ -212,6 +214,10 @@ def prepare_synthetic_pair(
             root / "data" / partner, prefix=prefix, people=people[partner], peer=peer, seed=seed
         )
     agreement = default_agreement(a, b, valid_from=datetime(2025, 1, 1, tzinfo=UTC))
+    if moved_points_expiry_months is not None:
+        agreement = InterchangeAgreement.model_validate(
+            agreement.model_dump() | {"moved_points_expiry_months": moved_points_expiry_months}
+        )
     pair = build_node_pair(
         root,
         agreement,

@@ -247,11 +247,11 @@ class DestinationSide:
         else:
             point_lots.release(tx.conn, keys)
         now = datetime.fromtimestamp(tx.now_us / 1_000_000, UTC)
-        for row in own_rule:
-            until = add_months(now, months[row.agreement_id] or 0)
-            point_lots.add_lots(
-                tx.conn, row.member_account, [point_lots.Slice(row.credited, int(until.timestamp() * 1e6))]
-            )
+        until = {a: int(add_months(now, m).timestamp() * 1e6) for a, m in months.items() if m}
+        point_lots.add_to_lots(
+            tx.conn,
+            [(r.member_account, point_lots.Slice(r.credited, until[r.agreement_id])) for r in own_rule],
+        )
 
     def in_doubt(self, *, older_than_s: float) -> dict[str, list[str]]:
         """Reservations still open after ``older_than_s``: peer -> transfer ids to ask the source about."""

@@ -37,6 +37,7 @@ __all__ = [
     "UNTRACKED_EXPIRY_MONTHS",
     "Slice",
     "add_lots",
+    "add_to_lots",
     "credit_held",
     "expire_due",
     "held",
@@ -90,6 +91,17 @@ def add_lots(conn: Connection, account: str, slices: Iterable[Slice]) -> None:
         if s.points > 0:
             merged[s.expires_at_us] = merged.get(s.expires_at_us, 0) + s.points
     _upsert(conn, [_row(account, Slice(p, e)) for e, p in sorted(merged.items())])
+
+
+def add_to_lots(conn: Connection, credits: Sequence[tuple[str, Slice]]) -> None:
+    """Add each (account, slice) to that account's lot of the slice's expiry, for many accounts in
+    one write: slices of one lot merged first, then in account and expiry order (as ``add_lots``:
+    one lock order for every transaction)."""
+    merged: dict[tuple[str, int], int] = {}
+    for account, s in credits:
+        if s.points > 0:
+            merged[account, s.expires_at_us] = merged.get((account, s.expires_at_us), 0) + s.points
+    _upsert(conn, [_row(account, Slice(p, e)) for (account, e), p in sorted(merged.items())])
 
 
 def lots_of(conn: Connection, account: str) -> list[Slice]:
