@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection
@@ -57,7 +57,11 @@ def inbound_key(peer: str, transfer_id: str) -> str:
 
 
 def fields_hash(*fields: object) -> str:
-    return hashlib.sha256(json.dumps([str(f) for f in fields]).encode()).hexdigest()
+    """sha256 of the fields as ``json.dumps`` writes a list of their strings (the stored hashes are
+    of that text), built without ``json.dumps``'s per-call encoder: the same quoting and escaping
+    (``encode_basestring_ascii``, what ``json.dumps`` uses by default), the same separators."""
+    text = "[" + ", ".join([encode_basestring_ascii(str(f)) for f in fields]) + "]"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def caps(
