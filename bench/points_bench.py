@@ -17,6 +17,7 @@ Each mode runs ``--runs`` times on fresh nodes; the medians are reported with ev
 
     python bench/points_bench.py [--transfers 3000] [--runs 3] [--threads 32] [--batch 100]
                                  [--batches-per-thread 4] [--synchronous FULL|NORMAL]
+                                 [--transfers-in-flight N]
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loyalfed.points_cluster import PointsCluster
 from loyalfed.points_federation import LOOPBACK, prepare_synthetic_pair
+from participant_node.points.node_settings import PointsNodeSettings
 
 TARGETS = {"single": 500.0, "batched": 2_000.0}
+_DEFAULT_IN_FLIGHT = PointsNodeSettings.model_fields["transfers_in_flight"].default
 
 
 def _drained(cluster: PointsCluster, a: str, b: str) -> bool:
@@ -151,7 +154,14 @@ def _submit(
 
 
 def run_once(
-    mode: str, *, transfers: int, threads: int, batch: int, seed: int, synchronous: str
+    mode: str,
+    *,
+    transfers: int,
+    threads: int,
+    batch: int,
+    seed: int,
+    synchronous: str,
+    in_flight: int | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="points-bench-") as tmp:
         root = Path(tmp)
@@ -162,6 +172,7 @@ def run_once(
             synchronous=synchronous,
             fault_seed=seed if mode == "faults" else None,
             audit=True,
+            transfers_in_flight=in_flight,
         )
         a, b = pair.agreement.partners
         with PointsCluster(pair, log_dir=root / "logs") as cluster:
@@ -236,6 +247,8 @@ def main() -> int:
     # only (see docs/points_interchange.md, "Durability and throughput").
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--modes", default="single,batched,faults")
+    # The source's batches that may wait on the peer at once (the node setting; its default if absent).
+    parser.add_argument("--transfers-in-flight", type=int, default=None)
     args = parser.parse_args()
     if min(args.transfers, args.threads, args.batch, args.batches_per_thread, args.runs) < 1:
         parser.error("--transfers, --threads, --batch, --batches-per-thread and --runs must be >= 1")
@@ -247,6 +260,7 @@ def main() -> int:
         "batched_transfers_per_run": batched_transfers,
         "fault_seed": args.seed,
         "sqlite_synchronous": args.synchronous,
+        "transfers_in_flight": args.transfers_in_flight or _DEFAULT_IN_FLIGHT,
         "runs": {},
         "median_committed_per_s": {},
         "median_nodes_cpu_ms_per_transfer": {},
@@ -268,6 +282,7 @@ def main() -> int:
                 batch=args.batch,
                 seed=args.seed + r,
                 synchronous=args.synchronous,
+                in_flight=args.transfers_in_flight,
             )
             for r in range(args.runs)
         ]

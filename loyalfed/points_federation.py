@@ -39,6 +39,9 @@ __all__ = [
     "write_synthetic_partner",
 ]
 
+# The node setting's own default, unless a caller (a benchmark) sets another.
+_DEFAULT_IN_FLIGHT: int = PointsNodeSettings.model_fields["transfers_in_flight"].default
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -140,6 +143,7 @@ def build_node_pair(
     min_link_set_size: int = 100,
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
+    transfers_in_flight: int | None = None,
 ) -> NodePair:
     """Certificates, officers' signatures, agreement files and settings for the agreement's two partners."""
     a, b = agreement.partners
@@ -178,6 +182,7 @@ def build_node_pair(
             fault_seed=fault_seed,
             fault_rate=fault_rate,
             in_doubt_after_s=2.0,
+            transfers_in_flight=transfers_in_flight or _DEFAULT_IN_FLIGHT,
             recovery_every_s=1.0,
         )
         paths[partner] = home / "node.json"
@@ -196,6 +201,7 @@ def prepare_synthetic_pair(
     min_link_set_size: int = 100,
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
+    transfers_in_flight: int | None = None,
     pair_names: tuple[str, str] = ("freshmart", "careplus"),
     moved_points_expiry_months: int | None = None,
 ) -> NodePair:
@@ -228,6 +234,7 @@ def prepare_synthetic_pair(
         min_link_set_size=min_link_set_size,
         database_urls=database_urls,
         audit=audit,
+        transfers_in_flight=transfers_in_flight,
     )
     for partner in (a, b):
         ledger = Ledger(pair.settings[partner].database_url, synchronous="NORMAL")
