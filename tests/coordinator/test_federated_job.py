@@ -93,12 +93,26 @@ def job_run(
     return run, federation, withdrawn[0], ledger_file
 
 
-def test_a_node_failing_mid_round_does_not_stop_the_job(job_run: tuple) -> None:
+def test_a_node_failing_mid_round_does_not_stop_the_job(job_run: tuple, cj_federation: Path) -> None:
     run, *_ = job_run
     rounds = run.outcome.rounds
     assert [(r.nodes_ok, r.nodes_failed) for r in rounds] == [(4, 0), (3, 1), (4, 0)]
-    assert run.outcome.evaluation is not None and run.outcome.evaluation.auc > 0.6
     assert run.outcome.nodes[KILLED].steps == 2 * JOB.local_steps  # it missed one round, and was not charged
+    # The job still made a useful model: its exact AUC over every node's held-out members. The
+    # released AUC is read from DP-noised 10-bin histograms, whose noise sd (on the summary) is
+    # 0.08-0.11 for this small job: it agrees with the exact AUC within 4 noise sds plus the 10
+    # bins' coarseness (0.05), not above a fixed floor (a floor of 0.6 failed a CI run at 0.576;
+    # a local run read exact 0.762, released 0.811, sd 0.106).
+    now = datetime.now(UTC).replace(tzinfo=None)
+    nodes = [load_local_task_data(cj_federation / s, JOB, at=now) for s in sorted(run.partner_ids)]
+    heldout = TaskDataset.concatenate(d.heldout for d in nodes)
+    model = make_model(JOB.model, heldout.X.shape[1])
+    model.load_state_dict(run.outcome.arrays.to_torch_state_dict())
+    exact = roc_auc(heldout.y, predict_proba(model, heldout.X))
+    assert exact > 0.7
+    released = run.outcome.evaluation
+    assert released is not None and released.auc_noise_sd > 0
+    assert abs(released.auc - exact) <= 4 * released.auc_noise_sd + 0.05
 
 
 def test_a_withdrawn_member_is_absent_from_every_later_round(job_run: tuple) -> None:
