@@ -4,8 +4,6 @@ settlement, audit, and a capture of everything the nodes send each other and the
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,23 +12,21 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from audit.audit_log import AuditLog
 from audit.lineage_event import EventType
-from loyalfed.points_federation import LOOPBACK, NodePair, prepare_synthetic_pair
+from loyalfed.points_federation import NodePair, prepare_synthetic_pair
 from participant_node.consent import ConsentStore, store_path
-from participant_node.matching.tls_scope import node_server_config
 from participant_node.points import point_lots
 from participant_node.points.errors import PeerError
 from participant_node.points.fault_plan import RecordingTransport
 from participant_node.points.interchange_rows import OUTBOX, ROWS, enqueue
-from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
 from participant_node.points.wire import POINTS_WIRE_VERSION, ReserveItem, ReserveRequest
 from policies.purpose import Purpose
+from tests.participant_node.points.served_nodes import serving
 
 A, B = "freshmart", "careplus"
 WIDE = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
@@ -56,26 +52,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         return recorder
 
     services = {p: PointsService(pair.settings[p], wrap_transport=record) for p in (A, B)}
-    servers = []
-    for partner, service in services.items():
-        config = node_server_config(
-            create_points_app(service),
-            tls=service.pki.node_tls(partner),
-            host=LOOPBACK,
-            port=pair.ports[partner],
-            log_level="warning",
-        )
-        server = uvicorn.Server(config)
-        servers.append(server)
-        threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not all(s.started for s in servers):
-        assert time.monotonic() < deadline, "nodes did not start"
-        time.sleep(0.02)
-    yield Nodes(pair, services, captured, root)
-    for server in servers:
-        server.should_exit = True
-    time.sleep(0.5)
+    with serving(pair, services):
+        yield Nodes(pair, services, captured, root)
 
 
 def member(n: int) -> str:

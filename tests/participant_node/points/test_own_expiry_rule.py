@@ -4,20 +4,16 @@ posts, instead of the expiry it was sent with."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import uvicorn
 
-from loyalfed.points_federation import LOOPBACK, prepare_synthetic_pair
-from participant_node.matching.tls_scope import node_server_config
-from participant_node.points.runner import create_points_app
+from loyalfed.points_federation import prepare_synthetic_pair
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
 from policies.loyalty_programme import add_months
+from tests.participant_node.points.served_nodes import serving
 
 A, B = "freshmart", "careplus"
 MONTHS = 12
@@ -30,26 +26,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Poi
         root, members=60, shared=40, min_link_set_size=20, moved_points_expiry_months=MONTHS
     )
     nodes = {p: PointsService(pair.settings[p]) for p in (A, B)}
-    servers = []
-    for partner, service in nodes.items():
-        config = node_server_config(
-            create_points_app(service),
-            tls=service.pki.node_tls(partner),
-            host=LOOPBACK,
-            port=pair.ports[partner],
-            log_level="warning",
-        )
-        servers.append(uvicorn.Server(config))
-        threading.Thread(target=servers[-1].run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not all(s.started for s in servers):
-        assert time.monotonic() < deadline, "nodes did not start"
-        time.sleep(0.02)
-    assert nodes[A].link(B).linked == 40
-    yield nodes
-    for server in servers:
-        server.should_exit = True
-    time.sleep(0.5)
+    with serving(pair, nodes):
+        assert nodes[A].link(B).linked == 40
+        yield nodes
 
 
 def _lots(service: PointsService, member: str) -> dict[str, int]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -33,21 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, event
 
-from loyalfed.points_federation import LOOPBACK, prepare_synthetic_pair
-from participant_node.matching.tls_scope import node_server_config
+from loyalfed.points_federation import prepare_synthetic_pair
 from participant_node.points import link_store, point_lots
 from participant_node.points.bulk_statements import delete_in, insert_rows
 from participant_node.points.interchange_rows import OUTBOX, ROWS, State, enqueue, load_rows, set_state
 from participant_node.points.ledger import AccountKind, Ledger, LedgerTx, account_id
 from participant_node.points.ledger_rules import AccountFlags, Transfer, TransferKind, UsageLimit
 from participant_node.points.point_lots import Slice
-from participant_node.points.runner import create_points_app
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
 from participant_node.points.store_schema import TABLES, sqlite_url
+from tests.participant_node.points.served_nodes import serving
 
 A, B = "freshmart", "careplus"
 ISSUANCE = account_id(AccountKind.ISSUANCE)
@@ -439,33 +435,15 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     pair = prepare_synthetic_pair(root, members=160, shared=120, min_link_set_size=20)
     clock = Clock(datetime.now(UTC))
     services = {p: PointsService(pair.settings[p], clock=clock) for p in (A, B)}
-    servers = []
-    for partner, service in services.items():
-        config = node_server_config(
-            create_points_app(service, start=False),
-            tls=service.pki.node_tls(partner),
-            host=LOOPBACK,
-            port=pair.ports[partner],
-            log_level="warning",
-        )
-        server = uvicorn.Server(config)
-        servers.append(server)
-        threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not all(s.started for s in servers):
-        assert time.monotonic() < deadline, "nodes did not start"
-        time.sleep(0.02)
-    assert services[A].link(B).linked == 120
-    traces = {p: Trace() for p in services}
-    for partner, service in services.items():
-        traces[partner].attach(service.ledger.engine)
-    paths = {p: Path(s.ledger.url.removeprefix("sqlite:///")) for p, s in services.items()}
-    yield Nodes(services, traces, paths, clock)
-    for service in services.values():
-        service.stop_sending()
-    for server in servers:
-        server.should_exit = True
-    time.sleep(0.5)
+    with serving(pair, services, start=False):
+        assert services[A].link(B).linked == 120
+        traces = {p: Trace() for p in services}
+        for partner, service in services.items():
+            traces[partner].attach(service.ledger.engine)
+        paths = {p: Path(s.ledger.url.removeprefix("sqlite:///")) for p, s in services.items()}
+        yield Nodes(services, traces, paths, clock)
+        for service in services.values():
+            service.stop_sending()
 
 
 def requests_of(tag: str) -> list[TransferRequest]:
