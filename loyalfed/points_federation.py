@@ -41,6 +41,7 @@ __all__ = [
 
 # The node setting's own default, unless a caller (a benchmark) sets another.
 _DEFAULT_IN_FLIGHT: int = PointsNodeSettings.model_fields["transfers_in_flight"].default
+_DEFAULT_PER_BATCH: int = PointsNodeSettings.model_fields["transfers_per_batch"].default
 
 LOOPBACK = "127.0.0.1"
 
@@ -144,6 +145,7 @@ def build_node_pair(
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
     transfers_in_flight: int | None = None,
+    transfers_per_batch: int | None = None,
 ) -> NodePair:
     """Certificates, officers' signatures, agreement files and settings for the agreement's two partners."""
     a, b = agreement.partners
@@ -183,6 +185,7 @@ def build_node_pair(
             fault_rate=fault_rate,
             in_doubt_after_s=2.0,
             transfers_in_flight=transfers_in_flight or _DEFAULT_IN_FLIGHT,
+            transfers_per_batch=transfers_per_batch or _DEFAULT_PER_BATCH,
             recovery_every_s=1.0,
         )
         paths[partner] = home / "node.json"
@@ -202,6 +205,7 @@ def prepare_synthetic_pair(
     database_urls: dict[str, str] | None = None,
     audit: bool = True,
     transfers_in_flight: int | None = None,
+    transfers_per_batch: int | None = None,
     pair_names: tuple[str, str] = ("freshmart", "careplus"),
     moved_points_expiry_months: int | None = None,
 ) -> NodePair:
@@ -235,6 +239,7 @@ def prepare_synthetic_pair(
         database_urls=database_urls,
         audit=audit,
         transfers_in_flight=transfers_in_flight,
+        transfers_per_batch=transfers_per_batch,
     )
     for partner in (a, b):
         ledger = Ledger(pair.settings[partner].database_url, synchronous="NORMAL")

@@ -49,6 +49,10 @@ class PointsNodeSettings(BaseModel):
     # How many batches of transfers may wait on the peer's answer at once; reservations still run
     # one batch at a time (caps are checked in order), only the waiting on the peer overlaps.
     transfers_in_flight: int = Field(default=2, ge=1, le=16)
+    # The most transfers one batch (one reservation transaction, one message each way) may carry.
+    # Larger batches spread a commit and a message over more transfers; a lost or faulted message
+    # holds up more of them (the fault-injection test uses smaller batches for more messages).
+    transfers_per_batch: int = Field(default=1_000, ge=1, le=10_000)
     fault_seed: int | None = None
     fault_rate: float = Field(default=0.04, ge=0, lt=0.16)  # per kind; six kinds in FaultPlan
 

@@ -81,11 +81,12 @@ class PointsService:
         self.settlements = SettlementExchange(self.partner, self.ledger, self.book, self._statement_key)
         self.audit = AuditForwarder(self.ledger, self._audit_sink)
         self._audit_log: AuditLog | None = None
-        # Batches of at most 250 transfers: the per-batch costs (a commit, a message each way) are
-        # already small per transfer at that size, and a lost or faulted message holds up fewer.
         # Reservations run one batch at a time; up to transfers_in_flight batches wait on the peer.
         self._group: GroupCommit[TransferRequest, _Reserved, TransferReceipt] = GroupCommit(
-            self.source.reserve, self._send_batch, max_batch=250, in_flight=settings.transfers_in_flight
+            self.source.reserve,
+            self._send_batch,
+            max_batch=settings.transfers_per_batch,
+            in_flight=settings.transfers_in_flight,
         )
         self._open_base_accounts()
 

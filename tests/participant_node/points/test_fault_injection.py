@@ -136,8 +136,16 @@ def _drain(cluster: PointsCluster, deadline_s: float = 300.0) -> None:
 
 @pytest.mark.slow
 def test_ten_thousand_transfers_survive_faults_and_a_killed_receiver(tmp_path: Path) -> None:
+    # Batches of at most 250 (the node allows 1,000): 10,000 transfers must cross in enough
+    # reserve and post messages for every kind of fault in the plan to meet them.
     pair = prepare_synthetic_pair(
-        tmp_path, members=1_300, shared=1_100, fault_seed=SEED, fault_rate=0.06, audit=False
+        tmp_path,
+        members=1_300,
+        shared=1_100,
+        fault_seed=SEED,
+        fault_rate=0.06,
+        audit=False,
+        transfers_per_batch=250,
     )
     urls = {p: s.database_url for p, s in pair.settings.items()}
     before = {p: _totals(u) for p, u in urls.items()}
