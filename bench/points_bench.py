@@ -2,7 +2,8 @@
 
 Two node processes (``participant_node.points.runner``), synthetic partners with linked members and
 accrued opening balances. A client submits conversions to the source node through its operator
-endpoint, from many threads at once:
+endpoint, from many threads at once, each with an id minted as the node's docs ask of clients
+(``transfer_ids.new_transfer_id``: time-ordered):
 
 - ``single``: one transfer per request (each request waits for its own outcome);
 - ``batched``: ``--batch`` transfers per request, each thread sending at least
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loyalfed.points_cluster import PointsCluster
 from loyalfed.points_federation import LOOPBACK, prepare_synthetic_pair
 from participant_node.points.node_settings import PointsNodeSettings
+from participant_node.points.transfer_ids import new_transfer_id
 
 TARGETS = {"single": 500.0, "batched": 2_000.0}
 _DEFAULT_IN_FLIGHT = PointsNodeSettings.model_fields["transfers_in_flight"].default
@@ -139,7 +140,7 @@ def _submit(
                     "member_id": members[j % len(members)],
                     "to": b,
                     "points": 250,
-                    "transfer_id": uuid.uuid4().hex,
+                    "transfer_id": new_transfer_id(),
                 }
                 for j in part
             ]

@@ -9,7 +9,6 @@ node's certificate. Each command prints a short summary, or only JSON with ``--j
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from participant_node.points.errors import PointsError
 from participant_node.points.node_settings import load_settings
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
+from participant_node.points.transfer_ids import new_transfer_id
 from policies.interchange_agreement import AgreementError, SignedAgreement, parse_agreement, sign_agreement
 from policies.loyalty_programme import LoyaltyProgramme
 
@@ -218,13 +218,15 @@ def transfer(
     member: str = typer.Option(..., "--member"),
     to: str = typer.Option(..., "--to", help="The partner whose points the member receives."),
     amount: int = typer.Option(..., "--points", min=1),
-    transfer_id: str = typer.Option(None, "--transfer-id", help="Idempotency key (default: a new UUID)."),
+    transfer_id: str = typer.Option(
+        None, "--transfer-id", help="Idempotency key (default: a new time-ordered id)."
+    ),
     node: Path = _NODE,
     as_json: bool = _JSON,
 ) -> None:
     """Convert a member's points into ``--to``'s points at the agreed rate."""
     with _service(node) as service:
-        receipt = service.transfer([TransferRequest(transfer_id or uuid.uuid4().hex, member, to, amount)])[0]
+        receipt = service.transfer([TransferRequest(transfer_id or new_transfer_id(), member, to, amount)])[0]
         service.delivery.recover()
     _emit(
         receipt.to_json(),

@@ -13,7 +13,6 @@ refusals 403/409, unknown things 404, bad input 400/422, an unreachable peer 502
 """
 
 import ssl
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -27,6 +26,7 @@ from participant_node.matching.peer_identity import PeerIdentityRefused, partner
 from participant_node.points.errors import LinkError, PeerError, PointsError
 from participant_node.points.service import PointsService
 from participant_node.points.source_side import TransferRequest
+from participant_node.points.transfer_ids import new_transfer_id
 from participant_node.points.wire import (
     TRANSFER_ID_PATTERN,
     DecisionReply,
@@ -110,7 +110,7 @@ def is_operator(scope: Any, service: PointsService) -> bool:
 
 
 def requests_of(items: tuple[TransferIn, ...]) -> list[TransferRequest]:
-    return [TransferRequest(i.transfer_id or uuid.uuid4().hex, i.member_id, i.to, i.points) for i in items]
+    return [TransferRequest(i.transfer_id or new_transfer_id(), i.member_id, i.to, i.points) for i in items]
 
 
 @lru_cache(maxsize=256)
