@@ -266,13 +266,13 @@ class SourceSide:
             tx,
             [(p.request.transfer_id, member_account(p.request.member_id), p.points + p.fee) for p in priced],
         )
-        unexpired = {key: slices is not None for key, slices in taken.items()}
-        ready = [p for p in priced if unexpired[p.request.transfer_id]]
-        applied = iter(tx.apply([leg for p in ready for leg in _legs(p)]))
+        # Each priced transfer's legs, built once (None: its points had expired).
+        legs = [_legs(p) if taken[p.request.transfer_id] is not None else None for p in priced]
+        applied = iter(tx.apply([leg for own in legs if own is not None for leg in own]))
         rows, receipts, refused = [], [], []
         recorded: dict[str, list[RecordedTransfer]] = {}
-        for p in priced:
-            results = [next(applied) for _ in _legs(p)] if unexpired[p.request.transfer_id] else []
+        for p, own in zip(priced, legs, strict=True):
+            results = [next(applied) for _ in own] if own is not None else []
             failed = next(
                 (o.result for o in results if not o.ok and o.result != Result.LINKED_EVENT_FAILED),
                 None if results else _EXPIRED,
@@ -391,22 +391,38 @@ class SourceSide:
             post = [rows[k] for k, r in answered.items() if r.status in ok]
             void = [rows[k] for k, r in answered.items() if r.status not in ok]
             reasons = {k: f"peer_{r.reason or r.status}" for k, r in answered.items()}
-            posted = self._decide(tx, post, void, reasons, notify_void=False)
-            final = load_rows(tx.conn, keys)
+            posted, voided = self._decide(tx, post, void, reasons, notify_void=False)
         posts = tuple(
             TransferDecision.model_construct(transfer_id=r.key, decided_at_us=tx.now_us) for r in posted
         )
-        return [_receipt(final[k]) for k in keys if k in final], posts
+        # The receipts from the rows read and the decisions just written (not read back): a row
+        # this transaction did not decide keeps the state it was read in.
+        decided = {r.key: (State.POSTED, r.reason) for r in posted} | {
+            k: (State.VOIDED, reason) for k, reason in voided.items()
+        }
+        receipts: list[TransferReceipt] = []
+        for k in keys:
+            row = rows.get(k)
+            if row is not None:
+                state, reason = decided.get(k, (row.state, row.reason))
+                receipts.append(
+                    TransferReceipt(
+                        row.transfer_id, row.peer, str(state), row.points, row.fee, row.credited, reason
+                    )
+                )
+        return receipts, posts
 
     def _decide(
         self, tx: LedgerTx, post: list[Any], void: list[Any], reasons: dict[str, str], *, notify_void: bool
-    ) -> list[Any]:
-        """Post ``post`` and void ``void`` (and what timed out first); returns the rows posted."""
-        outcomes = iter(tx.apply([leg for row in post for leg in _resolution(row, TransferKind.POST)]))
+    ) -> tuple[list[Any], dict[str, str]]:
+        """Post ``post`` and void ``void`` (and what timed out first); returns the rows posted and
+        the reason of each transfer voided."""
+        resolutions = [_resolution(row, TransferKind.POST) for row in post]  # built once per row
+        outcomes = iter(tx.apply([leg for legs in resolutions for leg in legs]))
         posted: list[Any] = []
         late: list[Any] = []
-        for row in post:
-            results = [next(outcomes) for _ in _resolution(row, TransferKind.POST)]
+        for row, legs in zip(post, resolutions, strict=True):
+            results = [next(outcomes) for _ in legs]
             (posted if all(o.ok for o in results) else late).append(row)
         if late:  # our reservation timed out before the peer's answer: the decision is void
             tx.expire_due()
@@ -423,11 +439,12 @@ class SourceSide:
         self._events(tx, EventType.POINTS_VOIDED, voided)
         for reason, group in by_reason.items():
             set_state(tx.conn, group, State.VOIDED, now, decided_at_us=now, reason=reason)
+        voided_reasons = {key: reason for reason, group in by_reason.items() for key in group}
         for peer in {r.peer for r in posted + voided}:
             enqueue(tx.conn, [r.key for r in posted if r.peer == peer], peer, "post", now)
             notify = late + (void if notify_void else [])
             enqueue(tx.conn, [r.key for r in notify if r.peer == peer], peer, "void", now)
-        return posted
+        return posted, voided_reasons
 
     def _events(self, tx: LedgerTx, event_type: EventType, rows: list[Any]) -> None:
         """The lineage event of ``rows``' decision, one per peer."""
