@@ -120,8 +120,12 @@ def _logreg(train: TaskDataset) -> nn.Module:
     l2 = 1.0 / max(len(train), 1)
     weight = model.linear.weight
     optimiser = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=_LBFGS_ITERATIONS, tolerance_grad=1e-7,
-        tolerance_change=1e-10, line_search_fn="strong_wolfe",
+        model.parameters(),
+        lr=1.0,
+        max_iter=_LBFGS_ITERATIONS,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
     )
     loss_fn = nn.BCEWithLogitsLoss()
 

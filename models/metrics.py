@@ -70,9 +70,9 @@ def auc_standard_error(auc: float, n_positives: int, n_negatives: int) -> float:
     if n_positives <= 0 or n_negatives <= 0 or not np.isfinite(auc):
         return float("nan")
     q1, q2 = auc / (2.0 - auc), 2.0 * auc**2 / (1.0 + auc)
-    variance = (
-        auc * (1.0 - auc) + (n_positives - 1) * (q1 - auc**2) + (n_negatives - 1) * (q2 - auc**2)
-    ) / (n_positives * n_negatives)
+    variance = (auc * (1.0 - auc) + (n_positives - 1) * (q1 - auc**2) + (n_negatives - 1) * (q2 - auc**2)) / (
+        n_positives * n_negatives
+    )
     return float(np.sqrt(max(variance, 0.0)))
 
 

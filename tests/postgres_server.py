@@ -95,14 +95,25 @@ def running_postgres() -> Iterator[str]:
     os.chown(root, runner.uid, runner.gid)
     data_dir = root / "data"
     port = _free_loopback_port()
-    init = runner.run(str(bin_dir / "initdb"), "-D", str(data_dir), "-U", _SERVER_USER, "-A", "trust",
-                      "-E", "UTF8", "--no-sync")
+    init = runner.run(
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data_dir),
+        "-U",
+        _SERVER_USER,
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-300:]}")
     options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-    start = runner.run(str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(root / "log"),
-                       "-w", "start")
+    start = runner.run(
+        str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(root / "log"), "-w", "start"
+    )
     try:
         if start.returncode != 0:
             raise PostgresUnavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}")

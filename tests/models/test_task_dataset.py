@@ -30,8 +30,13 @@ def north(cj_federation: Path) -> dict[Task, TaskDataset]:
     for task in Task:
         as_of, horizon = task_defaults(task)
         out[task] = build_task_dataset(
-            data.members, data.transactions, data.campaigns,
-            task=task, as_of=as_of, horizon_days=horizon, schema=SCHEMA,
+            data.members,
+            data.transactions,
+            data.campaigns,
+            task=task,
+            as_of=as_of,
+            horizon_days=horizon,
+            schema=SCHEMA,
         )
     return out
 
@@ -52,8 +57,13 @@ def test_propensity_without_campaigns_is_a_model_error(cj_federation: Path) -> N
     data = load_partner(cj_federation / "freshmart-north")
     with pytest.raises(ModelError, match="campaigns"):
         build_task_dataset(
-            data.members, data.transactions, None,
-            task="propensity", as_of="2017-06-01", horizon_days=30, schema=SCHEMA,
+            data.members,
+            data.transactions,
+            None,
+            task="propensity",
+            as_of="2017-06-01",
+            horizon_days=30,
+            schema=SCHEMA,
         )
 
 
