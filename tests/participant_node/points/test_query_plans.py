@@ -406,6 +406,30 @@ def test_the_expiry_pass_searches_pending_transfers_by_their_timeout(store: Stor
     check_plans(store.path, statements)
 
 
+def test_the_lots_expiry_pass_searches_the_lots_due_by_their_expiry(store: Store) -> None:
+    """The lots of points that lapse: found by the partial index of lots still holding points, not
+    by reading every lot (one per member and earning day, the whole programme's history)."""
+    expiry_account = account_id(AccountKind.EXPIRY)
+    store.ledger.open_accounts([(expiry_account, AccountKind.EXPIRY, None, AccountFlags.NONE)])
+    due = us(store.clock.at) + 60_000_000
+    accounts = [member_account(n) for n in range(5)]
+    with store.ledger.transaction() as tx:
+        for account in accounts:
+            point_lots.add_lots(tx.conn, account, [Slice(7, due)])
+    store.clock.at += timedelta(minutes=2)
+    expired: list[int] = []
+
+    def lots_expiry_pass() -> None:
+        with store.ledger.transaction() as tx:
+            expired.append(point_lots.expire_due(tx))
+
+    statements = store.trace.run(lots_expiry_pass)
+    assert expired == [7 * len(accounts)]
+    search = "SEARCH points_lots USING INDEX points_lots_due (expires_at_us<?)"
+    assert any(search in plan_of(store.path, s) for s in statements)
+    check_plans(store.path, statements)
+
+
 # -- two real nodes: the statements of a transfer at both, and of the periodic passes ----------------
 
 
