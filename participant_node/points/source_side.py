@@ -400,17 +400,7 @@ class SourceSide:
         decided = {r.key: (State.POSTED, r.reason) for r in posted} | {
             k: (State.VOIDED, reason) for k, reason in voided.items()
         }
-        receipts: list[TransferReceipt] = []
-        for k in keys:
-            row = rows.get(k)
-            if row is not None:
-                state, reason = decided.get(k, (row.state, row.reason))
-                receipts.append(
-                    TransferReceipt(
-                        row.transfer_id, row.peer, str(state), row.points, row.fee, row.credited, reason
-                    )
-                )
-        return receipts, posts
+        return [_receipt(rows[k], decided.get(k)) for k in keys if k in rows], posts
 
     def _decide(
         self, tx: LedgerTx, post: list[Any], void: list[Any], reasons: dict[str, str], *, notify_void: bool
@@ -504,7 +494,7 @@ def _reserved(p: _Priced, now_us: int) -> Reserved:
     return Reserved(r.transfer_id, r.peer, p.agreement_id, p.token, p.points, p.credited, now_us)
 
 
-def _receipt(row: Any) -> TransferReceipt:
-    return TransferReceipt(
-        row.transfer_id, row.peer, row.state, row.points, row.fee, row.credited, row.reason
-    )
+def _receipt(row: Any, decided: tuple[str, str | None] | None = None) -> TransferReceipt:
+    """The receipt of a transfer row, with the (state, reason) just ``decided`` if it was."""
+    state, reason = decided or (row.state, row.reason)
+    return TransferReceipt(row.transfer_id, row.peer, str(state), row.points, row.fee, row.credited, reason)
